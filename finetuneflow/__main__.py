@@ -1,0 +1,24 @@
+"""Entry point: no arguments opens the app; subcommands are the CLI (`trainer`: the child)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        return main_gui()
+    from finetuneflow.cli import run_cli
+
+    return run_cli(argv)
+
+
+def main_gui() -> int:
+    from finetuneflow.gui.app import run_gui
+
+    return run_gui()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""Start the Qt application: the window, an optional project and page, or a screenshot."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+from types import TracebackType
+
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
+
+from finetuneflow.gui.main_window import MainWindow
+from finetuneflow.services.context import AppContext
+from finetuneflow.services.errors import UserError
+
+log = logging.getLogger(__name__)
+
+STYLE_SHEET = """
+QLabel#heading { font-size: 20px; font-weight: 600; }
+QLabel#emptyState { color: palette(mid); font-size: 14px; padding: 40px; }
+QListWidget#stepList { border: none; font-size: 13px; }
+QListWidget#stepList::item { padding: 6px 4px; }
+"""
+
+
+def make_application(argv: list[str] | None = None) -> QApplication:
+    app = QApplication.instance() or QApplication(argv or [sys.argv[0]])
+    app.setApplicationName("FineTuneFlow")
+    app.setOrganizationName("FineTuneFlow")
+    app.setStyle("Fusion")  # follows the system's light/dark scheme on every platform
+    app.setStyleSheet(STYLE_SHEET)
+    return app  # type: ignore[return-value]
+
+
+def save_screenshot(widget: QWidget, path: Path) -> None:
+    """Render the widget after pending layout/paint events, and save it as PNG."""
+    for _ in range(3):
+        QApplication.processEvents()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not widget.grab().save(str(path), "PNG"):
+        raise UserError(f"Could not write the screenshot to {path}.")
+
+
+def install_bug_dialog(context: AppContext) -> None:
+    """Uncaught exceptions are bugs: log them and point the person at the log file."""
+
+    def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+        log.error("Unexpected error\n%s", "".join(traceback.format_exception(kind, error, tb)))
+        if QGuiApplication.platformName() == "offscreen":
+            sys.__excepthook__(kind, error, tb)
+            return
+        QMessageBox.critical(None, "Something went wrong",
+                             f"FineTuneFlow hit an unexpected error: {error}\n\n"
+                             f"Details are in the log file:\n{context.log_file}")
+
+    sys.excepthook = hook
+
+
+def run_gui(project: str | None = None, page: str | None = None,
+            screenshot: Path | None = None) -> int:
+    app = make_application()
+    context = AppContext.open()
+    install_bug_dialog(context)
+    window = MainWindow(context)
+    if project:
+        window.open_project(project, page)
+    elif page:
+        raise UserError("--page needs --project: a page belongs to a project.")
+    window.show()
+    if screenshot is not None:
+        save_screenshot(window, screenshot)
+        print(screenshot)
+        return 0
+    QTimer.singleShot(0, lambda: log.info("window shown"))
+    return app.exec()

@@ -1,0 +1,51 @@
+"""The application context shared by the GUI and the CLI: home folder, database, start-up work."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from finetuneflow.services.logs import LOG_FILE_NAME, configure_logging
+from finetuneflow.storage.db import make_engine, make_session_factory, upgrade_to_head
+from finetuneflow.storage.home import Home
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
+
+@dataclass
+class AppContext:
+    home: Home
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @classmethod
+    def open(cls, home: Home | None = None) -> AppContext:
+        """Create the home folder, migrate the database to head, mark orphaned jobs interrupted."""
+        from finetuneflow.services.jobs import JobService
+
+        home = (home or Home.default()).ensure()
+        configure_logging(home.logs_dir)
+        engine = make_engine(home.db_path)
+        upgrade_to_head(engine)
+        context = cls(home, engine, make_session_factory(engine))
+        JobService(context).mark_orphans_interrupted()
+        return context
+
+    @property
+    def log_file(self) -> Path:
+        return self.home.logs_dir / LOG_FILE_NAME
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
