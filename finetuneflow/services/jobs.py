@@ -159,13 +159,14 @@ class ThrottledProgress:
         self._jobs = jobs
         self._job_id = job_id
         self._interval = interval
-        self._last = 0.0
+        self._last: float | None = None
         self._lock = threading.Lock()
 
     def __call__(self, fraction: float, message: str) -> None:
         now = time.monotonic()
         with self._lock:
-            if fraction < 1.0 and now - self._last < self._interval:
+            recent = self._last is not None and now - self._last < self._interval
+            if fraction < 1.0 and recent:
                 return
             self._last = now
         self._jobs.report(self._job_id, fraction, message)

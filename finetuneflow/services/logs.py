@@ -52,8 +52,11 @@ def configure_logging(logs_dir: Path, level: int = logging.INFO) -> Path:
     logs_dir.mkdir(parents=True, exist_ok=True)
     path = logs_dir / LOG_FILE_NAME
     root = logging.getLogger()
-    if any(getattr(handler, "finetuneflow", False) for handler in root.handlers):
-        return path
+    for old in [h for h in root.handlers if getattr(h, "finetuneflow", False)]:
+        if Path(old.baseFilename) == path:  # type: ignore[attr-defined]
+            return path
+        root.removeHandler(old)  # the home folder moved (tests, "move storage")
+        old.close()
     handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=5,
                                                    encoding="utf-8")
     handler.finetuneflow = True  # type: ignore[attr-defined]

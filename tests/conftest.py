@@ -1,0 +1,51 @@
+"""Shared fixtures: a fresh home folder per test, offscreen Qt, no Hub, the tiny model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Before anything imports Qt or huggingface_hub.
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CORPUS_DIR = REPO_ROOT.parent / "shared" / "corpus"
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own FINETUNEFLOW_HOME, so nothing touches the user's data."""
+    root = tmp_path / "home"
+    monkeypatch.setenv("FINETUNEFLOW_HOME", str(root))
+    for name in ("OLLAMA_API_KEY", "HF_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    return root
+
+
+@pytest.fixture
+def context(home: Path) -> Iterator:
+    from finetuneflow.services.context import AppContext
+
+    app_context = AppContext.open()
+    yield app_context
+    app_context.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    from tests.helpers.tiny_model import cached_tiny_model
+
+    return cached_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    if not CORPUS_DIR.is_dir():
+        pytest.skip(f"the document corpus is not at {CORPUS_DIR}")
+    return CORPUS_DIR
+
