@@ -49,3 +49,12 @@ def corpus_dir() -> Path:
         pytest.skip(f"the document corpus is not at {CORPUS_DIR}")
     return CORPUS_DIR
 
+
+
+@pytest.fixture
+def fake_llm() -> Iterator:
+    """A fake Ollama/OpenAI-compatible server on 127.0.0.1 (see tests/helpers/fake_llm.py)."""
+    from tests.helpers.fake_llm import FakeLLMServer
+
+    with FakeLLMServer() as server:
+        yield server
