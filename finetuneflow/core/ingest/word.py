@@ -1,0 +1,457 @@
+"""Word (.docx) documents: body in reading order, tables, headers/footers, foot- and endnotes.
+
+python-docx opens the package (ZIP + relationships); the XML is then walked directly, by local
+element names, because its paragraph API skips tables and text inside tracked insertions, has
+no footnotes, and does not know the namespaces of Strict Open XML files (same element names,
+other namespaces), which this walk reads as well.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from docx.opc.part import Part
+from docx.oxml import parse_xml
+from docx.package import Package
+from lxml import etree
+
+from .assemble import TextAssembler
+from .garble import looks_garbled
+from .messages import garbled_warning
+from .model import Document, error_document
+
+_MIN_VISIBLE_CHARS = 20
+_MAX_TITLE = 120
+
+DAMAGED = (
+    "This Word document is damaged or incomplete ({detail}): open it in Word or LibreOffice "
+    "and save it again, or get a fresh copy, then add it again."
+)
+NOT_WORD = (
+    "This file is a ZIP archive but not a Word document: save it from Word or LibreOffice as a "
+    "Word Document (.docx) and add it again."
+)
+STRICT_UNREADABLE = (
+    "This document was saved as Strict Open XML and could not be read: re-save it as a Word "
+    "Document (.docx) and add it again."
+)
+NO_TEXT = (
+    "This document has no text: if its content is in images (a scan, for example), save it as "
+    "PDF, run it through OCR (e.g. ocrmypdf) and add it again."
+)
+PART_DAMAGED = (
+    "The {parts} could not be read and were left out; the rest of the document was kept. {problem}"
+)
+LITTLE_TEXT = (
+    "This document has very little text ({count} characters): if its content is in images, "
+    "save it as PDF, run it through OCR (e.g. ocrmypdf) and add it again."
+)
+
+_STRICT_NAMESPACE = b"http://purl.oclc.org/ooxml/"
+# Elements whose content is not document text: properties, deleted or moved-away runs, field
+# codes (their result is in ordinary runs), symbols from symbol fonts.
+_SKIPPED = frozenset(
+    {
+        "pPr",
+        "rPr",
+        "tblPr",
+        "trPr",
+        "tcPr",
+        "sectPr",
+        "sdtPr",
+        "sdtEndPr",
+        "del",
+        "moveFrom",
+        "delText",
+        "instrText",
+        "delInstrText",
+        "fldData",
+        "sym",
+    }
+)
+# Containers whose children are blocks (paragraphs, tables) in reading order.
+_BLOCK_CONTAINERS = frozenset({"sdt", "sdtContent", "customXml", "ins", "moveTo", "smartTag"})
+_SEPARATOR_NOTES = frozenset({"separator", "continuationSeparator", "continuationNotice"})
+_HEADING_NAME = re.compile(r"heading\s*(\d)", re.IGNORECASE)
+
+
+class _Unreadable(Exception):
+    """The package cannot be read; carries the message for the user."""
+
+
+@dataclass(frozen=True)
+class _Block:
+    text: str
+    heading_level: int | None = None
+
+
+@dataclass(frozen=True)
+class _Style:
+    name: str
+    outline_level: int | None
+    based_on: str | None
+
+
+def load_docx(data: bytes) -> Document:
+    """Load a .docx given as bytes; a damaged or foreign file becomes an error document."""
+    strict = _is_strict(data)
+    try:
+        main = _main_part(data)
+        reader = _WordReader(main)
+        return reader.read()
+    except _Unreadable as problem:
+        return error_document("docx", STRICT_UNREADABLE if strict else str(problem))
+
+
+def _is_strict(data: bytes) -> bool:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return _STRICT_NAMESPACE in archive.read("_rels/.rels")
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        KeyError,
+        OSError,
+        ValueError,
+        EOFError,
+        NotImplementedError,
+    ):
+        return False  # not readable as a ZIP: _main_part reports it
+
+
+def _main_part(data: bytes) -> Part:
+    try:
+        package = Package.open(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise _Unreadable(DAMAGED.format(detail=f"not a complete ZIP archive: {exc}")) from exc
+    except Exception as exc:  # python-docx raises KeyError, ValueError, lxml errors…
+        raise _Unreadable(DAMAGED.format(detail=_describe(exc))) from exc
+    main = _related(package.rels.values(), "officeDocument")
+    if main is None:
+        raise _Unreadable(NOT_WORD)
+    return main
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc).strip().strip("\"'") or type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _related(rels: Iterable[Any], kind: str) -> Part | None:
+    """The first part related by a relationship type ending in ``kind`` (either namespace)."""
+    for rel in rels:
+        if not rel.is_external and rel.reltype.rsplit("/", 1)[-1] == kind:
+            return rel.target_part  # type: ignore[no-any-return]
+    return None
+
+
+def _xml(part: Part) -> etree._Element:
+    element = getattr(part, "element", None)
+    if element is not None:
+        return element  # type: ignore[no-any-return]
+    try:
+        return parse_xml(part.blob)
+    except etree.XMLSyntaxError as exc:
+        raise _Unreadable(DAMAGED.format(detail=f"{part.partname}: {_describe(exc)}")) from exc
+
+
+_LOCAL_NAMES: dict[str, str] = {}
+
+
+def _local(element: etree._Element) -> str:
+    """The tag without its namespace ("{…/main}p" -> "p"), cached: tags repeat a lot."""
+    tag = element.tag
+    if not isinstance(tag, str):  # comments, processing instructions
+        return ""
+    name = _LOCAL_NAMES.get(tag)
+    if name is None:
+        name = _LOCAL_NAMES.setdefault(tag, tag.rsplit("}", 1)[-1])
+    return name
+
+
+def _attr(element: etree._Element, name: str) -> str | None:
+    for key, value in element.attrib.items():
+        if key == name or key.endswith("}" + name):
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+def _child(element: etree._Element, name: str) -> etree._Element | None:
+    for child in element:
+        if _local(child) == name:
+            return child
+    return None
+
+
+class _WordReader:
+    """Reads one main document part and the parts it refers to."""
+
+    def __init__(self, main: Part) -> None:
+        self._main = main
+        self._root = _xml(main)
+        self._styles = self._read_styles()
+
+    def read(self) -> Document:
+        body = _child(self._root, "body")
+        if body is None:
+            raise _Unreadable(DAMAGED.format(detail="the document body is missing"))
+        assembler = TextAssembler()
+        raw: list[str] = []
+        self._add_body(assembler, raw, body)
+        problems: list[str] = []
+        for section, texts in self._extra_parts(problems):
+            raw.extend(texts)
+            assembler.add("\n\n".join(texts), section=section)
+        warnings = problems + self._warnings(assembler, raw)
+        return assembler.finish("docx", pages=None, warnings=warnings)
+
+    def _add_body(self, assembler: TextAssembler, raw: list[str], body: etree._Element) -> None:
+        section: str | None = None
+        pending: list[str] = []
+        for block in self._blocks(body):
+            raw.append(block.text)
+            if block.heading_level is not None and block.text.strip():
+                assembler.add("\n\n".join(pending), section=section)
+                section, pending = _section_title(block.text), []
+            pending.append(block.text)
+        assembler.add("\n\n".join(pending), section=section)
+
+    def _warnings(self, assembler: TextAssembler, raw: list[str]) -> list[str]:
+        warnings: list[str] = []
+        visible = assembler.visible_chars()
+        if visible == 0:
+            warnings.append(NO_TEXT)
+        elif visible < _MIN_VISIBLE_CHARS:
+            warnings.append(LITTLE_TEXT.format(count=visible))
+        reason = looks_garbled("\n".join(raw))
+        if reason:
+            warnings.append(garbled_warning(reason))
+        return warnings
+
+    # Headers, footers and notes -------------------------------------------------------------
+
+    def _extra_parts(self, problems: list[str]) -> Iterator[tuple[str, list[str]]]:
+        """(section label, texts) for headers, footers, footnotes and endnotes.
+
+        A damaged one is reported in ``problems`` and skipped; the body is kept.
+        """
+        readers: list[tuple[str, str, Callable[[], list[str]]]] = [
+            ("Header", "headers", lambda: self._unique_texts(self._header_footer_roots("header"))),
+            ("Footer", "footers", lambda: self._unique_texts(self._header_footer_roots("footer"))),
+            ("Footnotes", "footnotes", lambda: self._notes("footnotes", "footnote")),
+            ("Endnotes", "endnotes", lambda: self._notes("endnotes", "endnote")),
+        ]
+        for section, parts, read in readers:
+            try:
+                texts = read()
+            except _Unreadable as problem:
+                problems.append(PART_DAMAGED.format(parts=parts, problem=problem))
+                continue
+            if texts:
+                yield section, texts
+
+    def _header_footer_roots(self, kind: str) -> Iterator[etree._Element]:
+        """Each header (or footer) part once, in section order, as the sections refer to them."""
+        seen: set[str] = set()
+        for properties in self._root.iter("{*}sectPr"):
+            for reference in properties:
+                if _local(reference) != f"{kind}Reference":
+                    continue
+                rel_id = _attr(reference, "id")
+                rel = self._main.rels.get(rel_id) if rel_id else None
+                if rel is None or rel.is_external or rel.target_part.partname in seen:
+                    continue
+                seen.add(rel.target_part.partname)
+                yield _xml(rel.target_part)
+
+    def _unique_texts(self, roots: Iterable[etree._Element]) -> list[str]:
+        texts: list[str] = []
+        for root in roots:
+            text = "\n\n".join(block.text for block in self._blocks(root) if block.text.strip())
+            if text.strip() and text not in texts:
+                texts.append(text)
+        return texts
+
+    def _notes(self, kind: str, note_name: str) -> list[str]:
+        part = _related(self._main.rels.values(), kind)
+        if part is None:
+            return []
+        texts = []
+        for note in _xml(part):
+            if _local(note) != note_name or _attr(note, "type") in _SEPARATOR_NOTES:
+                continue
+            text = "\n".join(block.text for block in self._blocks(note) if block.text.strip())
+            if text.strip():
+                texts.append(text)
+        return texts
+
+    # Blocks: paragraphs and tables in reading order ----------------------------------------
+
+    def _blocks(self, container: etree._Element) -> Iterator[_Block]:
+        for child in container:
+            name = _local(child)
+            if name == "p":
+                yield from self._paragraph(child)
+            elif name == "tbl":
+                yield _Block(self._table(child))
+            elif name in _BLOCK_CONTAINERS:
+                yield from self._blocks(child)
+            elif name == "AlternateContent":
+                branch = _first_branch(child)
+                if branch is not None:
+                    yield from self._blocks(branch)
+
+    def _paragraph(self, paragraph: etree._Element) -> Iterator[_Block]:
+        parts: list[str] = []
+        text_boxes: list[etree._Element] = []
+        _collect_runs(paragraph, parts, text_boxes)
+        yield _Block("".join(parts), self._heading_level(paragraph))
+        for box in text_boxes:
+            yield from self._blocks(box)
+
+    def _table(self, table: etree._Element) -> str:
+        """One line per row, cells separated by " | "; a one-cell row keeps its paragraphs."""
+        lines = []
+        for row in _rows(table):
+            cells = [text for text in map(self._cell, _cells(row)) if text.strip()]
+            if len(cells) == 1:
+                lines.append(cells[0])
+            elif cells:
+                lines.append(" | ".join(" ".join(cell.split()) for cell in cells))
+        return "\n".join(lines)
+
+    def _cell(self, cell: etree._Element) -> str:
+        return "\n".join(block.text for block in self._blocks(cell) if block.text.strip())
+
+    # Styles ---------------------------------------------------------------------------------
+
+    def _read_styles(self) -> dict[str, _Style]:
+        part = _related(self._main.rels.values(), "styles")
+        if part is None:
+            return {}
+        styles = {}
+        for style in _xml(part):
+            if _local(style) != "style" or _attr(style, "type") != "paragraph":
+                continue
+            style_id = _attr(style, "styleId")
+            if style_id:
+                styles[style_id] = _Style(
+                    name=_child_value(style, "name") or "",
+                    outline_level=_outline_level(_child(style, "pPr")),
+                    based_on=_child_value(style, "basedOn"),
+                )
+        return styles
+
+    def _heading_level(self, paragraph: etree._Element) -> int | None:
+        properties = _child(paragraph, "pPr")
+        if properties is None:
+            return None
+        own = _outline_level(properties)
+        if own is not None:
+            return own
+        return self._style_heading_level(_child_value(properties, "pStyle"))
+
+    def _style_heading_level(self, style_id: str | None) -> int | None:
+        for _ in range(10):  # basedOn chains are short; a cycle must not hang us
+            style = self._styles.get(style_id or "")
+            if style is None:
+                return None
+            name = style.name.strip().lower()
+            if name == "title":
+                return 0
+            match = _HEADING_NAME.fullmatch(name)
+            if match:
+                return int(match.group(1))
+            if style.outline_level is not None:
+                return style.outline_level
+            style_id = style.based_on
+        return None
+
+
+def _section_title(heading: str) -> str:
+    title = " ".join(heading.split())
+    return title if len(title) <= _MAX_TITLE else title[: _MAX_TITLE - 3] + "..."
+
+
+def _collect_runs(element: etree._Element, parts: list[str], boxes: list[etree._Element]) -> None:
+    """Append the visible text under ``element`` to ``parts``, in order; text boxes to ``boxes``."""
+    for child in element:
+        name = _local(child)
+        if not name or name in _SKIPPED:
+            continue
+        if name == "t":
+            parts.append(child.text or "")
+        elif name in ("tab", "ptab"):
+            parts.append("\t")
+        elif name in ("br", "cr"):
+            parts.append("\n")
+        elif name == "noBreakHyphen":
+            parts.append("-")
+        elif name == "txbxContent":
+            boxes.append(child)
+        elif name == "AlternateContent":
+            branch = _first_branch(child)
+            if branch is not None:
+                _collect_runs(branch, parts, boxes)
+        else:
+            _collect_runs(child, parts, boxes)
+
+
+def _first_branch(alternate: etree._Element) -> etree._Element | None:
+    """One branch of mc:AlternateContent: Choice and Fallback hold the same text twice."""
+    for child in alternate:
+        if _local(child) in ("Choice", "Fallback"):
+            return child
+    return None
+
+
+def _rows(table: etree._Element) -> Iterator[etree._Element]:
+    for child in table:
+        name = _local(child)
+        if name == "tr":
+            properties = _child(child, "trPr")
+            if properties is None or _child(properties, "del") is None:  # deleted row
+                yield child
+        elif name in _BLOCK_CONTAINERS:
+            yield from _rows(child)
+
+
+def _cells(row: etree._Element) -> Iterator[etree._Element]:
+    for child in row:
+        name = _local(child)
+        if name == "tc":
+            if not _continues_merge(child):
+                yield child
+        elif name in _BLOCK_CONTAINERS:
+            yield from _cells(child)
+
+
+def _continues_merge(cell: etree._Element) -> bool:
+    """A cell covered by the merged cell above (vMerge) or to the left (legacy hMerge)."""
+    properties = _child(cell, "tcPr")
+    if properties is None:
+        return False
+    for name in ("vMerge", "hMerge"):
+        merge = _child(properties, name)
+        if merge is not None and _attr(merge, "val") != "restart":
+            return True
+    return False
+
+
+def _child_value(element: etree._Element, name: str) -> str | None:
+    child = _child(element, name)
+    return None if child is None else _attr(child, "val")
+
+
+def _outline_level(properties: etree._Element | None) -> int | None:
+    """Word's outline level 0-8 means heading 1-9; 9 is body text."""
+    value = None if properties is None else _child_value(properties, "outlineLvl")
+    if value is None or not value.isdigit() or int(value) > 8:
+        return None
+    return int(value) + 1
