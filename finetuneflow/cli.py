@@ -74,6 +74,68 @@ def cmd_project_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- model, documents, datasets -----------------------------------------------------------------
+
+def cmd_model_set(args: argparse.Namespace) -> int:
+    from finetuneflow.services.models import ModelService
+
+    choice = ModelService(_open_context()).choose(args.project, args.model)
+    if args.json:
+        print_json(choice.to_json())
+    else:
+        print(f"{choice.ref}: {choice.facts.describe()}")
+        if not choice.weights_ready:
+            print("The weights will be downloaded before training.", file=sys.stderr)
+    return 0
+
+
+def _stderr_progress(fraction: float, message: str) -> None:
+    print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from finetuneflow.core.chunking import ChunkSettings
+    from finetuneflow.services.ingest import IngestService
+
+    service = IngestService(_open_context())
+    if args.chunk_tokens is not None or args.overlap is not None:
+        current = service.chunk_settings(args.project)
+        service.set_chunk_settings(args.project, ChunkSettings(
+            max_tokens=args.chunk_tokens or current.max_tokens,
+            overlap_tokens=current.overlap_tokens if args.overlap is None else args.overlap))
+    outcomes = service.ingest(args.project, [Path(p) for p in args.paths],
+                              password=args.password, progress=_stderr_progress)
+    if args.json:
+        print_json([outcome.to_json() for outcome in outcomes])
+    else:
+        for o in outcomes:
+            pages = "-" if o.pages is None else o.pages
+            print(f"{o.name}\t{o.status}\t{o.message or '-'}\tpages={pages}\tchars={o.chars}"
+                  f"\tchunks={o.chunks}")
+    if not outcomes:
+        print("finetuneflow: error: no supported files found (PDF, DOCX, TXT, MD)",
+              file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0 if any(o.status != "error" for o in outcomes) else EXIT_USER_ERROR
+
+
+def cmd_dataset_import(args: argparse.Namespace) -> int:
+    from finetuneflow.services.datasets import DatasetService
+
+    summary = DatasetService(_open_context()).import_file(
+        args.project, Path(args.file), format=args.format, system_prompt=args.system_prompt)
+    if args.json:
+        print_json(summary.to_json())
+    else:
+        print(f"{summary.file} ({summary.format}): {summary.imported} imported, "
+              f"{summary.rejected} rejected, {summary.duplicates} already present")
+        for error in summary.errors:
+            print(f"  {error}")
+        if summary.rejected > len(summary.errors):
+            print(f"  … and {summary.rejected - len(summary.errors)} more rejected lines")
+    return 0 if summary.imported or summary.duplicates else EXIT_USER_ERROR
+
+
 # --- gui ----------------------------------------------------------------------------------------
 
 def cmd_gui(args: argparse.Namespace) -> int:
@@ -108,6 +170,38 @@ def build_parser() -> argparse.ArgumentParser:
     delete = project_commands.add_parser("delete", help="delete a project and its files")
     delete.add_argument("id", help="project id, unique id prefix, or exact name")
     delete.set_defaults(handler=cmd_project_delete)
+
+    model = commands.add_parser("model", help="choose the base model")
+    model_commands = model.add_subparsers(dest="model_command", metavar="ACTION", required=True,
+                                          parser_class=_Parser)
+    model_set = model_commands.add_parser("set", help="set a project's base model")
+    model_set.add_argument("project")
+    model_set.add_argument("model", metavar="MODEL_ID_OR_PATH",
+                           help="a Hugging Face Hub id or a local model folder")
+    _add_json(model_set)
+    model_set.set_defaults(handler=cmd_model_set)
+
+    ingest = commands.add_parser("ingest", help="add documents (PDF, DOCX, TXT, MD) or folders")
+    ingest.add_argument("project")
+    ingest.add_argument("paths", nargs="+", metavar="FILE_OR_FOLDER")
+    ingest.add_argument("--password", help="password for encrypted PDFs")
+    ingest.add_argument("--chunk-tokens", type=int, metavar="N", help="tokens per chunk (512)")
+    ingest.add_argument("--overlap", type=int, metavar="N", help="tokens of overlap (50)")
+    _add_json(ingest)
+    ingest.set_defaults(handler=cmd_ingest)
+
+    dataset = commands.add_parser("dataset", help="import or export training examples")
+    dataset_commands = dataset.add_subparsers(dest="dataset_command", metavar="ACTION",
+                                              required=True, parser_class=_Parser)
+    dataset_import = dataset_commands.add_parser("import", help="import an existing dataset")
+    dataset_import.add_argument("project")
+    dataset_import.add_argument("file")
+    dataset_import.add_argument("--format", default="auto",
+                                choices=["auto", "messages", "prompt-completion", "alpaca",
+                                         "sharegpt", "csv"])
+    dataset_import.add_argument("--system-prompt", help="add this system prompt to every example")
+    _add_json(dataset_import)
+    dataset_import.set_defaults(handler=cmd_dataset_import)
 
     gui = commands.add_parser("gui", help="open the app window")
     gui.add_argument("--project", help="open this project (id, id prefix or name)")

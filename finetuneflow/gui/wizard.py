@@ -6,14 +6,22 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWizard, QWizardPage
 
 from finetuneflow.core.steps import STEPS, step_index
+from finetuneflow.gui.pages.data_page import DataPage
+from finetuneflow.gui.pages.model_page import ModelPage
 from finetuneflow.gui.pages.step_page import PlannedStepPage
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.projects import ProjectService, ProjectSummary
 
+PAGE_CLASSES: dict[str, type] = {"model": ModelPage, "data": DataPage}
+
 
 def build_pages(context: AppContext, project: ProjectSummary) -> list[QWizardPage]:
-    """One page per step; pages that exist replace the planned placeholder."""
-    return [PlannedStepPage(step) for step in STEPS]
+    """One page per step; steps without their page yet get a plain placeholder."""
+    pages: list[QWizardPage] = []
+    for step in STEPS:
+        page_class = PAGE_CLASSES.get(step.key)
+        pages.append(page_class(step, context, project) if page_class else PlannedStepPage(step))
+    return pages
 
 
 class StepList(QListWidget):

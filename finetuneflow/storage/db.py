@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
+
+from finetuneflow.core.resources import app_root
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,10 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def migrations_dir() -> Path:
     """`migrations/` beside the package in a checkout, or inside the frozen bundle."""
-    bundle = getattr(sys, "_MEIPASS", None)
-    candidates = [Path(bundle) / "migrations"] if bundle else []
-    candidates.append(Path(__file__).resolve().parents[2] / "migrations")
-    for candidate in candidates:
-        if (candidate / "env.py").exists():
-            return candidate
-    raise MigrationError(f"migrations folder not found (looked in {candidates})")
+    folder = app_root() / "migrations"
+    if not (folder / "env.py").exists():
+        raise MigrationError(f"the migrations folder is missing: {folder}")
+    return folder
 
 
 def alembic_config(connection: Connection | None = None, script_location: Path | None = None):

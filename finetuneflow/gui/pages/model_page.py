@@ -1,0 +1,194 @@
+"""Step 1 — Model: the curated list, a Hub id, or a local folder; the model's facts; weights."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
+
+from finetuneflow.core.models import CuratedModel, curated_models, format_params
+from finetuneflow.core.steps import Step
+from finetuneflow.gui.errors import describe
+from finetuneflow.gui.pages.step_page import StepPage
+from finetuneflow.gui.workers import TaskRunner
+from finetuneflow.services.context import AppContext
+from finetuneflow.services.models import ModelChoice, ModelService
+from finetuneflow.services.projects import ProjectSummary
+
+COLUMNS = ("Model", "Size", "Licence", "Access", "Ollama")
+
+
+def _row(model: CuratedModel) -> tuple[str, ...]:
+    return (model.id, format_params(model.params), model.licence,
+            "gated: needs a token" if model.gated else "open",
+            "yes" if model.ollama_merged else "needs GGUF")
+
+
+class ModelPage(StepPage):
+    def __init__(self, step: Step, context: AppContext, project: ProjectSummary) -> None:
+        super().__init__(step)
+        self.context = context
+        self.project_id = project.id
+        self.models = ModelService(context)
+        self.tasks = TaskRunner(self)
+        self.choice: ModelChoice | None = None
+        self._curated = curated_models()
+
+        self.filter = QLineEdit(placeholderText="Filter: family, size, licence…")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.textChanged.connect(self._apply_filter)
+        self.table = self._build_table()
+
+        self.hub_id = QLineEdit(placeholderText="or any Hugging Face id, e.g. Qwen/Qwen2.5-1.5B")
+        self.hub_id.returnPressed.connect(lambda: self.select(self.hub_id.text()))
+        use_hub = QPushButton("Use this id")
+        use_hub.clicked.connect(lambda: self.select(self.hub_id.text()))
+        pick_folder = QPushButton("Choose a folder…")
+        pick_folder.clicked.connect(self._pick_folder)
+        other = QHBoxLayout()
+        other.addWidget(self.hub_id, 1)
+        other.addWidget(use_hub)
+        other.addWidget(pick_folder)
+
+        self.body.addWidget(self.filter)
+        self.body.addWidget(self.table, 1)
+        self.body.addLayout(other)
+        self.body.addWidget(self._build_facts_box())
+        self._show_choice(self.models.current(project.id))
+
+    def _build_table(self) -> QTableWidget:
+        table = QTableWidget(len(self._curated), len(COLUMNS))
+        table.setObjectName("curatedModels")
+        table.setHorizontalHeaderLabels(COLUMNS)
+        table.verticalHeader().hide()
+        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        for row, model in enumerate(self._curated):
+            for column, value in enumerate(_row(model)):
+                item = QTableWidgetItem(value)
+                item.setToolTip(model.note or model.id)
+                table.setItem(row, column, item)
+        table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        table.resizeColumnsToContents()
+        # Only a click or Enter chooses: a selection Qt makes by itself must not download.
+        table.cellClicked.connect(lambda row, _col: self._choose_row(row))
+        table.activated.connect(lambda index: self._choose_row(index.row()))
+        return table
+
+    def _build_facts_box(self) -> QGroupBox:
+        box = QGroupBox("Chosen model")
+        self.facts = QLabel("No model chosen yet: pick one above, type a Hub id, or choose a "
+                            "folder with a model (config.json and tokenizer files).")
+        self.facts.setWordWrap(True)
+        self.facts.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.progress.hide()
+        self.download = QPushButton("Download weights")
+        self.download.clicked.connect(self._download_weights)
+        self.download.hide()
+        self.cancel = QPushButton("Cancel")
+        self.cancel.clicked.connect(self.tasks.cancel_all)
+        self.cancel.hide()
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.progress, 1)
+        buttons.addWidget(self.download)
+        buttons.addWidget(self.cancel)
+        layout = QVBoxLayout(box)
+        layout.addWidget(self.facts)
+        layout.addWidget(self.status)
+        layout.addLayout(buttons)
+        return box
+
+    # --- choosing -------------------------------------------------------------------------------
+
+    def _apply_filter(self, text: str) -> None:
+        words = text.lower().split()
+        for row, model in enumerate(self._curated):
+            haystack = " ".join((*_row(model), model.family, model.note)).lower()
+            self.table.setRowHidden(row, not all(word in haystack for word in words))
+
+    def _choose_row(self, row: int) -> None:
+        if self._curated[row].id != (self.choice and self.choice.ref):
+            self.select(self._curated[row].id)
+
+    def _pick_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a model folder")
+        if folder:
+            self.select(folder)
+
+    def select(self, ref: str) -> None:
+        """Check the model and store it on the project, in the background."""
+        if not ref.strip() or self.tasks.is_running("choose"):
+            return
+        self._busy(f"Checking {ref.strip()}…")
+        self.tasks.start(
+            "choose", lambda _progress, cancel: self.models.choose(self.project_id, ref, cancel),
+            on_success=self._show_choice, on_failure=self._show_failure, on_finished=self._idle)
+
+    def _download_weights(self) -> None:
+        self._busy("Downloading the weights… you can go on meanwhile.")
+        self.progress.setRange(0, 1000)
+        self.tasks.start(
+            "download",
+            lambda progress, cancel: self.models.download_weights(self.project_id, progress,
+                                                                  cancel),
+            on_progress=self._show_progress, on_success=self._show_choice,
+            on_failure=self._show_failure, on_finished=self._idle,
+            on_cancel=lambda: self.status.setText("Download cancelled; finished files are kept."))
+
+    def _show_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(fraction * 1000))
+        self.status.setText(message)
+
+    # --- showing --------------------------------------------------------------------------------
+
+    def _busy(self, message: str) -> None:
+        self.status.setText(message)
+        self.status.setStyleSheet("")
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.cancel.show()
+        self.download.setEnabled(False)
+
+    def _idle(self) -> None:
+        self.progress.hide()
+        self.cancel.hide()
+        self.download.setEnabled(True)
+
+    def _show_choice(self, choice: ModelChoice | None) -> None:
+        self.choice = choice
+        if choice is not None:
+            self.facts.setText(f"<b>{choice.ref}</b><br>{choice.facts.describe()}")
+            weights = ("Weights are on this computer." if choice.weights_ready else
+                       "Weights are not downloaded yet: they are fetched before training, or "
+                       "now with “Download weights”.")
+            ollama = ("" if choice.facts.ollama_merged else
+                      " Ollama cannot import this architecture directly (export as GGUF).")
+            self.status.setText(weights + ollama)
+            self.status.setStyleSheet("")
+            self.download.setVisible(not choice.weights_ready)
+            self.hub_id.setText("" if choice.ref in {m.id for m in self._curated} else choice.ref)
+        self.completeChanged.emit()
+
+    def _show_failure(self, error: BaseException) -> None:
+        text, _is_bug = describe(error, self.context.log_file)
+        self.status.setText(text)
+        self.status.setStyleSheet("color: #c0392b;")
+
+    def isComplete(self) -> bool:
+        return self.choice is not None

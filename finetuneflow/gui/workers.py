@@ -1,0 +1,114 @@
+"""Run service calls on the thread pool and hear back through Qt signals on the main thread."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
+
+from finetuneflow.core.progress import Cancelled, CancelToken, ProgressSink
+
+log = logging.getLogger(__name__)
+
+Work = Callable[[ProgressSink, CancelToken], Any]
+
+
+class WorkerSignals(QObject):
+    progress = Signal(float, str)
+    succeeded = Signal(object)
+    failed = Signal(object)  # the exception
+    cancelled = Signal()
+    finished = Signal(int)  # the worker's key
+
+
+class Worker(QRunnable):
+    """One background call. Signals are created on the main thread, so slots run there."""
+
+    def __init__(self, work: Work, key: int) -> None:
+        super().__init__()
+        self.setAutoDelete(False)  # the runner keeps it until `finished` has been delivered
+        self.work = work
+        self.key = key
+        self.signals = WorkerSignals()
+        self.cancel_token = CancelToken()
+        # Set before the result is signalled, so a slot reacting to it may start the next task.
+        self.done = False
+
+    def run(self) -> None:
+        try:
+            result = self.work(self.signals.progress.emit, self.cancel_token)
+        except Cancelled:
+            self._end(self.signals.cancelled.emit)
+        except Exception as error:
+            log.exception("background task failed")
+            self._end(partial(self.signals.failed.emit, error))
+        else:
+            if self.cancel_token.cancelled:
+                self._end(self.signals.cancelled.emit)
+            else:
+                self._end(partial(self.signals.succeeded.emit, result))
+
+    def _end(self, emit_outcome: Callable[[], None]) -> None:
+        self.done = True
+        emit_outcome()
+        self.signals.finished.emit(self.key)
+
+    def cancel(self) -> None:
+        self.cancel_token.cancel()
+
+
+class TaskRunner(QObject):
+    """Runs a page's background calls, at most one per name, and keeps every worker (and so its
+    signals) alive until its last signal has been delivered: a signal object destroyed earlier
+    takes its queued results with it."""
+
+    def __init__(self, parent: QObject | None = None, pool: QThreadPool | None = None) -> None:
+        super().__init__(parent)
+        self._pool = pool or QThreadPool.globalInstance()
+        self._by_name: dict[str, Worker] = {}
+        self._alive: dict[int, Worker] = {}
+        self._keys = itertools.count()
+
+    def start(self, name: str, work: Work, *,
+              on_success: Callable[[Any], None] | None = None,
+              on_failure: Callable[[BaseException], None] | None = None,
+              on_progress: Callable[[float, str], None] | None = None,
+              on_cancel: Callable[[], None] | None = None,
+              on_finished: Callable[[], None] | None = None) -> Worker:
+        """Connect the slots, then start: a worker that fails at once must not beat them."""
+        if self.is_running(name):
+            raise RuntimeError(f"{name} is already running")
+        worker = Worker(work, next(self._keys))
+        self._by_name[name] = worker
+        self._alive[worker.key] = worker
+        signals = worker.signals
+        # Queued: every slot, lambdas included, runs on the main thread, in emission order.
+        queued = Qt.ConnectionType.QueuedConnection
+        for signal, slot in ((signals.succeeded, on_success), (signals.failed, on_failure),
+                             (signals.progress, on_progress), (signals.cancelled, on_cancel)):
+            if slot is not None:
+                signal.connect(slot, queued)
+        signals.finished.connect(self._forget, queued)
+        if on_finished is not None:
+            signals.finished.connect(lambda _key: on_finished(), queued)
+        self._pool.start(worker)
+        return worker
+
+    def _forget(self, key: int) -> None:
+        self._alive.pop(key, None)
+
+    def is_running(self, name: str) -> bool:
+        worker = self._by_name.get(name)
+        return worker is not None and not worker.done
+
+    def cancel(self, name: str) -> None:
+        if name in self._by_name:
+            self._by_name[name].cancel()
+
+    def cancel_all(self) -> None:
+        for worker in self._alive.values():
+            worker.cancel()

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QInputDialog, QMessageBox, QWidget
+from pytestqt.qtbot import QtBot
+
+from finetuneflow.gui.main_window import MainWindow
+from finetuneflow.gui.pages.data_page import DataPage
+from finetuneflow.gui.pages.model_page import ModelPage
+from finetuneflow.services.context import AppContext
+from finetuneflow.services.ingest import IngestService
+from finetuneflow.services.models import ModelService
+from tests.helpers.images import assert_not_blank
+
+
+@pytest.fixture
+def window(qtbot: QtBot, context: AppContext) -> MainWindow:
+    main = MainWindow(context)
+    qtbot.addWidget(main)
+    main.show()
+    return main
+
+
+def drop_files(target: QWidget, paths: list[Path]) -> None:
+    """A real drag-enter + drop of local files, as the window system would deliver them."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
+    position = QPointF(target.width() / 2, target.height() / 2)
+    actions = Qt.DropAction.CopyAction
+    with warnings.catch_warnings():  # PySide6 has only the (deprecated) QPoint overload
+        warnings.simplefilter("ignore", DeprecationWarning)
+        enter = QDragEnterEvent(position.toPoint(), actions, mime, Qt.MouseButton.LeftButton,
+                                Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(target, enter)
+    assert enter.isAccepted(), "the drop target refused the drag"
+    drop = QDropEvent(position, actions, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(target, drop)
+
+
+def test_model_page_with_a_local_folder(window: MainWindow, qtbot: QtBot,
+                                        tiny_model_dir: Path, context: AppContext,
+                                        tmp_path: Path) -> None:
+    project = window.dashboard.create_project("Model page")
+    wizard = window.open_project(project.id)
+    page = wizard.currentPage()
+    assert isinstance(page, ModelPage) and not page.isComplete()
+    assert page.table.rowCount() >= 12
+
+    page.filter.setText("smollm2")
+    visible = [r for r in range(page.table.rowCount()) if not page.table.isRowHidden(r)]
+    assert len(visible) == 3
+
+    page.select(str(tiny_model_dir))
+    qtbot.waitUntil(page.isComplete, timeout=10_000)
+    assert "LlamaForCausalLM" in page.facts.text()
+    assert ModelService(context).current(project.id).ref == str(tiny_model_dir.resolve())
+
+    page.select(str(tmp_path))  # not a model folder: an inline message, the choice stays
+    qtbot.waitUntil(lambda: "config.json" in page.status.text(), timeout=10_000)
+    assert page.isComplete()
+    shot = tmp_path / "model.png"
+    window.grab().save(str(shot))
+    assert_not_blank(shot)
+
+
+@pytest.fixture
+def data_page(window: MainWindow, context: AppContext, tiny_model_dir: Path) -> DataPage:
+    project = window.dashboard.create_project("Data page")
+    ModelService(context).choose(project.id, str(tiny_model_dir))
+    page = window.open_project(project.id, "data").currentPage()
+    assert isinstance(page, DataPage)
+    return page
+
+
+def test_drop_documents_onto_the_data_page(data_page: DataPage, qtbot: QtBot,
+                                           corpus_dir: Path, window: MainWindow,
+                                           tmp_path: Path) -> None:
+    assert data_page.files_or_empty.currentWidget() is data_page.drop_zone
+    assert not data_page.isComplete() and not window.wizard.button(
+        window.wizard.WizardButton.NextButton).isEnabled()
+
+    drop_files(data_page.drop_zone, [corpus_dir / "pdf/normal_pdflatex_4pages.pdf",
+                                     corpus_dir / "txt/empty.txt"])
+    qtbot.waitUntil(lambda: data_page.table.rowCount() == 2 and
+                    not data_page.tasks.is_running("ingest"), timeout=30_000)
+    assert data_page.isComplete()
+    assert window.wizard.button(window.wizard.WizardButton.NextButton).isEnabled()
+    names = [data_page.table.item(r, 1).text() for r in range(2)]
+    assert names == ["normal_pdflatex_4pages.pdf", "empty.txt"]
+    assert "empty" in data_page.table.item(1, 5).text().lower()
+
+    drop_files(data_page.table.viewport(), [corpus_dir / "docx/google-docs-export.docx"])
+    qtbot.waitUntil(lambda: data_page.table.rowCount() == 3, timeout=30_000)
+    shot = tmp_path / "data.png"
+    window.grab().save(str(shot))
+    assert_not_blank(shot)
+
+
+def test_encrypted_pdf_prompts_for_the_password(data_page: DataPage, qtbot: QtBot,
+                                                corpus_dir: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = iter([("wrong", True), ("openpassword", True)])
+    prompts: list[str] = []
+
+    def fake_get_text(_parent, _title, label, *_args, **_kwargs):
+        prompts.append(label)
+        return next(answers)
+
+    monkeypatch.setattr(QInputDialog, "getText", fake_get_text)
+    data_page.add_paths([corpus_dir / "pdf/encrypted_userpw_rc4-128_libreoffice.pdf"])
+    qtbot.waitUntil(lambda: len(prompts) == 2 and not data_page.tasks.is_running("ingest")
+                    and data_page.table.item(0, 4).text() != "0", timeout=30_000)
+    assert "password" in prompts[0].lower() and "wrong" in prompts[1].lower()
+    assert data_page.table.rowCount() == 1 and data_page.isComplete()
+
+
+def test_remove_and_import_a_dataset(data_page: DataPage, qtbot: QtBot, corpus_dir: Path,
+                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     context: AppContext) -> None:
+    data_page.add_paths([corpus_dir / "txt/latin1_finnish.txt"])
+    qtbot.waitUntil(lambda: data_page.table.rowCount() == 1
+                    and not data_page.tasks.is_running("ingest"), timeout=30_000)
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *_args: QMessageBox.StandardButton.Yes)
+    monkeypatch.setattr(QMessageBox, "information", lambda *_args: None)
+    data_page.table.selectRow(0)
+    data_page.remove_button.click()
+    assert data_page.table.rowCount() == 0 and not data_page.isComplete()
+
+    dataset = tmp_path / "qa.jsonl"
+    good = {"messages": [{"role": "user", "content": "Q?"},
+                         {"role": "assistant", "content": "A."}]}
+    dataset.write_text(json.dumps(good) + "\n{broken\n", encoding="utf-8")
+    summary = data_page.import_dataset(dataset)
+    assert summary is not None and (summary.imported, summary.rejected) == (1, 1)
+    assert data_page.isComplete()
+    assert IngestService(context).has_training_material(data_page.project_id)

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.helpers.cli import run_cli, run_cli_json
+
+OUTCOME_KEYS = {"name", "status", "message", "pages", "chars", "chunks"}
+
+
+def _project_with_model(home: Path, tiny_model_dir: Path) -> str:
+    project = run_cli_json(home, "project", "create", "CLI docs")["id"]
+    choice = run_cli_json(home, "model", "set", project, str(tiny_model_dir))
+    assert choice["architecture"] == "LlamaForCausalLM" and choice["source"] == "local"
+    assert choice["parameters"] > 0 and choice["has_chat_template"] is True
+    return project
+
+
+def test_ingest_json_reports_every_file(home: Path, tiny_model_dir: Path,
+                                        corpus_dir: Path) -> None:
+    project = _project_with_model(home, tiny_model_dir)
+    outcomes = run_cli_json(home, "ingest", project,
+                            str(corpus_dir / "pdf/normal_pdflatex_4pages.pdf"),
+                            str(corpus_dir / "txt/binary_jpeg_renamed.txt"),
+                            "--chunk-tokens", "256", "--overlap", "32")
+    assert [o["status"] for o in outcomes] == ["ok", "error"]
+    assert OUTCOME_KEYS <= set(outcomes[0])
+    assert outcomes[0]["pages"] == 4 and outcomes[0]["chunks"] > 0
+    assert "not a text file" in outcomes[1]["message"]
+
+
+def test_ingest_exit_code_and_plain_lines(home: Path, tiny_model_dir: Path,
+                                          corpus_dir: Path) -> None:
+    project = _project_with_model(home, tiny_model_dir)
+    only_bad = run_cli(home, "ingest", project, str(corpus_dir / "txt/binary_jpeg_renamed.txt"))
+    assert only_bad.returncode != 0 and "Traceback" not in only_bad.stderr
+    assert only_bad.stdout.startswith("binary_jpeg_renamed.txt\terror\t")
+    mixed = run_cli(home, "ingest", project, str(corpus_dir / "md"),
+                    str(corpus_dir / "txt/binary_jpeg_renamed.txt"))
+    assert mixed.returncode == 0, mixed.stderr
+    lines = mixed.stdout.strip().splitlines()
+    assert len(lines) == 3 and all("chunks=" in line for line in lines)
+
+
+def test_model_set_errors_are_one_line(home: Path) -> None:
+    project = run_cli_json(home, "project", "create", "Bad model")["id"]
+    result = run_cli(home, "model", "set", project, "not a model id!")
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "Hugging Face model id" in result.stderr
+
+
+def test_dataset_import_reports_counts_and_reasons(home: Path, tmp_path: Path) -> None:
+    project = run_cli_json(home, "project", "create", "Imported")["id"]
+    data = tmp_path / "alpaca.json"
+    data.write_text(json.dumps([
+        {"instruction": "Say hi", "input": "", "output": "Hi"},
+        {"instruction": "Add", "input": "1+1", "output": "2"},
+        {"instruction": "No output"},
+    ]), encoding="utf-8")
+    summary = run_cli_json(home, "dataset", "import", project, str(data))
+    assert summary["format"] == "alpaca"
+    assert (summary["imported"], summary["rejected"]) == (2, 1)
+    assert summary["errors"] == ["line 1: no 'output' field"]
+    again = run_cli_json(home, "dataset", "import", project, str(data), "--format", "alpaca")
+    assert (again["imported"], again["duplicates"]) == (0, 2)
