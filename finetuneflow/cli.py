@@ -120,10 +120,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_import(args: argparse.Namespace) -> int:
+    from finetuneflow.core.dataset.formats import CsvColumns
     from finetuneflow.services.datasets import DatasetService
 
+    columns = None
+    if args.prompt_column or args.completion_column:
+        if not (args.prompt_column and args.completion_column):
+            raise UserError("Give both --prompt-column and --completion-column.")
+        columns = CsvColumns(args.prompt_column, args.completion_column, args.system_column)
     summary = DatasetService(_open_context()).import_file(
-        args.project, Path(args.file), format=args.format, system_prompt=args.system_prompt)
+        args.project, Path(args.file), format=args.format, system_prompt=args.system_prompt,
+        csv_columns=columns)
     if args.json:
         print_json(summary.to_json())
     else:
@@ -200,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 choices=["auto", "messages", "prompt-completion", "alpaca",
                                          "sharegpt", "csv"])
     dataset_import.add_argument("--system-prompt", help="add this system prompt to every example")
+    dataset_import.add_argument("--prompt-column", metavar="NAME", help="CSV: the prompt column")
+    dataset_import.add_argument("--completion-column", metavar="NAME",
+                                help="CSV: the answer column")
+    dataset_import.add_argument("--system-column", metavar="NAME",
+                                help="CSV: an optional system prompt column")
     _add_json(dataset_import)
     dataset_import.set_defaults(handler=cmd_dataset_import)
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from finetuneflow.core.dataset.formats import FORMATS, read_dataset
+from finetuneflow.core.dataset.formats import FORMATS, CsvColumns, read_dataset
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.ingest import sha256_of, store_original
 from finetuneflow.services.projects import ProjectService
@@ -55,7 +55,8 @@ class DatasetService:
         self._projects = ProjectService(context)
 
     def import_file(self, project_ref: str, path: Path, *, format: str = "auto",
-                    system_prompt: str | None = None) -> ImportSummary:
+                    system_prompt: str | None = None,
+                    csv_columns: CsvColumns | None = None) -> ImportSummary:
         """Import good rows as accepted examples; bad rows are kept as rejected, with reasons."""
         if format != "auto" and format not in FORMATS:
             raise UserError(f"Unknown format {format!r}: use auto or one of {', '.join(FORMATS)}.")
@@ -63,7 +64,8 @@ class DatasetService:
             raise UserError(f"{path} is not a file.")
         project_id = self._projects.get(project_ref).id
         try:
-            result = read_dataset(path, format=format, system_prompt=system_prompt)
+            result = read_dataset(path, format=format, system_prompt=system_prompt or None,
+                                  csv_columns=csv_columns)
         except ValueError as error:
             raise UserError(f"{path.name}: {error}") from None
         self._keep_copy(project_id, path)

@@ -63,3 +63,16 @@ def test_dataset_import_reports_counts_and_reasons(home: Path, tmp_path: Path) -
     assert summary["errors"] == ["line 1: no 'output' field"]
     again = run_cli_json(home, "dataset", "import", project, str(data), "--format", "alpaca")
     assert (again["imported"], again["duplicates"]) == (0, 2)
+
+
+def test_csv_import_with_a_column_mapping(home: Path, tmp_path: Path) -> None:
+    project = run_cli_json(home, "project", "create", "CSV")["id"]
+    data = tmp_path / "faq.csv"
+    data.write_text("frage,antwort\nWas ist LoRA?,Ein Adapter.\nUnd QLoRA?,LoRA in 4 Bit.\n",
+                    encoding="utf-8")
+    unmapped = run_cli(home, "dataset", "import", project, str(data))
+    assert unmapped.returncode == 1 and "frage" in unmapped.stderr
+    mapped = run_cli_json(home, "dataset", "import", project, str(data), "--prompt-column",
+                          "frage", "--completion-column", "antwort",
+                          "--system-prompt", "Antworte kurz.")
+    assert (mapped["format"], mapped["imported"], mapped["rejected"]) == ("csv", 2, 0)

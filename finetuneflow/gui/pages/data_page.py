@@ -26,8 +26,10 @@ from PySide6.QtWidgets import (
 )
 
 from finetuneflow.core.chunking import ChunkSettings
+from finetuneflow.core.dataset.formats import CsvColumns
 from finetuneflow.core.steps import Step
 from finetuneflow.gui.errors import show_error
+from finetuneflow.gui.import_dialog import ImportDialog
 from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.workers import TaskRunner
 from finetuneflow.services.context import AppContext
@@ -309,12 +311,19 @@ class DataPage(StepPage):
 
     def _pick_dataset(self) -> None:
         file, _ = QFileDialog.getOpenFileName(self, "Import a dataset", "", DATASET_FILTER)
-        if file:
-            self.import_dataset(Path(file))
+        if not file:
+            return
+        options = ImportDialog(Path(file), self)
+        if options.exec() == ImportDialog.DialogCode.Accepted:
+            self.import_dataset(Path(file), options.chosen_format(),
+                                options.system_prompt.toPlainText(), options.csv_columns())
 
-    def import_dataset(self, path: Path) -> ImportSummary | None:
+    def import_dataset(self, path: Path, format: str = "auto", system_prompt: str = "",
+                       csv_columns: CsvColumns | None = None) -> ImportSummary | None:
         try:
-            summary = self.datasets.import_file(self.project_id, path)
+            summary = self.datasets.import_file(self.project_id, path, format=format,
+                                                system_prompt=system_prompt,
+                                                csv_columns=csv_columns)
         except Exception as error:
             show_error(self, "Import a dataset", error, self.context.log_file)
             return None
