@@ -27,6 +27,20 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def keychain() -> Iterator:
+    """A fresh in-memory OS keychain per test (the real one is neither touched nor needed)."""
+    import keyring
+
+    from tests.helpers.memory_keyring import MemoryKeyring
+
+    previous = keyring.get_keyring()
+    memory = MemoryKeyring()
+    keyring.set_keyring(memory)
+    yield memory
+    keyring.set_keyring(previous)
+
+
 @pytest.fixture
 def context(home: Path) -> Iterator:
     from finetuneflow.services.context import AppContext

@@ -35,6 +35,15 @@ REQUIRED_METADATA = ("config.json",)
 WEIGHT_PATTERNS = ["*.safetensors", "*.json", "*.jinja", "*.model", "*.txt"]
 
 
+class GatedModelError(UserError):
+    """The model needs an accepted licence and a Hugging Face token."""
+
+
+def gated_message(model_id: str) -> str:
+    return (f"{model_id} is gated: accept its licence on https://huggingface.co/{model_id} "
+            "and add your Hugging Face token in Settings (or set HF_TOKEN).")
+
+
 @dataclass(frozen=True)
 class ModelChoice:
     ref: str               # what the project records: a Hub id or an absolute folder path
@@ -58,8 +67,7 @@ def _hub_error_message(error: Exception, model_id: str, file_name: str = "") -> 
     )
 
     if isinstance(error, GatedRepoError):
-        return (f"{model_id} is gated: accept its licence on https://huggingface.co/{model_id} "
-                "and add your Hugging Face token in Settings (or set HF_TOKEN).")
+        return gated_message(model_id)
     if isinstance(error, RepositoryNotFoundError):
         return (f"There is no model “{model_id}” on the Hugging Face Hub (or it is private: "
                 "add a token in Settings). Check the spelling.")
@@ -84,7 +92,10 @@ def fetch_metadata(model_id: str, cancel: CancelToken | None = None) -> Path:
             folder = Path(hf_hub_download(model_id, name, token=token)).parent
         except Exception as error:  # the hub library raises many types; all end the same way
             if name in REQUIRED_METADATA:
-                raise UserError(_hub_error_message(error, model_id, name)) from None
+                from huggingface_hub.errors import GatedRepoError
+
+                kind = GatedModelError if isinstance(error, GatedRepoError) else UserError
+                raise kind(_hub_error_message(error, model_id, name)) from None
             log.info("optional %s of %s not fetched: %s", name, model_id, type(error).__name__)
     assert folder is not None
     return folder
@@ -115,8 +126,7 @@ class ModelService:
             raise UserError(problem)
         curated = curated_model(ref)
         if curated is not None and curated.gated and not get_secret(Secret.HF_TOKEN):
-            raise UserError(f"{ref} is gated: accept its licence on https://huggingface.co/{ref} "
-                            "and add your Hugging Face token in Settings (or set HF_TOKEN).")
+            raise GatedModelError(gated_message(ref))
         folder = fetch_metadata(ref, cancel)
         return ModelChoice(ref, "hub", folder, read_model_facts(folder), _weights_present(folder))
 

@@ -17,6 +17,7 @@ from finetuneflow.services.context import AppContext
 from finetuneflow.services.ingest import IngestService
 from finetuneflow.services.models import ModelService
 from tests.helpers.images import assert_not_blank
+from tests.helpers.memory_keyring import MemoryKeyring
 
 
 @pytest.fixture
@@ -142,3 +143,19 @@ def test_remove_and_import_a_dataset(data_page: DataPage, qtbot: QtBot, corpus_d
     assert summary is not None and (summary.imported, summary.rejected) == (1, 1)
     assert data_page.isComplete()
     assert IngestService(context).has_training_material(data_page.project_id)
+
+
+def test_gated_model_asks_for_a_token_and_keeps_it_in_the_keychain(
+        window: MainWindow, qtbot: QtBot, keychain: MemoryKeyring, context: AppContext,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    token = "hf_" + "x" * 34
+    monkeypatch.setattr(QInputDialog, "getText", lambda *_args, **_kwargs: (token, True))
+    project = window.dashboard.create_project("Gated")
+    page = window.open_project(project.id).currentPage()
+    page.select("meta-llama/Llama-3.2-1B-Instruct")
+    # With the token stored the retry gets past the gate, to the (offline) Hub.
+    qtbot.waitUntil(lambda: "offline" in page.status.text(), timeout=15_000)
+    assert keychain.store[("FineTuneFlow", "hf-token")] == token
+    for path in context.home.root.rglob("*"):
+        if path.is_file():
+            assert token.encode() not in path.read_bytes(), path

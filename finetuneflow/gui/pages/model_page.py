@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QProgressBar,
@@ -24,8 +25,10 @@ from finetuneflow.gui.errors import describe
 from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.workers import TaskRunner
 from finetuneflow.services.context import AppContext
-from finetuneflow.services.models import ModelChoice, ModelService
+from finetuneflow.services.errors import UserError
+from finetuneflow.services.models import GatedModelError, ModelChoice, ModelService
 from finetuneflow.services.projects import ProjectSummary
+from finetuneflow.services.secrets import Secret, set_secret
 
 COLUMNS = ("Model", "Size", "Licence", "Access", "Ollama")
 
@@ -44,6 +47,7 @@ class ModelPage(StepPage):
         self.models = ModelService(context)
         self.tasks = TaskRunner(self)
         self.choice: ModelChoice | None = None
+        self._last_ref = ""
         self._curated = curated_models()
 
         self.filter = QLineEdit(placeholderText="Filter: family, size, licence…")
@@ -135,7 +139,8 @@ class ModelPage(StepPage):
         """Check the model and store it on the project, in the background."""
         if not ref.strip() or self.tasks.is_running("choose"):
             return
-        self._busy(f"Checking {ref.strip()}…")
+        self._last_ref = ref.strip()
+        self._busy(f"Checking {self._last_ref}…")
         self.tasks.start(
             "choose", lambda _progress, cancel: self.models.choose(self.project_id, ref, cancel),
             on_success=self._show_choice, on_failure=self._show_failure, on_finished=self._idle)
@@ -189,6 +194,24 @@ class ModelPage(StepPage):
         text, _is_bug = describe(error, self.context.log_file)
         self.status.setText(text)
         self.status.setStyleSheet("color: #c0392b;")
+        if isinstance(error, GatedModelError) and self._last_ref:
+            self._ask_token(self._last_ref)
+
+    def _ask_token(self, ref: str) -> None:
+        """A gated model: take the token into the keychain and try again."""
+        token, ok = QInputDialog.getText(
+            self, "Hugging Face token",
+            f"{ref} is gated. Accept its licence on huggingface.co, then paste a token with "
+            "read access (it is kept in the system keychain, never in the project):",
+            QLineEdit.EchoMode.Password)
+        if not (ok and token.strip()):
+            return
+        try:
+            set_secret(Secret.HF_TOKEN, token)
+        except UserError as error:
+            self.status.setText(str(error))
+            return
+        self.select(ref)
 
     def isComplete(self) -> bool:
         return self.choice is not None
