@@ -1,0 +1,68 @@
+"""The headless command line: the same services as the GUI, for servers and scripts.
+
+Contract: `--json` writes JSON to stdout only; progress and messages go to stderr; a user error
+is one line on stderr and exit code 1 (2 for a bad command line), never a traceback. Each
+command group lives in its own module with a `register(commands)` function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from finetuneflow import __version__
+from finetuneflow.cli import documents, projects
+from finetuneflow.cli.common import EXIT_USAGE, EXIT_USER_ERROR, Handler, Parser, subcommands
+from finetuneflow.core.steps import STEP_KEYS
+from finetuneflow.services.errors import UserError
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    from finetuneflow.gui.app import run_gui
+
+    return run_gui(project=args.project, page=args.page,
+                   screenshot=Path(args.screenshot) if args.screenshot else None)
+
+
+def _register_gui(commands: argparse._SubParsersAction) -> None:
+    gui = commands.add_parser("gui", help="open the app window")
+    gui.add_argument("--project", help="open this project (id, id prefix or name)")
+    gui.add_argument("--page", choices=STEP_KEYS, help="open the wizard at this step")
+    gui.add_argument("--screenshot", metavar="FILE.png",
+                     help="render the window to a PNG and exit (works offscreen)")
+    gui.set_defaults(handler=cmd_gui)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="finetuneflow",
+                    description="Fine-tune a language model on your own documents.")
+    parser.add_argument("--version", action="version", version=f"FineTuneFlow {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    dataset = commands.add_parser("dataset", help="import or export training examples")
+    dataset_actions = subcommands(dataset, "dataset_command")
+    projects.register(commands)
+    documents.register(commands, dataset_actions)
+    _register_gui(commands)
+    return parser
+
+
+def run_cli(argv: list[str]) -> int:
+    if argv and argv[0] == "trainer":
+        print("finetuneflow: error: the trainer is not available in this version",
+              file=sys.stderr)
+        return EXIT_USAGE
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return handler(args)
+    except UserError as error:
+        print(f"finetuneflow: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("finetuneflow: interrupted", file=sys.stderr)
+        return 130

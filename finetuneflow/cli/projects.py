@@ -1,0 +1,54 @@
+"""`finetuneflow project create|list|delete`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from finetuneflow.cli.common import add_json, open_context, print_json, subcommands
+from finetuneflow.services.projects import ProjectService
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    project = ProjectService(open_context()).create(args.name)
+    if args.json:
+        print_json({"id": project.id, "name": project.name})
+    else:
+        print(project.id)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    projects = ProjectService(open_context()).list()
+    if args.json:
+        print_json([project.to_json() for project in projects])
+        return 0
+    if not projects:
+        print("No projects yet. Create one with: finetuneflow project create NAME", file=sys.stderr)
+    for project in projects:
+        job = (f"{project.latest_job_kind} {project.latest_job_status}"
+               if project.latest_job_kind else "-")
+        print(f"{project.id}  {project.name}  [{project.current_step}]  "
+              f"{project.base_model or 'no model'}  {job}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    project = ProjectService(open_context()).delete(args.id)
+    print(f"Deleted project {project.name!r} ({project.id}).", file=sys.stderr)
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    project = commands.add_parser("project", help="create, list and delete projects")
+    actions = subcommands(project, "project_command")
+    create = actions.add_parser("create", help="create a project and print its id")
+    create.add_argument("name")
+    add_json(create)
+    create.set_defaults(handler=cmd_create)
+    listing = actions.add_parser("list", help="list projects")
+    add_json(listing)
+    listing.set_defaults(handler=cmd_list)
+    delete = actions.add_parser("delete", help="delete a project and its files")
+    delete.add_argument("id", help="project id, unique id prefix, or exact name")
+    delete.set_defaults(handler=cmd_delete)
