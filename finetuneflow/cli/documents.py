@@ -1,4 +1,4 @@
-"""`finetuneflow model set`, `ingest` and `dataset import`: the Model and Data steps."""
+"""`finetuneflow model set`, `ingest`, `dataset import|export`: the model and the data."""
 
 from __future__ import annotations
 
@@ -82,11 +82,30 @@ def cmd_dataset_import(args: argparse.Namespace) -> int:
     return 0 if summary.imported or summary.duplicates else EXIT_USER_ERROR
 
 
+def cmd_dataset_export(args: argparse.Namespace) -> int:
+    from finetuneflow.services.datasets import DatasetService
+
+    files = DatasetService(open_context()).export(args.project)
+    if args.json:
+        print_json(files.to_json())
+    else:
+        print(f"{files.train_path}\t{files.train} examples")
+        print(f"{files.eval_path}\t{files.eval} examples")
+        for reason, count in sorted(files.rejected_by_reason.items()):
+            print(f"rejected\t{count}\t{reason}", file=sys.stderr)
+    return 0
+
+
 def register(commands: argparse._SubParsersAction,
              dataset_actions: argparse._SubParsersAction) -> None:
     _register_model(commands)
     _register_ingest(commands)
     _register_dataset_import(dataset_actions)
+    export = dataset_actions.add_parser(
+        "export", help="write train.jsonl and eval.jsonl (seeded split, grouped by chunk)")
+    export.add_argument("project")
+    add_json(export)
+    export.set_defaults(handler=cmd_dataset_export)
 
 
 def _register_model(commands: argparse._SubParsersAction) -> None:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from finetuneflow.core.dataset.formats import FORMATS, CsvColumns, read_dataset
+from finetuneflow.core.dataset.jsonl import write_jsonl
+from finetuneflow.core.dataset.split import DEFAULT_EVAL_FRACTION, DEFAULT_SEED, assign_splits
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.ingest import sha256_of, store_original
 from finetuneflow.services.projects import ProjectService
@@ -47,6 +51,38 @@ class ImportSummary:
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "format": self.format, "imported": self.imported,
                 "rejected": self.rejected, "duplicates": self.duplicates, "errors": self.errors}
+
+
+@dataclass(frozen=True)
+class DatasetFiles:
+    """The written train/eval files and what went into them."""
+
+    train_path: Path
+    eval_path: Path
+    train: int
+    eval: int
+    rejected: int
+    rejected_by_reason: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"train_path": str(self.train_path), "eval_path": str(self.eval_path),
+                "train": self.train, "eval": self.eval, "rejected": self.rejected,
+                "rejected_by_reason": self.rejected_by_reason}
+
+
+def _group_key(example: DatasetExample) -> str:
+    # Examples from one chunk stay together; imported ones stand alone.
+    if example.chunk_id is not None:
+        return f"chunk:{example.chunk_id}"
+    return f"example:{example.content_hash}"
+
+
+def _reason_label(reason: str | None) -> str:
+    """Rejects are counted by kind: "line 7: not valid JSON (…)" counts as "not valid JSON"."""
+    text = reason or "unspecified"
+    if text.startswith("line ") and ": " in text:
+        text = text.split(": ", 1)[1]
+    return text.split(" (")[0]
 
 
 class DatasetService:
@@ -110,3 +146,46 @@ class DatasetService:
 
     def _keep_copy(self, project_id: str, path: Path) -> None:
         store_original(self._context.home, project_id, path, sha256_of(path))
+
+    # --- writing the training files -------------------------------------------------------------
+
+    def export(self, project_ref: str, eval_fraction: float = DEFAULT_EVAL_FRACTION,
+               seed: int = DEFAULT_SEED) -> DatasetFiles:
+        """Split the accepted examples (grouped by chunk) and write train.jsonl / eval.jsonl."""
+        project_id = self._projects.get(project_ref).id
+        with self._context.session() as session:
+            examples = session.scalars(select(DatasetExample).where(
+                DatasetExample.project_id == project_id,
+                DatasetExample.split != ExampleSplit.PREVIEW).order_by(DatasetExample.id)).all()
+            usable = [e for e in examples if e.status != ExampleStatus.REJECTED]
+            if not usable:
+                raise UserError("There are no accepted examples to write: generate or import "
+                                "some first.")
+            sides = assign_splits({_group_key(e) for e in usable}, eval_fraction, seed)
+            for example in usable:
+                example.split = ExampleSplit(sides[_group_key(example)])
+            train = [e.messages for e in usable if e.split == ExampleSplit.TRAIN]
+            evaluation = [e.messages for e in usable if e.split == ExampleSplit.EVAL]
+            rejected = Counter(_reason_label(e.reject_reason) for e in examples
+                               if e.status == ExampleStatus.REJECTED)
+        home = self._context.home
+        train_path = home.project_file(project_id, "datasets", "train.jsonl")
+        eval_path = home.project_file(project_id, "datasets", "eval.jsonl")
+        write_jsonl(train_path, train)
+        write_jsonl(eval_path, evaluation)
+        return DatasetFiles(train_path, eval_path, len(train), len(evaluation),
+                            sum(rejected.values()), dict(rejected))
+
+    def files_are_current(self, project_ref: str) -> bool:
+        """The dataset files exist and no example changed after they were written."""
+        project_id = self._projects.get(project_ref).id
+        home = self._context.home
+        paths = [home.project_file(project_id, "datasets", name)
+                 for name in ("train.jsonl", "eval.jsonl")]
+        if not all(path.exists() for path in paths):
+            return False
+        written = min(path.stat().st_mtime for path in paths)
+        with self._context.session() as session:
+            changed = session.scalar(select(func.max(DatasetExample.updated_at)).where(
+                DatasetExample.project_id == project_id))
+        return changed is None or changed.replace(tzinfo=UTC).timestamp() <= written
