@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from finetuneflow import __version__
-from finetuneflow.cli import documents, projects
+from finetuneflow.cli import documents, projects, training
 from finetuneflow.cli.common import EXIT_USAGE, EXIT_USER_ERROR, Handler, Parser, subcommands
 from finetuneflow.core.steps import STEP_KEYS
 from finetuneflow.services.errors import UserError
@@ -43,15 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     dataset_actions = subcommands(dataset, "dataset_command")
     projects.register(commands)
     documents.register(commands, dataset_actions)
+    training.register(commands)
     _register_gui(commands)
     return parser
 
 
 def run_cli(argv: list[str]) -> int:
     if argv and argv[0] == "trainer":
-        print("finetuneflow: error: the trainer is not available in this version",
-              file=sys.stderr)
-        return EXIT_USAGE
+        from finetuneflow.trainer.cli import exit_process, main
+
+        exit_process(main(argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)

@@ -1,0 +1,150 @@
+"""`finetuneflow hardware` and `finetuneflow train`: the Hardware and Train steps."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from finetuneflow.cli.common import (
+    EXIT_USER_ERROR,
+    add_json,
+    open_context,
+    print_json,
+    stderr_progress,
+)
+from finetuneflow.core.progress import CancelToken
+from finetuneflow.core.training.config import PRESETS
+from finetuneflow.core.training.protocol import (
+    ErrorEvent,
+    EvalEvent,
+    Event,
+    FinishedEvent,
+    LogEvent,
+    StatusEvent,
+    StoppedEvent,
+    encode,
+)
+from finetuneflow.core.training.recommend import format_duration
+
+
+def cmd_hardware(args: argparse.Namespace) -> int:
+    from finetuneflow.core.training.estimate import format_bytes
+    from finetuneflow.services.hardware import HardwareService
+
+    probe = HardwareService(open_context()).probe(refresh=args.refresh)
+    if args.json:
+        print_json(asdict(probe))
+        return 0
+    for gpu in probe.gpus:
+        bf16 = "yes" if gpu.get("bf16") else "no"
+        print(f"GPU {gpu.get('index', 0)}: {gpu.get('name')} · "
+              f"{format_bytes(gpu['free_bytes'])} free of {format_bytes(gpu['total_bytes'])} · "
+              f"bf16 {bf16}")
+    if not probe.gpus:
+        print("GPU: none (CUDA not available)" + (" · Apple MPS available" if probe.mps else ""))
+    print(f"CPU: {probe.cpu_model} · {probe.cpu_cores} cores")
+    if probe.ram_total_bytes:
+        print(f"RAM: {format_bytes(probe.ram_free_bytes or 0)} free of "
+              f"{format_bytes(probe.ram_total_bytes)}")
+    if probe.disk_free_bytes is not None:
+        print(f"Disk: {format_bytes(probe.disk_free_bytes)} free in {probe.disk_path}")
+    return 0
+
+
+def _describe(event: Event) -> str | None:
+    if isinstance(event, StatusEvent):
+        return event.message
+    if isinstance(event, LogEvent):
+        parts = [f"step {event.step}/{event.total_steps}"]
+        if event.loss is not None:
+            parts.append(f"loss {event.loss:.4f}")
+        if event.eta_s is not None:
+            parts.append(f"ETA {format_duration(event.eta_s)}")
+        return " · ".join(parts)
+    if isinstance(event, EvalEvent) and event.eval_loss is not None:
+        return f"eval loss {event.eval_loss:.4f} at step {event.step}"
+    return None
+
+
+def _final_json(event: Event | None, run_id: int) -> dict[str, Any]:
+    """The last --json line: how the run ended (finished, stopped, error or interrupted)."""
+    if event is None:
+        return {"type": "result", "run_id": run_id, "status": "interrupted"}
+    return {"type": "result", "run_id": run_id, "status": event.TYPE, **asdict(event)}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from finetuneflow.services.trainer_process import run_trainer
+    from finetuneflow.services.training import RunRecorder, TrainingService
+
+    context = open_context()
+    service = TrainingService(context)
+    if args.resume:
+        prepared = service.prepare_resume(args.project)
+    else:
+        config = service.config_for(args.project, args.preset, args.method, args.max_steps)
+        prepared = service.prepare(args.project, config, progress=stderr_progress)
+    recorder = RunRecorder(context, prepared)
+    cancel = CancelToken()
+
+    def on_line(line: str) -> None:
+        event = recorder.handle_line(line)
+        if event is None:
+            return
+        if args.json:
+            print(encode(event), flush=True)
+        elif (text := _describe(event)) is not None:
+            print(text, file=sys.stderr, flush=True)
+
+    def stop(_signum: int, _frame: object) -> None:
+        print("Stopping after the current step (a checkpoint is saved)…", file=sys.stderr)
+        cancel.cancel()
+
+    previous = signal.signal(signal.SIGINT, stop)  # Ctrl-C: a graceful stop, not a traceback
+    recorder.begin()
+    print(f"Run {prepared.run_id}: log in {prepared.log_path}", file=sys.stderr)
+    try:
+        code = run_trainer(["run", str(prepared.job_path)], prepared.log_path, on_line, cancel)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    recorder.process_ended(code)
+    return _report(recorder.final, prepared.run_id, args.json)
+
+
+def _report(final: Event | None, run_id: int, as_json: bool) -> int:
+    if as_json:
+        print_json(_final_json(final, run_id))
+    if isinstance(final, FinishedEvent):
+        if not as_json:
+            print(final.adapter_dir)
+            print(f"eval loss {final.final_eval_loss} · perplexity {final.perplexity} · "
+                  f"{format_duration(final.runtime_s)}", file=sys.stderr)
+        return 0
+    if isinstance(final, StoppedEvent):
+        print(f"Stopped at step {final.step}. Resume with: finetuneflow train PROJECT --resume",
+              file=sys.stderr)
+        return 0
+    message = final.message if isinstance(final, ErrorEvent) else \
+        "The training process ended unexpectedly; resume with --resume."
+    print(f"finetuneflow: error: {message}", file=sys.stderr)
+    return EXIT_USER_ERROR
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    hardware = commands.add_parser("hardware", help="what this computer can train on")
+    hardware.add_argument("--refresh", action="store_true", help="probe again, ignore the cache")
+    add_json(hardware)
+    hardware.set_defaults(handler=cmd_hardware)
+
+    train = commands.add_parser("train", help="fine-tune the project's base model")
+    train.add_argument("project")
+    train.add_argument("--preset", choices=list(PRESETS), help="training settings preset")
+    train.add_argument("--method", choices=["lora", "qlora"])
+    train.add_argument("--max-steps", type=int, metavar="N")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the last stopped or interrupted run")
+    add_json(train)
+    train.set_defaults(handler=cmd_train)

@@ -1,0 +1,82 @@
+"""How to start the trainer child, and a Qt-free runner for it (used by the CLI and tests).
+
+The GUI starts the same command with QProcess; both feed the child's stdout lines to a
+`RunRecorder` (services/training.py), so what gets stored does not depend on who watches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from finetuneflow.core.progress import CancelToken
+from finetuneflow.core.training.protocol import STOP_COMMAND
+
+STOP_GRACE_SECONDS = 120.0  # a checkpoint of a large model takes a while to write
+
+
+def trainer_command(*args: str) -> list[str]:
+    """`finetuneflow trainer ARGS`: the frozen app re-launches itself, a checkout uses -m."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "trainer", *args]
+    return [sys.executable, "-m", "finetuneflow", "trainer", *args]
+
+
+def trainer_environment() -> dict[str, str]:
+    """The child's environment: unbuffered output so events arrive as they happen."""
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return env
+
+
+def run_trainer(args: list[str], log_path: Path, on_line: Callable[[str], None],
+                cancel: CancelToken | None = None) -> int:
+    """Run the child to its end: stdout lines to `on_line`, stderr appended to `log_path`.
+
+    A cancel sends `stop` on stdin (the child checkpoints and exits); if it has not ended
+    after the grace period it is killed.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        child = subprocess.Popen(trainer_command(*args), stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=log, env=trainer_environment())
+        stopper = _watch_cancel(child, cancel) if cancel is not None else None
+        assert child.stdout is not None
+        for raw in child.stdout:
+            line = raw.decode("utf-8", errors="replace").strip()
+            if line:
+                on_line(line)
+        code = child.wait()
+        if stopper is not None:
+            stopper.set()
+        return code
+
+
+def send_stop(child: subprocess.Popen[bytes]) -> None:
+    if child.stdin is not None:
+        with contextlib.suppress(OSError, ValueError):  # the child may have ended already
+            child.stdin.write(f"{STOP_COMMAND}\n".encode())
+            child.stdin.flush()
+
+
+def _watch_cancel(child: subprocess.Popen[bytes], cancel: CancelToken) -> threading.Event:
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.is_set():
+            if cancel.wait(0.2):
+                send_stop(child)
+                try:
+                    child.wait(timeout=STOP_GRACE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                return
+
+    threading.Thread(target=watch, name="trainer-stop", daemon=True).start()
+    return finished

@@ -1,0 +1,300 @@
+"""Training runs: prepare a job for the trainer child, record what it reports, resume it.
+
+One run at a time, app-wide: a new run is refused while a train job's process is alive.
+A run keeps everything under `artifacts/run-ID/` (job file, checkpoints, events, metrics);
+the adapter goes to `artifacts/adapter-ID/` and the child's log to `logs/train-ID.log`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from finetuneflow.core.progress import ProgressSink, ignore_progress
+from finetuneflow.core.training.config import TrainingConfig, preset_config
+from finetuneflow.core.training.protocol import (
+    CheckpointEvent,
+    ErrorEvent,
+    EvalEvent,
+    Event,
+    FinishedEvent,
+    LogEvent,
+    ProtocolError,
+    StartedEvent,
+    StatusEvent,
+    StoppedEvent,
+    TrainJob,
+    decode,
+)
+from finetuneflow.services.datasets import DatasetService
+from finetuneflow.services.errors import UserError
+from finetuneflow.services.jobs import JobService, ThrottledProgress, process_alive
+from finetuneflow.services.models import ModelService
+from finetuneflow.services.projects import ProjectService
+from finetuneflow.storage.models import Job, JobKind, JobStatus, Run, utcnow
+
+if TYPE_CHECKING:
+    from finetuneflow.services.context import AppContext
+
+log = logging.getLogger(__name__)
+RESUMABLE = (JobStatus.INTERRUPTED, JobStatus.CANCELLED, JobStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    run_id: int
+    job_id: int
+    project_id: str
+    job_path: Path
+    log_path: Path
+    events_path: Path
+    job: TrainJob
+
+
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """Checkpoints that a resume can use (a write is complete once trainer_state.json exists)."""
+    found = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[-1]))
+
+
+class TrainingService:
+    def __init__(self, context: AppContext) -> None:
+        self._context = context
+        self._projects = ProjectService(context)
+        self._jobs = JobService(context)
+
+    # --- configuration --------------------------------------------------------------------------
+
+    def config_for(self, project_ref: str, preset: str | None = None, method: str | None = None,
+                   max_steps: int | None = None) -> TrainingConfig:
+        """The project's saved settings (or a preset's), with command-line overrides on top."""
+        with self._context.session() as session:
+            saved = dict(self._projects.resolve(session, project_ref).settings.get("training")
+                         or {})
+        overrides: dict[str, Any] = {}
+        if method:
+            overrides["method"] = method
+        if max_steps is not None:
+            overrides["max_steps"] = max_steps
+        try:
+            if preset or not saved:
+                return preset_config(preset or "balanced", **overrides).validate()
+            return TrainingConfig.from_dict({**saved, **overrides}).validate()
+        except ValueError as error:
+            raise UserError(str(error)) from None
+
+    def save_config(self, project_ref: str, config: TrainingConfig) -> None:
+        try:
+            config.validate()
+        except ValueError as error:
+            raise UserError(str(error)) from None
+        with self._context.session() as session:
+            project = self._projects.resolve(session, project_ref)
+            project.settings = {**project.settings, "training": config.to_dict()}
+
+    # --- starting -------------------------------------------------------------------------------
+
+    def prepare(self, project_ref: str, config: TrainingConfig,
+                progress: ProgressSink = ignore_progress) -> PreparedRun:
+        """A new run: dataset files and model weights in place, job file written."""
+        project_id = self._projects.get(project_ref).id
+        self._refuse_if_training()
+        model_dir = self._model_folder(project_id, progress)
+        train_path, eval_path = self._dataset_files(project_id)
+        with self._context.session() as session:
+            run = Run(project_id=project_id, config=config.to_dict(), status=JobStatus.QUEUED)
+            session.add(run)
+            session.flush()
+            run_id = run.id
+        return self._write_job(project_id, run_id, model_dir, train_path, eval_path,
+                               config.to_dict(), resume=False)
+
+    def prepare_resume(self, project_ref: str) -> PreparedRun:
+        """Continue the project's last unfinished run from its newest complete checkpoint."""
+        project_id = self._projects.get(project_ref).id
+        self._refuse_if_training()
+        with self._context.session() as session:
+            run = session.scalars(select(Run).where(Run.project_id == project_id)
+                                  .order_by(Run.id.desc()).limit(1)).first()
+            if run is None or run.status not in RESUMABLE:
+                raise UserError("There is no stopped or interrupted run to resume: start a "
+                                "new one.")
+            run_id, config = run.id, dict(run.config)
+        folder = self._run_dir(project_id, run_id)
+        if not complete_checkpoints(folder / "checkpoints"):
+            raise UserError("That run saved no complete checkpoint, so it cannot be resumed: "
+                            "start a new run.")
+        old = TrainJob.from_json((folder / "job.json").read_text(encoding="utf-8"))
+        return self._write_job(project_id, run_id, Path(old.model_path), Path(old.train_path),
+                               Path(old.eval_path) if old.eval_path else None, config,
+                               resume=True)
+
+    def _refuse_if_training(self) -> None:
+        with self._context.session() as session:
+            running = session.scalars(select(Job).where(
+                Job.kind == JobKind.TRAIN, Job.status == JobStatus.RUNNING)).all()
+            busy = [job for job in running if job.owner_pid and process_alive(job.owner_pid)]
+        if busy:
+            raise UserError("Another training is running (one at a time): wait for it to "
+                            "finish, or stop it first.")
+
+    def _model_folder(self, project_id: str, progress: ProgressSink) -> Path:
+        models = ModelService(self._context)
+        if models.current(project_id) is None:
+            raise UserError("Choose a base model first (the Model step).")
+        return models.download_weights(project_id, progress).folder
+
+    def _dataset_files(self, project_id: str) -> tuple[Path, Path | None]:
+        datasets = DatasetService(self._context)
+        home = self._context.home
+        if not datasets.files_are_current(project_id):
+            datasets.export(project_id)
+        eval_path = home.project_file(project_id, "datasets", "eval.jsonl")
+        has_eval = eval_path.exists() and eval_path.stat().st_size > 0
+        return (home.project_file(project_id, "datasets", "train.jsonl"),
+                eval_path if has_eval else None)
+
+    def _run_dir(self, project_id: str, run_id: int) -> Path:
+        return self._context.home.project_file(project_id, "artifacts", f"run-{run_id}")
+
+    def _write_job(self, project_id: str, run_id: int, model_dir: Path, train_path: Path,
+                   eval_path: Path | None, config: dict[str, Any], *,
+                   resume: bool) -> PreparedRun:
+        home = self._context.home
+        folder = self._run_dir(project_id, run_id)
+        job = TrainJob(
+            run_id=str(run_id), model_path=str(model_dir), train_path=str(train_path),
+            eval_path=str(eval_path) if eval_path else None,
+            checkpoints_dir=str(folder / "checkpoints"),
+            adapter_dir=str(home.project_file(project_id, "artifacts", f"adapter-{run_id}")),
+            log_dir=str(folder), config=config, resume=resume)
+        job_id = self._jobs.create(project_id, JobKind.TRAIN, {"run_id": run_id,
+                                                               "resume": resume})
+        with self._context.session() as session:
+            run = session.get(Run, run_id)
+            assert run is not None
+            run.job_id, run.status = job_id, JobStatus.QUEUED
+        return PreparedRun(run_id, job_id, project_id, job.write(folder / "job.json"),
+                           home.project_file(project_id, "logs", f"train-{run_id}.log"),
+                           folder / "events.jsonl", job)
+
+    # --- reading back ---------------------------------------------------------------------------
+
+    def latest_run(self, project_ref: str) -> dict[str, Any] | None:
+        project_id = self._projects.get(project_ref).id
+        with self._context.session() as session:
+            run = session.scalars(select(Run).where(Run.project_id == project_id)
+                                  .order_by(Run.id.desc()).limit(1)).first()
+            if run is None:
+                return None
+            return {"id": run.id, "status": run.status.value, "config": dict(run.config),
+                    "metrics": dict(run.metrics), "artifacts": dict(run.artifacts)}
+
+    def events(self, project_ref: str, run_id: int) -> list[Event]:
+        """A run's stored events, to rebuild its chart after a restart."""
+        path = self._run_dir(self._projects.get(project_ref).id, run_id) / "events.jsonl"
+        if not path.exists():
+            return []
+        events = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                events.append(decode(line))
+            except ProtocolError:
+                continue  # a line cut by a crash
+        return events
+
+
+class RunRecorder:
+    """Turns the child's stdout lines into stored events, job progress and the run record."""
+
+    def __init__(self, context: AppContext, prepared: PreparedRun) -> None:
+        self._context = context
+        self._prepared = prepared
+        self._jobs = JobService(context)
+        self._progress = ThrottledProgress(self._jobs, prepared.job_id)
+        self.final: Event | None = None
+        prepared.events_path.parent.mkdir(parents=True, exist_ok=True)
+        self._events = prepared.events_path.open("a", encoding="utf-8")
+
+    def begin(self) -> None:
+        self._jobs.start(self._prepared.job_id)
+        self._update_run(status=JobStatus.RUNNING, started_at=utcnow())
+
+    def handle_line(self, line: str) -> Event | None:
+        try:
+            event = decode(line)
+        except ProtocolError:
+            log.warning("trainer printed a non-event line: %.200s", line)
+            return None
+        self._events.write(line.rstrip("\n") + "\n")
+        self._events.flush()
+        self._record(event)
+        return event
+
+    def _record(self, event: Event) -> None:
+        if isinstance(event, StatusEvent):
+            self._progress(0.0, event.message)
+        elif isinstance(event, StartedEvent):
+            self._progress(event.start_step / max(event.total_steps, 1), "Training started")
+        elif isinstance(event, LogEvent):
+            loss = "" if event.loss is None else f", loss {event.loss:.4f}"
+            self._progress(event.step / max(event.total_steps, 1),
+                           f"Step {event.step} of {event.total_steps}{loss}")
+        elif isinstance(event, EvalEvent):
+            self._merge_metrics({"last_eval_loss": event.eval_loss, "eval_step": event.step})
+        elif isinstance(event, CheckpointEvent):
+            self._merge_artifacts({"last_checkpoint": event.path})
+        elif isinstance(event, FinishedEvent | StoppedEvent | ErrorEvent):
+            self._finish(event)
+
+    def _finish(self, event: FinishedEvent | StoppedEvent | ErrorEvent) -> None:
+        self.final = event
+        job_id = self._prepared.job_id
+        if isinstance(event, FinishedEvent):
+            metrics = {k: v for k, v in asdict(event).items() if k not in {"adapter_dir"}}
+            self._merge_metrics(metrics)
+            self._merge_artifacts({"adapter": event.adapter_dir, "metrics": event.metrics_path})
+            self._update_run(status=JobStatus.SUCCEEDED, finished_at=utcnow())
+            self._jobs.succeed(job_id, {"run_id": self._prepared.run_id,
+                                        "adapter": event.adapter_dir}, event.message or "Done")
+        elif isinstance(event, StoppedEvent):
+            self._update_run(status=JobStatus.CANCELLED, finished_at=utcnow())
+            resume = (" Resume continues from its last checkpoint." if event.checkpoint
+                      else "")
+            self._jobs.cancel(job_id, f"Stopped at step {event.step}.{resume}")
+        else:
+            self._update_run(status=JobStatus.FAILED, finished_at=utcnow())
+            self._jobs.fail(job_id, event.message)
+
+    def process_ended(self, exit_code: int) -> None:
+        """The child is gone. Without a final event it died: the run can be resumed."""
+        self._events.close()
+        if self.final is not None:
+            return
+        self._update_run(status=JobStatus.INTERRUPTED, finished_at=utcnow())
+        self._jobs.interrupt(self._prepared.job_id,
+                             f"The training process ended unexpectedly (exit code {exit_code}). "
+                             "Resume continues from the last complete checkpoint.")
+
+    def _update_run(self, **values: Any) -> None:
+        with self._context.session() as session:
+            run = session.get(Run, self._prepared.run_id)
+            assert run is not None
+            for name, value in values.items():
+                setattr(run, name, value)
+
+    def _merge_metrics(self, values: dict[str, Any]) -> None:
+        self._merge("metrics", values)
+
+    def _merge_artifacts(self, values: dict[str, Any]) -> None:
+        self._merge("artifacts", values)
+
+    def _merge(self, column: str, values: dict[str, Any]) -> None:
+        with self._context.session() as session:
+            run = session.get(Run, self._prepared.run_id)
+            assert run is not None
+            setattr(run, column, {**getattr(run, column), **values})

@@ -1,0 +1,77 @@
+"""`finetuneflow trainer probe [--home PATH]` and `finetuneflow trainer run JOB.json`.
+
+stdout carries protocol events only (one JSON object per line); logs go to stderr. Exit codes:
+0 finished or stopped on request, 1 failed (an error event says why), 2 bad command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from finetuneflow.trainer.channel import EventChannel, open_protocol_channel
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="finetuneflow trainer",
+        description="The training process. Prints JSON events on stdout, logs on stderr.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    probe = commands.add_parser("probe", help="print what this computer can train on")
+    probe.add_argument("--home", type=Path, default=None,
+                       help="report the free disk space of this folder")
+    run = commands.add_parser("run", help="train the job described by a job file")
+    run.add_argument("job", type=Path, help="the job file (JSON)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)  # exits 2 with a usage message on bad input
+    channel = open_protocol_channel()  # before the ML stack can print anything
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from finetuneflow.trainer.run import configure_logging
+
+    configure_logging()
+    if args.command == "probe":
+        return _probe(args.home, channel)
+    return _run(args.job, channel)
+
+
+def _probe(home: Path | None, channel: EventChannel) -> int:
+    from finetuneflow.core.training.protocol import ErrorEvent
+    from finetuneflow.trainer.probe import probe
+
+    try:
+        channel.emit(probe(home))
+    except Exception as error:
+        log.exception("Probe failed")
+        channel.emit(ErrorEvent(kind="internal", message=(
+            f"Could not inspect this computer's hardware ({type(error).__name__}: {error}).")))
+        return 1
+    return 0
+
+
+def _run(job: Path, channel: EventChannel) -> int:
+    from finetuneflow.trainer.run import run_job
+    from finetuneflow.trainer.stop import StopSignal
+
+    stop = StopSignal()
+    stop.listen()
+    return run_job(job, channel, stop)
+
+
+def exit_process(code: int) -> NoReturn:
+    """End the child now: everything is written and flushed, and tearing down the ML stack's
+    modules at interpreter exit takes seconds the parent would spend waiting."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
