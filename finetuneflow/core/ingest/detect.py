@@ -13,6 +13,8 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({".pdf", ".docx", ".txt", ".md"
 MARKDOWN_EXTENSIONS: frozenset[str] = frozenset({".md", ".markdown"})
 
 HEAD_BYTES = 64 * 1024
+OLD_WORD_FILE = "an old Word 97-2003 .doc file"
+PROTECTED_OFFICE_FILE = "a password-protected Office file"
 _PDF_HEADER_WINDOW = 1024  # the PDF spec tolerates junk before "%PDF-"
 _MAX_CONTROL_SHARE = 0.05
 
@@ -66,6 +68,7 @@ def detect_kind(path: Path) -> str | None:
     Text is told apart from Markdown by the extension only, since both are plain text.
     Raises OSError when the file cannot be read.
     """
+    path = Path(path)
     with open(path, "rb") as handle:
         head = handle.read(HEAD_BYTES)
     return sniff(head, path.suffix, source=path).kind
@@ -151,7 +154,7 @@ def _describe_ole2(source: Path | bytes) -> str:
     data = source.read_bytes() if isinstance(source, Path) else source
     # Stream names are stored in UTF-16-LE in the compound file's directory.
     if "EncryptedPackage".encode("utf-16-le") in data:
-        return "a password-protected Office file"
+        return PROTECTED_OFFICE_FILE
     if "WordDocument".encode("utf-16-le") in data:
-        return "an old Word 97-2003 .doc file"
+        return OLD_WORD_FILE
     return "an old Office 97-2003 file (.xls, .ppt or .msg)"

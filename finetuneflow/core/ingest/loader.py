@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .detect import HEAD_BYTES, Sniffed, kind_from_extension, sniff
+from .detect import (
+    HEAD_BYTES,
+    OLD_WORD_FILE,
+    PROTECTED_OFFICE_FILE,
+    Sniffed,
+    kind_from_extension,
+    sniff,
+)
 from .model import Document, IngestLimits, error_document
 from .pdf import load_pdf
 from .text import load_text
@@ -107,9 +114,9 @@ def _load(data: bytes, kind: str, *, password: str | None, name: str) -> Documen
 
 
 def _unsupported_message(name: str, sniffed: Sniffed, claimed: str | None) -> str:
-    if sniffed.what == "an old Word 97-2003 .doc file":
+    if sniffed.what == OLD_WORD_FILE:
         return OLD_DOC
-    if sniffed.what == "a password-protected Office file":
+    if sniffed.what == PROTECTED_OFFICE_FILE:
         return PROTECTED_OFFICE
     if claimed in _TEXT_KINDS:
         return NOT_TEXT.format(name=name, what=sniffed.what)

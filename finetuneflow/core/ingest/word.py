@@ -25,6 +25,19 @@ from .assemble import TextAssembler
 from .garble import looks_garbled
 from .messages import garbled_warning
 from .model import Document, error_document
+from .ooxml import (
+    BLOCK_CONTAINERS,
+    Element,
+    attribute,
+    child_value,
+    collect_runs,
+    first_branch,
+    first_child,
+    local_name,
+    outline_level,
+    table_cells,
+    table_rows,
+)
 
 _MIN_VISIBLE_CHARS = 20
 _MAX_TITLE = 120
@@ -54,29 +67,15 @@ LITTLE_TEXT = (
 )
 
 _STRICT_NAMESPACE = b"http://purl.oclc.org/ooxml/"
-# Elements whose content is not document text: properties, deleted or moved-away runs, field
-# codes (their result is in ordinary runs), symbols from symbol fonts.
-_SKIPPED = frozenset(
-    {
-        "pPr",
-        "rPr",
-        "tblPr",
-        "trPr",
-        "tcPr",
-        "sectPr",
-        "sdtPr",
-        "sdtEndPr",
-        "del",
-        "moveFrom",
-        "delText",
-        "instrText",
-        "delInstrText",
-        "fldData",
-        "sym",
-    }
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    KeyError,
+    OSError,
+    ValueError,
+    EOFError,
+    NotImplementedError,
 )
-# Containers whose children are blocks (paragraphs, tables) in reading order.
-_BLOCK_CONTAINERS = frozenset({"sdt", "sdtContent", "customXml", "ins", "moveTo", "smartTag"})
 _SEPARATOR_NOTES = frozenset({"separator", "continuationSeparator", "continuationNotice"})
 _HEADING_NAME = re.compile(r"heading\s*(\d)", re.IGNORECASE)
 
@@ -113,15 +112,7 @@ def _is_strict(data: bytes) -> bool:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             return _STRICT_NAMESPACE in archive.read("_rels/.rels")
-    except (
-        zipfile.BadZipFile,
-        zlib.error,
-        KeyError,
-        OSError,
-        ValueError,
-        EOFError,
-        NotImplementedError,
-    ):
+    except _ZIP_ERRORS:
         return False  # not readable as a ZIP: _main_part reports it
 
 
@@ -151,7 +142,7 @@ def _related(rels: Iterable[Any], kind: str) -> Part | None:
     return None
 
 
-def _xml(part: Part) -> etree._Element:
+def _xml(part: Part) -> Element:
     element = getattr(part, "element", None)
     if element is not None:
         return element  # type: ignore[no-any-return]
@@ -159,34 +150,6 @@ def _xml(part: Part) -> etree._Element:
         return parse_xml(part.blob)
     except etree.XMLSyntaxError as exc:
         raise _Unreadable(DAMAGED.format(detail=f"{part.partname}: {_describe(exc)}")) from exc
-
-
-_LOCAL_NAMES: dict[str, str] = {}
-
-
-def _local(element: etree._Element) -> str:
-    """The tag without its namespace ("{…/main}p" -> "p"), cached: tags repeat a lot."""
-    tag = element.tag
-    if not isinstance(tag, str):  # comments, processing instructions
-        return ""
-    name = _LOCAL_NAMES.get(tag)
-    if name is None:
-        name = _LOCAL_NAMES.setdefault(tag, tag.rsplit("}", 1)[-1])
-    return name
-
-
-def _attr(element: etree._Element, name: str) -> str | None:
-    for key, value in element.attrib.items():
-        if key == name or key.endswith("}" + name):
-            return value  # type: ignore[no-any-return]
-    return None
-
-
-def _child(element: etree._Element, name: str) -> etree._Element | None:
-    for child in element:
-        if _local(child) == name:
-            return child
-    return None
 
 
 class _WordReader:
@@ -198,7 +161,7 @@ class _WordReader:
         self._styles = self._read_styles()
 
     def read(self) -> Document:
-        body = _child(self._root, "body")
+        body = first_child(self._root, "body")
         if body is None:
             raise _Unreadable(DAMAGED.format(detail="the document body is missing"))
         assembler = TextAssembler()
@@ -211,7 +174,7 @@ class _WordReader:
         warnings = problems + self._warnings(assembler, raw)
         return assembler.finish("docx", pages=None, warnings=warnings)
 
-    def _add_body(self, assembler: TextAssembler, raw: list[str], body: etree._Element) -> None:
+    def _add_body(self, assembler: TextAssembler, raw: list[str], body: Element) -> None:
         section: str | None = None
         pending: list[str] = []
         for block in self._blocks(body):
@@ -256,21 +219,21 @@ class _WordReader:
             if texts:
                 yield section, texts
 
-    def _header_footer_roots(self, kind: str) -> Iterator[etree._Element]:
+    def _header_footer_roots(self, kind: str) -> Iterator[Element]:
         """Each header (or footer) part once, in section order, as the sections refer to them."""
         seen: set[str] = set()
         for properties in self._root.iter("{*}sectPr"):
             for reference in properties:
-                if _local(reference) != f"{kind}Reference":
+                if local_name(reference) != f"{kind}Reference":
                     continue
-                rel_id = _attr(reference, "id")
+                rel_id = attribute(reference, "id")
                 rel = self._main.rels.get(rel_id) if rel_id else None
                 if rel is None or rel.is_external or rel.target_part.partname in seen:
                     continue
                 seen.add(rel.target_part.partname)
                 yield _xml(rel.target_part)
 
-    def _unique_texts(self, roots: Iterable[etree._Element]) -> list[str]:
+    def _unique_texts(self, roots: Iterable[Element]) -> list[str]:
         texts: list[str] = []
         for root in roots:
             text = "\n\n".join(block.text for block in self._blocks(root) if block.text.strip())
@@ -284,7 +247,7 @@ class _WordReader:
             return []
         texts = []
         for note in _xml(part):
-            if _local(note) != note_name or _attr(note, "type") in _SEPARATOR_NOTES:
+            if local_name(note) != note_name or attribute(note, "type") in _SEPARATOR_NOTES:
                 continue
             text = "\n".join(block.text for block in self._blocks(note) if block.text.strip())
             if text.strip():
@@ -293,69 +256,73 @@ class _WordReader:
 
     # Blocks: paragraphs and tables in reading order ----------------------------------------
 
-    def _blocks(self, container: etree._Element) -> Iterator[_Block]:
+    def _blocks(self, container: Element) -> Iterator[_Block]:
         for child in container:
-            name = _local(child)
+            name = local_name(child)
             if name == "p":
                 yield from self._paragraph(child)
             elif name == "tbl":
                 yield _Block(self._table(child))
-            elif name in _BLOCK_CONTAINERS:
+            elif name in BLOCK_CONTAINERS:
                 yield from self._blocks(child)
             elif name == "AlternateContent":
-                branch = _first_branch(child)
+                branch = first_branch(child)
                 if branch is not None:
                     yield from self._blocks(branch)
 
-    def _paragraph(self, paragraph: etree._Element) -> Iterator[_Block]:
+    def _paragraph(self, paragraph: Element) -> Iterator[_Block]:
         parts: list[str] = []
-        text_boxes: list[etree._Element] = []
-        _collect_runs(paragraph, parts, text_boxes)
+        text_boxes: list[Element] = []
+        collect_runs(paragraph, parts, text_boxes)
         yield _Block("".join(parts), self._heading_level(paragraph))
         for box in text_boxes:
             yield from self._blocks(box)
 
-    def _table(self, table: etree._Element) -> str:
+    def _table(self, table: Element) -> str:
         """One line per row, cells separated by " | "; a one-cell row keeps its paragraphs."""
         lines = []
-        for row in _rows(table):
-            cells = [text for text in map(self._cell, _cells(row)) if text.strip()]
+        for row in table_rows(table):
+            cells = [text for text in map(self._cell, table_cells(row)) if text.strip()]
             if len(cells) == 1:
                 lines.append(cells[0])
             elif cells:
                 lines.append(" | ".join(" ".join(cell.split()) for cell in cells))
         return "\n".join(lines)
 
-    def _cell(self, cell: etree._Element) -> str:
+    def _cell(self, cell: Element) -> str:
         return "\n".join(block.text for block in self._blocks(cell) if block.text.strip())
 
     # Styles ---------------------------------------------------------------------------------
 
     def _read_styles(self) -> dict[str, _Style]:
         part = _related(self._main.rels.values(), "styles")
-        if part is None:
+        try:
+            root = _xml(part) if part is not None else None
+        except _Unreadable:
+            root = None  # without styles only outline levels mark headings; the text is intact
+        if root is None:
             return {}
         styles = {}
-        for style in _xml(part):
-            if _local(style) != "style" or _attr(style, "type") != "paragraph":
+        for style in root:
+            if local_name(style) != "style" or attribute(style, "type") != "paragraph":
                 continue
-            style_id = _attr(style, "styleId")
+            style_id = attribute(style, "styleId")
             if style_id:
                 styles[style_id] = _Style(
-                    name=_child_value(style, "name") or "",
-                    outline_level=_outline_level(_child(style, "pPr")),
-                    based_on=_child_value(style, "basedOn"),
+                    name=child_value(style, "name") or "",
+                    outline_level=outline_level(first_child(style, "pPr")),
+                    based_on=child_value(style, "basedOn"),
                 )
         return styles
 
-    def _heading_level(self, paragraph: etree._Element) -> int | None:
-        properties = _child(paragraph, "pPr")
+    def _heading_level(self, paragraph: Element) -> int | None:
+        properties = first_child(paragraph, "pPr")
         if properties is None:
             return None
-        own = _outline_level(properties)
+        own = outline_level(properties)
         if own is not None:
             return own
-        return self._style_heading_level(_child_value(properties, "pStyle"))
+        return self._style_heading_level(child_value(properties, "pStyle"))
 
     def _style_heading_level(self, style_id: str | None) -> int | None:
         for _ in range(10):  # basedOn chains are short; a cycle must not hang us
@@ -377,81 +344,3 @@ class _WordReader:
 def _section_title(heading: str) -> str:
     title = " ".join(heading.split())
     return title if len(title) <= _MAX_TITLE else title[: _MAX_TITLE - 3] + "..."
-
-
-def _collect_runs(element: etree._Element, parts: list[str], boxes: list[etree._Element]) -> None:
-    """Append the visible text under ``element`` to ``parts``, in order; text boxes to ``boxes``."""
-    for child in element:
-        name = _local(child)
-        if not name or name in _SKIPPED:
-            continue
-        if name == "t":
-            parts.append(child.text or "")
-        elif name in ("tab", "ptab"):
-            parts.append("\t")
-        elif name in ("br", "cr"):
-            parts.append("\n")
-        elif name == "noBreakHyphen":
-            parts.append("-")
-        elif name == "txbxContent":
-            boxes.append(child)
-        elif name == "AlternateContent":
-            branch = _first_branch(child)
-            if branch is not None:
-                _collect_runs(branch, parts, boxes)
-        else:
-            _collect_runs(child, parts, boxes)
-
-
-def _first_branch(alternate: etree._Element) -> etree._Element | None:
-    """One branch of mc:AlternateContent: Choice and Fallback hold the same text twice."""
-    for child in alternate:
-        if _local(child) in ("Choice", "Fallback"):
-            return child
-    return None
-
-
-def _rows(table: etree._Element) -> Iterator[etree._Element]:
-    for child in table:
-        name = _local(child)
-        if name == "tr":
-            properties = _child(child, "trPr")
-            if properties is None or _child(properties, "del") is None:  # deleted row
-                yield child
-        elif name in _BLOCK_CONTAINERS:
-            yield from _rows(child)
-
-
-def _cells(row: etree._Element) -> Iterator[etree._Element]:
-    for child in row:
-        name = _local(child)
-        if name == "tc":
-            if not _continues_merge(child):
-                yield child
-        elif name in _BLOCK_CONTAINERS:
-            yield from _cells(child)
-
-
-def _continues_merge(cell: etree._Element) -> bool:
-    """A cell covered by the merged cell above (vMerge) or to the left (legacy hMerge)."""
-    properties = _child(cell, "tcPr")
-    if properties is None:
-        return False
-    for name in ("vMerge", "hMerge"):
-        merge = _child(properties, name)
-        if merge is not None and _attr(merge, "val") != "restart":
-            return True
-    return False
-
-
-def _child_value(element: etree._Element, name: str) -> str | None:
-    child = _child(element, name)
-    return None if child is None else _attr(child, "val")
-
-
-def _outline_level(properties: etree._Element | None) -> int | None:
-    """Word's outline level 0-8 means heading 1-9; 9 is body text."""
-    value = None if properties is None else _child_value(properties, "outlineLvl")
-    if value is None or not value.isdigit() or int(value) > 8:
-        return None
-    return int(value) + 1
