@@ -28,7 +28,8 @@ NF4_BLOCKSIZE = 64
 NF4_NESTED_BLOCKSIZE = 256
 CUDA_CONTEXT_BYTES = 500 * MIB
 FRAGMENTATION = 0.10  # the CUDA caching allocator's slack over what tensors need
-CPU_RUNTIME_BYTES = 700 * MIB  # Python + torch + transformers + trl, resident after import
+CPU_RUNTIME_BYTES = 500 * MIB  # Python + torch + transformers + trl, resident after import
+CPU_ALLOCATOR_FACTOR = 2.4  # peak RSS ÷ live activation tensors, measured (tests/bench/train.py)
 # TRL's fused LM head scores the vocabulary in [4096 tokens × 32768 words] tiles and never
 # holds the full logits.
 LOGITS_TILE_TOKENS = 4096
@@ -256,17 +257,21 @@ def adapter_dtype_bytes(method: str) -> int:
 
 
 def activation_bytes(shape: ModelShape, config: TrainingConfig, dtype_bytes: int,
-                     seq_len: int | None = None, batch: int | None = None) -> int:
+                     seq_len: int | None = None, batch: int | None = None, *,
+                     attention_scores: bool | None = None) -> int:
     """What the backward pass keeps, for one micro-batch of `batch` × `seq_len` tokens.
 
     Without checkpointing every layer keeps its intermediate tensors; with it, each layer keeps
     only its input and one layer is recomputed at a time. The LM head's logits are scored in
     tiles, so they cost a tile (forward buffer + backward tile) whatever the length.
+    attention_scores: the (heads × seq) scores are kept (eager attention, or PyTorch's CPU
+    path with a padding mask); by default only for eager-attention models.
     """
     seq_len = seq_len or config.max_seq_length
     batch = batch or config.per_device_batch_size
     tokens = seq_len * batch
-    full_layer = _layer_activation_elements(shape, config, seq_len) * tokens * dtype_bytes
+    scores = shape.eager_attention if attention_scores is None else attention_scores
+    full_layer = _layer_activation_elements(shape, config, seq_len, scores) * tokens * dtype_bytes
     if config.activation_checkpointing:
         layers = shape.num_layers * shape.hidden_size * tokens * dtype_bytes + full_layer
     else:
@@ -277,17 +282,20 @@ def activation_bytes(shape: ModelShape, config: TrainingConfig, dtype_bytes: int
     return layers + logits + embeddings_and_final
 
 
-def _layer_activation_elements(shape: ModelShape, config: TrainingConfig, seq_len: int) -> int:
+def _layer_activation_elements(shape: ModelShape, config: TrainingConfig, seq_len: int,
+                               attention_scores: bool) -> int:
     """Values kept per token by one decoder layer (SwiGLU MLP, RMSNorms, rotary attention)."""
     hidden, q_dim, kv_dim = shape.hidden_size, shape.q_dim, shape.kv_dim
     norms_and_residuals = 6 * hidden  # two norms (inputs and fp32 upcasts), two residuals
     attention = 5 * q_dim + 4 * kv_dim  # q, k, v, rotated q/k, k/v repeated for GQA, output
     mlp = 4 * shape.intermediate_size  # gate, up, activation, product
-    if shape.eager_attention:  # the (heads × seq) score matrix and its softmax, per token
+    if attention_scores:  # the (heads × seq) score matrix and its softmax, per token
         attention += 2 * shape.num_heads * seq_len
     lora = 0
     for linear in targeted_linears(shape, config.target_modules):
-        lora += config.lora_r + (linear.in_features if config.lora_dropout > 0 else 0)
+        # LoRA's dropout makes its own copy of each targeted layer's input, plus the mask.
+        dropout = linear.in_features * 5 // 4 if config.lora_dropout > 0 else 0
+        lora += config.lora_r + dropout
     return norms_and_residuals + attention + mlp + lora
 
 
@@ -306,7 +314,13 @@ def estimate_memory(model_config: Mapping[str, Any], config: TrainingConfig, *,
     weights = weight_bytes(shape, config.method, dtype_bytes)
     trainable = trainable_params * adapter_bytes * 2  # weights + gradients
     optimizer = trainable_params * adapter_bytes * 2  # AdamW: exp_avg + exp_avg_sq
-    activations = activation_bytes(shape, config, dtype_bytes)
+    if device == "cpu":
+        # PyTorch's CPU attention keeps the scores when batches carry a padding mask, and
+        # malloc keeps freed activation memory, so the process grows well past live tensors.
+        activations = int(CPU_ALLOCATOR_FACTOR * activation_bytes(
+            shape, config, dtype_bytes, attention_scores=True))
+    else:
+        activations = activation_bytes(shape, config, dtype_bytes)
     tensors = weights + trainable + optimizer + activations
     if device == "cpu":
         overhead = CPU_RUNTIME_BYTES

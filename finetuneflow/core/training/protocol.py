@@ -25,7 +25,7 @@ OOM = "oom"
 DATASET = "dataset"
 MODEL_NOT_FOUND = "model_not_found"
 DISK_FULL = "disk_full"
-STOPPED = "stopped"    # the parent had to kill a child that did not stop in its grace period
+STOPPED = "stopped"    # as an error kind: the parent had to kill a child that did not stop
 CONFIG = "config"      # a setting or job file the trainer cannot use
 INTERNAL = "internal"  # a bug: show the log file
 ErrorKind = Literal["oom", "dataset", "model_not_found", "disk_full", "stopped", "config",
@@ -33,7 +33,7 @@ ErrorKind = Literal["oom", "dataset", "model_not_found", "disk_full", "stopped",
 ERROR_KINDS: tuple[str, ...] = (OOM, DATASET, MODEL_NOT_FOUND, DISK_FULL, STOPPED, CONFIG,
                                 INTERNAL)
 
-# Why a run ended well.
+# Why a run ended well: a finished event's reason (STOPPED: a stopped event, on request).
 COMPLETED = "completed"
 EARLY_STOPPING = "early_stopping"
 DIVERGENCE = "divergence"

@@ -1,0 +1,145 @@
+"""The trainer ↔ parent protocol: events as JSON lines and the job file."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from finetuneflow.core.training import protocol
+from finetuneflow.core.training.protocol import (
+    EVENT_TYPES,
+    CheckpointEvent,
+    ErrorEvent,
+    EvalEvent,
+    FinishedEvent,
+    LogEvent,
+    ProbeEvent,
+    ProtocolError,
+    StartedEvent,
+    StatusEvent,
+    StoppedEvent,
+    TrainJob,
+    WarningEvent,
+    decode,
+    encode,
+)
+
+SAMPLES = [
+    StatusEvent("loading_model", "Loading Qwen/Qwen2.5-0.5B-Instruct (LORA, cuda:0)…"),
+    StartedEvent(run_id="r1", total_steps=120, start_step=40, resumed_from="/c/checkpoint-40",
+                 model="m", method="lora", device="cpu", train_examples=480, eval_examples=20,
+                 trainable_params=1234, total_params=5678, loss_on="assistant"),
+    LogEvent(step=10, total_steps=120, loss=1.25, learning_rate=2e-4, grad_norm=0.5,
+             epoch=0.25, tokens_seen=4096, tokens_per_second=812.5, elapsed_s=5.0, eta_s=55.0),
+    EvalEvent(step=50, eval_loss=1.1, perplexity=math.exp(1.1), best_eval_loss=1.1),
+    CheckpointEvent(step=50, path="/runs/r1/checkpoints/checkpoint-50"),
+    WarningEvent("prompt_completion", "Only replies are learnt."),
+    FinishedEvent(step=120, reason=protocol.EARLY_STOPPING, message="Stopped early.",
+                  adapter_dir="/a", metrics_path="/m.json", final_eval_loss=1.0,
+                  perplexity=math.e, train_loss=1.2, runtime_s=60.0, tokens_seen=10_000,
+                  tokens_per_second=166.7, peak_memory_bytes=2**30, best_checkpoint="/c/50"),
+    StoppedEvent(step=64, checkpoint="/runs/r1/checkpoints/checkpoint-64", message="Stopped."),
+    ErrorEvent(kind=protocol.OOM, message="Out of GPU memory at step 3 (batch 8, sequence "
+               "2048): try QLoRA, a smaller batch or a shorter sequence.", step=3,
+               detail="Traceback …"),
+    ProbeEvent(gpus=[{"index": 0, "name": "NVIDIA RTX 4090", "total_bytes": 24 * 2**30,
+                      "free_bytes": 23 * 2**30, "compute_capability": "8.9", "bf16": True}],
+               cpu_model="x86", cpu_cores=16, ram_total_bytes=64 * 2**30,
+               ram_free_bytes=60 * 2**30, disk_path="/home", disk_free_bytes=10**12,
+               torch_version="2.13.0", cuda_version="12.8", bitsandbytes=True,
+               platform="Linux"),
+]
+
+
+def test_every_event_type_has_a_sample() -> None:
+    assert {type(event).TYPE for event in SAMPLES} == set(EVENT_TYPES)
+    assert set(EVENT_TYPES) == {"status", "started", "log", "eval", "checkpoint", "warning",
+                                "finished", "stopped", "error", "probe"}
+
+
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda event: type(event).TYPE)
+def test_events_round_trip_as_one_json_line(event: object) -> None:
+    line = encode(event)
+    assert "\n" not in line and line.startswith('{"type":')
+    assert json.loads(line)["type"] == type(event).TYPE
+    assert decode(line) == event
+    assert decode(line.encode("utf-8") + b"\n") == event  # bytes with the newline, as read
+
+
+def test_a_log_line_looks_like_this() -> None:
+    line = encode(LogEvent(step=10, total_steps=100, loss=1.5))
+    assert line == ('{"type":"log","step":10,"total_steps":100,"loss":1.5,"learning_rate":null,'
+                    '"grad_norm":null,"epoch":null,"tokens_seen":null,"tokens_per_second":null,'
+                    '"elapsed_s":null,"eta_s":null}')
+
+
+def test_text_keeps_unicode_and_stays_on_one_line() -> None:
+    line = encode(WarningEvent("note", "Données «ok»\nsecond line 敏捷"))
+    assert "Données «ok»" in line and "\n" not in line
+    assert decode(line).message == "Données «ok»\nsecond line 敏捷"
+
+
+def test_non_finite_numbers_travel_as_null() -> None:
+    line = encode(EvalEvent(step=5, eval_loss=math.nan, perplexity=math.inf))
+    assert json.loads(line)["eval_loss"] is None and "NaN" not in line
+    assert decode(line).perplexity is None
+
+
+def test_decode_ignores_unknown_fields() -> None:
+    event = decode('{"type":"checkpoint","step":4,"path":"/c/4","size_bytes":99,"new":{}}')
+    assert event == CheckpointEvent(step=4, path="/c/4")
+
+
+@pytest.mark.parametrize("line", [
+    "", "not json", "[1, 2]", '"text"', "{}", '{"type": 3}', '{"type":"gossip"}',
+    '{"type":"checkpoint","path":"/c"}',  # required step missing
+    "{'loss': 1.2}",  # what transformers' PrinterCallback prints
+])
+def test_decode_rejects_garbage(line: str) -> None:
+    with pytest.raises(ProtocolError):
+        decode(line)
+
+
+def test_error_kinds_cover_what_the_user_can_act_on() -> None:
+    assert {"oom", "dataset", "model_not_found", "disk_full", "stopped", "internal"} <= set(
+        protocol.ERROR_KINDS)
+
+
+# --- the job file -----------------------------------------------------------------------------
+
+def make_job(tmp_path: Path, **changes: object) -> TrainJob:
+    fields = {"run_id": "run-1", "model_path": "/models/tiny", "train_path": "/d/train.jsonl",
+              "eval_path": "/d/eval.jsonl", "checkpoints_dir": str(tmp_path / "checkpoints"),
+              "adapter_dir": str(tmp_path / "adapter"), "log_dir": str(tmp_path / "logs"),
+              "config": {"lora_r": 8, "max_steps": 20}, "resume": False}
+    return TrainJob(**{**fields, **changes})
+
+
+def test_a_job_file_round_trips(tmp_path: Path) -> None:
+    job = make_job(tmp_path, resume=True)
+    path = job.write(tmp_path / "jobs" / "job.json")
+    assert TrainJob.read(path) == job
+    assert json.loads(path.read_text())["version"] == protocol.JOB_VERSION
+    assert job.metrics_path == tmp_path / "logs" / "metrics.json"
+    config = job.training_config()
+    assert config.lora_r == 8 and config.max_steps == 20
+
+
+def test_a_bad_job_file_says_what_is_wrong(tmp_path: Path) -> None:
+    data = dataclasses.asdict(make_job(tmp_path))
+    with pytest.raises(ProtocolError, match="unknown keys: gpu"):
+        TrainJob.from_dict({**data, "gpu": 1})
+    with pytest.raises(ProtocolError, match="missing keys: model_path"):
+        TrainJob.from_dict({key: value for key, value in data.items() if key != "model_path"})
+    with pytest.raises(ProtocolError, match="version 9 is not supported"):
+        TrainJob.from_dict({**data, "version": 9})
+    with pytest.raises(ProtocolError, match="not JSON"):
+        TrainJob.from_json("{")
+    with pytest.raises(ProtocolError, match="cannot read the job file"):
+        TrainJob.read(tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="Unknown training setting: lr"):
+        make_job(tmp_path, config={"lr": 1}).training_config()
