@@ -8,6 +8,7 @@ command group lives in its own module with a `register(commands)` function.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -16,6 +17,10 @@ from finetuneflow.cli import documents, projects, training
 from finetuneflow.cli.common import EXIT_USAGE, EXIT_USER_ERROR, Handler, Parser, subcommands
 from finetuneflow.core.steps import STEP_KEYS
 from finetuneflow.services.errors import UserError
+from finetuneflow.services.logs import LOG_FILE_NAME
+from finetuneflow.storage.home import default_home
+
+EXIT_BUG = 70  # EX_SOFTWARE
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
@@ -67,3 +72,8 @@ def run_cli(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("finetuneflow: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # a bug: one line for the person, the traceback for the log
+        logging.getLogger(__name__).exception("unexpected error in %s", argv[:1])
+        log_file = default_home() / "logs" / LOG_FILE_NAME
+        print(f"finetuneflow: unexpected error; details are in {log_file}", file=sys.stderr)
+        return EXIT_BUG

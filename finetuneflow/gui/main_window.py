@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QMainWindow, QStackedWidget
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import QMainWindow, QMessageBox, QStackedWidget
 
 from finetuneflow import __version__
 from finetuneflow.gui.dashboard import Dashboard
+from finetuneflow.gui.training_controller import TrainingController
 from finetuneflow.gui.wizard import ProjectWizard
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.projects import ProjectService
+from finetuneflow.services.trainer_process import STOP_GRACE_SECONDS
 
 
 class MainWindow(QMainWindow):
@@ -20,6 +23,7 @@ class MainWindow(QMainWindow):
         self.dashboard = Dashboard(context)
         self.dashboard.open_project.connect(self.open_project)
         self.wizard: ProjectWizard | None = None
+        self.training = TrainingController(context)
         self.stack = QStackedWidget()
         self.stack.addWidget(self.dashboard)
         self.setCentralWidget(self.stack)
@@ -29,7 +33,7 @@ class MainWindow(QMainWindow):
         """Show a project's wizard at `page`, or at the step where the person left it."""
         project = ProjectService(self.context).get(ref)
         self.close_project()
-        wizard = ProjectWizard(self.context, project)
+        wizard = ProjectWizard(self.context, project, self.training)
         wizard.back_to_projects.connect(self.show_dashboard)
         self.stack.addWidget(wizard)
         self.stack.setCurrentWidget(wizard)
@@ -43,6 +47,22 @@ class MainWindow(QMainWindow):
             self.stack.removeWidget(self.wizard)
             self.wizard.deleteLater()
             self.wizard = None
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """A running training is stopped gracefully (with a checkpoint) before the app closes."""
+        if self.training.running:
+            answer = QMessageBox.question(
+                self, "Training is running",
+                "Stop the training and close? It finishes the current step and saves a "
+                "checkpoint, so you can resume it later.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel)
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+            self.training.stop()
+            self.statusBar().showMessage("Saving a checkpoint before closing…")
+            self.training.wait_for_end(int(STOP_GRACE_SECONDS * 1000))
+        event.accept()
 
     def show_dashboard(self) -> None:
         self.close_project()

@@ -7,20 +7,30 @@ from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWizard, QWizardPage
 
 from finetuneflow.core.steps import STEPS, step_index
 from finetuneflow.gui.pages.data_page import DataPage
+from finetuneflow.gui.pages.hardware_page import HardwarePage
 from finetuneflow.gui.pages.model_page import ModelPage
 from finetuneflow.gui.pages.step_page import PlannedStepPage
+from finetuneflow.gui.pages.train_page import TrainPage
+from finetuneflow.gui.training_controller import TrainingController
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.projects import ProjectService, ProjectSummary
 
-PAGE_CLASSES: dict[str, type] = {"model": ModelPage, "data": DataPage}
+PAGE_CLASSES: dict[str, type] = {"model": ModelPage, "data": DataPage,
+                                 "hardware": HardwarePage}
 
 
-def build_pages(context: AppContext, project: ProjectSummary) -> list[QWizardPage]:
+def build_pages(context: AppContext, project: ProjectSummary,
+                training: TrainingController) -> list[QWizardPage]:
     """One page per step; steps without their page yet get a plain placeholder."""
     pages: list[QWizardPage] = []
     for step in STEPS:
         page_class = PAGE_CLASSES.get(step.key)
-        pages.append(page_class(step, context, project) if page_class else PlannedStepPage(step))
+        if step.key == "train":
+            pages.append(TrainPage(step, context, project, training))
+        elif page_class is not None:
+            pages.append(page_class(step, context, project))
+        else:
+            pages.append(PlannedStepPage(step))
     return pages
 
 
@@ -41,7 +51,8 @@ class StepList(QListWidget):
 class ProjectWizard(QWizard):
     back_to_projects = Signal()
 
-    def __init__(self, context: AppContext, project: ProjectSummary) -> None:
+    def __init__(self, context: AppContext, project: ProjectSummary,
+                 training: TrainingController) -> None:
         super().__init__()
         self.setWindowFlags(Qt.WindowType.Widget)  # embedded in the main window, not a dialog
         self.context = context
@@ -54,7 +65,7 @@ class ProjectWizard(QWizard):
                               QWizard.WizardButton.BackButton, QWizard.WizardButton.NextButton,
                               QWizard.WizardButton.FinishButton])
         self.customButtonClicked.connect(lambda _which: self.back_to_projects.emit())
-        for page in build_pages(context, project):
+        for page in build_pages(context, project, training):
             self.addPage(page)
         self.steps = StepList()
         self.setSideWidget(self.steps)

@@ -7,6 +7,7 @@ the adapter goes to `artifacts/adapter-ID/` and the child's log to `logs/train-I
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from finetuneflow.core.chunking import TokenCounter
 from finetuneflow.core.progress import ProgressSink, ignore_progress
 from finetuneflow.core.training.config import TrainingConfig, preset_config
 from finetuneflow.core.training.protocol import (
@@ -23,6 +25,7 @@ from finetuneflow.core.training.protocol import (
     Event,
     FinishedEvent,
     LogEvent,
+    ProbeEvent,
     ProtocolError,
     StartedEvent,
     StatusEvent,
@@ -30,18 +33,42 @@ from finetuneflow.core.training.protocol import (
     TrainJob,
     decode,
 )
+from finetuneflow.core.training.recommend import DatasetStats, Recommendation, recommend
 from finetuneflow.services.datasets import DatasetService
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.jobs import JobService, ThrottledProgress, process_alive
 from finetuneflow.services.models import ModelService
 from finetuneflow.services.projects import ProjectService
-from finetuneflow.storage.models import Job, JobKind, JobStatus, Run, utcnow
+from finetuneflow.storage.models import (
+    DatasetExample,
+    ExampleSplit,
+    ExampleStatus,
+    Job,
+    JobKind,
+    JobStatus,
+    Run,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from finetuneflow.services.context import AppContext
 
 log = logging.getLogger(__name__)
 RESUMABLE = (JobStatus.INTERRUPTED, JobStatus.CANCELLED, JobStatus.FAILED)
+
+
+TINY_DATASET = 50
+TEMPLATE_TOKENS_PER_TURN = 5  # role markers and separators a chat template adds per message
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What the Hardware step shows: the recommendation, the settings it leads to, warnings."""
+
+    recommendation: Recommendation
+    config: TrainingConfig
+    warnings: list[str]
+    examples: int
 
 
 @dataclass(frozen=True)
@@ -95,6 +122,42 @@ class TrainingService:
         with self._context.session() as session:
             project = self._projects.resolve(session, project_ref)
             project.settings = {**project.settings, "training": config.to_dict()}
+
+    # --- planning -------------------------------------------------------------------------------
+
+    def example_token_lengths(self, project_ref: str) -> list[int]:
+        """About how many tokens each usable example takes with the base model's tokenizer."""
+        project_id = self._projects.get(project_ref).id
+        choice = ModelService(self._context).current(project_id)
+        if choice is None:
+            return []
+        counter = TokenCounter.from_model_dir(choice.folder)
+        with self._context.session() as session:
+            chats = session.scalars(select(DatasetExample.messages).where(
+                DatasetExample.project_id == project_id,
+                DatasetExample.status != ExampleStatus.REJECTED,
+                DatasetExample.split != ExampleSplit.PREVIEW)).all()
+        return [counter.count("\n".join(m["content"] for m in chat))
+                + TEMPLATE_TOKENS_PER_TURN * len(chat) for chat in chats]
+
+    def plan(self, project_ref: str, config: TrainingConfig, probe: ProbeEvent) -> TrainingPlan:
+        """Recommend LoRA/QLoRA, batch and sequence length for this machine, and say why."""
+        choice = ModelService(self._context).current(project_ref)
+        if choice is None:
+            raise UserError("Choose a base model first (the Model step).")
+        model_config = json.loads((choice.folder / "config.json").read_text(encoding="utf-8"))
+        lengths = self.example_token_lengths(project_ref)
+        recommendation = recommend(probe, model_config, DatasetStats.from_lengths(lengths),
+                                   config)
+        warnings = list(recommendation.warnings)
+        if len(lengths) < TINY_DATASET:
+            warnings.append(f"Only {len(lengths)} examples: the model will learn little. "
+                            f"Aim for a few hundred (generate more, or add documents).")
+        too_long = sum(length > recommendation.max_seq_length for length in lengths)
+        if too_long:
+            warnings.append(f"{too_long} examples are longer than the max sequence length "
+                            f"({recommendation.max_seq_length} tokens) and will be truncated.")
+        return TrainingPlan(recommendation, recommendation.apply(config), warnings, len(lengths))
 
     # --- starting -------------------------------------------------------------------------------
 

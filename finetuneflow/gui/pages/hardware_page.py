@@ -1,0 +1,271 @@
+"""Step 6 — Hardware: what this computer has, what fits, and the training settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QColor, QPainter, QPaintEvent
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from finetuneflow.core.steps import Step
+from finetuneflow.core.training.config import PRESETS, TrainingConfig, field_metadata, preset_config
+from finetuneflow.core.training.estimate import MemoryEstimate, format_bytes
+from finetuneflow.core.training.protocol import ProbeEvent
+from finetuneflow.core.training.recommend import format_duration
+from finetuneflow.gui.errors import describe
+from finetuneflow.gui.pages.step_page import StepPage
+from finetuneflow.gui.workers import TaskRunner
+from finetuneflow.services.context import AppContext
+from finetuneflow.services.hardware import HardwareService
+from finetuneflow.services.projects import ProjectSummary
+from finetuneflow.services.training import TrainingPlan, TrainingService
+
+INT_MAX = 2**31 - 1  # a QSpinBox holds a C int
+SEGMENT_COLOURS = (("Model weights", "#4e79a7"), ("Adapter + optimizer", "#f28e2b"),
+                   ("Activations", "#59a14f"), ("Overhead", "#bab0ac"))
+
+
+def describe_probe(probe: ProbeEvent) -> str:
+    lines = [f"GPU {gpu.get('index', i)}: {gpu.get('name')} — {format_bytes(gpu['free_bytes'])} "
+             f"free of {format_bytes(gpu['total_bytes'])}" for i, gpu in enumerate(probe.gpus)]
+    if not probe.gpus:
+        lines.append("No CUDA GPU" + (" · Apple GPU (MPS) available" if probe.mps else
+                                      ": training runs on the CPU, slowly."))
+    lines.append(f"CPU: {probe.cpu_model} · {probe.cpu_cores} cores")
+    if probe.ram_total_bytes:
+        lines.append(f"Memory: {format_bytes(probe.ram_free_bytes or 0)} free of "
+                     f"{format_bytes(probe.ram_total_bytes)}")
+    if probe.disk_free_bytes is not None:
+        lines.append(f"Disk: {format_bytes(probe.disk_free_bytes)} free")
+    return "\n".join(lines)
+
+
+class MemoryBar(QWidget):
+    """The estimate's parts as stacked segments against the memory the run may use."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setMinimumHeight(34)
+        self.estimate: MemoryEstimate | None = None
+        self.budget = 0
+
+    def show_estimate(self, estimate: MemoryEstimate, budget: int) -> None:
+        self.estimate, self.budget = estimate, budget
+        self.setToolTip(estimate.summary() + f" · available {format_bytes(budget)}")
+        self.update()
+
+    def parts(self) -> list[int]:
+        e = self.estimate
+        return [] if e is None else [e.weights, e.trainable + e.optimizer, e.activations,
+                                     e.overhead]
+
+    def paintEvent(self, _event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        frame = QRectF(self.rect()).adjusted(1, 1, -1, -1)
+        painter.fillRect(frame, self.palette().base())
+        painter.setPen(self.palette().text().color())
+        painter.drawRect(frame)
+        if self.estimate is None:
+            return
+        scale = max(self.budget, sum(self.parts()), 1)
+        x = frame.left()
+        for size, (_name, colour) in zip(self.parts(), SEGMENT_COLOURS, strict=True):
+            width = frame.width() * size / scale
+            painter.fillRect(QRectF(x, frame.top(), width, frame.height()), QColor(colour))
+            x += width
+        if self.budget and sum(self.parts()) > self.budget:  # over budget: a red limit line
+            limit = frame.left() + frame.width() * self.budget / scale
+            painter.fillRect(QRectF(limit - 1, frame.top(), 3, frame.height()), QColor("#e15759"))
+
+
+def _legend() -> QLabel:
+    items = " ".join(f"<span style='color:{colour}'>■</span> {name}&nbsp;&nbsp;"
+                     for name, colour in SEGMENT_COLOURS)
+    return QLabel(items)
+
+
+class SettingsForm(QWidget):
+    """A form built from TrainingConfig's field metadata (label, help, range, choices)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.editors: dict[str, QWidget] = {}
+        layout = QFormLayout(self)
+        for name, meta in field_metadata().items():
+            editor = self._editor(meta)
+            editor.setToolTip(meta.get("help", ""))
+            self.editors[name] = editor
+            layout.addRow(meta.get("label", name) + ":", editor)
+
+    @staticmethod
+    def _editor(meta: dict[str, Any]) -> QWidget:
+        default = meta["default"]
+        if "choices" in meta:
+            box = QComboBox()
+            box.addItems(list(meta["choices"]))
+            return box
+        if isinstance(default, bool):
+            return QCheckBox()
+        if isinstance(default, int):
+            spin = QSpinBox()
+            spin.setRange(int(meta.get("min", 0)), min(int(meta.get("max", INT_MAX)), INT_MAX))
+            return spin
+        if isinstance(default, float):
+            double = QDoubleSpinBox()
+            double.setDecimals(6)
+            double.setRange(float(meta.get("min", 0.0)), float(meta.get("max", 1e6)))
+            return double
+        return QLabel(str(default))  # lists (target modules) are shown, edited as text later
+
+    def load(self, config: TrainingConfig) -> None:
+        for name, editor in self.editors.items():
+            value = getattr(config, name)
+            if isinstance(editor, QComboBox):
+                editor.setCurrentText(str(value))
+            elif isinstance(editor, QCheckBox):
+                editor.setChecked(bool(value))
+            elif isinstance(editor, QSpinBox | QDoubleSpinBox):
+                editor.setValue(value)
+            elif isinstance(editor, QLabel):
+                editor.setText(value if isinstance(value, str) else ", ".join(value))
+
+    def values(self, base: TrainingConfig) -> TrainingConfig:
+        changes: dict[str, Any] = {}
+        for name, editor in self.editors.items():
+            if isinstance(editor, QComboBox):
+                changes[name] = editor.currentText()
+            elif isinstance(editor, QCheckBox):
+                changes[name] = editor.isChecked()
+            elif isinstance(editor, QSpinBox | QDoubleSpinBox):
+                changes[name] = editor.value()
+        return base.replace(**changes)
+
+
+class HardwarePage(StepPage):
+    def __init__(self, step: Step, context: AppContext, project: ProjectSummary) -> None:
+        super().__init__(step)
+        self.context = context
+        self.project_id = project.id
+        self.training = TrainingService(context)
+        self.hardware = HardwareService(context)
+        self.tasks = TaskRunner(self)
+        self.probe: ProbeEvent | None = None
+        self.plan: TrainingPlan | None = None
+        self.config = self.training.config_for(project.id)
+
+        self.findings = QLabel("Inspecting this computer…")
+        self.findings.setWordWrap(True)
+        refresh = QPushButton("Check again")
+        refresh.clicked.connect(lambda: self.start_probe(refresh=True))
+        machine = QGroupBox("This computer")
+        machine_layout = QHBoxLayout(machine)
+        machine_layout.addWidget(self.findings, 1)
+        machine_layout.addWidget(refresh, 0, Qt.AlignmentFlag.AlignTop)
+
+        self.bar = MemoryBar()
+        self.recommendation = QLabel()
+        self.recommendation.setWordWrap(True)
+        self.warnings = QLabel()
+        self.warnings.setWordWrap(True)
+        self.warnings.setStyleSheet("color: #b9770e;")
+        fit = QGroupBox("Recommendation")
+        fit_layout = QVBoxLayout(fit)
+        for widget in (self.bar, _legend(), self.recommendation, self.warnings):
+            fit_layout.addWidget(widget)
+
+        self.preset = QComboBox()
+        for key, preset in PRESETS.items():
+            self.preset.addItem(preset.label, key)
+            self.preset.setItemData(self.preset.count() - 1, preset.description,
+                                    Qt.ItemDataRole.ToolTipRole)
+        self.preset.setPlaceholderText("Choose a preset…")
+        self.preset.setCurrentIndex(-1)
+        self.preset.activated.connect(self._apply_preset)
+        self.form = SettingsForm()
+        self.form.load(self.config)
+        apply = QPushButton("Save settings")
+        apply.clicked.connect(self._save_form)
+        scroll = QScrollArea()
+        scroll.setWidget(self.form)
+        scroll.setWidgetResizable(True)
+        settings = QGroupBox("Training settings")
+        settings_layout = QVBoxLayout(settings)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Preset:"))
+        row.addWidget(self.preset, 1)
+        row.addWidget(apply)
+        settings_layout.addLayout(row)
+        settings_layout.addWidget(scroll, 1)
+
+        self.body.addWidget(machine)
+        self.body.addWidget(fit)
+        self.body.addWidget(settings, 1)
+        self.start_probe()
+
+    def start_probe(self, refresh: bool = False) -> None:
+        if self.tasks.is_running("probe"):
+            return
+        self.findings.setText("Inspecting this computer…")
+        self.tasks.start("probe", lambda _p, _c: self.hardware.probe(refresh=refresh),
+                         on_success=self._show_probe, on_failure=self._show_failure)
+
+    def _show_probe(self, probe: ProbeEvent) -> None:
+        self.probe = probe
+        self.findings.setText(describe_probe(probe))
+        self.replan()
+
+    def _show_failure(self, error: BaseException) -> None:
+        self.findings.setText(describe(error, self.context.log_file)[0])
+
+    def replan(self) -> None:
+        if self.probe is None:
+            return
+        try:
+            self.plan = self.training.plan(self.project_id, self.config, self.probe)
+        except Exception as error:
+            self.recommendation.setText(describe(error, self.context.log_file)[0])
+            return
+        rec = self.plan.recommendation
+        self.bar.show_estimate(rec.estimate, rec.budget_bytes)
+        duration = (f" Expected time: about {format_duration(rec.estimated_seconds)}."
+                    if rec.estimated_seconds else "")
+        self.recommendation.setText(f"<b>{rec.method.upper()}</b> on {rec.device.upper()} — "
+                                    f"{rec.reason}{duration}")
+        self.warnings.setText("\n".join(f"⚠ {w}" for w in self.plan.warnings))
+        self.completeChanged.emit()
+
+    def _apply_preset(self, index: int) -> None:
+        self.config = preset_config(self.preset.itemData(index))
+        self._store(self.config)
+
+    def _save_form(self) -> None:
+        try:
+            self._store(self.form.values(self.config))
+        except Exception as error:
+            self.recommendation.setText(describe(error, self.context.log_file)[0])
+
+    def _store(self, config: TrainingConfig) -> None:
+        self.training.save_config(self.project_id, config)
+        self.config = config
+        self.replan()
+        if self.plan is not None:  # keep what fits this machine
+            self.config = self.plan.config
+            self.training.save_config(self.project_id, self.config)
+        self.form.load(self.config)
+
+    def isComplete(self) -> bool:
+        return self.plan is not None

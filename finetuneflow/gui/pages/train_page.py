@@ -1,0 +1,200 @@
+"""Step 7 — Train: start, stop, resume; a live loss chart, progress with ETA, and logs."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+)
+
+from finetuneflow.core.steps import Step
+from finetuneflow.core.training.estimate import format_bytes
+from finetuneflow.core.training.protocol import (
+    CheckpointEvent,
+    ErrorEvent,
+    EvalEvent,
+    Event,
+    FinishedEvent,
+    LogEvent,
+    StartedEvent,
+    StatusEvent,
+    StoppedEvent,
+    WarningEvent,
+)
+from finetuneflow.core.training.recommend import format_duration
+from finetuneflow.gui.errors import describe
+from finetuneflow.gui.pages.step_page import StepPage
+from finetuneflow.gui.training_controller import TrainingController
+from finetuneflow.gui.widgets.loss_chart import LossChart
+from finetuneflow.services.context import AppContext
+from finetuneflow.services.projects import ProjectSummary
+from finetuneflow.services.training import TrainingService
+
+MAX_LOG_LINES = 2000
+
+
+def event_text(event: Event) -> str | None:
+    """One line for the log view, or None for events the chart and progress already show."""
+    if isinstance(event, StatusEvent | WarningEvent):
+        return event.message
+    if isinstance(event, StartedEvent):
+        origin = f" (resumed at step {event.start_step})" if event.start_step else ""
+        return (f"Training {event.model} with {event.method.upper()} on {event.device}: "
+                f"{event.train_examples} examples, {event.total_steps} steps{origin}.")
+    if isinstance(event, EvalEvent) and event.eval_loss is not None:
+        return f"Step {event.step}: eval loss {event.eval_loss:.4f}"
+    if isinstance(event, CheckpointEvent):
+        return f"Checkpoint saved at step {event.step}."
+    if isinstance(event, FinishedEvent):
+        return f"Finished ({event.reason}): adapter saved in {event.adapter_dir}"
+    if isinstance(event, StoppedEvent | ErrorEvent):
+        return event.message
+    return None
+
+
+class TrainPage(StepPage):
+    def __init__(self, step: Step, context: AppContext, project: ProjectSummary,
+                 controller: TrainingController) -> None:
+        super().__init__(step)
+        self.context = context
+        self.project_id = project.id
+        self.training = TrainingService(context)
+        self.controller = controller
+
+        self.start_button = QPushButton("Start training")
+        self.start_button.clicked.connect(self.start)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.clicked.connect(self.stop)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.clicked.connect(self.resume)
+        self.state = QLabel()
+        self.state.setWordWrap(True)
+        buttons = QHBoxLayout()
+        for widget in (self.start_button, self.stop_button, self.resume_button):
+            buttons.addWidget(widget)
+        buttons.addWidget(self.state, 1)
+
+        self.chart = LossChart()
+        self.progress = QProgressBar()
+        self.stats = {name: QLabel("—") for name in ("Step", "Epoch", "ETA", "Tokens/s",
+                                                      "Memory")}
+        grid = QGridLayout()
+        for column, (name, label) in enumerate(self.stats.items()):
+            grid.addWidget(QLabel(f"<small>{name}</small>"), 0, column)
+            grid.addWidget(label, 1, column)
+        self.log_view = QPlainTextEdit(readOnly=True)
+        self.log_view.setMaximumBlockCount(MAX_LOG_LINES)
+        self.log_view.setFixedHeight(110)
+        self.log_path = QLabel()
+        self.log_path.setWordWrap(True)
+
+        self.body.addLayout(buttons)
+        self.body.addWidget(self.chart, 1)
+        self.body.addWidget(self.progress)
+        self.body.addLayout(grid)
+        self.body.addWidget(self.log_view)
+        self.body.addWidget(self.log_path)
+
+        controller.event_received.connect(self._on_live_event)
+        controller.run_ended.connect(self._on_run_ended)
+        self._restore_last_run()
+        self._update_buttons()
+
+    # --- actions --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._launch(lambda: self.training.prepare(self.project_id,
+                                                   self.training.config_for(self.project_id)))
+
+    def resume(self) -> None:
+        self._launch(lambda: self.training.prepare_resume(self.project_id))
+
+    def _launch(self, prepare) -> None:
+        if self.controller.running:
+            self.state.setText("A training is already running (one at a time).")
+            return
+        try:
+            prepared = prepare()
+        except Exception as error:
+            self.state.setText(describe(error, self.context.log_file)[0])
+            return
+        if not prepared.job.resume:
+            self.chart.clear()
+            self.log_view.clear()
+        self.log_path.setText(f"Log file: {prepared.log_path}")
+        self.controller.start(prepared)
+        self.state.setText(f"Run {prepared.run_id} is starting (loading the model)…")
+        self._update_buttons()
+
+    def stop(self) -> None:
+        self.controller.stop()
+        self.state.setText("Stopping after the current step; a checkpoint is saved…")
+        self.stop_button.setEnabled(False)
+
+    # --- events ---------------------------------------------------------------------------------
+
+    def _mine(self) -> bool:
+        prepared = self.controller.prepared
+        return prepared is not None and prepared.project_id == self.project_id
+
+    def _on_live_event(self, event: Event) -> None:
+        if self._mine():
+            self.show_event(event)
+
+    def show_event(self, event: Event) -> None:
+        if isinstance(event, LogEvent):
+            self._show_progress(event)
+        elif isinstance(event, EvalEvent) and event.eval_loss is not None:
+            self.chart.add_eval(event.step, event.eval_loss)
+        elif isinstance(event, FinishedEvent) and event.peak_memory_bytes:
+            self.stats["Memory"].setText(format_bytes(event.peak_memory_bytes))
+        if (text := event_text(event)) is not None:
+            self.log_view.appendPlainText(text)
+
+    def _show_progress(self, event: LogEvent) -> None:
+        if event.loss is not None:
+            self.chart.add_train(event.step, event.loss)
+        self.progress.setRange(0, max(event.total_steps, 1))
+        self.progress.setValue(event.step)
+        self.stats["Step"].setText(f"{event.step} / {event.total_steps}")
+        self.stats["Epoch"].setText("—" if event.epoch is None else f"{event.epoch:.2f}")
+        self.stats["ETA"].setText(format_duration(event.eta_s))
+        self.stats["Tokens/s"].setText("—" if event.tokens_per_second is None
+                                       else f"{event.tokens_per_second:,.0f}")
+
+    def _on_run_ended(self, final: Event | None) -> None:
+        if not self._mine():
+            return
+        if final is None:
+            self.state.setText("The training process ended unexpectedly. Resume continues from "
+                               "the last complete checkpoint.")
+        else:
+            self.state.setText(event_text(final) or "")
+        self._update_buttons()
+        self.completeChanged.emit()
+
+    def _restore_last_run(self) -> None:
+        """Rebuild the chart and state of the last run from its stored events."""
+        run = self.training.latest_run(self.project_id)
+        if run is None:
+            self.state.setText("No training yet. The settings come from the Hardware step.")
+            return
+        for event in self.training.events(self.project_id, run["id"]):
+            self.show_event(event)
+        self.state.setText(f"Last run ({run['id']}): {run['status']}.")
+
+    def _update_buttons(self) -> None:
+        running = self.controller.running
+        run = self.training.latest_run(self.project_id)
+        resumable = run is not None and run["status"] in {"interrupted", "cancelled", "failed"}
+        self.start_button.setEnabled(not running)
+        self.stop_button.setEnabled(running and self._mine())
+        self.resume_button.setEnabled(not running and resumable)
+
+    def isComplete(self) -> bool:
+        run = self.training.latest_run(self.project_id)
+        return run is not None and run["status"] == "succeeded"

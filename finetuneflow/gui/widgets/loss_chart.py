@@ -1,0 +1,48 @@
+"""The live loss chart: train loss as a line, eval loss as points, smooth at 10,000 points."""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+TRAIN_COLOUR = "#4e79a7"
+EVAL_COLOUR = "#e15759"
+
+
+class LossChart(QWidget):
+    def __init__(self) -> None:
+        super().__init__()
+        self.plot = pg.PlotWidget(background=None)
+        self.plot.setLabel("bottom", "step")
+        self.plot.setLabel("left", "loss")
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.plot.addLegend(offset=(-10, 10))
+        # Draw at most about one point per pixel however long the run gets.
+        self.plot.setDownsampling(auto=True, mode="peak")
+        self.plot.setClipToView(True)
+        self.train_curve = self.plot.plot([], [], pen=pg.mkPen(TRAIN_COLOUR, width=2),
+                                          name="train loss")
+        self.eval_curve = self.plot.plot([], [], pen=pg.mkPen(EVAL_COLOUR, width=1),
+                                         symbol="o", symbolSize=6, symbolBrush=EVAL_COLOUR,
+                                         name="eval loss")
+        self.train: tuple[list[float], list[float]] = ([], [])
+        self.eval: tuple[list[float], list[float]] = ([], [])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot)
+
+    def add_train(self, step: int, loss: float) -> None:
+        self.train[0].append(step)
+        self.train[1].append(loss)
+        self.train_curve.setData(*self.train)
+
+    def add_eval(self, step: int, loss: float) -> None:
+        self.eval[0].append(step)
+        self.eval[1].append(loss)
+        self.eval_curve.setData(*self.eval)
+
+    def clear(self) -> None:
+        self.train = ([], [])
+        self.eval = ([], [])
+        self.train_curve.setData([], [])
+        self.eval_curve.setData([], [])

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from finetuneflow.gui.main_window import MainWindow
+from finetuneflow.gui.pages.hardware_page import HardwarePage
+from finetuneflow.gui.pages.train_page import TrainPage
+from finetuneflow.services.context import AppContext
+from finetuneflow.services.datasets import DatasetService
+from finetuneflow.services.models import ModelService
+from finetuneflow.services.training import TrainingService
+from tests.helpers.images import assert_not_blank
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def window(qtbot: QtBot, context: AppContext) -> MainWindow:
+    main = MainWindow(context)
+    qtbot.addWidget(main)
+    main.show()
+    return main
+
+
+@pytest.fixture
+def project_id(window: MainWindow, context: AppContext, tiny_model_dir: Path,
+               tmp_path: Path) -> str:
+    project = window.dashboard.create_project("Train page")
+    ModelService(context).choose(project.id, str(tiny_model_dir))
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps({"prompt": f"{i} plus 1?", "completion": str(i + 1)})
+                              for i in range(40)), encoding="utf-8")
+    DatasetService(context).import_file(project.id, data)
+    return project.id
+
+
+def test_hardware_page_probes_and_recommends(window: MainWindow, qtbot: QtBot,
+                                             project_id: str, tmp_path: Path) -> None:
+    page = window.open_project(project_id, "hardware").currentPage()
+    assert isinstance(page, HardwarePage)
+    qtbot.waitUntil(page.isComplete, timeout=120_000)
+    assert "CPU" in page.findings.text() and "LORA" in page.recommendation.text()
+    assert "Only 40 examples" in page.warnings.text()
+    assert page.bar.parts() and page.bar.budget > 0
+    page.preset.setCurrentIndex(page.preset.findData("quick"))
+    page.preset.activated.emit(page.preset.currentIndex())
+    assert TrainingService(page.context).config_for(project_id).max_steps == 60
+    shot = tmp_path / "hardware.png"
+    window.grab().save(str(shot))
+    assert_not_blank(shot)
+
+
+def test_train_page_runs_the_child_fills_the_chart_and_stops(
+        window: MainWindow, qtbot: QtBot, project_id: str, context: AppContext,
+        tmp_path: Path) -> None:
+    service = TrainingService(context)
+    service.save_config(project_id, service.config_for(project_id, "quick").replace(
+        max_steps=400, logging_steps=2, eval_steps=20, save_steps=20,
+        per_device_batch_size=2, gradient_accumulation_steps=1))
+    page = window.open_project(project_id, "train").currentPage()
+    assert isinstance(page, TrainPage) and not page.isComplete()
+    page.start_button.click()
+    assert window.training.running and not page.start_button.isEnabled()
+    qtbot.waitUntil(lambda: len(page.chart.train[0]) >= 3, timeout=180_000)
+    assert page.progress.maximum() == 400 and "/ 400" in page.stats["Step"].text()
+    page.stop_button.click()
+    qtbot.waitUntil(lambda: not window.training.running, timeout=180_000)
+    assert "Stopped at step" in page.state.text()
+    assert page.resume_button.isEnabled() and not page.isComplete()
+    run = service.latest_run(project_id)
+    assert run is not None and run["status"] == "cancelled"
+    shot = tmp_path / "train.png"
+    window.grab().save(str(shot))
+    assert_not_blank(shot)
+
+    # The same page built again (the app reopened) shows the stored chart.
+    reopened = window.open_project(project_id, "train").currentPage()
+    assert len(reopened.chart.train[0]) == len(page.chart.train[0])
