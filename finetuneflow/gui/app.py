@@ -8,7 +8,7 @@ import traceback
 from pathlib import Path
 from types import TracebackType
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QThreadPool, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
@@ -17,6 +17,7 @@ from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import UserError
 
 log = logging.getLogger(__name__)
+SHUTDOWN_WAIT_MS = 30_000
 
 STYLE_SHEET = """
 QLabel#heading { font-size: 20px; font-weight: 600; }
@@ -36,7 +37,9 @@ def make_application(argv: list[str] | None = None) -> QApplication:
 
 
 def save_screenshot(widget: QWidget, path: Path) -> None:
-    """Render the widget after pending layout/paint events, and save it as PNG."""
+    """Render the widget once its background tasks and pending events are done; save as PNG."""
+    QApplication.processEvents()
+    QThreadPool.globalInstance().waitForDone(SHUTDOWN_WAIT_MS)
     for _ in range(3):
         QApplication.processEvents()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +76,10 @@ def run_gui(project: str | None = None, page: str | None = None,
     if screenshot is not None:
         save_screenshot(window, screenshot)
         print(screenshot)
-        return 0
-    QTimer.singleShot(0, lambda: log.info("window shown"))
-    return app.exec()
+        code = 0
+    else:
+        QTimer.singleShot(0, lambda: log.info("window shown"))
+        code = app.exec()
+    # Background tasks must end before Qt tears down: a live pool thread aborts the process.
+    QThreadPool.globalInstance().waitForDone(SHUTDOWN_WAIT_MS)
+    return code

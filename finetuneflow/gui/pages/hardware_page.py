@@ -214,7 +214,11 @@ class HardwarePage(StepPage):
         self.body.addWidget(machine)
         self.body.addWidget(fit)
         self.body.addWidget(settings, 1)
-        self.start_probe()
+
+    def initializePage(self) -> None:
+        """Probe when the person arrives here, not when the wizard is built."""
+        if self.probe is None:
+            self.start_probe()
 
     def start_probe(self, refresh: bool = False) -> None:
         if self.tasks.is_running("probe"):
