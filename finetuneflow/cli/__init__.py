@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     dataset = commands.add_parser("dataset", help="import or export training examples")
     dataset_actions = subcommands(dataset, "dataset_command")
     projects.register(commands)
+    projects.register_settings(commands)
     documents.register(commands, dataset_actions)
     training.register(commands)
     _register_gui(commands)

@@ -1,4 +1,4 @@
-"""`finetuneflow project create|list|delete`."""
+"""`finetuneflow project create|list|delete` and the app-wide `settings`."""
 
 from __future__ import annotations
 
@@ -52,3 +52,29 @@ def register(commands: argparse._SubParsersAction) -> None:
     delete = actions.add_parser("delete", help="delete a project and its files")
     delete.add_argument("id", help="project id, unique id prefix, or exact name")
     delete.set_defaults(handler=cmd_delete)
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from dataclasses import asdict, replace
+
+    from finetuneflow.services.settings import AppSettings
+
+    context = open_context()
+    settings = AppSettings.load(context.home)
+    if args.max_file_mb is not None:
+        settings = replace(settings, max_file_mb=args.max_file_mb)
+        settings.save(context.home)
+    if args.json:
+        print_json(asdict(settings))
+    else:
+        for name, value in asdict(settings).items():
+            print(f"{name}\t{value}")
+    return 0
+
+
+def register_settings(commands: argparse._SubParsersAction) -> None:
+    settings = commands.add_parser("settings", help="show or change app-wide settings")
+    settings.add_argument("--max-file-mb", type=int, metavar="N",
+                          help="refuse documents larger than N MB (200)")
+    add_json(settings)
+    settings.set_defaults(handler=cmd_settings)

@@ -33,6 +33,7 @@ from finetuneflow.core.progress import CancelToken, ProgressSink, ignore_progres
 from finetuneflow.core.safepath import slugify
 from finetuneflow.services.errors import NotFoundError, UserError
 from finetuneflow.services.projects import ProjectService
+from finetuneflow.services.settings import AppSettings
 from finetuneflow.storage.models import Chunk, DatasetExample, FileStatus, Project, SourceFile
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from finetuneflow.storage.home import Home
 
 log = logging.getLogger(__name__)
+MB = 1024 * 1024
 NO_MODEL_NOTE = "Chunks will be cut once a base model is chosen (they use its tokenizer)."
 
 
@@ -140,7 +142,9 @@ class IngestService:
         self._context = context
         self._home = context.home
         self._projects = ProjectService(context)
-        self._limits = limits or IngestLimits()
+        if limits is None:
+            limits = IngestLimits(max_bytes=AppSettings.load(context.home).max_file_mb * MB)
+        self._limits = limits
 
     # --- settings -------------------------------------------------------------------------------
 
@@ -220,8 +224,9 @@ class IngestService:
             return f"{path} is not a file."
         size = path.stat().st_size
         if size > self._limits.max_bytes:
-            return (f"The file is {size / 1e6:.0f} MB, over the {self._limits.max_bytes / 1e6:.0f}"
-                    " MB limit. Split it, or raise the limit in Settings.")
+            return (f"The file is {size / MB:.0f} MB, over the {self._limits.max_bytes / MB:.0f}"
+                    " MB limit. Split it, or raise the limit (finetuneflow settings "
+                    "--max-file-mb N).")
         return None
 
     def _find_by_hash(self, project_id: str, digest: str) -> SourceFile | None:

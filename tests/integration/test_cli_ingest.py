@@ -76,3 +76,16 @@ def test_csv_import_with_a_column_mapping(home: Path, tmp_path: Path) -> None:
                           "frage", "--completion-column", "antwort",
                           "--system-prompt", "Antworte kurz.")
     assert (mapped["format"], mapped["imported"], mapped["rejected"]) == ("csv", 2, 0)
+
+
+def test_the_size_limit_is_a_setting(home: Path, tiny_model_dir: Path, corpus_dir: Path) -> None:
+    project = _project_with_model(home, tiny_model_dir)
+    assert run_cli_json(home, "settings") == {"max_file_mb": 200}
+    assert run_cli_json(home, "settings", "--max-file-mb", "1") == {"max_file_mb": 1}
+    big = corpus_dir / "pdf/unreadable_invalid-pages-tree_4pages.pdf"  # 2.8 MB
+    result = run_cli(home, "ingest", project, str(big), "--json")
+    assert result.returncode == 1  # nothing could be ingested
+    refused = json.loads(result.stdout)[0]
+    assert refused["status"] == "error" and "over the 1 MB limit" in refused["message"]
+    bad = run_cli(home, "settings", "--max-file-mb", "0")
+    assert bad.returncode == 1 and "between 1 MB" in bad.stderr

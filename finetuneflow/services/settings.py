@@ -1,0 +1,45 @@
+"""App-wide settings (not per project), kept in `settings.json` in the home folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from finetuneflow.services.errors import UserError
+
+if TYPE_CHECKING:
+    from finetuneflow.storage.home import Home
+
+SETTINGS_FILE = "settings.json"
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    max_file_mb: int = 200  # larger documents are refused before they are copied
+
+    def validate(self) -> AppSettings:
+        if not 1 <= self.max_file_mb <= 100_000:
+            raise UserError("The file size limit must be between 1 MB and 100,000 MB.")
+        return self
+
+    @classmethod
+    def load(cls, home: Home) -> AppSettings:
+        try:
+            data: dict[str, Any] = json.loads((home.root / SETTINGS_FILE).read_text("utf-8"))
+        except (OSError, ValueError):
+            return cls()
+        known = {item.name for item in fields(cls)}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known}).validate()
+        except (TypeError, UserError):
+            return cls()  # a hand-edited file with bad values: fall back, never crash
+
+    def save(self, home: Home) -> None:
+        self.validate()
+        handle, temporary = tempfile.mkstemp(dir=home.root, prefix=".settings.")
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(asdict(self), stream, indent=2)
+        os.replace(temporary, home.root / SETTINGS_FILE)
