@@ -19,14 +19,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def window(qtbot: QtBot, context: AppContext) -> MainWindow:
-    main = MainWindow(context)
-    qtbot.addWidget(main)
-    main.show()
-    return main
-
-
-@pytest.fixture
 def project_id(window: MainWindow, context: AppContext, tiny_model_dir: Path,
                tmp_path: Path) -> str:
     project = window.dashboard.create_project("Train page")

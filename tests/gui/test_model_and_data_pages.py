@@ -20,14 +20,6 @@ from tests.helpers.images import assert_not_blank
 from tests.helpers.memory_keyring import MemoryKeyring
 
 
-@pytest.fixture
-def window(qtbot: QtBot, context: AppContext) -> MainWindow:
-    main = MainWindow(context)
-    qtbot.addWidget(main)
-    main.show()
-    return main
-
-
 def drop_files(target: QWidget, paths: list[Path]) -> None:
     """A real drag-enter + drop of local files, as the window system would deliver them."""
     mime = QMimeData()

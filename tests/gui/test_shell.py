@@ -6,21 +6,12 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtWidgets import QMessageBox
-from pytestqt.qtbot import QtBot
 
 from finetuneflow.core.steps import STEP_KEYS, STEPS
 from finetuneflow.gui.main_window import MainWindow
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.projects import ProjectService
 from tests.helpers.cli import cli_env
-
-
-@pytest.fixture
-def window(qtbot: QtBot, context: AppContext) -> MainWindow:
-    main = MainWindow(context)
-    qtbot.addWidget(main)
-    main.show()
-    return main
 
 
 def test_dashboard_empty_state_then_lists_projects(window: MainWindow) -> None:
