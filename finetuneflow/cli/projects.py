@@ -61,8 +61,11 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
     context = open_context()
     settings = AppSettings.load(context.home)
-    if args.max_file_mb is not None:
-        settings = replace(settings, max_file_mb=args.max_file_mb)
+    changes = {name: value for name, value in (
+        ("max_file_mb", args.max_file_mb),
+        ("retry_smaller_on_oom", args.retry_smaller_on_oom)) if value is not None}
+    if changes:
+        settings = replace(settings, **changes)
         settings.save(context.home)
     if args.json:
         print_json(asdict(settings))
@@ -76,5 +79,14 @@ def register_settings(commands: argparse._SubParsersAction) -> None:
     settings = commands.add_parser("settings", help="show or change app-wide settings")
     settings.add_argument("--max-file-mb", type=int, metavar="N",
                           help="refuse documents larger than N MB (200)")
+    settings.add_argument("--retry-smaller-on-oom", type=_yes_no, metavar="yes|no",
+                          help="after running out of GPU memory, retry once with smaller "
+                               "settings (no)")
     add_json(settings)
     settings.set_defaults(handler=cmd_settings)
+
+
+def _yes_no(text: str) -> bool:
+    if text.lower() not in {"yes", "no"}:
+        raise argparse.ArgumentTypeError("answer yes or no")
+    return text.lower() == "yes"

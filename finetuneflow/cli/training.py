@@ -28,6 +28,9 @@ from finetuneflow.core.training.protocol import (
     encode,
 )
 from finetuneflow.core.training.recommend import format_duration
+from finetuneflow.services.context import AppContext
+from finetuneflow.services.settings import AppSettings
+from finetuneflow.services.training import PreparedRun
 
 
 def cmd_hardware(args: argparse.Namespace) -> int:
@@ -77,8 +80,7 @@ def _final_json(event: Event | None, run_id: int) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from finetuneflow.services.trainer_process import run_trainer
-    from finetuneflow.services.training import RunRecorder, TrainingService
+    from finetuneflow.services.training import TrainingService
 
     context = open_context()
     service = TrainingService(context)
@@ -87,6 +89,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         config = service.config_for(args.project, args.preset, args.method, args.max_steps)
         prepared = service.prepare(args.project, config, progress=stderr_progress)
+    final = _run_once(context, prepared, args.json)
+    smaller = service.suggested_config(args.project)
+    if smaller is not None and AppSettings.load(context.home).retry_smaller_on_oom:
+        print("Out of memory: retrying once with smaller settings.", file=sys.stderr)
+        prepared = service.prepare(args.project, smaller, progress=stderr_progress)
+        final = _run_once(context, prepared, args.json)
+    return _report(final, prepared.run_id, args.json)
+
+
+def _run_once(context: AppContext, prepared: PreparedRun, as_json: bool) -> Event | None:
+    """Run the trainer child to its end; Ctrl-C asks it to stop after the current step."""
+    from finetuneflow.services.trainer_process import run_trainer
+    from finetuneflow.services.training import RunRecorder
+
     recorder = RunRecorder(context, prepared)
     cancel = CancelToken()
 
@@ -94,7 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         event = recorder.handle_line(line)
         if event is None:
             return
-        if args.json:
+        if as_json:
             print(encode(event), flush=True)
         elif (text := _describe(event)) is not None:
             print(text, file=sys.stderr, flush=True)
@@ -111,7 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     recorder.process_ended(code)
-    return _report(recorder.final, prepared.run_id, args.json)
+    return recorder.final
 
 
 def _report(final: Event | None, run_id: int, as_json: bool) -> int:

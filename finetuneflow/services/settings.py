@@ -19,6 +19,7 @@ SETTINGS_FILE = "settings.json"
 @dataclass(frozen=True)
 class AppSettings:
     max_file_mb: int = 200  # larger documents are refused before they are copied
+    retry_smaller_on_oom: bool = False  # after running out of GPU memory, retry once, smaller
 
     def validate(self) -> AppSettings:
         if not 1 <= self.max_file_mb <= 100_000:

@@ -19,6 +19,7 @@ from finetuneflow.core.chunking import TokenCounter
 from finetuneflow.core.progress import ProgressSink, ignore_progress
 from finetuneflow.core.training.config import TrainingConfig, preset_config
 from finetuneflow.core.training.protocol import (
+    OOM,
     CheckpointEvent,
     ErrorEvent,
     EvalEvent,
@@ -33,7 +34,13 @@ from finetuneflow.core.training.protocol import (
     TrainJob,
     decode,
 )
-from finetuneflow.core.training.recommend import DatasetStats, Recommendation, recommend
+from finetuneflow.core.training.recommend import (
+    DatasetStats,
+    Recommendation,
+    describe_change,
+    next_smaller,
+    recommend,
+)
 from finetuneflow.services.datasets import DatasetService
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.jobs import JobService, ThrottledProgress, process_alive
@@ -247,6 +254,12 @@ class TrainingService:
 
     # --- reading back ---------------------------------------------------------------------------
 
+    def suggested_config(self, project_ref: str) -> TrainingConfig | None:
+        """The smaller settings proposed after the last run ran out of memory, if any."""
+        run = self.latest_run(project_ref)
+        suggested = run and run["status"] == "failed" and run["metrics"].get("suggested_config")
+        return TrainingConfig.from_dict(suggested) if suggested else None
+
     def latest_run(self, project_ref: str) -> dict[str, Any] | None:
         project_id = self._projects.get(project_ref).id
         with self._context.session() as session:
@@ -331,7 +344,18 @@ class RunRecorder:
             self._jobs.cancel(job_id, f"Stopped at step {event.step}.{resume}")
         else:
             self._update_run(status=JobStatus.FAILED, finished_at=utcnow())
-            self._jobs.fail(job_id, event.message)
+            self._jobs.fail(job_id, event.message + self._suggest_smaller(event))
+
+    def _suggest_smaller(self, event: ErrorEvent) -> str:
+        """After an out-of-memory error, store the recommender's next smaller settings."""
+        if event.kind != OOM:
+            return ""
+        before = TrainingConfig.from_dict(self._prepared.job.config)
+        after = next_smaller(before)
+        if after is None:
+            return " Nothing is left to shrink: choose a smaller model."
+        self._merge_metrics({"suggested_config": after.to_dict()})
+        return f" Suggested: {describe_change(before, after)}"
 
     def process_ended(self, exit_code: int) -> None:
         """The child is gone. Without a final event it died: the run can be resumed."""

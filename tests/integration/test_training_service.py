@@ -113,3 +113,29 @@ def test_complete_checkpoints_ignore_half_written_ones(tmp_path: Path) -> None:
         if complete:
             (folder / "trainer_state.json").write_text("{}")
     assert [p.name for p in complete_checkpoints(tmp_path)] == ["checkpoint-10", "checkpoint-20"]
+
+
+def test_out_of_memory_suggests_the_next_smaller_settings(context: AppContext,
+                                                          tiny_model_dir: Path,
+                                                          tmp_path: Path) -> None:
+    from finetuneflow.core.training.protocol import ErrorEvent, encode
+    from finetuneflow.services.datasets import DatasetService
+    from finetuneflow.services.models import ModelService
+    from finetuneflow.services.training import RunRecorder
+
+    project_id = ProjectService(context).create("OOM").id
+    ModelService(context).choose(project_id, str(tiny_model_dir))
+    DatasetService(context).import_file(project_id, arithmetic_dataset(tmp_path / "d"))
+    service = TrainingService(context)
+    config = service.config_for(project_id, "balanced")
+    recorder = RunRecorder(context, service.prepare(project_id, config))
+    recorder.begin()
+    recorder.handle_line(encode(ErrorEvent(kind="oom", step=3, message=(
+        "Out of GPU memory at step 3 (batch 4, sequence 1024): try QLoRA, a smaller batch or "
+        "a shorter sequence."))))
+    recorder.process_ended(1)
+    job = JobService(context).latest(project_id, JobKind.TRAIN)
+    assert job is not None and "Suggested: Turned on activation checkpointing" in job.error
+    smaller = service.suggested_config(project_id)
+    assert smaller is not None and smaller.activation_checkpointing
+    assert smaller.effective_batch_size == config.effective_batch_size

@@ -32,6 +32,7 @@ from finetuneflow.gui.training_controller import TrainingController
 from finetuneflow.gui.widgets.loss_chart import LossChart
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.projects import ProjectSummary
+from finetuneflow.services.settings import AppSettings
 from finetuneflow.services.training import TrainingService
 
 MAX_LOG_LINES = 2000
@@ -71,10 +72,14 @@ class TrainPage(StepPage):
         self.stop_button.clicked.connect(self.stop)
         self.resume_button = QPushButton("Resume")
         self.resume_button.clicked.connect(self.resume)
+        self.smaller_button = QPushButton("Retry with smaller settings")
+        self.smaller_button.clicked.connect(self.retry_smaller)
+        self._retried = False
         self.state = QLabel()
         self.state.setWordWrap(True)
         buttons = QHBoxLayout()
-        for widget in (self.start_button, self.stop_button, self.resume_button):
+        for widget in (self.start_button, self.stop_button, self.resume_button,
+                       self.smaller_button):
             buttons.addWidget(widget)
         buttons.addWidget(self.state, 1)
 
@@ -109,6 +114,14 @@ class TrainPage(StepPage):
     def start(self) -> None:
         self._launch(lambda: self.training.prepare(self.project_id,
                                                    self.training.config_for(self.project_id)))
+
+    def retry_smaller(self) -> None:
+        """After running out of memory: the recommender's next smaller settings, saved."""
+        smaller = self.training.suggested_config(self.project_id)
+        if smaller is None:
+            return
+        self.training.save_config(self.project_id, smaller)
+        self.start()
 
     def resume(self) -> None:
         self._launch(lambda: self.training.prepare_resume(self.project_id))
@@ -176,6 +189,10 @@ class TrainPage(StepPage):
             self.state.setText(event_text(final) or "")
         self._update_buttons()
         self.completeChanged.emit()
+        auto = AppSettings.load(self.context.home).retry_smaller_on_oom
+        if self.smaller_button.isVisible() and auto and not self._retried:
+            self._retried = True  # one automatic retry, as the setting promises
+            self.retry_smaller()
 
     def _restore_last_run(self) -> None:
         """Rebuild the chart and state of the last run from its stored events."""
@@ -194,6 +211,8 @@ class TrainPage(StepPage):
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running and self._mine())
         self.resume_button.setEnabled(not running and resumable)
+        self.smaller_button.setVisible(
+            not running and self.training.suggested_config(self.project_id) is not None)
 
     def isComplete(self) -> bool:
         run = self.training.latest_run(self.project_id)
