@@ -89,16 +89,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         config = service.config_for(args.project, args.preset, args.method, args.max_steps)
         prepared = service.prepare(args.project, config, progress=stderr_progress)
-    final = _run_once(context, prepared, args.json)
+    final = _run_once(context, prepared, args.json, args.processes)
     smaller = service.suggested_config(args.project)
     if smaller is not None and AppSettings.load(context.home).retry_smaller_on_oom:
         print("Out of memory: retrying once with smaller settings.", file=sys.stderr)
         prepared = service.prepare(args.project, smaller, progress=stderr_progress)
-        final = _run_once(context, prepared, args.json)
+        final = _run_once(context, prepared, args.json, args.processes)
     return _report(final, prepared.run_id, args.json)
 
 
-def _run_once(context: AppContext, prepared: PreparedRun, as_json: bool) -> Event | None:
+def _run_once(context: AppContext, prepared: PreparedRun, as_json: bool,
+              processes: int = 1) -> Event | None:
     """Run the trainer child to its end; Ctrl-C asks it to stop after the current step."""
     from finetuneflow.services.trainer_process import run_trainer
     from finetuneflow.services.training import RunRecorder
@@ -123,7 +124,8 @@ def _run_once(context: AppContext, prepared: PreparedRun, as_json: bool) -> Even
     recorder.begin()
     print(f"Run {prepared.run_id}: log in {prepared.log_path}", file=sys.stderr)
     try:
-        code = run_trainer(["run", str(prepared.job_path)], prepared.log_path, on_line, cancel)
+        code = run_trainer(["run", str(prepared.job_path)], prepared.log_path, on_line, cancel,
+                           processes=processes)
     finally:
         signal.signal(signal.SIGINT, previous)
     recorder.process_ended(code)
@@ -160,6 +162,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--preset", choices=list(PRESETS), help="training settings preset")
     train.add_argument("--method", choices=["lora", "qlora"])
     train.add_argument("--max-steps", type=int, metavar="N")
+    train.add_argument("--processes", type=int, default=1, metavar="N",
+                       help="train with N processes under accelerate launch (one per GPU)")
     train.add_argument("--resume", action="store_true",
                        help="continue the last stopped or interrupted run")
     add_json(train)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -20,11 +21,26 @@ from finetuneflow.core.training.protocol import STOP_COMMAND
 STOP_GRACE_SECONDS = 120.0  # a checkpoint of a large model takes a while to write
 
 
-def trainer_command(*args: str) -> list[str]:
-    """`finetuneflow trainer ARGS`: the frozen app re-launches itself, a checkout uses -m."""
+def trainer_command(*args: str, processes: int = 1) -> list[str]:
+    """`finetuneflow trainer ARGS`: the frozen app re-launches itself, a checkout uses -m.
+
+    With several processes the trainer runs under `accelerate launch --multi_gpu` (DDP: one
+    process per GPU; without CUDA it falls back to gloo on the CPU, which the tests use), and
+    only rank 0 reports events. (`--cpu` would run a single process.)
+    """
+    if processes > 1:
+        return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                "--num_processes", str(processes), "--main_process_port", str(free_port()),
+                "-m", "finetuneflow.trainer", *args]
     if getattr(sys, "frozen", False):
         return [sys.executable, "trainer", *args]
     return [sys.executable, "-m", "finetuneflow", "trainer", *args]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def trainer_environment() -> dict[str, str]:
@@ -36,7 +52,7 @@ def trainer_environment() -> dict[str, str]:
 
 
 def run_trainer(args: list[str], log_path: Path, on_line: Callable[[str], None],
-                cancel: CancelToken | None = None) -> int:
+                cancel: CancelToken | None = None, *, processes: int = 1) -> int:
     """Run the child to its end: stdout lines to `on_line`, stderr appended to `log_path`.
 
     A cancel sends `stop` on stdin (the child checkpoints and exits); if it has not ended
@@ -44,7 +60,8 @@ def run_trainer(args: list[str], log_path: Path, on_line: Callable[[str], None],
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
-        child = subprocess.Popen(trainer_command(*args), stdin=subprocess.PIPE,
+        command = trainer_command(*args, processes=processes)
+        child = subprocess.Popen(command, stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, stderr=log, env=trainer_environment())
         stopper = _watch_cancel(child, cancel) if cancel is not None else None
         assert child.stdout is not None

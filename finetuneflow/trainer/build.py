@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from finetuneflow.trainer.run import Inputs
 
 __all__ = ["build_trainer", "load_model", "load_tokenizer", "peak_memory_bytes",
-           "perplexity", "pick_device", "plan_loss", "session_tokens"]
+           "perplexity", "pick_device", "plan_loss", "tokens_this_process"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ def build_trainer(inputs: Inputs, model: Any, tokenizer: Any, plan: LossPlan, de
         method=config.method, device=device.label, train_examples=len(train_set),
         eval_examples=len(eval_set) if eval_set is not None else 0,
         trainable_params=int(trainable), total_params=int(total), loss_on=plan.loss_on,
+        processes=trainer.args.world_size,
         resumed_from=str(resume_from) if resume_from else None)
     for callback in (ProtocolCallback(channel, started, progress), guard,
                      StopCallback(stop, outcome)):
@@ -146,8 +147,9 @@ def _dataset(loaded: LoadedDataset, plan: LossPlan) -> datasets.Dataset:
                                        for messages in loaded.conversations])
 
 
-def session_tokens(trainer: Any, progress: Progress) -> int:
-    """Tokens this session trained on; TRL's running count, else the last logged one."""
+def tokens_this_process(trainer: Any, progress: Progress) -> int:
+    """Tokens trained on since this process started (resumed or not); TRL's running count,
+    else the last logged one."""
     counted = getattr(trainer, "_total_train_tokens", None)
     return int(counted) if isinstance(counted, int | float) else progress.tokens_now
 

@@ -139,3 +139,14 @@ def test_out_of_memory_suggests_the_next_smaller_settings(context: AppContext,
     smaller = service.suggested_config(project_id)
     assert smaller is not None and smaller.activation_checkpointing
     assert smaller.effective_batch_size == config.effective_batch_size
+
+
+def test_two_processes_under_accelerate_report_once(home: Path, project: str) -> None:
+    """The multi-GPU path (accelerate launch, DDP), run on the CPU with gloo."""
+    result = run_cli(home, "train", project, "--preset", "quick", "--max-steps", "6",
+                     "--processes", "2", "--json", timeout=300)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    started = [e for e in events if e["type"] == "started"]
+    assert len(started) == 1 and started[0]["processes"] == 2
+    assert [e["type"] for e in events][-2:] == ["finished", "result"]

@@ -71,6 +71,7 @@ class StartedEvent:
     trainable_params: int = 0
     total_params: int = 0
     loss_on: str = ""  # assistant | completion | all: which tokens the loss covers
+    processes: int = 1  # training processes (one per GPU under `accelerate launch`)
 
 
 @dataclass
