@@ -34,14 +34,14 @@ class TrainingController(QObject):
     def running(self) -> bool:
         return self._process is not None
 
-    def start(self, prepared: PreparedRun) -> None:
+    def start(self, prepared: PreparedRun, processes: int = 1) -> None:
         if self.running:
             raise RuntimeError("a training is already running")
         self.prepared = prepared
         self._recorder = RunRecorder(self._context, prepared)
         self._recorder.begin()
         process = QProcess(self)
-        command = trainer_command("run", str(prepared.job_path))
+        command = trainer_command("run", str(prepared.job_path), processes=processes)
         process.setProgram(command[0])
         process.setArguments(command[1:])
         environment = process.processEnvironment()

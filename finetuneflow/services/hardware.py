@@ -26,7 +26,7 @@ class HardwareService:
 
     def probe(self, refresh: bool = False) -> ProbeEvent:
         if not refresh:
-            cached = self._cached()
+            cached = self.cached()
             if cached is not None:
                 return cached
         probe = self._run_probe()
@@ -34,7 +34,8 @@ class HardwareService:
                                encoding="utf-8")
         return probe
 
-    def _cached(self) -> ProbeEvent | None:
+    def cached(self) -> ProbeEvent | None:
+        """The last probe if it is recent, without starting a child (for the GUI thread)."""
         try:
             data = json.loads(self._cache.read_text(encoding="utf-8"))
             if time.time() - float(data["time"]) > CACHE_MAX_AGE_S:
@@ -42,6 +43,10 @@ class HardwareService:
             return ProbeEvent(**data["probe"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    def gpu_count(self) -> int:
+        probe = self.cached()
+        return len(probe.gpus) if probe is not None else 0
 
     def _run_probe(self) -> ProbeEvent:
         try:

@@ -34,12 +34,12 @@ class Outcome:
 
 @dataclass
 class Progress:
-    """This session's clock and token count (a resumed run restarts both)."""
+    """This process's clock and token count (a resumed run restarts both)."""
 
     started_at: float = 0.0
     start_step: int = 0
-    tokens_before: int = 0  # tokens seen by earlier sessions of a resumed run
-    tokens_now: int = 0  # tokens seen by this session, as TRL counts them
+    tokens_before: int = 0  # tokens seen by earlier processes of a resumed run
+    tokens_now: int = 0  # tokens seen by this process, as TRL counts them
     eval_losses: list[float] = field(default_factory=list)
 
     @property
@@ -59,8 +59,8 @@ class Progress:
 
 
 def tokens_in_history(history: list[dict[str, Any]]) -> int:
-    """Tokens trained on by earlier sessions. TRL's running count restarts at 0 in each session
-    of a resumed run, so every drop in the logged count closes a session."""
+    """Tokens trained on before this process. TRL's running count restarts at 0 each time a
+    run is resumed, so every drop in the logged count closes an earlier stretch."""
     total = last = 0
     for entry in history:
         count = int(entry.get("num_tokens", 0)) if "loss" in entry else None

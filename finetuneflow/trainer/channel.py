@@ -42,9 +42,12 @@ class EventChannel:
 
 def open_protocol_channel() -> EventChannel:
     """Take over fd 1 for the protocol and send everything else printed to stdout to stderr."""
-    sys.stdout.flush()
+    if sys.stdout is not None:
+        sys.stdout.flush()
     protocol_fd = os.dup(1)
     os.dup2(2, 1)
-    sys.stdout.reconfigure(line_buffering=True)
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(line_buffering=True)  # prints reach the log in order with stderr
     stream = os.fdopen(protocol_fd, "w", encoding="utf-8", newline="\n", buffering=1)
     return EventChannel(stream, enabled=is_main_rank())

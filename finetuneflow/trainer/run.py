@@ -52,13 +52,13 @@ class Inputs:
 
 def run_job(job_path: Path, channel: EventChannel, stop: StopSignal) -> int:
     """Train the job; 0 when finished or stopped on request, 1 after an error event."""
-    session: Session | None = None
+    attempt: Attempt | None = None
     try:
         inputs = read_inputs(job_path, channel)
-        session = Session(inputs, channel, stop)
-        return session.run()
+        attempt = Attempt(inputs, channel, stop)
+        return attempt.run()
     except Exception as error:
-        context = session.context() if session else RunContext()
+        context = attempt.context() if attempt else RunContext()
         event = error_event(error, context)
         # The traceback goes to the log unless the message says it all (dataset, settings).
         log.error("Training failed (%s): %s", event.kind, event.message,
@@ -83,7 +83,7 @@ def read_inputs(job_path: Path, channel: EventChannel) -> Inputs:
     return Inputs(job, config, train, evaluation)
 
 
-class Session:
+class Attempt:
     """One `train()` call, from loading the model to the finished (or stopped) event."""
 
     def __init__(self, inputs: Inputs, channel: EventChannel, stop: StopSignal) -> None:
@@ -197,15 +197,15 @@ class Session:
         from finetuneflow.trainer import build
 
         runtime = float(output.metrics.get("train_runtime") or parts.progress.elapsed())
-        session_tokens = build.session_tokens(self.trainer, parts.progress)
+        new_tokens = build.tokens_this_process(self.trainer, parts.progress)
         return FinishedEvent(
             step=self.trainer.state.global_step, reason=parts.outcome.reason,
             message=parts.outcome.message or "Training finished.",
             adapter_dir=self.job.adapter_dir, metrics_path=str(self.job.metrics_path),
             final_eval_loss=final_loss, perplexity=build.perplexity(final_loss),
             train_loss=output.metrics.get("train_loss"), runtime_s=round(runtime, 3),
-            tokens_seen=parts.progress.tokens_before + session_tokens,
-            tokens_per_second=session_tokens / runtime if runtime > 0 else None,
+            tokens_seen=parts.progress.tokens_before + new_tokens,
+            tokens_per_second=new_tokens / runtime if runtime > 0 else None,
             peak_memory_bytes=build.peak_memory_bytes(self.device),
             best_checkpoint=self.trainer.state.best_model_checkpoint)
 

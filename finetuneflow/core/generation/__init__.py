@@ -1,0 +1,96 @@
+"""Dataset generation: the LLM client, task prompts, parsing and repair, quality checks, engine.
+
+Pure Python (httpx + the standard library): no Qt, no SQLAlchemy, no torch.
+"""
+
+from finetuneflow.core.generation.client import (
+    ChatResult,
+    ConnectionCheck,
+    ConnectionStatus,
+    LLMClient,
+    RetryPolicy,
+    TokenUsage,
+    list_models,
+    test_connection,
+)
+from finetuneflow.core.generation.engine import (
+    ChunkInput,
+    ChunkResult,
+    GeneratedExample,
+    Measurement,
+    QualityOptions,
+    RejectedExample,
+    RunEstimate,
+    RunSummary,
+    estimate_from_measurement,
+    estimate_run,
+    generate_for_chunk,
+    measure,
+    pick_representative_chunks,
+    run_generation,
+)
+from finetuneflow.core.generation.errors import (
+    AuthError,
+    BadResponseError,
+    ConfigurationError,
+    ForbiddenError,
+    LLMError,
+    ModelNotFoundError,
+    NetworkError,
+    QuotaExhaustedError,
+    RateLimitedError,
+    RequestRejectedError,
+    ServerError,
+    UnreachableError,
+)
+from finetuneflow.core.generation.parse import build_repair_messages, parse_answer
+from finetuneflow.core.generation.quality import Deduplicator, content_hash, is_grounded
+from finetuneflow.core.generation.settings import LLMSettings
+from finetuneflow.core.generation.tasks import Task, TaskSettings, TaskType, load_prompt_template
+
+__all__ = [
+    "AuthError",
+    "BadResponseError",
+    "ChatResult",
+    "ChunkInput",
+    "ChunkResult",
+    "ConfigurationError",
+    "ConnectionCheck",
+    "ConnectionStatus",
+    "Deduplicator",
+    "ForbiddenError",
+    "GeneratedExample",
+    "LLMClient",
+    "LLMError",
+    "LLMSettings",
+    "Measurement",
+    "ModelNotFoundError",
+    "NetworkError",
+    "QualityOptions",
+    "QuotaExhaustedError",
+    "RateLimitedError",
+    "RejectedExample",
+    "RequestRejectedError",
+    "RetryPolicy",
+    "RunEstimate",
+    "RunSummary",
+    "ServerError",
+    "Task",
+    "TaskSettings",
+    "TaskType",
+    "TokenUsage",
+    "UnreachableError",
+    "build_repair_messages",
+    "content_hash",
+    "estimate_from_measurement",
+    "estimate_run",
+    "generate_for_chunk",
+    "is_grounded",
+    "list_models",
+    "load_prompt_template",
+    "measure",
+    "parse_answer",
+    "pick_representative_chunks",
+    "run_generation",
+    "test_connection",
+]

@@ -31,6 +31,7 @@ from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.training_controller import TrainingController
 from finetuneflow.gui.widgets.loss_chart import LossChart
 from finetuneflow.services.context import AppContext
+from finetuneflow.services.hardware import HardwareService
 from finetuneflow.services.projects import ProjectSummary
 from finetuneflow.services.settings import AppSettings
 from finetuneflow.services.training import TrainingService
@@ -139,7 +140,8 @@ class TrainPage(StepPage):
             self.chart.clear()
             self.log_view.clear()
         self.log_path.setText(f"Log file: {prepared.log_path}")
-        self.controller.start(prepared)
+        # One process per GPU (DDP) when the Hardware step found several.
+        self.controller.start(prepared, processes=max(1, HardwareService(self.context).gpu_count()))
         self.state.setText(f"Run {prepared.run_id} is starting (loading the model)…")
         self._update_buttons()
 

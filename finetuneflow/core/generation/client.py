@@ -1,0 +1,592 @@
+"""A thread-safe HTTP client for Ollama Cloud, local Ollama and OpenAI-compatible servers.
+
+One `httpx.Client` (a connection pool sized to the concurrency) serves every worker thread.
+Failures become typed errors (errors.py); the retryable ones are retried with jittered
+exponential backoff that wakes at once when the run is cancelled. Redirects are never followed:
+a redirected POST turns into a GET without its body, so a 3xx means the base URL is wrong.
+The API key only ever travels in the Authorization header; every text that goes into an error
+or a log line is scrubbed of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from finetuneflow.core.generation import wire
+from finetuneflow.core.generation.errors import (
+    FREE_MODEL_HINT,
+    KEYS_URL,
+    UPGRADE_URL,
+    AuthError,
+    BadResponseError,
+    ConfigurationError,
+    ForbiddenError,
+    LLMError,
+    ModelNotFoundError,
+    NetworkError,
+    QuotaExhaustedError,
+    RateLimitedError,
+    RequestRejectedError,
+    ServerError,
+    UnreachableError,
+)
+from finetuneflow.core.generation.settings import CONNECT_TIMEOUT_S, LLMSettings
+from finetuneflow.core.progress import Cancelled
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Message = dict[str, str]
+USER_AGENT = "FineTuneFlow/0.1"
+QUOTA_WINDOWS = ("hourly", "session", "daily", "weekly", "monthly")
+RESUME_HINTS = {
+    "hourly": "Resume within the hour, when the hourly limit resets",
+    "session": "Resume when the session window resets (within about 5 hours)",
+    "daily": "Resume tomorrow, when the daily limit resets",
+    "weekly": "Resume when the weekly limit resets (up to 7 days)",
+    "monthly": "Resume next month, when the monthly limit resets",
+}
+MAX_LISTED_MODELS = 20
+
+
+class CancelHook(Protocol):
+    """What the client needs of finetuneflow.core.progress.CancelToken."""
+
+    @property
+    def cancelled(self) -> bool: ...
+
+    def wait(self, seconds: float) -> bool: ...
+
+    def raise_if_cancelled(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Full-jitter exponential backoff: try `attempts` times in all, sleeping
+    uniform(0, min(cap_s, base_s * factor**n)) after the n-th failure, or the server's
+    Retry-After when it sent one (up to max_retry_after_s). Tests shrink the timings."""
+
+    attempts: int = 5
+    base_s: float = 1.0
+    factor: float = 2.0
+    cap_s: float = 60.0
+    max_retry_after_s: float = 300.0
+    random: Callable[[], float] = field(default=random.random, repr=False)
+
+    def delay(self, failures: int, retry_after: float | None = None) -> float:
+        ceiling = min(self.cap_s, self.base_s * self.factor ** (failures - 1))
+        jittered = self.random() * ceiling
+        if retry_after is None:
+            return jittered
+        return min(max(retry_after, jittered), self.max_retry_after_s)
+
+
+@dataclass
+class TokenUsage:
+    """Tokens used; answers that did not report usage are counted apart, never as 0 tokens."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    requests: int = 0
+    requests_without_usage: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def complete(self) -> bool:
+        return self.requests_without_usage == 0
+
+    def add(self, prompt_tokens: int | None, completion_tokens: int | None) -> None:
+        self.requests += 1
+        if prompt_tokens is None or completion_tokens is None:
+            self.requests_without_usage += 1
+        self.prompt_tokens += prompt_tokens or 0
+        self.completion_tokens += completion_tokens or 0
+
+    def merge(self, other: TokenUsage) -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.requests += other.requests
+        self.requests_without_usage += other.requests_without_usage
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    content: str  # the answer, without any thinking trace
+    done_reason: str | None  # "stop", "length" (cut at max_tokens) or None
+    prompt_tokens: int | None  # None: the server did not say
+    completion_tokens: int | None
+    latency_s: float  # of the successful attempt
+    attempts: int
+
+    @property
+    def was_cut(self) -> bool:
+        return self.done_reason == "length"
+
+
+class ConnectionStatus(StrEnum):
+    OK = "ok"
+    BAD_KEY = "bad_key"
+    NO_ACCESS = "no_access"
+    UNKNOWN_MODEL = "unknown_model"
+    UNREACHABLE = "unreachable"
+    QUOTA = "quota"
+    MISCONFIGURED = "misconfigured"
+    SERVER_ERROR = "server_error"
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    status: ConnectionStatus
+    message: str
+    models: tuple[str, ...] = ()  # what the server lists (empty when listing failed)
+    latency_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ConnectionStatus.OK
+
+
+class LLMClient:
+    """Chat with one model on one server; safe to share between worker threads."""
+
+    def __init__(
+        self,
+        settings: LLMSettings,
+        api_key: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        settings.validate()
+        self.settings = settings
+        self.retry = retry or RetryPolicy()
+        self._api_key = api_key.strip() if api_key and api_key.strip() else None
+        self._usage = TokenUsage()
+        self._lock = threading.Lock()
+        self._models_cache: tuple[float, tuple[str, ...]] | None = None
+        self._never = threading.Event()  # sleeps without a cancel token wait on this
+        self._http = self._make_http(transport)
+
+    def _make_http(self, transport: httpx.BaseTransport | None) -> httpx.Client:
+        pool = self.settings.resolved_concurrency + 1  # + a listing or a probe
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if self._api_key:  # local servers need none; an empty Bearer would confuse proxies
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        read = self.settings.read_timeout
+        return httpx.Client(
+            headers=headers,
+            timeout=httpx.Timeout(connect=CONNECT_TIMEOUT_S, read=read, write=read, pool=None),
+            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:  # never the key
+        s = self.settings
+        return f"LLMClient(provider={s.provider!r}, model={s.resolved_model!r}, url={s.root_url!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> LLMClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def usage(self) -> TokenUsage:
+        """A copy of the tokens used by every successful chat so far."""
+        with self._lock:
+            return TokenUsage(**vars(self._usage))
+
+    # -- chat -----------------------------------------------------------------------------
+
+    def chat(
+        self,
+        messages: list[Message],
+        *,
+        schema: Mapping[str, Any] | None = None,
+        schema_name: str = "examples",
+        cancel: CancelHook | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stream: bool | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> ChatResult:
+        """Send one chat; retry what is retryable; raise a typed LLMError or Cancelled."""
+        use_stream = self.settings.stream if stream is None else stream
+        body = wire.chat_body(
+            self.settings,
+            messages,
+            schema=schema if self.settings.structured_output else None,
+            schema_name=schema_name,
+            stream=use_stream,
+            max_tokens=max_tokens if max_tokens is not None else self.settings.max_tokens,
+            temperature=self.settings.temperature if temperature is None else temperature,
+        )
+        attempt = 0
+
+        def once() -> ChatResult:
+            nonlocal attempt
+            attempt += 1
+            started = time.monotonic()
+            completion = self._post_chat(body, use_stream, cancel)
+            return ChatResult(
+                content=wire.strip_leading_think(completion.content),
+                done_reason=completion.done_reason,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                latency_s=time.monotonic() - started,
+                attempts=attempt,
+            )
+
+        result = self._with_retries(once, cancel, retry or self.retry, "chat")
+        with self._lock:
+            self._usage.add(result.prompt_tokens, result.completion_tokens)
+        return result
+
+    def _post_chat(
+        self, body: dict[str, Any], stream: bool, cancel: CancelHook | None
+    ) -> wire.Completion:
+        url = self.settings.chat_url
+        api = self.settings.resolved_api
+        with self._translate_transport_errors():
+            if not stream:
+                response = self._http.post(url, json=body)
+                self._raise_for_status(response)
+                return wire.parse_completion(api, self._json_of(response))
+            with self._http.stream("POST", url, json=body) as response:
+                if response.status_code >= 300:
+                    response.read()
+                    self._raise_for_status(response)
+                lines = self._cancellable_lines(response, cancel)
+                read = wire.read_native_stream if api == "native" else wire.read_sse_stream
+                return read(lines)
+
+    def _cancellable_lines(
+        self, response: httpx.Response, cancel: CancelHook | None
+    ) -> Iterator[str]:
+        for line in response.iter_lines():
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled()
+            yield line
+
+    def _json_of(self, response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError as exc:  # a body cut short by a proxy or a dying server
+            raise NetworkError("The server's answer was cut or is not JSON.") from exc
+
+    # -- listing and probing --------------------------------------------------------------
+
+    def list_models(self, *, cancel: CancelHook | None = None) -> list[str]:
+        """Model names from /api/tags or /v1/models (these endpoints do not check the key)."""
+
+        def once() -> list[str]:
+            with self._translate_transport_errors():
+                response = self._http.get(self.settings.models_url)
+                self._raise_for_status(response, listing=True)
+                return _model_names(self._json_of(response))
+
+        names = self._with_retries(once, cancel, _quick(self.retry), "list models")
+        with self._lock:
+            self._models_cache = (time.monotonic(), tuple(names))
+        return names
+
+    def check_connection(self, *, cancel: CancelHook | None = None) -> ConnectionCheck:
+        """A one-token chat tells a bad key, no access, an unknown model and no server apart."""
+        models = self._models_or_empty(cancel)
+        started = time.monotonic()
+        try:
+            self.chat(
+                [{"role": "user", "content": "ping"}],
+                max_tokens=1,
+                stream=False,
+                cancel=cancel,
+                retry=_quick(self.retry),
+            )
+        except LLMError as error:
+            return ConnectionCheck(_status_of(error), str(error), models)
+        latency = time.monotonic() - started
+        message = f"Connected: {self.settings.resolved_model} answered in {latency:.1f} s."
+        return ConnectionCheck(ConnectionStatus.OK, message, models, latency)
+
+    def _models_or_empty(self, cancel: CancelHook | None) -> tuple[str, ...]:
+        try:
+            return tuple(self.list_models(cancel=cancel))
+        except LLMError:
+            return ()
+
+    def _known_models(self) -> tuple[str, ...]:
+        """For a 'model not found' message: the cached list, or one quick listing."""
+        with self._lock:
+            cached = self._models_cache
+        if cached is not None and time.monotonic() - cached[0] < 60:
+            return cached[1]
+        return self._models_or_empty(None)
+
+    # -- retries --------------------------------------------------------------------------
+
+    def _with_retries(
+        self, call: Callable[[], T], cancel: CancelHook | None, policy: RetryPolicy, what: str
+    ) -> T:
+        for attempt in range(1, max(1, policy.attempts) + 1):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            try:
+                return call()
+            except LLMError as error:
+                if not error.retryable or attempt >= policy.attempts:
+                    raise
+                delay = policy.delay(attempt, getattr(error, "retry_after", None))
+                log.warning(
+                    "LLM %s failed (%s); attempt %d of %d, next in %.1f s",
+                    what, error, attempt, policy.attempts, delay,
+                )
+                if self._sleep(delay, cancel):
+                    raise Cancelled() from error
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _sleep(self, seconds: float, cancel: CancelHook | None) -> bool:
+        """True when cancelled during the sleep."""
+        if cancel is not None:
+            return cancel.wait(seconds)
+        self._never.wait(seconds)
+        return False
+
+    # -- errors ---------------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        if self._api_key:
+            text = text.replace(self._api_key, "***")
+        return text
+
+    @contextlib.contextmanager
+    def _translate_transport_errors(self) -> Iterator[None]:
+        """httpx's exceptions become NetworkError / UnreachableError, scrubbed of the key."""
+        base = self.settings.root_url
+        try:
+            yield
+        except httpx.ConnectTimeout as exc:
+            raise UnreachableError(f"{base} did not accept a connection within "
+                                   f"{CONNECT_TIMEOUT_S:g} s: is the server up?") from exc
+        except httpx.ConnectError as exc:
+            raise UnreachableError(
+                self._scrub(f"Could not connect to {base} ({exc}): is the server running and "
+                            "the base URL right?")
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise NetworkError(
+                f"{base} sent nothing for {self.settings.read_timeout:g} s (read timeout)."
+            ) from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            raise NetworkError(
+                self._scrub(f"The connection to {base} was dropped mid-answer ({exc}).")
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise NetworkError(self._scrub(f"HTTP error talking to {base}: {exc}")) from exc
+
+    def _raise_for_status(self, response: httpx.Response, *, listing: bool = False) -> None:
+        status = response.status_code
+        if status < 300:
+            return
+        if status < 400:
+            raise ConfigurationError(self._scrub(_redirect_message(response)), status=status)
+        detail = self._scrub(wire.error_text_from_body(response.content))
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise self._error_for(status, detail, retry_after, str(response.request.url), listing)
+
+    def _error_for(
+        self, status: int, detail: str, retry_after: float | None, url: str, listing: bool
+    ) -> LLMError:
+        model = self.settings.resolved_model
+        if status == 401:
+            return AuthError(self._auth_message(detail), status=status, detail=detail)
+        if status == 403:
+            return ForbiddenError(_forbidden_message(model, detail), status=status, detail=detail)
+        if status == 404:
+            return self._not_found(detail, url, listing)
+        if status == 429:
+            return _too_many_requests(detail, retry_after)
+        if status in (408, 425):
+            text = f"The server timed out the request ({status}): {detail}"
+            return NetworkError(text, status=status)
+        if status == 501:
+            return ConfigurationError(
+                f"The server does not support this request (501): {detail}", status=status
+            )
+        if status >= 500:
+            text = f"The server failed ({status}): {detail or 'no details'}"
+            return ServerError(text, status=status, detail=detail, retry_after=retry_after)
+        text = f"The server rejected the request ({status}): {detail or 'no details'}"
+        return RequestRejectedError(text, status=status, detail=detail)
+
+    def _auth_message(self, detail: str) -> str:
+        host = urlsplit(self.settings.root_url).hostname or "the server"
+        where = f" (create one at {KEYS_URL})" if self.settings.provider == "ollama-cloud" else ""
+        if not self._api_key:
+            return (
+                f"{host} needs an API key and none is set (401 {detail}): check your API key "
+                f"setting or OLLAMA_API_KEY{where}."
+            )
+        return (
+            f"{host} rejected the API key (401 {detail}): check your API key; it may be "
+            f"mistyped or revoked{where}."
+        )
+
+    def _not_found(self, detail: str, url: str, listing: bool) -> LLMError:
+        model = self.settings.resolved_model
+        about_model = not listing and ("model" in detail.lower() or model in detail)
+        if not about_model:
+            return ConfigurationError(
+                f"{url} does not exist on this server (404): check the base URL"
+                + (" (OpenAI-compatible servers usually end in /v1)." if self.settings.provider
+                   == "openai" else "."),
+                status=404,
+                detail=detail,
+            )
+        available = self._known_models()
+        listed = ", ".join(available[:MAX_LISTED_MODELS]) or "the server lists none"
+        more = " …" if len(available) > MAX_LISTED_MODELS else ""
+        return ModelNotFoundError(
+            f"Model {model!r} was not found ({detail}): check the model name; "
+            f"available: {listed}{more}.",
+            detail=detail,
+            available=available,
+        )
+
+
+# -- module-level helpers ---------------------------------------------------------------------
+
+
+def test_connection(settings: LLMSettings, api_key: str | None = None) -> ConnectionCheck:
+    """Check settings + key with a one-token chat; never raises for a server problem."""
+    problems = settings.problems()
+    if problems:
+        return ConnectionCheck(ConnectionStatus.MISCONFIGURED, " ".join(problems))
+    with LLMClient(settings, api_key) as client:
+        return client.check_connection()
+
+
+test_connection.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def list_models(settings: LLMSettings, api_key: str | None = None) -> list[str]:
+    with LLMClient(settings, api_key) as client:
+        return client.list_models()
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def quota_window(message: str) -> str | None:
+    lowered = message.lower()
+    return next((w for w in QUOTA_WINDOWS if f"{w} usage limit" in lowered), None)
+
+
+def _too_many_requests(detail: str, retry_after: float | None) -> LLMError:
+    if "usage limit" not in detail.lower():
+        text = f"Too many requests (429): {detail or 'rate limited'}"
+        return RateLimitedError(text, detail=detail, retry_after=retry_after)
+    window = quota_window(detail)
+    hint = RESUME_HINTS.get(window or "", "Resume when your plan's usage limit resets")
+    if retry_after is not None:
+        hint = f"Resume in about {max(1, round(retry_after / 60))} min"
+    text = (
+        f"Ollama Cloud usage limit reached ({window or 'plan'} limit): generation stopped and "
+        f"everything made so far is kept. {hint}, or upgrade at {UPGRADE_URL}. "
+        f"The server said: {detail}"
+    )
+    return QuotaExhaustedError(text, detail=detail, window=window, retry_after=retry_after)
+
+
+def _forbidden_message(model: str, detail: str) -> str:
+    if "disabled" in detail.lower():
+        return (
+            f"Cloud models are disabled on this Ollama server (403 {detail}): enable them or "
+            "choose a local model."
+        )
+    return (
+        f"Your account cannot use {model!r} (403 {detail}): this model needs a subscription. "
+        f"Choose a free model such as {FREE_MODEL_HINT} or upgrade at {UPGRADE_URL}."
+    )
+
+
+def _redirect_message(response: httpx.Response) -> str:
+    url = str(response.request.url)
+    location = response.headers.get("Location", "")
+    target = str(response.request.url.join(location)) if location else ""
+    path = response.request.url.path
+    base = target[: -len(path)] if target and path and target.endswith(path) else target
+    suggestion = f" Set the base URL to {base}." if base else ""
+    return (
+        f"The server redirected {url} to {target or 'another address'} "
+        f"({response.status_code}); redirects would drop the request body, so they are not "
+        f"followed.{suggestion}"
+    )
+
+
+def _model_names(data: Any) -> list[str]:
+    if not isinstance(data, dict):
+        raise BadResponseError("The model list is not a JSON object.")
+    if isinstance(data.get("models"), list):  # native /api/tags
+        entries, key = data["models"], "name"
+    elif isinstance(data.get("data"), list):  # OpenAI /v1/models
+        entries, key = data["data"], "id"
+    else:
+        raise BadResponseError("The model list has neither `models` nor `data`.")
+    return [e[key] for e in entries if isinstance(e, dict) and isinstance(e.get(key), str)]
+
+
+def _quick(policy: RetryPolicy) -> RetryPolicy:
+    """Probes and listings retry once: the person is waiting for an answer."""
+    return replace(policy, attempts=min(policy.attempts, 2))
+
+
+STATUS_BY_ERROR: tuple[tuple[type[LLMError], ConnectionStatus], ...] = (
+    (AuthError, ConnectionStatus.BAD_KEY),
+    (ForbiddenError, ConnectionStatus.NO_ACCESS),
+    (ModelNotFoundError, ConnectionStatus.UNKNOWN_MODEL),
+    (QuotaExhaustedError, ConnectionStatus.QUOTA),
+    (UnreachableError, ConnectionStatus.UNREACHABLE),
+    (ConfigurationError, ConnectionStatus.MISCONFIGURED),
+)
+
+
+def _status_of(error: LLMError) -> ConnectionStatus:
+    return next(
+        (status for kind, status in STATUS_BY_ERROR if isinstance(error, kind)),
+        ConnectionStatus.SERVER_ERROR,
+    )

@@ -1,0 +1,136 @@
+"""Typed errors of the LLM client: each says what happened and what the person can do.
+
+`retryable` errors are retried with backoff inside the client; `stops_run` errors end a whole
+generation run at once (every other chunk would fail the same way). Messages never contain the
+API key: the client scrubs every text it puts into an error.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+FREE_MODEL_HINT = "gpt-oss:20b"
+KEYS_URL = "https://ollama.com/settings/keys"
+UPGRADE_URL = "https://ollama.com/upgrade"
+
+
+class LLMError(Exception):
+    """Base of every error the client raises."""
+
+    retryable: ClassVar[bool] = False
+    stops_run: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, status: int | None = None, detail: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.detail = detail  # the server's own words, when it gave any
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigurationError(LLMError):
+    """The settings cannot work: a wrong base URL, a redirect, a request the server rejects."""
+
+    stops_run = True
+
+
+class AuthError(LLMError):
+    """401: the API key is missing, wrong or revoked."""
+
+    stops_run = True
+
+
+class ForbiddenError(LLMError):
+    """403: the account may not use this model (plan), or cloud models are disabled."""
+
+    stops_run = True
+
+
+class ModelNotFoundError(LLMError):
+    """404 for the model: a typo, a retired model, or a local model that was never pulled."""
+
+    stops_run = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = 404,
+        detail: str = "",
+        available: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, status=status, detail=detail)
+        self.available = available
+
+
+class QuotaExhaustedError(LLMError):
+    """429 "usage limit": the plan's hourly/session/weekly allowance is spent; no retry."""
+
+    stops_run = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = 429,
+        detail: str = "",
+        window: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, detail=detail)
+        self.window = window  # "hourly", "session", "daily", "weekly", "monthly" or None
+        self.retry_after = retry_after
+
+
+class RateLimitedError(LLMError):
+    """A plain 429: too many requests right now."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = 429,
+        detail: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, detail=detail)
+        self.retry_after = retry_after
+
+
+class ServerError(LLMError):
+    """5xx: the server failed or is busy."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        detail: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, detail=detail)
+        self.retry_after = retry_after
+
+
+class RequestRejectedError(LLMError):
+    """400 and other 4xx: the server refused this one request (too long a prompt, a bad field)."""
+
+
+class NetworkError(LLMError):
+    """No usable answer arrived: connect error, timeout, dropped connection, cut stream."""
+
+    retryable = True
+
+
+class UnreachableError(NetworkError):
+    """The server could not be reached at all (DNS, refused connection, connect timeout)."""
+
+
+class BadResponseError(LLMError):
+    """The server answered, but not in a shape this client understands."""

@@ -1,0 +1,258 @@
+"""Request bodies and response parsing for Ollama's native API and the OpenAI-compatible API.
+
+Pure functions over JSON: the HTTP side lives in client.py. Every shape here follows what
+Ollama sends (see the fake server in tests/helpers/fake_llm.py for byte-exact examples).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from finetuneflow.core.generation.errors import BadResponseError, NetworkError
+from finetuneflow.core.generation.settings import LLMSettings
+
+Message = dict[str, str]
+
+# A thinking model served without a reasoning parser puts its trace inline at the start.
+_LEADING_THINK = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)
+_UNCLOSED_THINK = re.compile(r"^\s*<think>(?!.*</think>)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One answer as the server gave it; token counts are None when the server did not say."""
+
+    content: str
+    done_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+def strip_leading_think(text: str) -> str:
+    """Drop a leading <think>…</think> block; a trace that never closed leaves no answer."""
+    if _UNCLOSED_THINK.match(text):
+        return ""
+    return _LEADING_THINK.sub("", text, count=1)
+
+
+# -- requests -------------------------------------------------------------------------------
+
+
+def chat_body(
+    settings: LLMSettings,
+    messages: list[Message],
+    *,
+    schema: Mapping[str, Any] | None,
+    schema_name: str,
+    stream: bool,
+    max_tokens: int | None,
+    temperature: float,
+) -> dict[str, Any]:
+    if settings.resolved_api == "native":
+        return _native_body(settings, messages, schema, stream, max_tokens, temperature)
+    return _openai_body(settings, messages, schema, schema_name, stream, max_tokens, temperature)
+
+
+def _native_body(
+    settings: LLMSettings,
+    messages: list[Message],
+    schema: Mapping[str, Any] | None,
+    stream: bool,
+    max_tokens: int | None,
+    temperature: float,
+) -> dict[str, Any]:
+    options: dict[str, Any] = {"temperature": temperature}
+    if max_tokens is not None:
+        options["num_predict"] = max_tokens
+    body: dict[str, Any] = {
+        "model": settings.resolved_model,
+        "messages": messages,
+        "stream": stream,  # the native API streams unless told otherwise
+        "options": options,
+    }
+    if schema is not None:
+        body["format"] = dict(schema)
+    if settings.think is not None:
+        body["think"] = settings.think
+    return body
+
+
+def _openai_body(
+    settings: LLMSettings,
+    messages: list[Message],
+    schema: Mapping[str, Any] | None,
+    schema_name: str,
+    stream: bool,
+    max_tokens: int | None,
+    temperature: float,
+) -> dict[str, Any]:
+    # Ollama forces temperature 1.0 when it is omitted, and ignores max_completion_tokens.
+    body: dict[str, Any] = {
+        "model": settings.resolved_model,
+        "messages": messages,
+        "temperature": temperature,
+        "stream": stream,
+    }
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    if schema is not None:
+        json_schema = {"name": schema_name, "schema": dict(schema)}
+        body["response_format"] = {"type": "json_schema", "json_schema": json_schema}
+    if isinstance(settings.think, str):
+        body["reasoning_effort"] = settings.think
+    elif settings.think is False:
+        body["reasoning_effort"] = "none"
+    return body
+
+
+# -- whole responses ------------------------------------------------------------------------
+
+
+def parse_completion(api: str, data: Any) -> Completion:
+    """A non-streaming answer; the thinking trace (message.thinking / reasoning) is ignored."""
+    if not isinstance(data, dict):
+        raise BadResponseError("The server's answer is not a JSON object.")
+    if "error" in data:
+        raise NetworkError(f"The server reported an error: {error_text(data)}")
+    return _native_completion(data) if api == "native" else _openai_completion(data)
+
+
+def _native_completion(data: dict[str, Any]) -> Completion:
+    message = data.get("message")
+    if not isinstance(message, dict):
+        raise BadResponseError("The server's answer has no message (is this an Ollama server?).")
+    return Completion(
+        content=_text(message.get("content")),
+        done_reason=_optional_str(data.get("done_reason")),
+        prompt_tokens=_count(data.get("prompt_eval_count")),
+        completion_tokens=_count(data.get("eval_count")),
+    )
+
+
+def _openai_completion(data: dict[str, Any]) -> Completion:
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise BadResponseError("The server's answer has no choices (is this an OpenAI API?).")
+    message = choices[0].get("message")
+    content = _text(message.get("content")) if isinstance(message, dict) else ""
+    prompt_tokens, completion_tokens = _openai_usage(data.get("usage"))
+    return Completion(
+        content=content,
+        done_reason=_optional_str(choices[0].get("finish_reason")),
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+    )
+
+
+# -- streams --------------------------------------------------------------------------------
+
+
+def read_native_stream(lines: Iterable[str]) -> Completion:
+    """NDJSON: content pieces, then one `done: true` object with the usage counts."""
+    pieces: list[str] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        event = _json_line(line)
+        if "error" in event:  # a failure after the 200 status was sent
+            raise NetworkError(f"The server failed while answering: {error_text(event)}")
+        message = event.get("message")
+        if isinstance(message, dict):
+            pieces.append(_text(message.get("content")))
+        if event.get("done") is True:
+            return Completion(
+                content="".join(pieces),
+                done_reason=_optional_str(event.get("done_reason")),
+                prompt_tokens=_count(event.get("prompt_eval_count")),
+                completion_tokens=_count(event.get("eval_count")),
+            )
+    raise NetworkError("The answer stream ended before the server finished (no final message).")
+
+
+def read_sse_stream(lines: Iterable[str]) -> Completion:
+    """SSE: `data: {chunk}` events, a finish_reason, an optional usage chunk, then [DONE]."""
+    pieces: list[str] = []
+    finish_reason: str | None = None
+    usage: tuple[int | None, int | None] = (None, None)
+    finished = False
+    for line in lines:
+        if not line.startswith("data:"):
+            continue  # blank separators, comments, `event:` lines
+        data = line[5:].strip()
+        if data == "[DONE]":
+            finished = True
+            break
+        event = _json_line(data)
+        if "error" in event:
+            raise NetworkError(f"The server failed while answering: {error_text(event)}")
+        if event.get("usage") is not None:
+            usage = _openai_usage(event.get("usage"))
+        for choice in event.get("choices") or []:
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                pieces.append(_text(delta.get("content")))
+            finish_reason = _optional_str(choice.get("finish_reason")) or finish_reason
+    if not finished and finish_reason is None:
+        raise NetworkError("The answer stream ended before the server finished (no [DONE]).")
+    return Completion("".join(pieces), finish_reason, *usage)
+
+
+def _json_line(text: str) -> dict[str, Any]:
+    try:
+        event = json.loads(text)
+    except ValueError as exc:
+        raise NetworkError("The answer stream was cut or garbled (a line is not JSON).") from exc
+    if not isinstance(event, dict):
+        raise NetworkError("The answer stream holds something other than JSON objects.")
+    return event
+
+
+# -- error bodies ---------------------------------------------------------------------------
+
+
+def error_text(data: Any, fallback: str = "") -> str:
+    """`error` as a string, or the `message` of an error object (OpenAI shape)."""
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, str):
+        return error
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"]
+    return fallback
+
+
+def error_text_from_body(body: bytes) -> str:
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text[:300]
+    return error_text(data, fallback=text[:300])
+
+
+# -- small helpers --------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _optional_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _openai_usage(usage: Any) -> tuple[int | None, int | None]:
+    if not isinstance(usage, dict):
+        return None, None
+    return _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
