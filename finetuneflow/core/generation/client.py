@@ -278,7 +278,10 @@ class LLMClient:
                     self._raise_for_status(response)
                 lines = self._cancellable_lines(response, cancel)
                 read = wire.read_native_stream if api == "native" else wire.read_sse_stream
-                return read(lines)
+                completion = read(lines)
+                for _ in lines:  # read to the end, or the connection cannot be reused
+                    pass
+                return completion
 
     def _cancellable_lines(
         self, response: httpx.Response, cancel: CancelHook | None
@@ -411,14 +414,22 @@ class LLMClient:
             raise ConfigurationError(self._scrub(_redirect_message(response)), status=status)
         detail = self._scrub(wire.error_text_from_body(response.content))
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        raise self._error_for(status, detail, retry_after, str(response.request.url), listing)
+        signin_url = wire.signin_url_from_body(response.content) if status == 401 else None
+        url = str(response.request.url)
+        raise self._error_for(status, detail, retry_after, url, listing, signin_url)
 
     def _error_for(
-        self, status: int, detail: str, retry_after: float | None, url: str, listing: bool
+        self,
+        status: int,
+        detail: str,
+        retry_after: float | None,
+        url: str,
+        listing: bool,
+        signin_url: str | None = None,
     ) -> LLMError:
         model = self.settings.resolved_model
         if status == 401:
-            return AuthError(self._auth_message(detail), status=status, detail=detail)
+            return AuthError(self._auth_message(detail, signin_url), status=status, detail=detail)
         if status == 403:
             return ForbiddenError(_forbidden_message(model, detail), status=status, detail=detail)
         if status == 404:
@@ -438,8 +449,13 @@ class LLMClient:
         text = f"The server rejected the request ({status}): {detail or 'no details'}"
         return RequestRejectedError(text, status=status, detail=detail)
 
-    def _auth_message(self, detail: str) -> str:
+    def _auth_message(self, detail: str, signin_url: str | None) -> str:
         host = urlsplit(self.settings.root_url).hostname or "the server"
+        if signin_url:  # a local Ollama asked to reach a cloud model without being signed in
+            return (
+                f"{host} is not signed in to Ollama Cloud (401 {detail}): run `ollama signin` "
+                f"on that machine (or open {signin_url}), or use a local model."
+            )
         where = f" (create one at {KEYS_URL})" if self.settings.provider == "ollama-cloud" else ""
         if not self._api_key:
             return (

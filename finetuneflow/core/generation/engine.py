@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 ChunkT = TypeVar("ChunkT", bound="ChunkLike")
 STOP_GRACE_S = 1.5  # after a cancel, how long requests already in flight may still finish
 POLL_S = 0.05
+MAX_RAW_CHARS = 50_000  # an unreadable answer is kept whole for review, up to this size
 
 
 class ChunkLike(Protocol):
@@ -158,14 +159,15 @@ def generate_for_chunk(
     outcome = parse_answer(answer.content, task.item_schema)
     repaired_by_llm = False
     if outcome.needs_llm_repair and quality.llm_repair:
-        outcome, repaired_by_llm = _repair_with_llm(client, task, answer.content, outcome, usage,
-                                                    cancel)
+        outcome, repaired_by_llm = _repair_with_llm(
+            client, task, answer.content, outcome, usage, cancel
+        )
     examples = [_checked_example(task, item, chunk_text, quality) for item in outcome.items]
     _flag_duplicates(task, chunk_id, examples, dedup if dedup is not None else Deduplicator())
     return ChunkResult(
         chunk_id=chunk_id,
         examples=examples,
-        rejects=_rejects_of(outcome, answer.content),
+        rejects=_rejects_of(outcome, answer.content, cut=answer.was_cut),
         usage=usage,
         latency_s=time.monotonic() - started,
         requests=usage.requests,
@@ -194,7 +196,8 @@ def _repair_with_llm(
     usage.add(repair.prompt_tokens, repair.completion_tokens)
     repaired = parse_answer(repair.content, task.item_schema)
     if not repaired.items:
-        outcome.error = outcome.error and f"{outcome.error}; the repair did not help either"
+        if outcome.error is not None:
+            outcome.error += "; the repair request did not help either"
         return outcome, False
     return repaired, True
 
@@ -231,11 +234,13 @@ def _flag_duplicates(
             example.notes["similarity"] = round(duplicate.similarity, 3)
 
 
-def _rejects_of(outcome: ParseOutcome, answer_text: str) -> list[RejectedExample]:
+def _rejects_of(outcome: ParseOutcome, answer_text: str, *, cut: bool) -> list[RejectedExample]:
     rejects = [RejectedExample(r.reason, r.raw) for r in outcome.rejects]
     if outcome.error is not None:
-        rejects.append(RejectedExample(f"unreadable answer: {outcome.error}"[:200],
-                                       answer_text[:4000]))
+        # A model that spent max_tokens (often on thinking) needs a higher limit, not a retry.
+        why = "unreadable answer (cut at max tokens)" if cut else "unreadable answer"
+        reason = f"{why}: {outcome.error}"[:200]
+        rejects.append(RejectedExample(reason, answer_text[:MAX_RAW_CHARS]))
     return rejects
 
 

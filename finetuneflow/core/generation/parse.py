@@ -25,6 +25,7 @@ Item = dict[str, Any]
 Schema = Mapping[str, Any]
 
 MAX_JSON_STARTS = 64  # where a JSON value may begin; enough for any prose preamble
+MAX_REPAIRS = 4  # code repairs tried (each a pass over the rest of the answer)
 MAX_REPAIR_TEXT = 12_000  # characters of a bad answer sent back for an LLM repair
 CUT_OFF_REASON = "cut off: the answer ended before this example was complete"
 
@@ -32,6 +33,7 @@ _THINK_BLOCK = re.compile(r"<(think|thinking)>.*?</\1>", re.DOTALL | re.IGNORECA
 _UNCLOSED_THINK = re.compile(r"<(think|thinking)>(?!.*</\1>).*", re.DOTALL | re.IGNORECASE)
 _FENCED = re.compile(r"```[ \t]*[\w-]*[ \t]*\n?(.*?)(?:```|$)", re.DOTALL)
 _PY_LITERALS = {"True": "true", "False": "false", "None": "null"}
+_WORD = re.compile(r"[A-Za-z_]\w*")
 _DECODER = json.JSONDecoder(strict=False)  # strict=False: raw newlines inside strings are fine
 
 
@@ -89,6 +91,7 @@ class FoundJson:
 def find_json(text: str) -> FoundJson | None:
     """The first JSON value in `text` that looks like examples, repaired if need be."""
     starts = [m.start() for m in re.finditer(r"[\[{]", text)][:MAX_JSON_STARTS]
+    repairs = 0
     for start in starts:
         try:
             value, _ = _DECODER.raw_decode(text, start)
@@ -98,6 +101,9 @@ def find_json(text: str) -> FoundJson | None:
             if _looks_like_examples(value):
                 return FoundJson(value, repaired=False, cut_tail="")
             continue  # valid JSON but not examples (say "[1]" in a preamble): look further
+        if repairs >= MAX_REPAIRS:
+            continue
+        repairs += 1
         repaired_text, cut_tail = repair_json(text[start:])
         try:
             value = json.loads(repaired_text, strict=False)
@@ -181,10 +187,14 @@ class _Repairer:
         return False
 
     def _word(self, i: int) -> int:
-        match = re.match(r"[A-Za-z_]\w*", self.text[i:])
+        match = _WORD.match(self.text, i)
         word = match.group(0) if match else self.text[i]
-        self.out.append(_PY_LITERALS.get(word, word))
-        return i + len(word)
+        end = i + len(word)
+        if self.stack and self.stack[-1] == "{" and self.text[end:].lstrip().startswith(":"):
+            self.out.append(f'"{word}"')  # a bare key, as JavaScript allows
+        else:
+            self.out.append(_PY_LITERALS.get(word, word))
+        return end
 
     def _finish_cut(self, quote: str) -> tuple[str, str]:
         """The text ended inside the value: keep the complete elements, close the rest."""
@@ -199,8 +209,9 @@ class _Repairer:
 
 
 def repair_json(text: str) -> tuple[str, str]:
-    """Fix trailing commas, single quotes, raw control characters in strings, Python literals
-    and a cut-off end. Returns the repaired text and the dropped incomplete tail ("" if none)."""
+    """Fix trailing commas, single quotes, raw control characters in strings, Python literals,
+    bare keys and a cut-off end. Returns the repaired text and the dropped incomplete tail
+    ("" when nothing was dropped)."""
     return _Repairer(text).run()
 
 

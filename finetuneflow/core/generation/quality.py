@@ -149,8 +149,8 @@ class Deduplicator:
     a typo, a changed or added word, different punctuation — so it shares a long prefix or a
     long suffix with it and sorts right next to it in one of the two lists; each new text is
     compared with `neighbours` texts on each side in both. That is O(log n) plus a constant per
-    example (about 0.2 ms in pure Python; 100k examples in roughly 20 s on a slow CPU), and it
-    caught over 99 % of single-edit near duplicates of 100k synthetic questions.
+    example: 100k synthetic questions took 9 s (about 0.1 ms each) on a 2-core machine, and
+    99 % of the planted near duplicates among them were caught (tests/bench/dedup.py).
 
     Why not MinHash/LSH over shingles: pure Python pays one hash per shingle per permutation
     (slow for 100k), and generated questions share templates ("What does the text say about

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import string
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from functools import cache
-from pathlib import Path
 from typing import Any
+
+from finetuneflow.core.resources import resource_path
 
 Message = dict[str, str]
 Item = dict[str, Any]
@@ -40,8 +40,9 @@ class TaskType(StrEnum):
     CUSTOM = "custom"
 
 
-def _text(min_length: int = 1) -> dict[str, Any]:
-    return {"type": "string", "minLength": min_length}
+def _text(description: str, min_length: int = 1) -> dict[str, Any]:
+    # Descriptions reach the model with the schema; the validator ignores them.
+    return {"type": "string", "minLength": min_length, "description": description}
 
 
 def _object(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -86,7 +87,11 @@ TASK_SPECS: dict[TaskType, TaskSpec] = {
             "using what you know from the reference documents."
         ),
         item_schema=_object(
-            {"question": _text(), "answer": _text(), "quote": _text()},
+            {
+                "question": _text("a self-contained question answerable from the passage"),
+                "answer": _text("the correct, complete answer, from the passage only"),
+                "quote": _text("a short sentence or phrase copied word for word from the passage"),
+            },
             ["question", "answer", "quote"],
         ),
         to_turns=lambda item, chunk: (item["question"].strip(), item["answer"].strip()),
@@ -103,7 +108,11 @@ TASK_SPECS: dict[TaskType, TaskSpec] = {
             "and accurately."
         ),
         item_schema=_object(
-            {"instruction": _text(), "input": _text(0), "response": _text()},
+            {
+                "instruction": _text("a realistic request in the passage's domain"),
+                "input": _text("material the instruction works on, or an empty string", 0),
+                "response": _text("the ideal response"),
+            },
             ["instruction", "response"],
         ),
         to_turns=lambda item, chunk: (_instruction_user(item), item["response"].strip()),
@@ -118,7 +127,11 @@ TASK_SPECS: dict[TaskType, TaskSpec] = {
             "You summarise texts accurately and concisely, in exactly the form requested."
         ),
         item_schema=_object(
-            {"instruction": _text(), "summary": _text()}, ["instruction", "summary"]
+            {
+                "instruction": _text("a request to summarise the text that follows it"),
+                "summary": _text("the summary, exactly as the instruction asks"),
+            },
+            ["instruction", "summary"],
         ),
         to_turns=lambda item, chunk: (
             _with_text(item["instruction"], chunk),
@@ -136,7 +149,10 @@ TASK_SPECS: dict[TaskType, TaskSpec] = {
             "valid JSON only."
         ),
         item_schema=_object(
-            {"instruction": _text(), "output": {"type": ["object", "array"]}},
+            {
+                "instruction": _text("what to extract from the text that follows, and the keys"),
+                "output": {"type": ["object", "array"], "description": "the extracted data"},
+            },
             ["instruction", "output"],
         ),
         to_turns=lambda item, chunk: (
@@ -150,7 +166,10 @@ TASK_SPECS: dict[TaskType, TaskSpec] = {
         title="Custom",
         description="Your own instruction, with optional examples of what you want.",
         default_system_prompt="You are a helpful assistant.",
-        item_schema=_object({"input": _text(), "output": _text()}, ["input", "output"]),
+        item_schema=_object(
+            {"input": _text("what the user sends"), "output": _text("the ideal reply")},
+            ["input", "output"],
+        ),
         to_turns=lambda item, chunk: (item["input"].strip(), item["output"].strip()),
         dedup_text=lambda item: item["input"],
         uses_difficulty=True,
@@ -208,17 +227,9 @@ class TaskSettings:
 # -- templates ------------------------------------------------------------------------------
 
 
-def resources_dir() -> Path:
-    """resources/ beside the package, or inside a frozen (PyInstaller) bundle."""
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:
-        return Path(bundle) / "resources"
-    return Path(__file__).resolve().parents[3] / "resources"
-
-
 @cache
 def load_prompt_template(task_type: TaskType | str) -> str:
-    path = resources_dir() / "prompts" / f"{TaskType(task_type).value}.txt"
+    path = resource_path("prompts", f"{TaskType(task_type).value}.txt")
     return path.read_text(encoding="utf-8")
 
 
@@ -289,6 +300,15 @@ class Task:
 
     def dedup_text(self, item: Item) -> str:
         return self.spec.dedup_text(item)
+
+    def dedup_text_of_messages(self, messages: list[Message]) -> str:
+        """The same text from a stored example (to seed a Deduplicator when a run resumes)."""
+        user = next((m["content"] for m in messages if m.get("role") == "user"), "")
+        reply = next((m["content"] for m in messages if m.get("role") == "assistant"), "")
+        if self.spec.type in (TaskType.SUMMARY, TaskType.EXTRACTION):
+            request = user.split("\n\n", 1)[0]  # the chunk follows the request
+            return f"{request}\n{reply}"
+        return user
 
     def grounding_quote(self, item: Item) -> str | None:
         name = self.spec.grounding_field

@@ -237,6 +237,16 @@ def error_text_from_body(body: bytes) -> str:
     return error_text(data, fallback=text[:300])
 
 
+def signin_url_from_body(body: bytes) -> str | None:
+    """A local Ollama's 401 for a cloud model names the page where the machine signs in."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    url = data.get("signin_url") if isinstance(data, dict) else None
+    return url if isinstance(url, str) and url.startswith("https://") else None
+
+
 # -- small helpers --------------------------------------------------------------------------
 
 
