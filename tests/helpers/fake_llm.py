@@ -161,15 +161,26 @@ def qa_responder(request_json: dict[str, Any], api: Api) -> str:
     """Default answer: a JSON array of up to 3 {"question", "answer", "quote"} objects.
 
     Each quote is a sentence copied verbatim from the longest paragraph of the last user message
-    (so a grounding check passes) and each question is built from its own sentence (so a
-    duplicate check passes). The same input always gives the same output.
+    (only its passage, when the prompt marks one with "--- PASSAGE ---" as the app's templates
+    do, so the rules around it are never quoted); so a grounding check passes. Each question is
+    built from its own sentence (so a duplicate check passes). The same input always gives the
+    same output.
     """
-    paragraph = _longest_paragraph(last_user_text(request_json))
+    paragraph = _longest_paragraph(_passage(last_user_text(request_json)))
     items = [
         {"question": question, "answer": sentence, "quote": sentence}
         for question, sentence in _questions_for(_sentences(paragraph))[:3]
     ]
     return json.dumps(items, ensure_ascii=False, indent=2)
+
+
+PASSAGE_START, PASSAGE_END = "--- PASSAGE ---", "--- END OF PASSAGE ---"
+
+
+def _passage(text: str) -> str:
+    if PASSAGE_START not in text:
+        return text
+    return text.split(PASSAGE_START, 1)[1].split(PASSAGE_END, 1)[0]
 
 
 def _longest_paragraph(text: str) -> str:

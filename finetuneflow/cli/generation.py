@@ -1,0 +1,80 @@
+"""`finetuneflow task set` and `finetuneflow generate`: the Task, Preview and Review steps."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from dataclasses import replace
+
+from finetuneflow.cli.common import add_json, open_context, print_json, stderr_progress
+from finetuneflow.core.progress import CancelToken
+
+TASKS = ["qa", "instructions", "summary", "extraction", "custom"]
+PROVIDERS = ["ollama-cloud", "ollama", "openai"]
+
+
+def cmd_task_set(args: argparse.Namespace) -> int:
+    from finetuneflow.services.generation import GenerationService
+
+    settings = GenerationService(open_context()).set_task(
+        args.project, args.task, system_prompt=args.system_prompt, per_chunk=args.per_chunk)
+    if args.json:
+        print_json(settings.to_dict())
+    else:
+        print(f"{settings.type.value}: {settings.examples_per_chunk} examples per chunk")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from finetuneflow.services.generation import GenerationService
+
+    service = GenerationService(open_context())
+    llm = service.llm_settings(args.project)
+    changes = {name: value for name, value in (
+        ("provider", args.provider), ("base_url", args.base_url), ("model", args.llm),
+        ("concurrency", args.concurrency)) if value is not None}
+    if changes:
+        service.set_llm_settings(args.project, replace(llm, **changes))
+    cancel = CancelToken()
+
+    def stop(_signum: int, _frame: object) -> None:
+        print("Stopping; finished chunks are kept…", file=sys.stderr)
+        cancel.cancel()
+
+    previous = signal.signal(signal.SIGINT, stop)  # Ctrl-C: keep what is done, no traceback
+    try:
+        result = service.run(args.project, preview=args.preview, progress=stderr_progress,
+                             cancel=cancel)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if args.json:
+        print_json(result.to_json())
+    else:
+        print(f"{result.chunks_done} chunks: {result.accepted} examples accepted, "
+              f"{result.rejected} rejected" + (" (stopped early)" if result.cancelled else ""))
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    task = commands.add_parser("task", help="what the fine-tuned model should do")
+    task_set = task.add_subparsers(dest="task_command", metavar="ACTION", required=True
+                                   ).add_parser("set", help="set the project's task")
+    task_set.add_argument("project")
+    task_set.add_argument("task", choices=TASKS)
+    task_set.add_argument("--system-prompt", metavar="TEXT")
+    task_set.add_argument("--per-chunk", type=int, metavar="N", help="examples per chunk (3)")
+    add_json(task_set)
+    task_set.set_defaults(handler=cmd_task_set)
+
+    generate = commands.add_parser("generate", help="write training examples with an LLM")
+    generate.add_argument("project")
+    mode = generate.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--preview", action="store_true", help="a few chunks, to check settings")
+    mode.add_argument("--full", action="store_true", help="every chunk not done yet (resumes)")
+    generate.add_argument("--provider", choices=PROVIDERS)
+    generate.add_argument("--base-url", metavar="URL")
+    generate.add_argument("--llm", metavar="MODEL", help="the LLM's model name")
+    generate.add_argument("--concurrency", type=int, metavar="N")
+    add_json(generate)
+    generate.set_defaults(handler=cmd_generate)

@@ -1,0 +1,228 @@
+"""Writing training examples from the chunks with an LLM: the task, the preview, the full run.
+
+Each finished chunk's examples are stored in one transaction from `on_result`, which the engine
+never calls twice at once: one writer, so never "database is locked". A chunk counts as done
+once it has stored examples (accepted or rejected), so a resumed run skips it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, select
+
+from finetuneflow.core.generation import (
+    ChunkInput,
+    ChunkResult,
+    Deduplicator,
+    LLMClient,
+    LLMError,
+    LLMSettings,
+    QuotaExhaustedError,
+    Task,
+    TaskSettings,
+    TaskType,
+    pick_representative_chunks,
+    run_generation,
+)
+from finetuneflow.core.progress import CancelToken, ProgressSink, ignore_progress
+from finetuneflow.services.errors import UserError
+from finetuneflow.services.jobs import JobService, ThrottledProgress
+from finetuneflow.services.projects import ProjectService
+from finetuneflow.services.secrets import Secret, get_secret
+from finetuneflow.storage.models import (
+    Chunk,
+    DatasetExample,
+    ExampleSource,
+    ExampleSplit,
+    ExampleStatus,
+    JobKind,
+)
+
+if TYPE_CHECKING:
+    from finetuneflow.services.context import AppContext
+
+PREVIEW_CHUNKS = 4
+PREVIEW_PER_CHUNK = 3
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    job_id: int
+    chunks_done: int
+    chunks_skipped: int
+    examples: int
+    accepted: int
+    rejected: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cancelled: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class GenerationService:
+    def __init__(self, context: AppContext) -> None:
+        self._context = context
+        self._projects = ProjectService(context)
+        self._jobs = JobService(context)
+
+    # --- task and LLM settings ------------------------------------------------------------------
+
+    def task_settings(self, project_ref: str) -> TaskSettings:
+        with self._context.session() as session:
+            stored = self._projects.resolve(session, project_ref).task_config
+        return TaskSettings.from_dict(stored) if stored else TaskSettings()
+
+    def set_task(self, project_ref: str, task_type: str, *, system_prompt: str | None = None,
+                 per_chunk: int | None = None) -> TaskSettings:
+        try:
+            settings = replace(self.task_settings(project_ref), type=TaskType(task_type))
+        except ValueError:
+            choices = ", ".join(t.value for t in TaskType)
+            raise UserError(f"Unknown task {task_type!r}: choose one of {choices}.") from None
+        if system_prompt is not None:
+            settings = replace(settings, system_prompt=system_prompt)
+        if per_chunk is not None:
+            settings = replace(settings, examples_per_chunk=per_chunk)
+        if problems := settings.problems():
+            raise UserError(" ".join(problems))
+        with self._context.session() as session:
+            self._projects.resolve(session, project_ref).task_config = settings.to_dict()
+        return settings
+
+    def llm_settings(self, project_ref: str) -> LLMSettings:
+        with self._context.session() as session:
+            stored = self._projects.resolve(session, project_ref).settings.get("llm")
+        return LLMSettings.from_dict(stored) if stored else LLMSettings()
+
+    def set_llm_settings(self, project_ref: str, settings: LLMSettings) -> None:
+        if problems := settings.problems():
+            raise UserError(" ".join(problems))
+        with self._context.session() as session:
+            project = self._projects.resolve(session, project_ref)
+            project.settings = {**project.settings, "llm": settings.to_dict()}
+
+    # --- running --------------------------------------------------------------------------------
+
+    def run(self, project_ref: str, *, preview: bool, progress: ProgressSink = ignore_progress,
+            cancel: CancelToken | None = None) -> GenerationResult:
+        """Generate for the preview chunks, or for every chunk not done yet."""
+        project_id = self._projects.get(project_ref).id
+        task = Task(self.task_settings(project_id))
+        client = LLMClient(self.llm_settings(project_id), get_secret(Secret.LLM_API_KEY))
+        chunks = self._chunks(project_id)
+        if not chunks:
+            raise UserError("There are no chunks yet: add documents in the Data step first.")
+        split = ExampleSplit.PREVIEW if preview else ExampleSplit.TRAIN
+        if preview:
+            chunks = pick_representative_chunks(chunks, PREVIEW_CHUNKS)
+            self._clear_preview(project_id)
+        done = set() if preview else self._done_chunks(project_id)
+        job_id = self._jobs.create(project_id, JobKind.PREVIEW if preview else JobKind.GENERATE,
+                                   {"chunks": len(chunks), "skipped": len(done)})
+        self._jobs.start(job_id)
+        sink = _both(ThrottledProgress(self._jobs, job_id), progress)
+        writer = _ChunkWriter(self._context, project_id, split, len(chunks) - len(done), sink)
+        summary = run_generation(
+            client, task, chunks, on_result=writer.store,
+            n=min(PREVIEW_PER_CHUNK, task.settings.examples_per_chunk) if preview else None,
+            cancel=cancel, skip_done=done, dedup=self._seeded_dedup(project_id, task))
+        result = GenerationResult(
+            job_id, summary.chunks_done, summary.chunks_skipped, summary.examples,
+            summary.accepted, summary.examples - summary.accepted + summary.rejects,
+            summary.usage.prompt_tokens, summary.usage.completion_tokens, summary.cancelled)
+        self._close_job(job_id, summary.error, summary.cancelled, result)
+        return result
+
+    def _close_job(self, job_id: int, error: LLMError | None, cancelled: bool,
+                   result: GenerationResult) -> None:
+        if isinstance(error, QuotaExhaustedError):
+            self._jobs.interrupt(job_id, f"{error} Resume later: finished chunks are kept.")
+            raise UserError(str(error))
+        if error is not None:
+            self._jobs.fail(job_id, str(error))
+            raise UserError(str(error))
+        if cancelled:
+            self._jobs.cancel(job_id)
+            return
+        self._jobs.succeed(job_id, result.to_json(),
+                           f"{result.accepted} examples accepted, {result.rejected} rejected")
+
+    def _chunks(self, project_id: str) -> list[ChunkInput]:
+        with self._context.session() as session:
+            rows = session.execute(select(Chunk.id, Chunk.text, Chunk.file_id, Chunk.ordinal)
+                                   .where(Chunk.project_id == project_id)
+                                   .order_by(Chunk.file_id, Chunk.ordinal)).all()
+        return [ChunkInput(row.id, row.text, row.file_id, row.ordinal) for row in rows]
+
+    def _done_chunks(self, project_id: str) -> set[int]:
+        with self._context.session() as session:
+            return set(session.scalars(select(DatasetExample.chunk_id).distinct().where(
+                DatasetExample.project_id == project_id,
+                DatasetExample.split != ExampleSplit.PREVIEW,
+                DatasetExample.chunk_id.is_not(None))))
+
+    def _clear_preview(self, project_id: str) -> None:
+        with self._context.session() as session:
+            session.execute(delete(DatasetExample).where(
+                DatasetExample.project_id == project_id,
+                DatasetExample.split == ExampleSplit.PREVIEW))
+
+    def _seeded_dedup(self, project_id: str, task: Task) -> Deduplicator:
+        """Duplicates are judged against the examples earlier runs kept, too."""
+        dedup = Deduplicator()
+        with self._context.session() as session:
+            rows = session.execute(select(DatasetExample.id, DatasetExample.content_hash,
+                                          DatasetExample.messages).where(
+                DatasetExample.project_id == project_id,
+                DatasetExample.split != ExampleSplit.PREVIEW,
+                DatasetExample.status != ExampleStatus.REJECTED)).all()
+        for row in rows:
+            dedup.add(row.id, row.content_hash, task.dedup_text_of_messages(row.messages))
+        return dedup
+
+
+def _both(first: ProgressSink, second: ProgressSink) -> ProgressSink:
+    def report(fraction: float, message: str) -> None:
+        first(fraction, message)
+        second(fraction, message)
+
+    return report
+
+
+class _ChunkWriter:
+    """Stores one chunk's examples per transaction and reports progress."""
+
+    def __init__(self, context: AppContext, project_id: str, split: ExampleSplit, total: int,
+                 progress: ProgressSink) -> None:
+        self._context = context
+        self._project_id = project_id
+        self._split = split
+        self._total = max(total, 1)
+        self._done = 0
+        self._progress = progress
+
+    def store(self, result: ChunkResult) -> None:
+        with self._context.session() as session:
+            for example in result.examples:
+                session.add(self._row(result.chunk_id, example.messages, example.content_hash,
+                                      example.reject_reason, example.token_count))
+            for reject in result.rejects:
+                messages = [{"role": "assistant", "content": reject.raw}]
+                digest = hashlib.sha256(reject.raw.encode()).hexdigest()
+                session.add(self._row(result.chunk_id, messages, digest, reject.reason, None))
+        self._done += 1
+        self._progress(self._done / self._total, f"{self._done} of {self._total} chunks")
+
+    def _row(self, chunk_id: Any, messages: list[dict[str, str]], content_hash: str,
+             reject_reason: str | None, token_count: int | None) -> DatasetExample:
+        status = ExampleStatus.REJECTED if reject_reason else ExampleStatus.ACCEPTED
+        return DatasetExample(
+            project_id=self._project_id, chunk_id=chunk_id, split=self._split,
+            messages=messages, status=status, reject_reason=reject_reason,
+            content_hash=content_hash[:64], token_count=token_count,
+            source=ExampleSource.GENERATED)
