@@ -10,12 +10,13 @@ from finetuneflow.gui.pages.data_page import DataPage
 from finetuneflow.gui.pages.hardware_page import HardwarePage
 from finetuneflow.gui.pages.model_page import ModelPage
 from finetuneflow.gui.pages.step_page import PlannedStepPage
+from finetuneflow.gui.pages.task_page import TaskPage
 from finetuneflow.gui.pages.train_page import TrainPage
 from finetuneflow.gui.training_controller import TrainingController
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.projects import ProjectService, ProjectSummary
 
-PAGE_CLASSES: dict[str, type] = {"model": ModelPage, "data": DataPage,
+PAGE_CLASSES: dict[str, type] = {"model": ModelPage, "task": TaskPage, "data": DataPage,
                                  "hardware": HardwarePage}
 
 

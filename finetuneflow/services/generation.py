@@ -80,14 +80,19 @@ class GenerationService:
     def set_task(self, project_ref: str, task_type: str, *, system_prompt: str | None = None,
                  per_chunk: int | None = None) -> TaskSettings:
         try:
-            settings = replace(self.task_settings(project_ref), type=TaskType(task_type))
+            changes: dict[str, Any] = {"type": TaskType(task_type)}
         except ValueError:
             choices = ", ".join(t.value for t in TaskType)
             raise UserError(f"Unknown task {task_type!r}: choose one of {choices}.") from None
         if system_prompt is not None:
-            settings = replace(settings, system_prompt=system_prompt)
+            changes["system_prompt"] = system_prompt
         if per_chunk is not None:
-            settings = replace(settings, examples_per_chunk=per_chunk)
+            changes["examples_per_chunk"] = per_chunk
+        return self.update_task(project_ref, **changes)
+
+    def update_task(self, project_ref: str, **changes: Any) -> TaskSettings:
+        """Change the task's fields (type, prompts, language, style…), checked together."""
+        settings = replace(self.task_settings(project_ref), **changes)
         if problems := settings.problems():
             raise UserError(" ".join(problems))
         with self._context.session() as session:
