@@ -304,11 +304,12 @@ def estimate_memory(model_config: Mapping[str, Any], config: TrainingConfig, *,
                     ) -> MemoryEstimate:
     """Peak memory of a training run on `device` ("cuda", "mps" or "cpu").
 
-    weight_dtype_bytes: the dtype the trainer loads the model in; by default 2 (bf16/fp16) on a
-    GPU and 4 (fp32) on a CPU, where the trainer uses fp32.
+    weight_dtype_bytes: the dtype the trainer loads the model in. By default what it picks:
+    16-bit on CUDA and for QLoRA's compute dtype; fp32 for LoRA on a CPU or an Apple GPU.
     """
     shape = model_shape(model_config)
-    dtype_bytes = weight_dtype_bytes or (4 if device == "cpu" else 2)
+    sixteen_bit = device == "cuda" or config.method == "qlora"
+    dtype_bytes = weight_dtype_bytes or (2 if sixteen_bit else 4)
     trainable_params = lora_trainable_params(shape, config.lora_r, config.target_modules)
     adapter_bytes = adapter_dtype_bytes(config.method)
     weights = weight_bytes(shape, config.method, dtype_bytes)
