@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +87,8 @@ def build_trainer(inputs: Inputs, model: Any, tokenizer: Any, plan: LossPlan, de
         trainable_params=int(trainable), total_params=int(total), loss_on=plan.loss_on,
         processes=trainer.args.world_size,
         resumed_from=str(resume_from) if resume_from else None)
-    for callback in (ProtocolCallback(channel, started, progress), guard,
+    memory = partial(peak_memory_bytes, device)
+    for callback in (ProtocolCallback(channel, started, progress, memory), guard,
                      StopCallback(stop, outcome)):
         trainer.add_callback(callback)
     return TrainerParts(trainer, outcome, progress, guard, started)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,11 +82,12 @@ def perplexity(loss: float | None) -> float | None:
 class ProtocolCallback(TrainerCallback):
     """Reports the loop to the parent: started, log, eval and checkpoint events."""
 
-    def __init__(self, channel: EventChannel, started: StartedEvent, progress: Progress
-                 ) -> None:
+    def __init__(self, channel: EventChannel, started: StartedEvent, progress: Progress,
+                 memory: Callable[[], int | None] = lambda: None) -> None:
         self.channel = channel
         self.started = started
         self.progress = progress
+        self.memory = memory
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState,
                        control: TrainerControl, **kwargs: Any) -> None:
@@ -111,7 +113,8 @@ class ProtocolCallback(TrainerCallback):
             epoch=logs.get("epoch"), tokens_seen=self.progress.tokens_seen,
             tokens_per_second=self.progress.tokens_per_second(),
             elapsed_s=round(self.progress.elapsed(), 3),
-            eta_s=self.progress.eta(state.global_step, state.max_steps)))
+            eta_s=self.progress.eta(state.global_step, state.max_steps),
+            peak_memory_bytes=self.memory()))
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState,
                     control: TrainerControl, metrics: dict[str, float] | None = None,

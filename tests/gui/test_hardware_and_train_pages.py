@@ -59,6 +59,7 @@ def test_train_page_runs_the_child_fills_the_chart_and_stops(
     assert window.training.running and not page.start_button.isEnabled()
     qtbot.waitUntil(lambda: len(page.chart.train[0]) >= 3, timeout=180_000)
     assert page.progress.maximum() == 400 and "/ 400" in page.stats["Step"].text()
+    assert page.stats["Memory"].text().endswith("B")  # peak memory, live
     page.stop_button.click()
     qtbot.waitUntil(lambda: not window.training.running, timeout=180_000)
     assert "Stopped at step" in page.state.text()

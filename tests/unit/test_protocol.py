@@ -74,7 +74,7 @@ def test_a_log_line_looks_like_this() -> None:
     line = encode(LogEvent(step=10, total_steps=100, loss=1.5))
     assert line == ('{"type":"log","step":10,"total_steps":100,"loss":1.5,"learning_rate":null,'
                     '"grad_norm":null,"epoch":null,"tokens_seen":null,"tokens_per_second":null,'
-                    '"elapsed_s":null,"eta_s":null}')
+                    '"elapsed_s":null,"eta_s":null,"peak_memory_bytes":null}')
 
 
 def test_text_keeps_unicode_and_stays_on_one_line() -> None:

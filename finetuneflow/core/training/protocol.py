@@ -89,6 +89,7 @@ class LogEvent:
     tokens_per_second: float | None = None
     elapsed_s: float | None = None
     eta_s: float | None = None
+    peak_memory_bytes: int | None = None  # GPU memory on CUDA, process RSS on a CPU
 
 
 @dataclass

@@ -180,6 +180,8 @@ class TrainPage(StepPage):
         self.stats["ETA"].setText(format_duration(event.eta_s))
         self.stats["Tokens/s"].setText("—" if event.tokens_per_second is None
                                        else f"{event.tokens_per_second:,.0f}")
+        if event.peak_memory_bytes:
+            self.stats["Memory"].setText(format_bytes(event.peak_memory_bytes))
 
     def _on_run_ended(self, final: Event | None) -> None:
         if not self._mine():
