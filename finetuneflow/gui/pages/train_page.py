@@ -165,8 +165,10 @@ class TrainPage(StepPage):
             self._show_progress(event)
         elif isinstance(event, EvalEvent) and event.eval_loss is not None:
             self.chart.add_eval(event.step, event.eval_loss)
-        elif isinstance(event, FinishedEvent) and event.peak_memory_bytes:
-            self.stats["Memory"].setText(format_bytes(event.peak_memory_bytes))
+        elif isinstance(event, FinishedEvent):
+            self.stats["ETA"].setText("done")
+            if event.peak_memory_bytes:
+                self.stats["Memory"].setText(format_bytes(event.peak_memory_bytes))
         if (text := event_text(event)) is not None:
             self.log_view.appendPlainText(text)
 
