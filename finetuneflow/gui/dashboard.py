@@ -27,11 +27,11 @@ COLUMNS = ("Project", "Base model", "Step", "Last activity", "Latest job")
 
 
 def _row_values(project: ProjectSummary) -> tuple[str, ...]:
-    step = STEPS[step_index(project.current_step)]
+    number = step_index(project.current_step)
     job = (f"{project.latest_job_kind}: {project.latest_job_status}"
            if project.latest_job_kind else "—")
     return (project.name, project.base_model or "not chosen yet",
-            f"{step_index(step.key) + 1}. {step.title}",
+            f"{number + 1}. {STEPS[number].title}",
             project.updated_at.strftime("%Y-%m-%d %H:%M"), job)
 
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QMainWindow, QMessageBox, QStackedWidget
 
 from finetuneflow import __version__
 from finetuneflow.gui.dashboard import Dashboard
 from finetuneflow.gui.training_controller import TrainingController
-from finetuneflow.gui.wizard import ProjectWizard
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.trainer_process import STOP_GRACE_SECONDS
+
+if TYPE_CHECKING:
+    from finetuneflow.gui.wizard import ProjectWizard
 
 
 class MainWindow(QMainWindow):
@@ -22,7 +26,7 @@ class MainWindow(QMainWindow):
         self.resize(1100, 720)
         self.dashboard = Dashboard(context)
         self.dashboard.open_project.connect(self.open_project)
-        self.wizard: ProjectWizard | None = None
+        self.wizard: ProjectWizard | None = None  # the open project's wizard
         self.training = TrainingController(context)
         self.stack = QStackedWidget()
         self.stack.addWidget(self.dashboard)
@@ -33,6 +37,10 @@ class MainWindow(QMainWindow):
         """Show a project's wizard at `page`, or at the step where the person left it."""
         project = ProjectService(self.context).get(ref)
         self.close_project()
+        # Imported here: the pages pull in the chart library and the LLM client, which the
+        # dashboard does not need, so the window appears sooner.
+        from finetuneflow.gui.wizard import ProjectWizard
+
         wizard = ProjectWizard(self.context, project, self.training)
         wizard.back_to_projects.connect(self.show_dashboard)
         self.stack.addWidget(wizard)

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from itertools import pairwise
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select
 
+from finetuneflow.core.atomic import atomic_write_text
 from finetuneflow.core.chunking import ChunkSettings, TextChunk, TokenCounter, chunk_text, locate
 from finetuneflow.core.ingest import (
     SUPPORTED_EXTENSIONS,
@@ -34,7 +34,7 @@ from finetuneflow.core.safepath import slugify
 from finetuneflow.services.errors import NotFoundError, UserError
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.settings import AppSettings
-from finetuneflow.storage.models import Chunk, DatasetExample, FileStatus, Project, SourceFile
+from finetuneflow.storage.models import Chunk, DatasetExample, FileStatus, SourceFile
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -105,13 +105,6 @@ def sha256_of(path: Path) -> str:
         while block := stream.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
 
 
 def _copy_original(source: Path, target: Path) -> None:
@@ -266,10 +259,9 @@ class IngestService:
         return self._home.project_file(project_id, "chunks", f"{file_id}.json")
 
     def _save_extracted(self, project_id: str, file_id: int, document: Document) -> None:
-        path = self._extracted_path(project_id, file_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"text": document.text, "segments": [asdict(s) for s in document.segments]}
-        _atomic_write_text(path, json.dumps(payload, ensure_ascii=False))
+        atomic_write_text(self._extracted_path(project_id, file_id),
+                          json.dumps(payload, ensure_ascii=False))
 
     def _cut_and_store(self, project_id: str, file_id: int, text: str,
                        segments: Sequence[Segment], counter: TokenCounter | None,
@@ -366,8 +358,6 @@ class IngestService:
         """At least one chunk or one imported example: enough to leave the Data step."""
         project_id = self._projects.get(project_ref).id
         with self._context.session() as session:
-            project = session.get(Project, project_id)
-            assert project is not None
             chunk = session.scalar(select(Chunk.id).where(Chunk.project_id == project_id).limit(1))
             example = session.scalar(select(DatasetExample.id).where(
                 DatasetExample.project_id == project_id).limit(1))

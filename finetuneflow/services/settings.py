@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+from finetuneflow.core.atomic import atomic_write_text
 from finetuneflow.services.errors import UserError
 
 if TYPE_CHECKING:
@@ -40,7 +39,4 @@ class AppSettings:
 
     def save(self, home: Home) -> None:
         self.validate()
-        handle, temporary = tempfile.mkstemp(dir=home.root, prefix=".settings.")
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(asdict(self), stream, indent=2)
-        os.replace(temporary, home.root / SETTINGS_FILE)
+        atomic_write_text(home.root / SETTINGS_FILE, json.dumps(asdict(self), indent=2))
