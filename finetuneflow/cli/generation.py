@@ -36,6 +36,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         ("concurrency", args.concurrency)) if value is not None}
     if changes:
         service.set_llm_settings(args.project, replace(llm, **changes))
+    if args.full:  # the same estimate the Review page shows before a full run
+        print(service.estimate(args.project, args.max_chunks).describe(), file=sys.stderr)
     cancel = CancelToken()
 
     def stop(_signum: int, _frame: object) -> None:
@@ -45,7 +47,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, stop)  # Ctrl-C: keep what is done, no traceback
     try:
         result = service.run(args.project, preview=args.preview, progress=stderr_progress,
-                             cancel=cancel)
+                             cancel=cancel, max_chunks=args.max_chunks)
     finally:
         signal.signal(signal.SIGINT, previous)
     if args.json:
@@ -76,5 +78,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     generate.add_argument("--base-url", metavar="URL")
     generate.add_argument("--llm", metavar="MODEL", help="the LLM's model name")
     generate.add_argument("--concurrency", type=int, metavar="N")
+    generate.add_argument("--max-chunks", type=int, metavar="N",
+                          help="with --full: do at most N more chunks (a budget)")
     add_json(generate)
     generate.set_defaults(handler=cmd_generate)

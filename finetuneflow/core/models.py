@@ -92,7 +92,8 @@ class ModelFacts:
 
     def describe(self) -> str:
         context = f"{self.context_length:,} tokens" if self.context_length else "unknown"
-        template = "yes" if self.has_chat_template else "no (a ChatML template will be used)"
+        template = ("yes" if self.has_chat_template
+                    else "no (a plain User/Assistant template will be used)")
         return (f"{self.architecture} · {format_params(self.parameters)} parameters · "
                 f"context {context} · chat template: {template}")
 

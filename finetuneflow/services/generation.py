@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 
+from finetuneflow.core.chat_template import chat_token_counter
 from finetuneflow.core.generation import (
     ChunkInput,
     ChunkResult,
@@ -20,14 +21,21 @@ from finetuneflow.core.generation import (
     LLMClient,
     LLMError,
     LLMSettings,
+    Measurement,
+    QualityOptions,
     QuotaExhaustedError,
+    RunEstimate,
+    StartWorker,
     Task,
     TaskSettings,
     TaskType,
+    estimate_from_measurement,
+    measure,
     pick_representative_chunks,
     run_generation,
 )
 from finetuneflow.core.progress import CancelToken, ProgressSink, ignore_progress
+from finetuneflow.core.training.recommend import format_duration
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.jobs import JobService, ThrottledProgress
 from finetuneflow.services.projects import ProjectService
@@ -38,7 +46,9 @@ from finetuneflow.storage.models import (
     ExampleSource,
     ExampleSplit,
     ExampleStatus,
+    Job,
     JobKind,
+    JobStatus,
 )
 
 if TYPE_CHECKING:
@@ -59,6 +69,26 @@ class GenerationResult:
     prompt_tokens: int | None
     completion_tokens: int | None
     cancelled: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FullRunEstimate:
+    chunks: int
+    per_chunk: int
+    concurrency: int
+    run: RunEstimate | None  # None until a preview has measured latency and tokens
+
+    def describe(self) -> str:
+        head = (f"{self.chunks} chunks → {self.chunks} requests for about "
+                f"{self.chunks * self.per_chunk} examples at concurrency {self.concurrency}")
+        if self.run is None:
+            return head + "; run a preview first to estimate the time and tokens."
+        tokens = (f"about {self.run.total_tokens:,} tokens" if self.run.total_tokens is not None
+                  else "tokens unknown (the server does not report them)")
+        return f"{head}: {tokens}, about {format_duration(self.run.seconds)}."
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,37 +144,88 @@ class GenerationService:
     # --- running --------------------------------------------------------------------------------
 
     def run(self, project_ref: str, *, preview: bool, progress: ProgressSink = ignore_progress,
-            cancel: CancelToken | None = None) -> GenerationResult:
-        """Generate for the preview chunks, or for every chunk not done yet."""
+            cancel: CancelToken | None = None, max_chunks: int | None = None,
+            start_worker: StartWorker | None = None) -> GenerationResult:
+        """Generate for the preview chunks, or for every chunk not done yet (at most
+        `max_chunks` of them: a budget). `start_worker` runs the worker loops (a QThreadPool
+        in the GUI)."""
         project_id = self._projects.get(project_ref).id
         task = Task(self.task_settings(project_id))
         client = LLMClient(self.llm_settings(project_id), get_secret(Secret.LLM_API_KEY))
-        chunks = self._chunks(project_id)
-        if not chunks:
-            raise UserError("There are no chunks yet: add documents in the Data step first.")
-        split = ExampleSplit.PREVIEW if preview else ExampleSplit.TRAIN
-        if preview:
-            chunks = pick_representative_chunks(chunks, PREVIEW_CHUNKS)
-            self._clear_preview(project_id)
-        done = set() if preview else self._done_chunks(project_id)
+        chunks, done = self._work_list(project_id, preview, max_chunks)
+        per_chunk = min(PREVIEW_PER_CHUNK, task.settings.examples_per_chunk) if preview else None
         job_id = self._jobs.create(project_id, JobKind.PREVIEW if preview else JobKind.GENERATE,
                                    {"chunks": len(chunks), "skipped": len(done)})
         self._jobs.start(job_id)
         sink = _both(ThrottledProgress(self._jobs, job_id), progress)
+        split = ExampleSplit.PREVIEW if preview else ExampleSplit.TRAIN
         writer = _ChunkWriter(self._context, project_id, split, len(chunks) - len(done), sink)
         summary = run_generation(
-            client, task, chunks, on_result=writer.store,
-            n=min(PREVIEW_PER_CHUNK, task.settings.examples_per_chunk) if preview else None,
-            cancel=cancel, skip_done=done, dedup=self._seeded_dedup(project_id, task))
+            client, task, chunks, on_result=writer.store, n=per_chunk, cancel=cancel,
+            skip_done=done, quality=self.quality_options(project_id),
+            dedup=self._seeded_dedup(project_id, task), start_worker=start_worker)
         result = GenerationResult(
             job_id, summary.chunks_done, summary.chunks_skipped, summary.examples,
             summary.accepted, summary.examples - summary.accepted + summary.rejects,
             summary.usage.prompt_tokens, summary.usage.completion_tokens, summary.cancelled)
-        self._close_job(job_id, summary.error, summary.cancelled, result)
+        measured = measure(writer.results, per_chunk or task.settings.examples_per_chunk)
+        self._close_job(job_id, summary.error, summary.cancelled, result, measured)
         return result
 
+    def _work_list(self, project_id: str, preview: bool,
+                   max_chunks: int | None) -> tuple[list[ChunkInput], set[int]]:
+        chunks = self._chunks(project_id)
+        if not chunks:
+            raise UserError("There are no chunks yet: add documents in the Data step first.")
+        if preview:
+            self._clear_preview(project_id)
+            return pick_representative_chunks(chunks, PREVIEW_CHUNKS), set()
+        done = self._done_chunks(project_id)
+        if max_chunks is not None:
+            todo = [chunk for chunk in chunks if chunk.id not in done][:max(0, max_chunks)]
+            return todo, set()
+        return chunks, done
+
+    def quality_options(self, project_ref: str) -> QualityOptions:
+        """Lengths are counted over the whole chat in the base model's template, when the
+        model is chosen, and checked against the training's max_seq_length."""
+        from finetuneflow.services.models import ModelService
+        from finetuneflow.services.training import TrainingService
+
+        choice = ModelService(self._context).current(project_ref)
+        if choice is None or not (choice.folder / "tokenizer.json").is_file():
+            return QualityOptions()
+        limit = TrainingService(self._context).config_for(project_ref).max_seq_length
+        return QualityOptions(count_tokens=chat_token_counter(choice.folder),
+                              max_seq_length=limit)
+
+    # --- the estimate before a full run ---------------------------------------------------------
+
+    def estimate(self, project_ref: str, max_chunks: int | None = None) -> FullRunEstimate:
+        """Requests, tokens and time of a full run, from what the last preview measured."""
+        project_id = self._projects.get(project_ref).id
+        chunks, done = self._work_list(project_id, False, max_chunks)
+        remaining = len([chunk for chunk in chunks if chunk.id not in done])
+        settings = self.llm_settings(project_id)
+        concurrency = settings.resolved_concurrency
+        measured = self._last_measurement(project_id)
+        per_chunk = self.task_settings(project_id).examples_per_chunk
+        run = (estimate_from_measurement(remaining, per_chunk, measured, concurrency)
+               if measured else None)
+        return FullRunEstimate(remaining, per_chunk, concurrency, run)
+
+    def _last_measurement(self, project_id: str) -> Measurement | None:
+        with self._context.session() as session:
+            results = session.scalars(select(Job.result).where(
+                Job.project_id == project_id, Job.kind == JobKind.PREVIEW,
+                Job.status == JobStatus.SUCCEEDED).order_by(Job.id.desc())).all()
+        for result in results:
+            if result.get("measurement"):
+                return Measurement(**result["measurement"])
+        return None
+
     def _close_job(self, job_id: int, error: LLMError | None, cancelled: bool,
-                   result: GenerationResult) -> None:
+                   result: GenerationResult, measured: Measurement | None) -> None:
         if isinstance(error, QuotaExhaustedError):
             self._jobs.interrupt(job_id, f"{error} Resume later: finished chunks are kept.")
             raise UserError(str(error))
@@ -154,7 +235,8 @@ class GenerationService:
         if cancelled:
             self._jobs.cancel(job_id)
             return
-        self._jobs.succeed(job_id, result.to_json(),
+        outcome = result.to_json() | {"measurement": asdict(measured) if measured else None}
+        self._jobs.succeed(job_id, outcome,
                            f"{result.accepted} examples accepted, {result.rejected} rejected")
 
     def _chunks(self, project_id: str) -> list[ChunkInput]:
@@ -210,6 +292,7 @@ class _ChunkWriter:
         self._total = max(total, 1)
         self._done = 0
         self._progress = progress
+        self.results: list[ChunkResult] = []
 
     def store(self, result: ChunkResult) -> None:
         with self._context.session() as session:
@@ -220,6 +303,7 @@ class _ChunkWriter:
                 messages = [{"role": "assistant", "content": reject.raw}]
                 digest = hashlib.sha256(reject.raw.encode()).hexdigest()
                 session.add(self._row(result.chunk_id, messages, digest, reject.reason, None))
+        self.results.append(result)
         self._done += 1
         self._progress(self._done / self._total, f"{self._done} of {self._total} chunks")
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from finetuneflow.core.chunking import TokenCounter
+from finetuneflow.core.chat_template import chat_token_counter
 from finetuneflow.core.progress import ProgressSink, ignore_progress
 from finetuneflow.core.training.config import TrainingConfig, preset_config
 from finetuneflow.core.training.protocol import (
@@ -65,7 +65,6 @@ RESUMABLE = (JobStatus.INTERRUPTED, JobStatus.CANCELLED, JobStatus.FAILED)
 
 
 TINY_DATASET = 50
-TEMPLATE_TOKENS_PER_TURN = 5  # role markers and separators a chat template adds per message
 
 
 @dataclass(frozen=True)
@@ -133,19 +132,18 @@ class TrainingService:
     # --- planning -------------------------------------------------------------------------------
 
     def example_token_lengths(self, project_ref: str) -> list[int]:
-        """About how many tokens each usable example takes with the base model's tokenizer."""
+        """How many tokens each usable example takes: the whole chat in the model's template."""
         project_id = self._projects.get(project_ref).id
         choice = ModelService(self._context).current(project_id)
         if choice is None:
             return []
-        counter = TokenCounter.from_model_dir(choice.folder)
+        count = chat_token_counter(choice.folder)
         with self._context.session() as session:
             chats = session.scalars(select(DatasetExample.messages).where(
                 DatasetExample.project_id == project_id,
                 DatasetExample.status != ExampleStatus.REJECTED,
                 DatasetExample.split != ExampleSplit.PREVIEW)).all()
-        return [counter.count("\n".join(m["content"] for m in chat))
-                + TEMPLATE_TOKENS_PER_TURN * len(chat) for chat in chats]
+        return [count(chat) for chat in chats]
 
     def plan(self, project_ref: str, config: TrainingConfig, probe: ProbeEvent) -> TrainingPlan:
         """Recommend LoRA/QLoRA, batch and sequence length for this machine, and say why."""

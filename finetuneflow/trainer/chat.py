@@ -13,22 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from finetuneflow.core.chat_template import PLAIN_TEMPLATE
 from finetuneflow.core.training.protocol import WarningEvent
 
 ASSISTANT = "assistant"
 COMPLETION = "completion"
 ALL = "all"
-
-PLAIN_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}"
-    "{{ 'Assistant: ' }}{% generation %}{{ message['content'] + (eos_token or '') }}"
-    "{% endgeneration %}{{ '\n\n' }}"
-    "{% else %}{{ message['role'] | capitalize + ': ' + message['content'] + '\n\n' }}{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ 'Assistant: ' }}{% endif %}"
-)
-
 
 @dataclass(frozen=True)
 class LossPlan:

@@ -41,6 +41,7 @@ from finetuneflow.core.progress import Cancelled, CancelToken
 log = logging.getLogger(__name__)
 
 ChunkT = TypeVar("ChunkT", bound="ChunkLike")
+StartWorker = Callable[[Callable[[], None]], None]
 STOP_GRACE_S = 1.5  # after a cancel, how long requests already in flight may still finish
 POLL_S = 0.05
 MAX_RAW_CHARS = 50_000  # an unreadable answer is kept whole for review, up to this size
@@ -349,6 +350,7 @@ def run_generation(
     quality: QualityOptions | None = None,
     dedup: Deduplicator | None = None,
     max_consecutive_failures: int | None = None,
+    start_worker: StartWorker | None = None,
 ) -> RunSummary:
     """Generate for every chunk not in `skip_done`, `concurrency` requests at a time.
 
@@ -375,14 +377,10 @@ def run_generation(
         finally:
             run.worker_finished()
 
-    # Daemon threads: one stuck in a long read must not keep the program alive after a cancel.
-    threads = [
-        threading.Thread(target=work, name=f"generate-{i}", daemon=True) for i in range(workers)
-    ]
     run.active_workers = workers
-    for thread in threads:
-        thread.start()
-    _wait_for_workers(threads, run, cancel)
+    for _ in range(workers):
+        (start_worker or start_daemon_thread)(work)
+    _wait_for_workers(run, cancel)
     with run.deliver_lock:
         run.closed = True
     run.summary.elapsed_s = time.monotonic() - started
@@ -422,9 +420,12 @@ def _worker(
             return
 
 
-def _wait_for_workers(
-    threads: list[threading.Thread], run: _Run, cancel: CancelHook | None
-) -> None:
+def start_daemon_thread(work: Callable[[], None]) -> None:
+    # Daemon: a thread stuck in a long read must not keep the program alive after a cancel.
+    threading.Thread(target=work, name="generate", daemon=True).start()
+
+
+def _wait_for_workers(run: _Run, cancel: CancelHook | None) -> None:
     while not run.all_done.wait(POLL_S):
         if cancel is not None and cancel.cancelled and not run.stop.cancelled:
             run.summary.cancelled = True
@@ -432,9 +433,7 @@ def _wait_for_workers(
         if run.stop.cancelled:
             break
     # Backoff sleeps wake at once; a request in flight gets a moment to finish and be saved.
-    deadline = time.monotonic() + STOP_GRACE_S
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
+    run.all_done.wait(STOP_GRACE_S)
 
 
 # -- preview helpers ------------------------------------------------------------------------
