@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from finetuneflow.core.progress import CancelToken
-from finetuneflow.core.training.protocol import STOP_COMMAND
+from finetuneflow.core.training.protocol import LAUNCH_COMMAND, STOP_COMMAND
 
 STOP_GRACE_SECONDS = 120.0  # a checkpoint of a large model takes a while to write
 
@@ -24,17 +24,19 @@ STOP_GRACE_SECONDS = 120.0  # a checkpoint of a large model takes a while to wri
 def trainer_command(*args: str, processes: int = 1) -> list[str]:
     """`finetuneflow trainer ARGS`: the frozen app re-launches itself, a checkout uses -m.
 
-    With several processes the trainer runs under `accelerate launch --multi_gpu` (DDP: one
-    process per GPU; without CUDA it falls back to gloo on the CPU, which the tests use), and
-    only rank 0 reports events. (`--cpu` would run a single process.)
+    With several processes the trainer runs accelerate's launcher (`trainer launch`) with
+    `--multi_gpu` (DDP: one process per GPU; without CUDA it falls back to gloo on the CPU,
+    which the tests use); only rank 0 reports events. A frozen app has no `python -m`, so its
+    ranks are the app itself again (`--no_python APP trainer ARGS`).
     """
-    if processes > 1:
-        return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-                "--num_processes", str(processes), "--main_process_port", str(free_port()),
-                "-m", "finetuneflow.trainer", *args]
-    if getattr(sys, "frozen", False):
-        return [sys.executable, "trainer", *args]
-    return [sys.executable, "-m", "finetuneflow", "trainer", *args]
+    frozen = getattr(sys, "frozen", False)
+    this_program = [sys.executable] if frozen else [sys.executable, "-m", "finetuneflow"]
+    if processes <= 1:
+        return [*this_program, "trainer", *args]
+    rank = ["--no_python", sys.executable, "trainer"] if frozen else ["-m", "finetuneflow.trainer"]
+    return [*this_program, "trainer", LAUNCH_COMMAND, "--multi_gpu",
+            "--num_processes", str(processes), "--main_process_port", str(free_port()),
+            *rank, *args]
 
 
 def free_port() -> int:

@@ -1,4 +1,5 @@
-"""`finetuneflow trainer probe [--home PATH]` and `finetuneflow trainer run JOB.json`.
+"""`finetuneflow trainer probe [--home PATH]`, `finetuneflow trainer run JOB.json` and
+`finetuneflow trainer launch ACCELERATE_ARGS` (several processes: see trainer/launch.py).
 
 stdout carries protocol events only (one JSON object per line); logs go to stderr. Exit codes:
 0 finished or stopped on request, 1 failed (an error event says why), 2 bad command line.
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from finetuneflow.core.training.protocol import LAUNCH_COMMAND
 from finetuneflow.trainer.channel import EventChannel, open_protocol_channel
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == [LAUNCH_COMMAND]:  # before the protocol channel: the ranks share our stdout
+        from finetuneflow.trainer.launch import launch
+
+        return launch(argv[1:])
     args = build_parser().parse_args(argv)  # exits 2 with a usage message on bad input
     channel = open_protocol_channel()  # before the ML stack can print anything
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

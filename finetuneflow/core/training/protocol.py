@@ -19,6 +19,8 @@ from typing import Any, ClassVar, Literal
 from finetuneflow.core.training.config import TrainingConfig
 
 STOP_COMMAND = "stop"  # a line on the child's stdin
+# `trainer launch ACCELERATE_ARGS`: the child runs accelerate's launcher, which starts the ranks.
+LAUNCH_COMMAND = "launch"
 
 # Error kinds: what the user can do about them differs, so the GUI picks its wording by kind.
 OOM = "oom"
