@@ -12,9 +12,13 @@ import pytest
 from finetuneflow.core.training import protocol
 from finetuneflow.core.training.protocol import (
     EVENT_TYPES,
+    AnswerEvent,
+    ChatJob,
     CheckpointEvent,
     ErrorEvent,
     EvalEvent,
+    ExportedEvent,
+    ExportJob,
     FinishedEvent,
     LogEvent,
     ProbeEvent,
@@ -22,6 +26,7 @@ from finetuneflow.core.training.protocol import (
     StartedEvent,
     StatusEvent,
     StoppedEvent,
+    TokenEvent,
     TrainJob,
     WarningEvent,
     decode,
@@ -52,13 +57,18 @@ SAMPLES = [
                ram_free_bytes=60 * 2**30, disk_path="/home", disk_free_bytes=10**12,
                torch_version="2.13.0", cuda_version="12.8", bitsandbytes=True,
                platform="Linux"),
+    TokenEvent(" Paris", variant=protocol.BASE),
+    AnswerEvent(variant=protocol.FINETUNED, text="Paris.", new_tokens=3, stopped=False),
+    ExportedEvent(samples=[{"base": "fish", "finetuned": "4"}], merged_dir="/e/merged",
+                  merge_max_abs_diff=2e-6, dtype="bfloat16", message="Exported."),
 ]
 
 
 def test_every_event_type_has_a_sample() -> None:
     assert {type(event).TYPE for event in SAMPLES} == set(EVENT_TYPES)
     assert set(EVENT_TYPES) == {"status", "started", "log", "eval", "checkpoint", "warning",
-                                "finished", "stopped", "error", "probe"}
+                                "finished", "stopped", "error", "probe", "token", "answer",
+                                "exported"}
 
 
 @pytest.mark.parametrize("event", SAMPLES, ids=lambda event: type(event).TYPE)
@@ -143,3 +153,15 @@ def test_a_bad_job_file_says_what_is_wrong(tmp_path: Path) -> None:
         TrainJob.read(tmp_path / "missing.json")
     with pytest.raises(ValueError, match="Unknown training setting: lr"):
         make_job(tmp_path, config={"lr": 1}).training_config()
+
+
+def test_export_and_chat_job_files_round_trip(tmp_path: Path) -> None:
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]
+    export = ExportJob(run_id="3", model_path="/m", adapter_dir="/e/adapter",
+                       merged_dir=None, prompts=[chat], max_new_tokens=32)
+    assert ExportJob.read(export.write(tmp_path / "export.json")) == export
+    job = ChatJob(model_path="/m", adapter_dir="/e/adapter", messages=chat,
+                  variants=[protocol.BASE, protocol.FINETUNED], temperature=0.0)
+    assert ChatJob.read(job.write(tmp_path / "chat.json")) == job
+    with pytest.raises(ProtocolError, match="missing keys: messages"):
+        ChatJob.from_dict({"model_path": "/m", "adapter_dir": "/a"})

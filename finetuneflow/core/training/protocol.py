@@ -2,7 +2,8 @@
 
 The parent writes a job file (`TrainJob`, JSON) and starts `finetuneflow trainer run JOB.json`.
 The child prints one JSON object per line on stdout (`encode`/`decode` the events below) and
-human-readable logs on stderr. The parent stops it with a `stop` line on stdin.
+human-readable logs on stderr. The parent stops it with a `stop` line on stdin. The export
+(`trainer export`, an `ExportJob`) and the chat (`trainer chat`, a `ChatJob`) work the same way.
 
 Floats that are NaN or infinite travel as null: strict JSON has no spelling for them.
 """
@@ -14,7 +15,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from finetuneflow.core.training.config import TrainingConfig
 
@@ -187,12 +188,55 @@ class ProbeEvent:
         return bool(self.gpus)
 
 
+# Which model answers in `trainer chat` and in the export's before/after samples.
+BASE = "base"
+FINETUNED = "finetuned"
+VARIANTS = (BASE, FINETUNED)
+
+
+@dataclass
+class TokenEvent:
+    """A piece of an answer as it is generated (`trainer chat`)."""
+
+    TYPE: ClassVar[str] = "token"
+    text: str
+    variant: str = FINETUNED
+
+
+@dataclass
+class AnswerEvent:
+    """One whole answer (`trainer chat`), after its token events."""
+
+    TYPE: ClassVar[str] = "answer"
+    variant: str
+    text: str
+    new_tokens: int = 0
+    stopped: bool = False  # cut short by a stop request
+
+
+@dataclass
+class ExportedEvent:
+    """`trainer export` is done: the before/after answers and, if asked for, the merged model.
+
+    `merge_max_abs_diff`: the largest difference between the merged model's logits and the
+    adapter's on a probe input (a check that the merge kept the fine-tuning)."""
+
+    TYPE: ClassVar[str] = "exported"
+    samples: list[dict[str, str]] = field(default_factory=list)  # {"base": …, "finetuned": …}
+    merged_dir: str | None = None
+    merge_max_abs_diff: float | None = None
+    dtype: str = ""
+    message: str = ""
+
+
 Event = (StatusEvent | StartedEvent | LogEvent | EvalEvent | CheckpointEvent | WarningEvent
-         | FinishedEvent | StoppedEvent | ErrorEvent | ProbeEvent)
+         | FinishedEvent | StoppedEvent | ErrorEvent | ProbeEvent | TokenEvent | AnswerEvent
+         | ExportedEvent)
 
 EVENT_TYPES: dict[str, type[Any]] = {cls.TYPE: cls for cls in (
     StatusEvent, StartedEvent, LogEvent, EvalEvent, CheckpointEvent, WarningEvent,
-    FinishedEvent, StoppedEvent, ErrorEvent, ProbeEvent)}
+    FinishedEvent, StoppedEvent, ErrorEvent, ProbeEvent, TokenEvent, AnswerEvent,
+    ExportedEvent)}
 
 
 def _finite(value: Any) -> Any:
@@ -238,8 +282,55 @@ def decode(line: str | bytes) -> Event:
 JOB_VERSION = 1
 
 
+class JobFile:
+    """A job file's JSON form, shared by the job dataclasses below (each has a `version`)."""
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, ensure_ascii=False)
+
+    def write(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json() + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        try:
+            data = json.loads(text)
+        except ValueError as error:
+            raise ProtocolError(f"the job file is not JSON: {error}") from error
+        if not isinstance(data, dict):
+            raise ProtocolError("the job file must hold a JSON object")
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        fields = {item.name: item for item in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        required = [name for name, item in fields.items()
+                    if item.default is dataclasses.MISSING
+                    and item.default_factory is dataclasses.MISSING]
+        missing = [name for name in required if name not in data]
+        if unknown or missing:
+            problems = ([f"unknown keys: {', '.join(unknown)}"] if unknown else []) + (
+                [f"missing keys: {', '.join(missing)}"] if missing else [])
+            raise ProtocolError(f"bad job file ({'; '.join(problems)})")
+        if data.get("version", JOB_VERSION) != JOB_VERSION:
+            raise ProtocolError(f"job file version {data['version']} is not supported "
+                                f"(this trainer reads version {JOB_VERSION})")
+        return cls(**data)
+
+    @classmethod
+    def read(cls, path: Path) -> Self:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ProtocolError(f"cannot read the job file {path}: {error.strerror}") from error
+        return cls.from_json(text)
+
+
 @dataclass
-class TrainJob:
+class TrainJob(JobFile):
     """What to train, on what, and where the results go. Paths are absolute strings.
 
     checkpoints_dir: resumable checkpoints (checkpoint-N folders).
@@ -267,45 +358,34 @@ class TrainJob:
         """The validated settings (ValueError with a user-facing sentence if they are wrong)."""
         return TrainingConfig.from_dict(self.config).validate()
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, ensure_ascii=False)
 
-    def write(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json() + "\n", encoding="utf-8")
-        return path
+@dataclass
+class ExportJob(JobFile):
+    """`trainer export`: answer the sample prompts before and after, then merge (optional).
 
-    @classmethod
-    def from_json(cls, text: str) -> TrainJob:
-        try:
-            data = json.loads(text)
-        except ValueError as error:
-            raise ProtocolError(f"the job file is not JSON: {error}") from error
-        if not isinstance(data, dict):
-            raise ProtocolError("the job file must hold a JSON object")
-        return cls.from_dict(data)
+    adapter_dir: the exported adapter, with the tokenizer and chat template it was trained with.
+    merged_dir: where the merged model goes (None: no merge).
+    prompts: chats ending with the user's turn; each gets the base and the fine-tuned answer.
+    """
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainJob:
-        fields = {item.name: item for item in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(fields))
-        required = [name for name, item in fields.items()
-                    if item.default is dataclasses.MISSING
-                    and item.default_factory is dataclasses.MISSING]
-        missing = [name for name in required if name not in data]
-        if unknown or missing:
-            problems = ([f"unknown keys: {', '.join(unknown)}"] if unknown else []) + (
-                [f"missing keys: {', '.join(missing)}"] if missing else [])
-            raise ProtocolError(f"bad job file ({'; '.join(problems)})")
-        if data.get("version", JOB_VERSION) != JOB_VERSION:
-            raise ProtocolError(f"job file version {data['version']} is not supported "
-                                f"(this trainer reads version {JOB_VERSION})")
-        return cls(**data)
+    run_id: str
+    model_path: str
+    adapter_dir: str
+    merged_dir: str | None
+    prompts: list[list[dict[str, str]]] = field(default_factory=list)
+    max_new_tokens: int = 128
+    version: int = JOB_VERSION
 
-    @classmethod
-    def read(cls, path: Path) -> TrainJob:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise ProtocolError(f"cannot read the job file {path}: {error.strerror}") from error
-        return cls.from_json(text)
+
+@dataclass
+class ChatJob(JobFile):
+    """`trainer chat`: answer one chat with each variant (base, finetuned), token by token."""
+
+    model_path: str
+    adapter_dir: str
+    messages: list[dict[str, str]]
+    variants: list[str] = field(default_factory=lambda: [FINETUNED])
+    temperature: float = 0.7  # 0: greedy
+    max_new_tokens: int = 256
+    seed: int = 0
+    version: int = JOB_VERSION
