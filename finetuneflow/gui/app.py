@@ -9,9 +9,10 @@ from pathlib import Path
 from types import TracebackType
 
 from PySide6.QtCore import QThreadPool, QTimer
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
+from finetuneflow.core.resources import resource_path
 from finetuneflow.gui.main_window import MainWindow
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import UserError
@@ -31,6 +32,7 @@ def make_application(argv: list[str] | None = None) -> QApplication:
     app = QApplication.instance() or QApplication(argv or [sys.argv[0]])
     app.setApplicationName("FineTuneFlow")
     app.setOrganizationName("FineTuneFlow")
+    app.setWindowIcon(QIcon(str(resource_path("icons", "finetuneflow-256.png"))))
     app.setStyle("Fusion")  # follows the system's light/dark scheme on every platform
     app.setStyleSheet(STYLE_SHEET)
     return app  # type: ignore[return-value]
