@@ -1,5 +1,6 @@
-"""`finetuneflow trainer probe [--home PATH]`, `finetuneflow trainer run JOB.json` and
-`finetuneflow trainer launch ACCELERATE_ARGS` (several processes: see trainer/launch.py).
+"""`finetuneflow trainer probe [--home PATH]`, `finetuneflow trainer run JOB.json`,
+`finetuneflow trainer launch ACCELERATE_ARGS` (several processes: see trainer/launch.py),
+`finetuneflow trainer export JOB.json` and `finetuneflow trainer chat JOB.json`.
 
 stdout carries protocol events only (one JSON object per line); logs go to stderr. Exit codes:
 0 finished or stopped on request, 1 failed (an error event says why), 2 bad command line.
@@ -29,8 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     probe = commands.add_parser("probe", help="print what this computer can train on")
     probe.add_argument("--home", type=Path, default=None,
                        help="report the free disk space of this folder")
-    run = commands.add_parser("run", help="train the job described by a job file")
-    run.add_argument("job", type=Path, help="the job file (JSON)")
+    for name, text in (("run", "train the job described by a job file"),
+                       ("export", "answer sample prompts before and after, merge the adapter"),
+                       ("chat", "answer a chat token by token (base and fine-tuned)")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("job", type=Path, help="the job file (JSON)")
     return parser
 
 
@@ -47,7 +51,7 @@ def main(argv: list[str]) -> int:
     configure_logging()
     if args.command == "probe":
         return _probe(args.home, channel)
-    return _run(args.job, channel)
+    return _run(args.command, args.job, channel)
 
 
 def _probe(home: Path | None, channel: EventChannel) -> int:
@@ -64,12 +68,21 @@ def _probe(home: Path | None, channel: EventChannel) -> int:
     return 0
 
 
-def _run(job: Path, channel: EventChannel) -> int:
-    from finetuneflow.trainer.run import run_job
+def _run(command: str, job: Path, channel: EventChannel) -> int:
     from finetuneflow.trainer.stop import StopSignal
 
     stop = StopSignal()
     stop.listen()
+    if command == "export":
+        from finetuneflow.trainer.export import run_export
+
+        return run_export(job, channel, stop)
+    if command == "chat":
+        from finetuneflow.trainer.inference import run_chat
+
+        return run_chat(job, channel, stop)
+    from finetuneflow.trainer.run import run_job
+
     return run_job(job, channel, stop)
 
 

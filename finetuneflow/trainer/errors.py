@@ -36,6 +36,7 @@ class RunContext:
     seq_len: int | None = None
     device: str = "cuda"
     output_dir: str = ""
+    activity: str = "Training"  # what failed, for the message: Training, Export, Chat
 
 
 def error_event(error: BaseException, context: RunContext) -> ErrorEvent:
@@ -58,7 +59,7 @@ def classify(error: BaseException, context: RunContext) -> tuple[str, str]:
         if _is_out_of_memory(link):
             return protocol.OOM, _oom_message(link, context)
     return protocol.INTERNAL, (
-        f"Training failed unexpectedly ({type(error).__name__}: {_first_line(error)}). "
+        f"{context.activity} failed unexpectedly ({type(error).__name__}: {_first_line(error)}). "
         "The log file has the details.")
 
 
