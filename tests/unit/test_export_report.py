@@ -90,7 +90,7 @@ def report_input(**changes: Any) -> ReportInput:
                  "token_lengths": token_length_stats([30, 40, 50])},
         examples=[[{"role": "system", "content": "S"}, {"role": "user", "content": "Q?"},
                    {"role": "assistant", "content": "Use ```code``` here."}]],
-        samples=[Sample("What is 2+2?", "4", "fish", "4")], samples_held_out=True,
+        samples=[Sample("What is 2+2?", "4", "fi\x0bsh\x00", "4")], samples_held_out=True,
         sample_max_tokens=64, packages={"torch": "2.13.0", "peft": "0.21.2"},
         ollama=OllamaInfo("manuals-q-a", "ollama create manuals-q-a -f Modelfile", True, "",
                           "ChatML"),
@@ -110,6 +110,7 @@ def test_the_report_holds_the_numbers_and_the_sections() -> None:
                      "`0123456789ab`", "- `report.md`"):
         assert expected in text, expected
     assert "````text\nUse ```code``` here.\n````" in text  # a fence the content cannot close
+    assert "```text\nfish\n```" in text  # control characters left out
 
 
 def test_the_report_explains_what_ollama_cannot_do() -> None:

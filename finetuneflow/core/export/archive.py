@@ -89,7 +89,8 @@ def _add(archive: zipfile.ZipFile, path: Path, relative: str, top: str, tracker:
 
 
 class _Progress:
-    """Reports each file and every whole percent, not every chunk: a CLI prints each report."""
+    """Reports the start and every whole percent, not every file or chunk: a CLI prints each
+    report, and an export can hold many small files or one of many gigabytes."""
 
     def __init__(self, sink: ProgressSink, total: int) -> None:
         self._sink = sink
@@ -100,7 +101,8 @@ class _Progress:
 
     def file(self, name: str) -> None:
         self._name = name
-        self._report()
+        if self._reported < 0:
+            self._report()
 
     def advance(self, count: int) -> None:
         self._done += count

@@ -23,6 +23,7 @@ from finetuneflow.core.training.recommend import format_duration
 LOSS_CURVE = "loss_curve.svg"
 EXAMPLE_CHARS = 1500  # a training example in the report is cut after this many characters
 TRAIN_COLOUR, EVAL_COLOUR = "#1f77b4", "#e8710a"
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 Message = dict[str, str]
 
@@ -240,8 +241,9 @@ def _samples_section(data: ReportInput) -> str:
               else "training prompts (there is no evaluation set)")
     lines = ["## Before and after", "",
              f"Answers to {len(data.samples)} {source}: the reference from the dataset, the base "
-             "model's answer and the fine-tuned model's, with the same system prompt "
-             f"and greedy decoding (at most {data.sample_max_tokens} new tokens)."]
+             "model's answer and the fine-tuned model's, each given the chat as the dataset "
+             f"has it (system prompt included), with greedy decoding (at most "
+             f"{data.sample_max_tokens} new tokens)."]
     for number, sample in enumerate(data.samples, start=1):
         lines += ["", f"### Prompt {number}", "", _fenced(sample.prompt)]
         for label, text in (("Reference", sample.reference), ("Base model", sample.base),
@@ -272,7 +274,9 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 
 def _fenced(text: str) -> str:
-    """A code block no text can close early: the fence is longer than any backtick run."""
+    """A code block no text can close early: the fence is longer than any backtick run.
+    Control characters (a small model's answers can hold any) are left out."""
+    text = _CONTROL.sub("", text)
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}text\n{text}\n{fence}"
