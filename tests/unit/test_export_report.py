@@ -120,5 +120,8 @@ def test_the_report_explains_what_ollama_cannot_do() -> None:
     assert "**Note:** Ollama cannot import MistralForCausalLM" in text
     assert "leaves the template to Ollama" in text
     assert "training prompts (there is no evaluation set)" in text
+    assert "4-bit" not in text
+    qlora = report_input(metrics={**export_metrics(trainer_metrics()), "method": "qlora"})
+    assert "folded into the 16-bit weights" in render_report(qlora)
     without_merged = render_report(report_input(ollama=None, samples=[], examples=[]))
     assert "### In Ollama" not in without_merged and "## Before and after" not in without_merged

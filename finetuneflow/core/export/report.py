@@ -169,7 +169,12 @@ def _usage(data: ReportInput) -> str:
         return "\n".join(lines)
     lines += ["", "### The merged model (`merged/`)", "",
               "A plain transformers model (the adapter folded into the base weights): "
-              '`AutoModelForCausalLM.from_pretrained("merged")`.', "", "### In Ollama", ""]
+              '`AutoModelForCausalLM.from_pretrained("merged")`.']
+    if data.metrics.get("method") == "qlora":
+        lines[-1] += (" The adapter was trained on the 4-bit base and is folded into the "
+                      "16-bit weights here, as usual for QLoRA; answers can differ slightly "
+                      "from the 4-bit model's.")
+    lines += ["", "### In Ollama", ""]
     ollama = data.ollama
     if not ollama.importable:
         lines += [f"**Note:** {ollama.note}", ""]
