@@ -40,3 +40,20 @@ class ProgressSink(Protocol):
 
 def ignore_progress(fraction: float, message: str) -> None:
     """A sink for callers that do not show progress."""
+
+
+def both(first: ProgressSink, second: ProgressSink) -> ProgressSink:
+    """One sink that reports to two (a job record and the caller's display)."""
+    def report(fraction: float, message: str) -> None:
+        first(fraction, message)
+        second(fraction, message)
+
+    return report
+
+
+def scaled(sink: ProgressSink, start: float, end: float) -> ProgressSink:
+    """A sink for one stage of a longer task: its 0..1 becomes start..end of the whole."""
+    def report(fraction: float, message: str) -> None:
+        sink(start + (end - start) * fraction, message)
+
+    return report
