@@ -9,6 +9,8 @@ from finetuneflow.core.steps import STEPS, step_index
 from finetuneflow.gui.pages.data_page import DataPage
 from finetuneflow.gui.pages.hardware_page import HardwarePage
 from finetuneflow.gui.pages.model_page import ModelPage
+from finetuneflow.gui.pages.preview_page import PreviewPage
+from finetuneflow.gui.pages.review_page import ReviewPage
 from finetuneflow.gui.pages.step_page import PlannedStepPage
 from finetuneflow.gui.pages.task_page import TaskPage
 from finetuneflow.gui.pages.train_page import TrainPage
@@ -17,6 +19,7 @@ from finetuneflow.services.context import AppContext
 from finetuneflow.services.projects import ProjectService, ProjectSummary
 
 PAGE_CLASSES: dict[str, type] = {"model": ModelPage, "task": TaskPage, "data": DataPage,
+                                 "preview": PreviewPage, "review": ReviewPage,
                                  "hardware": HardwarePage}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -77,12 +78,16 @@ def _group_key(example: DatasetExample) -> str:
     return f"example:{example.content_hash}"
 
 
-def _reason_label(reason: str | None) -> str:
-    """Rejects are counted by kind: "line 7: not valid JSON (…)" counts as "not valid JSON"."""
+def reason_label(reason: str | None) -> str:
+    """The kind of a reject, to count and filter by: "line 7: not valid JSON (…)" → "not valid
+    JSON", "duplicate of 12" → "duplicate", "ungrounded: the quote … (best match 0.71)" →
+    "ungrounded"."""
     text = reason or "unspecified"
     if text.startswith("line ") and ": " in text:
         text = text.split(": ", 1)[1]
-    return text.split(" (")[0]
+    text = text.split("; ")[0].split(" (")[0]
+    kind = text.split(": ")[0]
+    return re.sub(r" of\b.*$", "", kind).strip() or "unspecified"
 
 
 class DatasetService:
@@ -166,7 +171,7 @@ class DatasetService:
                 example.split = ExampleSplit(sides[_group_key(example)])
             train = [e.messages for e in usable if e.split == ExampleSplit.TRAIN]
             evaluation = [e.messages for e in usable if e.split == ExampleSplit.EVAL]
-            rejected = Counter(_reason_label(e.reject_reason) for e in examples
+            rejected = Counter(reason_label(e.reject_reason) for e in examples
                                if e.status == ExampleStatus.REJECTED)
         home = self._context.home
         train_path = home.project_file(project_id, "datasets", "train.jsonl")

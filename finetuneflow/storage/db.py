@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ def make_engine(db_path: Path) -> Engine:
         f"sqlite:///{db_path}",
         # Worker threads share the engine; each uses its own connection from the pool.
         connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+        # Text as written (not \u escapes), so a search of the stored JSON finds "café".
+        json_serializer=lambda value: json.dumps(value, ensure_ascii=False),
     )
     event.listen(engine, "connect", _set_pragmas)
     return engine

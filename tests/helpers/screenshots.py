@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from tests.helpers.cli import REPO_ROOT, cli_env
+from tests.helpers.fake_llm import FakeLLMServer
 from tests.helpers.tiny_model import cached_tiny_model
 
 OUT = REPO_ROOT / "resources" / "screenshots"
@@ -23,7 +24,7 @@ CORPUS = REPO_ROOT.parent / "shared" / "corpus"
 DOCUMENTS = ("pdf/normal_pdflatex_4pages.pdf", "docx/tables_footer_footnotes_form.docx",
              "md/readme_crlf_qpdf-windows.md", "pdf/encrypted_userpw_aes-256.pdf",
              "pdf/scanned_xerox-jbig2_no-text.pdf")
-PAGES = ("model", "task", "data", "hardware", "train")
+PAGES = ("model", "task", "data", "preview", "review", "hardware", "train")
 
 
 def cli(home: Path, *args: str) -> str:
@@ -39,6 +40,10 @@ def build_demo(home: Path) -> str:
     cli(home, "project", "create", "Support manual")
     cli(home, "model", "set", project, str(cached_tiny_model()))
     cli(home, "ingest", project, *(str(CORPUS / name) for name in DOCUMENTS))
+    with FakeLLMServer(latency_ms=(50, 300)) as server:
+        cli(home, "generate", project, "--preview", "--provider", "ollama", "--base-url",
+            server.base_url, "--llm", "gpt-oss:20b", "--concurrency", "4")
+        cli(home, "generate", project, "--full")
     data = home / "qa.jsonl"
     data.write_text("\n".join(json.dumps({"prompt": f"What is {i} plus 1?",
                                           "completion": f"{i + 1}"}) for i in range(120)),

@@ -1,0 +1,382 @@
+"""Step 5 — Review: generate the whole dataset, then read, edit, reject and write it out."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QItemSelection, Qt, QThreadPool, QTimer
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from finetuneflow.core.steps import Step
+from finetuneflow.gui.errors import show_error
+from finetuneflow.gui.example_table import ExampleTableModel
+from finetuneflow.gui.pages.step_page import StepPage
+from finetuneflow.gui.widgets.length_histogram import LengthHistogram
+from finetuneflow.gui.workers import TaskRunner
+from finetuneflow.services.context import AppContext
+from finetuneflow.services.datasets import DatasetFiles, DatasetService
+from finetuneflow.services.generation import GenerationResult, GenerationService
+from finetuneflow.services.projects import ProjectSummary
+from finetuneflow.services.review import ExampleFilter, ReviewService, ReviewStats
+from finetuneflow.services.training import TrainingService
+
+STATUSES = (("All examples", None), ("Kept", "accepted"), ("Edited", "edited"),
+            ("Rejected", "rejected"))
+SEARCH_DELAY_MS = 250
+
+
+class ReviewPage(StepPage):
+    def __init__(self, step: Step, context: AppContext, project: ProjectSummary) -> None:
+        super().__init__(step)
+        self.context = context
+        self.project_id = project.id
+        self.generation = GenerationService(context)
+        self.review = ReviewService(context)
+        self.datasets = DatasetService(context)
+        self.runner = TaskRunner(self)
+        # The generation's request workers: a pool of their own, sized to the concurrency.
+        self.request_pool = QThreadPool(self)
+        self.model = ExampleTableModel(self.review, project.id)
+        self.current_id: int | None = None
+        self.usable = 0
+        self.body.addWidget(self._build_generation())
+        self.body.addLayout(self._build_filters())
+        self.body.addWidget(self._build_main(), 1)
+        self.body.addLayout(self._build_write_row())
+        self.search_timer = QTimer(self, singleShot=True, interval=SEARCH_DELAY_MS)
+        self.search_timer.timeout.connect(self.apply_filters)
+        self.search.textChanged.connect(self.search_timer.start)
+
+    def initializePage(self) -> None:
+        self.model.max_tokens = TrainingService(self.context).config_for(
+            self.project_id).max_seq_length
+        self.refresh()
+
+    # --- building -------------------------------------------------------------------------------
+
+    def _build_generation(self) -> QGroupBox:
+        box = QGroupBox("Generate the dataset")
+        self.estimate = QLabel(objectName="runEstimate", wordWrap=True)
+        self.budget = QSpinBox(objectName="chunkBudget", minimum=0, maximum=1_000_000,
+                               specialValueText="all remaining", suffix=" chunks")
+        self.budget.setFixedWidth(150)
+        self.budget.setToolTip("Do only this many more chunks now (0: all of them). "
+                               "A later run continues where this one stopped.")
+        self.budget.valueChanged.connect(self._show_estimate)
+        self.generate = QPushButton("Generate", objectName="generateFull")
+        self.cancel = QPushButton("Cancel", objectName="cancelGenerate", visible=False)
+        self.progress = QProgressBar(objectName="generateProgress", maximum=1000, visible=False)
+        self.run_status = QLabel(objectName="generateStatus", wordWrap=True)
+        self.generate.clicked.connect(self.start_generation)
+        self.cancel.clicked.connect(lambda: self.runner.cancel("generate"))
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Chunks:"))
+        row.addWidget(self.budget)
+        row.addWidget(self.generate)
+        row.addWidget(self.cancel)
+        row.addWidget(self.progress, 1)
+        row.addStretch(1)
+        layout = QVBoxLayout(box)
+        layout.addWidget(self.estimate)
+        layout.addLayout(row)
+        layout.addWidget(self.run_status)
+        return box
+
+    def _build_filters(self) -> QHBoxLayout:
+        self.search = QLineEdit(objectName="searchExamples", clearButtonEnabled=True,
+                                placeholderText="Search the examples…")
+        self.status_filter = QComboBox(objectName="statusFilter")
+        for label, value in STATUSES:
+            self.status_filter.addItem(label, value)
+        self.reason_filter = QComboBox(objectName="reasonFilter")
+        self.file_filter = QComboBox(objectName="fileFilter")
+        for combo in (self.status_filter, self.reason_filter, self.file_filter):
+            combo.currentIndexChanged.connect(self.apply_filters)
+        self.shown = QLabel(objectName="shownCount")
+        row = QHBoxLayout()
+        row.addWidget(self.search, 2)
+        for widget in (self.status_filter, self.reason_filter, self.file_filter, self.shown):
+            row.addWidget(widget)
+        return row
+
+    def _build_main(self) -> QSplitter:
+        self.table = QTableView(objectName="exampleTable")
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(24)  # fixed rows: smooth scrolling
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)  # prompt, reply, source
+        for column in (2, 3, 4):  # status, split, tokens: as wide as their words
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.selectionModel().selectionChanged.connect(self._selection_changed)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.table)
+        splitter.addWidget(self._build_side())
+        splitter.setSizes([620, 380])
+        return splitter
+
+    def _build_side(self) -> QWidget:
+        side = QWidget()
+        layout = QVBoxLayout(side)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.user_text = QPlainTextEdit(objectName="editUser")
+        self.reply_text = QPlainTextEdit(objectName="editReply")
+        self.reason = QLabel(objectName="exampleReason", wordWrap=True)
+        self.reason.setStyleSheet("color: #c0392b;")
+        form = QFormLayout()
+        form.addRow("Prompt:", self.user_text)
+        form.addRow("Reply:", self.reply_text)
+        buttons = QHBoxLayout()
+        self.save_edit = QPushButton("Save edit", objectName="saveEdit")
+        self.reject = QPushButton("Reject", objectName="rejectExample")
+        self.restore = QPushButton("Keep", objectName="restoreExample")
+        self.restore.setToolTip("Keep a rejected or flagged example after all")
+        self.delete = QPushButton("Delete", objectName="deleteExample")
+        for button, slot in ((self.save_edit, self.save_current_edit),
+                             (self.reject, self.reject_selected),
+                             (self.restore, self.restore_selected),
+                             (self.delete, self.delete_selected)):
+            button.clicked.connect(slot)
+            buttons.addWidget(button)
+        self.stats = QLabel(objectName="reviewStats", wordWrap=True)
+        self.histogram = LengthHistogram()
+        layout.addLayout(form, 3)
+        layout.addWidget(self.reason)
+        layout.addLayout(buttons)
+        layout.addWidget(self.stats)
+        layout.addWidget(self.histogram, 2)
+        self._set_editor_enabled(False)
+        return side
+
+    def _build_write_row(self) -> QHBoxLayout:
+        self.eval_share = QDoubleSpinBox(objectName="evalShare", minimum=0.0, maximum=50.0,
+                                         value=10.0, suffix=" %", decimals=0)
+        self.eval_share.setToolTip("Held out to measure the model. Examples from one passage "
+                                   "stay on one side, so the test is fair.")
+        self.write = QPushButton("Write dataset", objectName="writeDataset")
+        self.write.clicked.connect(self.write_dataset)
+        self.written = QLabel(objectName="datasetWritten", wordWrap=True)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Evaluation share:"))
+        row.addWidget(self.eval_share)
+        row.addWidget(self.write)
+        row.addWidget(self.written, 1)
+        return row
+
+    # --- showing --------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Counts, filters and the table from the database."""
+        self._show_stats(self.review.stats(self.project_id))
+        self._fill_files()
+        self._show_estimate()
+        self.apply_filters()
+
+    def _show_stats(self, stats: ReviewStats) -> None:
+        reasons = "".join(f"<br>&nbsp;&nbsp;{reason}: {count}"
+                          for reason, count in stats.rejected_by_reason.items())
+        self.stats.setText(
+            f"<b>{stats.usable}</b> examples kept ({stats.edited} edited) · "
+            f"<b>{stats.rejected}</b> rejected · {stats.duplicates_removed} duplicates removed"
+            f"{reasons}")
+        self.histogram.show_lengths(stats.token_lengths, self.model.max_tokens)
+        self._fill_reasons(stats)
+        self.usable = stats.usable
+        self.completeChanged.emit()
+
+    def _fill_reasons(self, stats: ReviewStats) -> None:
+        self._refill(self.reason_filter, [("Any reason", None)] + [
+            (f"{reason} ({count})", reason) for reason, count in stats.rejected_by_reason.items()])
+
+    def _fill_files(self) -> None:
+        self._refill(self.file_filter, [("All files", None)] + [
+            (name, file_id) for file_id, name in self.review.files(self.project_id)])
+
+    @staticmethod
+    def _refill(combo: QComboBox, items: list[tuple[str, object]]) -> None:
+        chosen = combo.currentData()
+        combo.blockSignals(True)
+        combo.clear()
+        for label, value in items:
+            combo.addItem(label, value)
+        combo.setCurrentIndex(max(0, combo.findData(chosen)))
+        combo.blockSignals(False)
+
+    def _show_estimate(self) -> None:
+        try:
+            estimate = self.generation.estimate(self.project_id, self.budget.value() or None)
+        except Exception as error:  # no chunks yet, a project without documents
+            self.estimate.setText(str(error))
+            self.generate.setEnabled(False)
+            return
+        self.generate.setEnabled(estimate.chunks > 0 and not self.runner.is_running("generate"))
+        self.estimate.setText(estimate.describe() if estimate.chunks else
+                              "Every chunk has its examples. Add documents to generate more.")
+
+    def apply_filters(self) -> None:
+        self.model.set_filters(ExampleFilter(
+            search=self.search.text(), status=self.status_filter.currentData(),
+            reason=self.reason_filter.currentData(), file_id=self.file_filter.currentData()))
+        self.shown.setText(f"{self.model.total():,} shown")
+        self._show_example(None)
+
+    # --- one example ----------------------------------------------------------------------------
+
+    def selected_ids(self) -> list[int]:
+        rows = {index.row() for index in self.table.selectionModel().selectedRows()}
+        return [self.model.row_at(row).id for row in sorted(rows)]
+
+    def _selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
+        ids = self.selected_ids()
+        self._show_example(ids[0] if len(ids) == 1 else None)
+        for button in (self.reject, self.restore, self.delete):
+            button.setEnabled(bool(ids))
+
+    def _show_example(self, example_id: int | None) -> None:
+        self.current_id = example_id
+        if example_id is None:
+            self.user_text.clear()
+            self.reply_text.clear()
+            self.reason.clear()
+            self._set_editor_enabled(False)
+            return
+        example = self.review.example(example_id)
+        turns = {m["role"]: m["content"] for m in example["messages"]}
+        self.user_text.setPlainText(turns.get("user", ""))
+        self.reply_text.setPlainText(turns.get("assistant", ""))
+        self.reason.setText(example["reject_reason"] or "")
+        self._set_editor_enabled(True)
+
+    def _set_editor_enabled(self, enabled: bool) -> None:
+        for widget in (self.user_text, self.reply_text, self.save_edit):
+            widget.setEnabled(enabled)
+
+    def save_current_edit(self) -> None:
+        if self.current_id is None:
+            return
+        example = self.review.example(self.current_id)
+        messages = _with_turns(example["messages"], self.user_text.toPlainText(),
+                               self.reply_text.toPlainText())
+        count = self.generation.quality_options(self.project_id).count_tokens
+        try:
+            self.review.edit(self.current_id, messages, count(messages) if count else None)
+        except Exception as error:
+            show_error(self, "Edit", error, self.context.log_file)
+            return
+        self._changed({self.current_id})
+
+    def reject_selected(self) -> None:
+        ids = self.selected_ids()
+        self.review.reject(ids)
+        self._changed(set(ids))
+
+    def restore_selected(self) -> None:
+        ids = self.selected_ids()
+        self.review.restore(ids)
+        self._changed(set(ids))
+
+    def delete_selected(self) -> None:
+        ids = self.selected_ids()
+        answer = QMessageBox.question(
+            self, "Delete examples", f"Delete {len(ids)} example(s) for good? Rejecting keeps "
+            "them out of the dataset but lets you change your mind.")
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        self.review.delete(ids)
+        self.model.remove_ids(set(ids))
+        self._show_stats(self.review.stats(self.project_id))
+
+    def _changed(self, ids: set[int]) -> None:
+        self.model.refresh_rows(ids)
+        self._show_stats(self.review.stats(self.project_id))
+        if self.current_id in ids:
+            self._show_example(self.current_id)
+
+    # --- generating and writing -----------------------------------------------------------------
+
+    def start_generation(self) -> None:
+        if self.runner.is_running("generate"):
+            return
+        self.request_pool.setMaxThreadCount(
+            self.generation.llm_settings(self.project_id).resolved_concurrency)
+        budget = self.budget.value() or None
+        self._set_running(True)
+        self.runner.start(
+            "generate", lambda progress, cancel: self.generation.run(
+                self.project_id, preview=False, progress=progress, cancel=cancel,
+                max_chunks=budget, start_worker=self.request_pool.start),
+            on_progress=self._on_progress, on_success=self._generated,
+            on_cancel=lambda: self.run_status.setText(
+                "Stopped. Everything written so far is kept; Generate continues from there."),
+            on_failure=lambda error: show_error(self, "Generating the dataset", error,
+                                                self.context.log_file),
+            on_finished=self._generation_finished)
+
+    def cancel_generation(self) -> None:
+        self.runner.cancel("generate")
+
+    def _on_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(fraction * 1000))
+        self.run_status.setText(f"{fraction:.0%} · {message}")
+
+    def _generated(self, result: GenerationResult) -> None:
+        self.run_status.setText(f"Done: {result.accepted} examples kept, {result.rejected} "
+                                f"rejected, from {result.chunks_done} chunks.")
+
+    def _generation_finished(self) -> None:
+        self._set_running(False)
+        self.refresh()
+
+    def _set_running(self, running: bool) -> None:
+        self.generate.setEnabled(not running)
+        self.cancel.setVisible(running)
+        self.progress.setVisible(running)
+        self.progress.setValue(0)
+
+    def write_dataset(self) -> DatasetFiles | None:
+        try:
+            files = self.datasets.export(self.project_id, self.eval_share.value() / 100)
+        except Exception as error:
+            show_error(self, "Write dataset", error, self.context.log_file)
+            return None
+        self.written.setText(f"Wrote {files.train} training and {files.eval} evaluation "
+                             f"examples to {files.train_path.parent}.")
+        self.model.reload()
+        return files
+
+    def isComplete(self) -> bool:
+        return self.usable > 0
+
+    def validatePage(self) -> bool:
+        if self.runner.is_running("generate"):
+            return True  # generation goes on in the background; the dataset is written later
+        if not self.datasets.files_are_current(self.project_id):
+            return self.write_dataset() is not None
+        return True
+
+
+def _with_turns(messages: list[dict[str, str]], user: str, reply: str) -> list[dict[str, str]]:
+    """The example's turns with the prompt and reply replaced (the system prompt is kept)."""
+    system = [m for m in messages if m["role"] == "system"]
+    return [*system, {"role": "user", "content": user.strip()},
+            {"role": "assistant", "content": reply.strip()}]
