@@ -38,7 +38,7 @@ from finetuneflow.core.generation import (
     run_generation,
     test_connection,
 )
-from finetuneflow.core.progress import CancelToken, ProgressSink, ignore_progress
+from finetuneflow.core.progress import CancelToken, ProgressSink, both, ignore_progress
 from finetuneflow.core.training.recommend import format_duration
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.jobs import JobService, ThrottledProgress
@@ -166,7 +166,7 @@ class GenerationService:
         job_id = self._jobs.create(project_id, JobKind.PREVIEW if preview else JobKind.GENERATE,
                                    {"chunks": len(chunks), "skipped": len(done)})
         self._jobs.start(job_id)
-        sink = _both(ThrottledProgress(self._jobs, job_id), progress)
+        sink = both(ThrottledProgress(self._jobs, job_id), progress)
         split = ExampleSplit.PREVIEW if preview else ExampleSplit.TRAIN
         writer = _ChunkWriter(self._context, project_id, split, len(chunks) - len(done), sink)
         summary = run_generation(
@@ -280,14 +280,6 @@ class GenerationService:
         for row in rows:
             dedup.add(row.id, row.content_hash, task.dedup_text_of_messages(row.messages))
         return dedup
-
-
-def _both(first: ProgressSink, second: ProgressSink) -> ProgressSink:
-    def report(fraction: float, message: str) -> None:
-        first(fraction, message)
-        second(fraction, message)
-
-    return report
 
 
 class _ChunkWriter:
