@@ -1,0 +1,118 @@
+"""`finetuneflow export` and `finetuneflow chat`: the Export step and "try your model"."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from finetuneflow.cli.common import add_json, open_context, print_json, stderr_progress
+from finetuneflow.core.progress import Cancelled, CancelToken
+from finetuneflow.core.training.estimate import format_bytes
+from finetuneflow.services.errors import UserError
+from finetuneflow.services.export import (
+    SAMPLE_TOKENS,
+    ExportOptions,
+    ExportResult,
+    ExportService,
+)
+
+EXIT_INTERRUPTED = 130
+
+
+@contextlib.contextmanager
+def ctrl_c_cancels(cancel: CancelToken, message: str) -> Iterator[None]:
+    """Ctrl-C sets the cancel token (the service stops cleanly) instead of raising."""
+    def stop(_signum: int, _frame: object) -> None:
+        print(message, file=sys.stderr, flush=True)
+        cancel.cancel()
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    out = Path(args.out).expanduser().resolve() if args.out else None
+    if out is not None and out.suffix.lower() != ".zip":
+        raise UserError(f"--out must name a .zip file, not {args.out!r}.")
+    options = ExportOptions(run_id=args.run, merged=args.merged,
+                            include_dataset=args.include_dataset, out=out,
+                            sample_max_tokens=args.sample_tokens)
+    cancel = CancelToken()
+    with ctrl_c_cancels(cancel, "Stopping the export…"):
+        try:
+            result = ExportService(open_context()).export(
+                args.project, options, progress=stderr_progress, cancel=cancel)
+        except Cancelled:
+            print("finetuneflow: export stopped; no zip was written.", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    if args.json:
+        print_json(result.to_json())
+    else:
+        print_result(result)
+    return 0
+
+
+def print_result(result: ExportResult) -> None:
+    """The zip's path, then what it holds; how to import it into Ollama goes to stderr."""
+    print(result.zip_path)
+    for path, size in result.files:
+        print(f"  {path}  ({format_bytes(size) if size >= 2**20 else f'{size:,} bytes'})")
+    if result.ollama is not None:
+        note = result.ollama.note or (f"Ollama: cd {result.folder / 'merged'} && "
+                                      f"{result.ollama.command}")
+        print(note, file=sys.stderr)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    def show(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    cancel = CancelToken()
+    with ctrl_c_cancels(cancel, "\nStopping…"):
+        ExportService(open_context()).chat(
+            args.project, args.prompt, run_id=args.run, base=args.base,
+            system_prompt=args.system, temperature=args.temperature,
+            max_tokens=args.max_tokens, on_token=show, cancel=cancel)
+    sys.stdout.write("\n")
+    return EXIT_INTERRUPTED if cancel.cancelled else 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser(
+        "export", help="write the adapter, merged model, report and metrics into one zip")
+    export.add_argument("project")
+    export.add_argument("--run", type=int, metavar="RUN", help="the run (default: the latest "
+                        "finished one)")
+    export.add_argument("--merged", action=argparse.BooleanOptionalAction, default=None,
+                        help="include the merged model for Ollama (default: when Ollama can "
+                             "import the architecture)")
+    export.add_argument("--include-dataset", action="store_true",
+                        help="include train.jsonl and eval.jsonl")
+    export.add_argument("--out", metavar="FILE.zip", help="where to write the zip")
+    export.add_argument("--sample-tokens", type=int, default=SAMPLE_TOKENS, metavar="N",
+                        help="longest before/after answer in the report, in tokens "
+                             f"(default {SAMPLE_TOKENS})")
+    add_json(export)
+    export.set_defaults(handler=cmd_export)
+
+    chat = commands.add_parser("chat", help="ask the fine-tuned (or base) model; streams the "
+                                            "answer")
+    chat.add_argument("project")
+    chat.add_argument("prompt")
+    chat.add_argument("--run", type=int, metavar="RUN", help="the run (default: the latest "
+                      "finished one)")
+    chat.add_argument("--base", action="store_true", help="ask the base model instead")
+    chat.add_argument("--system", metavar="TEXT",
+                      help="the system prompt (default: the task's)")
+    chat.add_argument("--temperature", type=float, default=0.7, metavar="T",
+                      help="0 for greedy decoding (default 0.7)")
+    chat.add_argument("--max-tokens", type=int, default=256, metavar="N")
+    chat.set_defaults(handler=cmd_chat)
