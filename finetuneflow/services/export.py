@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from finetuneflow import __version__
-from finetuneflow.core.atomic import atomic_write_text
+from finetuneflow.core.atomic import atomic_copy, atomic_write_text
 from finetuneflow.core.chat_template import (
     chat_token_counter,
     load_chat_template,
@@ -270,9 +270,16 @@ class ExportService:
         return ollama_support(_base_model(self._run(project_ref, run_id))["architecture"])
 
     def default_options(self, project_ref: str, run_id: int | None = None) -> ExportOptions:
-        """The latest (or given) run, merged when Ollama can import the architecture."""
+        """The latest (or given) run, merged when Ollama can import the architecture, the zip
+        in the project's exports/ folder."""
         run = self._run(project_ref, run_id)
-        return ExportOptions(run_id=run.id, merged=_support(run).importable)
+        return ExportOptions(run_id=run.id, merged=_support(run).importable,
+                             out=self._default_zip(run))
+
+    def trained_system_prompt(self, project_ref: str, run_id: int | None = None) -> str:
+        """The system prompt the run's model learnt with (what `chat` uses by default)."""
+        run = self._run(project_ref, run_id)
+        return self._trained_system_prompt(run.project_id, run.train_chats)
 
     def last_export(self, project_ref: str, run_id: int | None = None) -> ExportResult | None:
         """The newest successful export (of that run), as it was reported."""
@@ -298,6 +305,16 @@ class ExportService:
         options = self.default_options(project_ref, run.id)
         contents = self._contents(run, options, bool(options.merged))
         return render_report(self._report_input(contents, files=[]))
+
+    def loss_curve(self, project_ref: str, run_id: int | None = None) -> str:
+        """The SVG loss curve that report.md shows: the exported one, else drawn now."""
+        run = self._run(project_ref, run_id)
+        exported = self._context.home.project_file(run.project_id, "exports", f"run-{run.id}",
+                                                   LOSS_CURVE)
+        if exported.is_file():
+            return exported.read_text(encoding="utf-8")
+        metrics = self._metrics(run)
+        return loss_curve_svg(metrics["loss_history"], metrics["eval_history"])
 
     # --- exporting ----------------------------------------------------------------------------
 
@@ -331,6 +348,19 @@ class ExportService:
         self._jobs.succeed(job_id, result.to_json(), f"Exported {result.zip_path.name}")
         return result
 
+    def save_zip_as(self, project_ref: str, target: Path, run_id: int | None = None, *,
+                    progress: ProgressSink = ignore_progress,
+                    cancel: CancelToken | None = None) -> Path:
+        """Copy the run's last export zip to `target` (complete or not at all)."""
+        if target.suffix.lower() != ".zip":
+            raise UserError(f"Save the export as a .zip file, not {target.name!r}.")
+        exported = self.last_export(project_ref, run_id)
+        if exported is None or not exported.zip_path.is_file():
+            raise UserError("There is no export zip to save yet: export the run first.")
+        if target.resolve() != exported.zip_path.resolve():
+            atomic_copy(exported.zip_path, target, progress=progress, cancel=cancel)
+        return target
+
     def _export(self, run: _RunInfo, options: ExportOptions, job_id: int, progress: ProgressSink,
                 cancel: CancelToken | None) -> ExportResult:
         exports = self._context.home.project_subdir(run.project_id, "exports")
@@ -342,7 +372,7 @@ class ExportService:
             staging.rename(folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        zip_path = options.out or exports / bundle.zip_name(run.project_name, run.id)
+        zip_path = options.out or self._default_zip(run)
         entries = write_archive(folder, zip_path, top=zip_path.stem, cancel=cancel,
                                 progress=scaled(progress, ZIP_START, 1.0))
         if problems := verify_archive(zip_path):
@@ -519,6 +549,10 @@ class ExportService:
         name = contents.options.ollama_name or ollama_model_name(contents.run.project_name)
         return OllamaInfo(name, create_command(name), contents.support.importable,
                           contents.support.note, contents.chat_format)
+
+    def _default_zip(self, run: _RunInfo) -> Path:
+        return self._context.home.project_file(run.project_id, "exports",
+                                               bundle.zip_name(run.project_name, run.id))
 
     # --- finding the run ----------------------------------------------------------------------
 

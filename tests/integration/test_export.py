@@ -265,6 +265,21 @@ def test_config_json_holds_what_reproduces_the_run(exported: Exported,
     assert {"torch", "transformers", "peft", "trl", "python"} <= set(config["packages"])
 
 
+def test_what_the_export_page_shows_before_exporting(exported: Exported,
+                                                    context_of: AppContext,
+                                                    tmp_path: Path) -> None:
+    service = ExportService(context_of)
+    options = service.default_options(exported.project_id)
+    assert options.out == exported.result.zip_path and options.merged is True
+    assert service.trained_system_prompt(exported.project_id) == SYSTEM
+    assert service.loss_curve(exported.project_id) == (
+        exported.root / "loss_curve.svg").read_text()
+    copy = service.save_zip_as(exported.project_id, tmp_path / "copy.zip")
+    assert copy.read_bytes() == exported.result.zip_path.read_bytes()
+    with pytest.raises(UserError, match=r"as a \.zip file"):
+        service.save_zip_as(exported.project_id, tmp_path / "copy.tar")
+
+
 def test_no_secret_appears_in_any_exported_byte(exported: Exported) -> None:
     secrets = [value.encode() for value in (*PLANTED.values(), *KEYCHAIN.values())]
     files = [exported.result.zip_path, *sorted(p for p in exported.unpacked.rglob("*")
