@@ -83,7 +83,7 @@ def png_bytes(image: QImage) -> bytes:
     data = QByteArray()
     buffer = QBuffer(data)
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    if not image.save(buffer, "PNG"):
+    if not image.save(buffer, "PNG"):  # type: ignore[call-overload]  # stub: bytes; runs: str
         raise RuntimeError("Qt could not encode a PNG")
     buffer.close()
     return bytes(data.data())
