@@ -9,7 +9,6 @@ come last and write their zips elsewhere.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from finetuneflow.services.training import RunRecorder, TrainingService
 from finetuneflow.storage.home import Home
 from finetuneflow.storage.models import JobKind, JobStatus
 from tests.helpers.cli import REPO_ROOT, cli_env, run_cli
+from tests.helpers.fake_ollama import fake_ollama as installed_fake_ollama
 from tests.helpers.gotemplate import ollama_values, render
 from tests.helpers.memory_keyring import MemoryKeyring
 from tests.helpers.modelfile import parse_modelfile
@@ -334,30 +334,9 @@ def test_chat_needs_a_prompt_and_a_finished_run(exported: Exported,
 
 # --- Ollama -----------------------------------------------------------------------------------
 
-FAKE_OLLAMA = """#!{python}
-import json, os, sys
-from pathlib import Path
-record = {{"argv": sys.argv[1:], "cwd": os.getcwd(),
-          "modelfile": Path("Modelfile").read_text(encoding="utf-8")}}
-Path({log!r}).write_text(json.dumps(record), encoding="utf-8")
-print("gathering model components\\nwriting manifest\\nsuccess")
-"""
-
-
 @pytest.fixture
 def fake_ollama(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """An `ollama` command on PATH that records its arguments, and a fake local server."""
-    from tests.helpers.fake_llm import FakeLLMServer
-
-    bin_dir, log = tmp_path / "bin", tmp_path / "ollama-call.json"
-    bin_dir.mkdir()
-    script = bin_dir / "ollama"
-    script.write_text(FAKE_OLLAMA.format(python=sys.executable, log=str(log)), encoding="utf-8")
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    with FakeLLMServer(models=["export-demo"]) as server:
-        monkeypatch.setenv("OLLAMA_HOST", server.base_url)
-        server.log = log  # type: ignore[attr-defined]
+    with installed_fake_ollama(tmp_path, monkeypatch, models=["export-demo"]) as server:
         yield server
 
 
