@@ -44,6 +44,7 @@ from finetuneflow.services.errors import UserError
 from finetuneflow.services.jobs import JobService, ThrottledProgress
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.secrets import Secret, get_secret
+from finetuneflow.services.settings import AppSettings
 from finetuneflow.storage.models import (
     Chunk,
     DatasetExample,
@@ -134,9 +135,12 @@ class GenerationService:
         return settings
 
     def llm_settings(self, project_ref: str) -> LLMSettings:
+        """The project's own settings, or the app's defaults (Settings) until it has some."""
         with self._context.session() as session:
             stored = self._projects.resolve(session, project_ref).settings.get("llm")
-        return LLMSettings.from_dict(stored) if stored else LLMSettings()
+        if stored:
+            return LLMSettings.from_dict(stored)
+        return AppSettings.load(self._context.home).default_llm()
 
     def set_llm_settings(self, project_ref: str, settings: LLMSettings) -> None:
         if problems := settings.problems():

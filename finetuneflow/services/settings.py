@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from finetuneflow.core.atomic import atomic_write_text
+from finetuneflow.core.generation import LLMSettings
+from finetuneflow.core.training.config import PRESETS
 from finetuneflow.services.errors import UserError
 
 if TYPE_CHECKING:
@@ -19,11 +21,25 @@ SETTINGS_FILE = "settings.json"
 class AppSettings:
     max_file_mb: int = 200  # larger documents are refused before they are copied
     retry_smaller_on_oom: bool = False  # after running out of GPU memory, retry once, smaller
+    default_preset: str = "balanced"  # the training preset a new project starts with
+    llm: dict[str, Any] | None = None  # LLMSettings a new project starts with (never a key)
 
     def validate(self) -> AppSettings:
         if not 1 <= self.max_file_mb <= 100_000:
             raise UserError("The file size limit must be between 1 MB and 100,000 MB.")
+        if self.default_preset not in PRESETS:
+            raise UserError(f"Unknown training preset {self.default_preset!r}: choose one of "
+                            f"{', '.join(PRESETS)}.")
+        if self.llm is not None and (problems := self.default_llm().problems()):
+            raise UserError(" ".join(problems))
         return self
+
+    def default_llm(self) -> LLMSettings:
+        """The LLM settings for projects that have none of their own."""
+        return LLMSettings.from_dict(self.llm) if self.llm else LLMSettings()
+
+    def with_default_llm(self, settings: LLMSettings) -> AppSettings:
+        return replace(self, llm=settings.to_dict())
 
     @classmethod
     def load(cls, home: Home) -> AppSettings:

@@ -46,6 +46,7 @@ from finetuneflow.services.errors import UserError
 from finetuneflow.services.jobs import JobService, ThrottledProgress, process_alive
 from finetuneflow.services.models import ModelService
 from finetuneflow.services.projects import ProjectService
+from finetuneflow.services.settings import AppSettings
 from finetuneflow.storage.models import (
     DatasetExample,
     ExampleSplit,
@@ -104,7 +105,8 @@ class TrainingService:
 
     def config_for(self, project_ref: str, preset: str | None = None, method: str | None = None,
                    max_steps: int | None = None) -> TrainingConfig:
-        """The project's saved settings (or a preset's), with command-line overrides on top."""
+        """The project's saved settings (or a preset's: the app's default preset until it has
+        some), with command-line overrides on top."""
         with self._context.session() as session:
             saved = dict(self._projects.resolve(session, project_ref).settings.get("training")
                          or {})
@@ -115,7 +117,8 @@ class TrainingService:
             overrides["max_steps"] = max_steps
         try:
             if preset or not saved:
-                return preset_config(preset or "balanced", **overrides).validate()
+                preset = preset or AppSettings.load(self._context.home).default_preset
+                return preset_config(preset, **overrides).validate()
             return TrainingConfig.from_dict({**saved, **overrides}).validate()
         except ValueError as error:
             raise UserError(str(error)) from None
