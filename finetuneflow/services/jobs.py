@@ -97,6 +97,17 @@ class JobService:
             job = session.scalars(query.order_by(Job.id.desc()).limit(1)).first()
             return JobInfo.of(job) if job else None
 
+    def alive(self, project_id: str | None = None) -> list[JobInfo]:
+        """Running jobs whose process still lives (here or another app): a project delete or a
+        storage move must wait for them."""
+        query = select(Job).where(Job.status == JobStatus.RUNNING)
+        if project_id is not None:
+            query = query.where(Job.project_id == project_id)
+        with self._context.session() as session:
+            jobs = session.scalars(query.order_by(Job.id)).all()
+            return [JobInfo.of(job) for job in jobs
+                    if job.owner_pid is not None and process_alive(job.owner_pid)]
+
     def start(self, job_id: int) -> None:
         self._update(job_id, status=JobStatus.RUNNING, started_at=utcnow(), error=None,
                      owner_pid=os.getpid(), finished_at=None)
