@@ -1,4 +1,4 @@
-"""`finetuneflow project create|list|delete` and the app-wide `settings`."""
+"""`finetuneflow project create|list|rename|duplicate|delete` and the app-wide `settings`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from finetuneflow.cli.common import add_json, open_context, print_json, subcommands
+from finetuneflow.core.training.config import PRESETS
 from finetuneflow.services.projects import ProjectService
 
 
@@ -33,6 +34,25 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rename(args: argparse.Namespace) -> int:
+    project = ProjectService(open_context()).rename(args.project, args.name)
+    if args.json:
+        print_json(project.to_json())
+    else:
+        print(f"Renamed to {project.name!r} ({project.id}).", file=sys.stderr)
+    return 0
+
+
+def cmd_duplicate(args: argparse.Namespace) -> int:
+    project = ProjectService(open_context()).duplicate(args.project, args.name)
+    if args.json:
+        print_json(project.to_json())
+    else:
+        print(project.id)
+        print(f"Copied as {project.name!r}.", file=sys.stderr)
+    return 0
+
+
 def cmd_delete(args: argparse.Namespace) -> int:
     project = ProjectService(open_context()).delete(args.id)
     print(f"Deleted project {project.name!r} ({project.id}).", file=sys.stderr)
@@ -40,7 +60,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    project = commands.add_parser("project", help="create, list and delete projects")
+    project = commands.add_parser("project",
+                                  help="create, list, rename, duplicate and delete projects")
     actions = subcommands(project, "project_command")
     create = actions.add_parser("create", help="create a project and print its id")
     create.add_argument("name")
@@ -49,6 +70,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     listing = actions.add_parser("list", help="list projects")
     add_json(listing)
     listing.set_defaults(handler=cmd_list)
+    rename = actions.add_parser("rename", help="give a project a new name")
+    rename.add_argument("project", help="project id, unique id prefix, or exact name")
+    rename.add_argument("name", help="the new name")
+    add_json(rename)
+    rename.set_defaults(handler=cmd_rename)
+    duplicate = actions.add_parser(
+        "duplicate", help="copy a project's settings, documents and dataset (not its runs) "
+                          "and print the copy's id")
+    duplicate.add_argument("project", help="project id, unique id prefix, or exact name")
+    duplicate.add_argument("--name", help="name of the copy (default: 'NAME (copy)')")
+    add_json(duplicate)
+    duplicate.set_defaults(handler=cmd_duplicate)
     delete = actions.add_parser("delete", help="delete a project and its files")
     delete.add_argument("id", help="project id, unique id prefix, or exact name")
     delete.set_defaults(handler=cmd_delete)
@@ -63,7 +96,8 @@ def cmd_settings(args: argparse.Namespace) -> int:
     settings = AppSettings.load(context.home)
     changes = {name: value for name, value in (
         ("max_file_mb", args.max_file_mb),
-        ("retry_smaller_on_oom", args.retry_smaller_on_oom)) if value is not None}
+        ("retry_smaller_on_oom", args.retry_smaller_on_oom),
+        ("default_preset", args.default_preset)) if value is not None}
     if changes:
         settings = replace(settings, **changes)
         settings.save(context.home)
@@ -82,6 +116,8 @@ def register_settings(commands: argparse._SubParsersAction) -> None:
     settings.add_argument("--retry-smaller-on-oom", type=_yes_no, metavar="yes|no",
                           help="after running out of GPU memory, retry once with smaller "
                                "settings (no)")
+    settings.add_argument("--default-preset", choices=list(PRESETS),
+                          help="training preset new projects start with (balanced)")
     add_json(settings)
     settings.set_defaults(handler=cmd_settings)
 

@@ -28,8 +28,32 @@ def test_project_create_list_delete(home: Path) -> None:
     assert [p["name"] for p in run_cli_json(home, "project", "list")] == ["Manuals"]
 
 
+def test_project_rename_and_duplicate(home: Path) -> None:
+    created = run_cli_json(home, "project", "create", "Garden")
+    renamed = run_cli_json(home, "project", "rename", created["id"][:8], "Community garden")
+    assert renamed["id"] == created["id"] and renamed["name"] == "Community garden"
+    copy = run_cli_json(home, "project", "duplicate", "Community garden")
+    assert copy["name"] == "Community garden (copy)" and copy["id"] != created["id"]
+    assert {"id", "name", "base_model", "current_step", "latest_job"} <= set(copy)
+    plain = run_cli(home, "project", "duplicate", created["id"], "--name", "Spare")
+    assert plain.returncode == 0 and len(plain.stdout.strip()) == 36
+    assert "Spare" in plain.stderr
+    names = {p["name"] for p in run_cli_json(home, "project", "list")}
+    assert names == {"Community garden", "Community garden (copy)", "Spare"}
+    quiet = run_cli(home, "project", "rename", "Spare", "Spare beds")
+    assert quiet.returncode == 0 and quiet.stdout == ""
+
+
+def test_settings_default_preset(home: Path) -> None:
+    assert run_cli_json(home, "settings")["default_preset"] == "balanced"
+    assert run_cli_json(home, "settings", "--default-preset", "quick")["default_preset"] == "quick"
+    assert run_cli(home, "settings", "--default-preset", "fastest").returncode == 2
+
+
 def test_user_errors_are_one_line_without_traceback(home: Path) -> None:
     for args in (["project", "delete", "no-such-project"], ["project", "create", "  "],
+                 ["project", "rename", "no-such-project", "x"],
+                 ["project", "duplicate", "no-such-project"],
                  ["project", "frobnicate"], ["gui", "--page", "nowhere"]):
         result = run_cli(home, *args)
         assert result.returncode != 0, args
