@@ -130,10 +130,27 @@ class ModelService:
         folder = fetch_metadata(ref, cancel)
         return ModelChoice(ref, "hub", folder, read_model_facts(folder), _weights_present(folder))
 
+    def cached(self, model_id: str, cache_dir: Path | None = None) -> ModelChoice | None:
+        """A Hub model whose config and tokenizer are already in the Hugging Face cache, found
+        without the network; None when they are not there."""
+        from huggingface_hub import try_to_load_from_cache
+
+        config = try_to_load_from_cache(model_id, "config.json", cache_dir=cache_dir)
+        if not isinstance(config, str):
+            return None
+        folder = Path(config).parent
+        if model_dir_problem(folder):
+            return None
+        return ModelChoice(model_id, "hub", folder, read_model_facts(folder),
+                           _weights_present(folder))
+
     def choose(self, project_ref: str, ref: str,
                cancel: CancelToken | None = None) -> ModelChoice:
         """Set the project's base model. Chunks depend on its tokenizer, so they are re-cut."""
-        choice = self.resolve(ref, cancel)
+        return self.use(project_ref, self.resolve(ref, cancel))
+
+    def use(self, project_ref: str, choice: ModelChoice) -> ModelChoice:
+        """Record a model already resolved (or found in the cache) as the project's base."""
         with self._context.session() as session:
             project = self._projects.resolve(session, project_ref)
             changed = project.base_model != choice.ref
