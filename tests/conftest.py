@@ -22,6 +22,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own FINETUNEFLOW_HOME, so nothing touches the user's data."""
     root = tmp_path / "home"
     monkeypatch.setenv("FINETUNEFLOW_HOME", str(root))
+    monkeypatch.setenv("FINETUNEFLOW_CONFIG_DIR", str(tmp_path / "config"))
     for name in ("OLLAMA_API_KEY", "HF_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     return root

@@ -47,5 +47,20 @@ class AppContext:
         with self.sessions() as session, session.begin():
             yield session
 
+    def release_database(self) -> None:
+        """Fold the write-ahead log into the database file and close every pooled connection,
+        so the file alone holds all the data (before it is copied)."""
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.engine.dispose()
+
+    def switch_home(self, home: Home) -> None:
+        """Work in another home folder from now on (after a storage move)."""
+        self.engine.dispose()
+        self.home = home.ensure()
+        configure_logging(home.logs_dir)
+        self.engine = make_engine(home.db_path)
+        self.sessions = make_session_factory(self.engine)
+
     def close(self) -> None:
         self.engine.dispose()

@@ -2,25 +2,64 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from finetuneflow.core.atomic import atomic_write_text
 from finetuneflow.core.safepath import safe_child
+
+log = logging.getLogger(__name__)
 
 APP_NAME = "FineTuneFlow"
 HOME_ENV = "FINETUNEFLOW_HOME"
+CONFIG_ENV = "FINETUNEFLOW_CONFIG_DIR"  # where the chosen home folder is recorded (tests)
+LOCATION_FILE = "location.json"
 PROJECT_SUBDIRS = ("raw", "chunks", "datasets", "artifacts", "logs", "exports")
 
 
 def default_home() -> Path:
-    """`FINETUNEFLOW_HOME` if set (tests, portable installs), else the OS's user data folder."""
+    """`FINETUNEFLOW_HOME` if set (tests, portable installs), else the folder the person moved
+    the data to (Settings), else the OS's user data folder."""
     override = os.environ.get(HOME_ENV)
     if override:
         return Path(override).expanduser()
+    return recorded_home() or platform_home()
+
+
+def platform_home() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def location_file() -> Path:
+    """Where a storage move records the home folder: outside the home, in the config folder."""
+    override = os.environ.get(CONFIG_ENV)
+    if override:
+        return Path(override).expanduser() / LOCATION_FILE
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / LOCATION_FILE
+
+
+def recorded_home() -> Path | None:
+    """The recorded home folder; None when none is recorded or it is gone (a drive unplugged:
+    better the default folder than a new empty one in its place)."""
+    try:
+        folder = Path(json.loads(location_file().read_text(encoding="utf-8"))["home"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not folder.is_dir():
+        log.warning("the recorded data folder %s is missing; using the default", folder)
+        return None
+    return folder
+
+
+def record_home(folder: Path) -> None:
+    atomic_write_text(location_file(), json.dumps({"home": str(folder)}, ensure_ascii=False))
 
 
 @dataclass(frozen=True)
