@@ -112,8 +112,9 @@ def train(build: Build, home: Path, project: str, *args: str) -> list[dict[str, 
     return events
 
 
-def test_the_frozen_trainer_trains_the_tiny_model(build: Build, home: Path, project: str,
-                                                  tmp_path: Path) -> None:
+def test_the_frozen_trainer_trains_merges_and_chats(build: Build, home: Path, project: str,
+                                                    tmp_path: Path) -> None:
+    """Each step runs in the app's own trainer child: `FineTuneFlow trainer ...`."""
     events = train(build, home, project, "--max-steps", "5")
     finished = decode(json.dumps(events[-2]))
     assert isinstance(finished, FinishedEvent) and finished.step == 5
@@ -122,6 +123,12 @@ def test_the_frozen_trainer_trains_the_tiny_model(build: Build, home: Path, proj
     run_app(build.app, home, "gui", "--project", project, "--page", "train",
             "--screenshot", str(chart))
     assert_not_blank(chart)
+    exported = run_app_json(build.app, home, "export", project, "--merged", "--sample-tokens",
+                            "8", "--out", str(tmp_path / "export.zip"))
+    assert exported["merged"] is True and (tmp_path / "export.zip").is_file()
+    answer = run_app(build.app, home, "chat", project, "What is 2 plus 1?", "--max-tokens", "6",
+                     "--temperature", "0")
+    assert answer.stdout.strip()
 
 
 def test_two_processes_run_under_the_bundled_launcher(build: Build, home: Path,
