@@ -32,36 +32,21 @@ from finetuneflow.services.jobs import JobService
 from finetuneflow.services.models import ModelService
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.secrets import Secret, set_secret
-from finetuneflow.services.trainer_process import run_trainer
-from finetuneflow.services.training import RunRecorder, TrainingService
 from finetuneflow.storage.home import Home
 from finetuneflow.storage.models import JobKind, JobStatus
 from tests.helpers.cli import REPO_ROOT, cli_env, run_cli
 from tests.helpers.fake_ollama import fake_ollama as installed_fake_ollama
+from tests.helpers.finished_run import SYSTEM, arithmetic_chats, train
 from tests.helpers.gotemplate import ollama_values, render
 from tests.helpers.memory_keyring import MemoryKeyring
 from tests.helpers.modelfile import parse_modelfile
 
 pytestmark = pytest.mark.slow
 
-SYSTEM = "You answer arithmetic questions with one number."
 PLANTED = {"OLLAMA_API_KEY": "planted-env-ollama-key-5b1e",
            "HF_TOKEN": "hf_plantedEnvTokenAbCdEf123456"}
 KEYCHAIN = {Secret.LLM_API_KEY: "planted-keychain-llm-key-77c2",
             Secret.HF_TOKEN: "hf_plantedKeychainTokenXyZ987654"}
-TRAINING = {"max_steps": 6, "eval_steps": 2, "save_steps": 2, "logging_steps": 1,
-            "per_device_batch_size": 4, "gradient_accumulation_steps": 1,
-            "learning_rate": 1e-3, "max_seq_length": 128, "lora_r": 8, "lora_alpha": 16,
-            "early_stopping_patience": 0, "warmup_ratio": 0.0}
-
-
-def arithmetic_chats(path: Path, count: int = 100) -> Path:
-    lines = [json.dumps({"messages": [
-        {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": f"What is {i} plus {i}?"},
-        {"role": "assistant", "content": f"{2 * i}"}]}) for i in range(count)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 @dataclass
@@ -101,7 +86,7 @@ def exported(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
         project_id = ProjectService(context).create("Export demo").id
         ModelService(context).choose(project_id, str(tiny_model_dir))
         DatasetService(context).import_file(project_id, arithmetic_chats(root / "chats.jsonl"))
-        run_adapter = _train(context, project_id)
+        run_adapter = train(context, project_id)
         service = ExportService(context)
         preview = service.report_preview(project_id)  # before any export: no answers yet
         assert "## Dataset" in preview and "## Before and after" not in preview
@@ -119,18 +104,6 @@ def exported(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
         patch.undo()
         keyring.set_keyring(previous_keyring)
         context.close()
-
-
-def _train(context: AppContext, project_id: str) -> Path:
-    training = TrainingService(context)
-    prepared = training.prepare(project_id, training.config_for(project_id, "quick")
-                                .replace(**TRAINING))
-    recorder = RunRecorder(context, prepared)
-    recorder.begin()
-    code = run_trainer(["run", str(prepared.job_path)], prepared.log_path, recorder.handle_line)
-    recorder.process_ended(code)
-    assert code == 0, prepared.log_path.read_text()[-3000:]
-    return Path(prepared.job.adapter_dir)
 
 
 @pytest.fixture
