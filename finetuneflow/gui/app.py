@@ -22,9 +22,13 @@ SHUTDOWN_WAIT_MS = 30_000
 
 STYLE_SHEET = """
 QLabel#heading { font-size: 20px; font-weight: 600; }
-QLabel#emptyState { color: palette(mid); font-size: 14px; padding: 40px; }
+QLabel#emptyState { font-size: 14px; padding: 40px; }
+QLabel#projectNote { background: palette(alternate-base); border: 1px solid palette(mid);
+    border-radius: 4px; padding: 8px; }
 QListWidget#stepList { border: none; font-size: 13px; }
 QListWidget#stepList::item { padding: 6px 4px; }
+QFrame#resumeBanner, QFrame#staleBanner { background: rgba(243, 156, 18, 0.16);
+    border-bottom: 1px solid rgba(243, 156, 18, 0.6); }
 """
 
 

@@ -5,17 +5,28 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import QMainWindow, QMessageBox, QStackedWidget
+from PySide6.QtWidgets import QMainWindow, QMessageBox, QStackedWidget, QVBoxLayout, QWidget
 
 from finetuneflow import __version__
 from finetuneflow.gui.dashboard import Dashboard
+from finetuneflow.gui.job_status import JobStatus
+from finetuneflow.gui.resume_banner import ResumeBanner
 from finetuneflow.gui.training_controller import TrainingController
+from finetuneflow.gui.window_state import restore_geometry, save_geometry
+from finetuneflow.gui.workers import TaskRunner
 from finetuneflow.services.context import AppContext
+from finetuneflow.services.jobs import JobInfo
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.trainer_process import STOP_GRACE_SECONDS
 
 if TYPE_CHECKING:
     from finetuneflow.gui.wizard import ProjectWizard
+
+
+# Which step resumes each kind of job, and the page method that does it.
+RESUME_STEPS = {"preview": "preview", "generate": "review", "train": "train", "export": "export"}
+RESUME_ACTIONS = {"preview": "start_preview", "generate": "start_generation", "train": "resume",
+                  "export": "start_export"}
 
 
 class MainWindow(QMainWindow):
@@ -24,53 +35,111 @@ class MainWindow(QMainWindow):
         self.context = context
         self.setWindowTitle("FineTuneFlow")
         self.resize(1100, 720)
+        restore_geometry(self, context.home)
         self.dashboard = Dashboard(context)
         self.dashboard.open_project.connect(self.open_project)
         self.wizard: ProjectWizard | None = None  # the open project's wizard
+        self.wizards: dict[str, ProjectWizard] = {}  # by project: the open one, and busy ones
         self.training = TrainingController(context)
         self.stack = QStackedWidget()
         self.stack.addWidget(self.dashboard)
-        self.setCentralWidget(self.stack)
+        self.resume_banner = ResumeBanner(context)
+        self.resume_banner.resume_requested.connect(self.resume_job)
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.resume_banner)
+        layout.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
         self.statusBar().showMessage(f"FineTuneFlow {__version__} — data in {context.home.root}")
+        self.statusBar().addPermanentWidget(JobStatus(context))
 
     def open_project(self, ref: str, page: str | None = None) -> ProjectWizard:
-        """Show a project's wizard at `page`, or at the step where the person left it."""
-        project = ProjectService(self.context).get(ref)
-        self.close_project()
-        # Imported here: the pages pull in the chart library and the LLM client, which the
-        # dashboard does not need, so the window appears sooner.
-        from finetuneflow.gui.wizard import ProjectWizard
+        """Show a project's wizard at `page`, or at the step where the person left it.
 
-        wizard = ProjectWizard(self.context, project, self.training)
-        wizard.back_to_projects.connect(self.show_dashboard)
-        self.stack.addWidget(wizard)
+        A project's wizard lives until it has no work running, so ingestion, generation and
+        export go on (and their pages keep listening) while the person is elsewhere."""
+        project = ProjectService(self.context).get(ref)
+        wizard = self.wizards.get(project.id)
+        if wizard is None:
+            # Imported here: the pages pull in the chart library and the LLM client, which the
+            # dashboard does not need, so the window appears sooner.
+            from finetuneflow.gui.wizard import ProjectWizard
+
+            wizard = ProjectWizard(self.context, project, self.training)
+            wizard.back_to_projects.connect(self.show_dashboard)
+            self.stack.addWidget(wizard)
+            self.wizards[project.id] = wizard
+            wizard.start_at(page or project.current_step)
+        elif page:
+            wizard.start_at(page)
         self.stack.setCurrentWidget(wizard)
-        wizard.start_at(page or project.current_step)
         self.wizard = wizard
         self.setWindowTitle(f"{project.name} — FineTuneFlow")
+        self._release_idle_wizards()
         return wizard
 
     def close_project(self) -> None:
-        if self.wizard is not None:
-            self.stack.removeWidget(self.wizard)
-            self.wizard.deleteLater()
+        self.wizard = None
+        self._release_idle_wizards()
+
+    def _release_idle_wizards(self) -> None:
+        for project_id, wizard in list(self.wizards.items()):
+            if wizard is self.wizard or any(r.busy() for r in wizard.findChildren(TaskRunner)):
+                continue
+            del self.wizards[project_id]
+            self.stack.removeWidget(wizard)
+            wizard.deleteLater()
+
+    def forget_project(self, project_id: str) -> None:
+        """A deleted project: stop its work and drop its wizard."""
+        wizard = self.wizards.pop(project_id, None)
+        if wizard is not None:
+            for runner in wizard.findChildren(TaskRunner):
+                runner.cancel_all()
+            self.stack.removeWidget(wizard)
+            wizard.deleteLater()
+        if self.wizard is wizard:
             self.wizard = None
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        """A running training is stopped gracefully (with a checkpoint) before the app closes."""
+        """Running work stops gracefully before the app closes: training saves a checkpoint,
+        background tasks (generation, ingestion) keep what they finished."""
+        if not self._confirm_close():
+            event.ignore()
+            return
+        for runner in self.findChildren(TaskRunner):
+            runner.cancel_all()
         if self.training.running:
-            answer = QMessageBox.question(
-                self, "Training is running",
-                "Stop the training and close? It finishes the current step and saves a "
-                "checkpoint, so you can resume it later.",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel)
-            if answer != QMessageBox.StandardButton.Yes:
-                event.ignore()
-                return
             self.training.stop()
             self.statusBar().showMessage("Saving a checkpoint before closing…")
             self.training.wait_for_end(int(STOP_GRACE_SECONDS * 1000))
+        save_geometry(self, self.context.home)
         event.accept()
+
+    def _confirm_close(self) -> bool:
+        busy = [runner for runner in self.findChildren(TaskRunner) if runner.busy()]
+        if not (self.training.running or busy):
+            return True
+        what = ("Training is running. It finishes the current step and saves a checkpoint, "
+                "so you can resume it later." if self.training.running else
+                "Work is running in the background. What is finished is kept, and you can "
+                "continue later.")
+        answer = QMessageBox.question(
+            self, "Stop and close?", f"{what}\n\nStop it and close FineTuneFlow?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def resume_job(self, job: JobInfo) -> None:
+        """Open the job's step and start it again; each step resumes where the work stopped."""
+        step = RESUME_STEPS.get(job.kind.value)
+        if step is None:
+            return
+        page = self.open_project(job.project_id, step).currentPage()
+        action = getattr(page, RESUME_ACTIONS[job.kind.value], None)
+        if callable(action):
+            action()
 
     def show_dashboard(self) -> None:
         self.close_project()

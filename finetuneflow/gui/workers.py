@@ -105,6 +105,9 @@ class TaskRunner(QObject):
         worker = self._by_name.get(name)
         return worker is not None and not worker.done
 
+    def busy(self) -> bool:
+        return any(not worker.done for worker in self._alive.values())
+
     def cancel(self, name: str) -> None:
         if name in self._by_name:
             self._by_name[name].cancel()

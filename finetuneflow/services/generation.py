@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from finetuneflow.core.chat_template import chat_token_counter
 from finetuneflow.core.generation import (
@@ -217,8 +217,9 @@ class GenerationService:
     def estimate(self, project_ref: str, max_chunks: int | None = None) -> FullRunEstimate:
         """Requests, tokens and time of a full run, from what the last preview measured."""
         project_id = self._projects.get(project_ref).id
-        chunks, done = self._work_list(project_id, False, max_chunks)
-        remaining = len([chunk for chunk in chunks if chunk.id not in done])
+        remaining = self._remaining_chunks(project_id)
+        if max_chunks is not None:
+            remaining = min(remaining, max(0, max_chunks))
         settings = self.llm_settings(project_id)
         concurrency = settings.resolved_concurrency
         measured = self._last_measurement(project_id)
@@ -226,6 +227,23 @@ class GenerationService:
         run = (estimate_from_measurement(remaining, per_chunk, measured, concurrency)
                if measured else None)
         return FullRunEstimate(remaining, per_chunk, concurrency, run)
+
+    def _remaining_chunks(self, project_id: str) -> int:
+        """Chunks without examples yet, counted in SQL (the page asks after every change)."""
+        done = select(DatasetExample.chunk_id).where(
+            DatasetExample.project_id == project_id, DatasetExample.split != ExampleSplit.PREVIEW,
+            DatasetExample.chunk_id.is_not(None))
+        with self._context.session() as session:
+            total = session.scalar(select(func.count(Chunk.id)).where(
+                Chunk.project_id == project_id, Chunk.id.not_in(done)))
+        if not total and not self._has_chunks(project_id):
+            raise UserError("There are no chunks yet: add documents in the Data step first.")
+        return int(total or 0)
+
+    def _has_chunks(self, project_id: str) -> bool:
+        with self._context.session() as session:
+            return session.scalar(select(Chunk.id).where(Chunk.project_id == project_id)
+                                  .limit(1)) is not None
 
     def _last_measurement(self, project_id: str) -> Measurement | None:
         with self._context.session() as session:

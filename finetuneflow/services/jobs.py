@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from finetuneflow.services.errors import NotFoundError
 from finetuneflow.storage.models import Job, JobKind, JobStatus, utcnow
@@ -142,6 +142,28 @@ class JobService:
                 job.message = INTERRUPTED_MESSAGE
                 job.finished_at = utcnow()
             return len(orphans)
+
+    def running(self) -> list[JobInfo]:
+        """Jobs running now, in any project and any process (the status bar lists them)."""
+        with self._context.session() as session:
+            jobs = session.scalars(select(Job).where(Job.status == JobStatus.RUNNING)
+                                   .order_by(Job.id)).all()
+            return [JobInfo.of(job) for job in jobs]
+
+    def resumable(self) -> list[JobInfo]:
+        """Interrupted jobs that are still their project's latest of their kind and that the
+        person has not dismissed: what the start-up banner offers to resume."""
+        with self._context.session() as session:
+            latest = (select(Job.project_id, Job.kind, func.max(Job.id).label("id"))
+                      .group_by(Job.project_id, Job.kind).subquery())
+            jobs = session.scalars(select(Job).join(latest, Job.id == latest.c.id).where(
+                Job.status == JobStatus.INTERRUPTED).order_by(Job.id)).all()
+            return [JobInfo.of(job) for job in jobs if not job.result.get("dismissed")]
+
+    def dismiss(self, job_id: int) -> None:
+        with self._context.session() as session:
+            job = self._load(session, job_id)
+            job.result = {**job.result, "dismissed": True}
 
     def _finish(self, job_id: int, status: JobStatus, **values: Any) -> None:
         self._update(job_id, status=status, finished_at=utcnow(), owner_pid=None, **values)

@@ -1,0 +1,66 @@
+"""At start-up: jobs the app was running when it stopped, each with Resume and Dismiss."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from finetuneflow.services.context import AppContext
+from finetuneflow.services.jobs import JobInfo, JobService
+from finetuneflow.services.projects import ProjectService
+
+WHAT = {"preview": "The preview", "generate": "Generating the dataset",
+        "train": "The training", "export": "The export", "eval": "The evaluation"}
+HOW = {"generate": "Resume continues at the first chunk without examples.",
+       "train": "Resume continues from the last saved checkpoint.",
+       "preview": "Resume makes the preview again.",
+       "export": "Resume starts the export again."}
+
+
+class ResumeBanner(QFrame):
+    resume_requested = Signal(object)  # the JobInfo
+
+    def __init__(self, context: AppContext) -> None:
+        super().__init__()
+        self.setObjectName("resumeBanner")
+        self.jobs = JobService(context)
+        self.projects = ProjectService(context)
+        self.rows = QVBoxLayout(self)
+        self.rows.setContentsMargins(10, 6, 10, 6)
+        self.refresh()
+
+    def refresh(self) -> None:
+        while self.rows.count():
+            widget = self.rows.takeAt(0).widget()
+            if widget is not None:
+                widget.deleteLater()
+        names = {p.id: p.name for p in self.projects.list()}
+        jobs = [job for job in self.jobs.resumable() if job.project_id in names]
+        for job in jobs:
+            self.rows.addWidget(self._row(job, names[job.project_id]))
+        self.setVisible(bool(jobs))
+
+    def _row(self, job: JobInfo, project_name: str) -> QWidget:
+        row = QWidget()
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        text = QLabel(f"<b>{WHAT.get(job.kind.value, job.kind.value)} of “{project_name}” was "
+                      f"interrupted</b> ({job.progress:.0%} done): {job.message} "
+                      f"{HOW.get(job.kind.value, '')}", wordWrap=True)
+        resume = QPushButton("Resume", objectName=f"resumeJob{job.id}")
+        dismiss = QPushButton("Dismiss", objectName=f"dismissJob{job.id}")
+        resume.clicked.connect(lambda: self._resume(job))
+        dismiss.clicked.connect(lambda: self._dismiss(job))
+        layout.addWidget(text, 1)
+        layout.addWidget(resume)
+        layout.addWidget(dismiss)
+        return row
+
+    def _resume(self, job: JobInfo) -> None:
+        self.jobs.dismiss(job.id)  # the resumed work gets a job of its own
+        self.refresh()
+        self.resume_requested.emit(job)
+
+    def _dismiss(self, job: JobInfo) -> None:
+        self.jobs.dismiss(job.id)
+        self.refresh()
