@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QLabel, QMessageBox, QPushButton
+from PySide6.QtWidgets import QLabel, QPushButton
 from pytestqt.qtbot import QtBot
 
 from finetuneflow.core.generation import LLMSettings
@@ -22,15 +22,6 @@ from tests.gui.test_preview_and_review_pages import write_document
 from tests.helpers.fake_llm import FakeLLMServer
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def answer_yes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Closing with work running asks first; a modal box would wait forever offscreen."""
-    asked: list[str] = []
-    monkeypatch.setattr(QMessageBox, "question", lambda *args, **_kw: (
-        asked.append(args[2]), QMessageBox.StandardButton.Yes)[1])
-    return asked
 
 
 @pytest.fixture
