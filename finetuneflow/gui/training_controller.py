@@ -6,6 +6,8 @@ adds Qt signals for whoever is watching.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QIODevice, QObject, QProcess, QTimer, Signal
 
 from finetuneflow.core.training.protocol import STOP_COMMAND, Event
@@ -15,7 +17,9 @@ from finetuneflow.services.trainer_process import (
     trainer_command,
     trainer_environment,
 )
-from finetuneflow.services.training import PreparedRun, RunRecorder
+
+if TYPE_CHECKING:  # the training service loads the dataset code: not needed at start-up
+    from finetuneflow.services.training import PreparedRun, RunRecorder
 
 
 class TrainingController(QObject):
@@ -38,6 +42,8 @@ class TrainingController(QObject):
         if self.running:
             raise RuntimeError("a training is already running")
         self.prepared = prepared
+        from finetuneflow.services.training import RunRecorder
+
         self._recorder = RunRecorder(self._context, prepared)
         self._recorder.begin()
         process = QProcess(self)

@@ -11,12 +11,13 @@ from finetuneflow.gui.pages.hardware_page import HardwarePage
 from finetuneflow.gui.pages.model_page import ModelPage
 from finetuneflow.gui.pages.preview_page import PreviewPage
 from finetuneflow.gui.pages.review_page import ReviewPage
-from finetuneflow.gui.pages.step_page import PlannedStepPage
+from finetuneflow.gui.pages.step_page import PlannedStepPage, StepPage
 from finetuneflow.gui.pages.task_page import TaskPage
 from finetuneflow.gui.pages.train_page import TrainPage
 from finetuneflow.gui.training_controller import TrainingController
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.projects import ProjectService, ProjectSummary
+from finetuneflow.services.staleness import StalenessService
 
 PAGE_CLASSES: dict[str, type] = {"model": ModelPage, "task": TaskPage, "data": DataPage,
                                  "preview": PreviewPage, "review": ReviewPage,
@@ -99,6 +100,13 @@ class ProjectWizard(QWizard):
             return
         self._sync_step_list()
         ProjectService(self.context).set_step(self.project.id, STEPS[page_id].key)
+        self.show_stale_results()
+
+    def show_stale_results(self) -> None:
+        page = self.currentPage()
+        if isinstance(page, StepPage):
+            notes = StalenessService(self.context).notes(self.project.id)
+            page.show_stale([note for note in notes if note.step == page.step.key])
 
     def _sync_step_list(self) -> None:
         self.steps.blockSignals(True)

@@ -40,7 +40,8 @@ def use(context: AppContext, project_id: str, server: FakeLLMServer) -> None:
 
 
 def test_generation_goes_on_while_the_person_is_on_the_dashboard(
-        window: MainWindow, qtbot: QtBot, project_id: str, context: AppContext) -> None:
+        window: MainWindow, qtbot: QtBot, project_id: str, context: AppContext,
+        tmp_path: Path) -> None:
     with FakeLLMServer(latency_ms=300) as server:
         use(context, project_id, server)
         page = window.open_project(project_id, "review").currentPage()
@@ -56,6 +57,15 @@ def test_generation_goes_on_while_the_person_is_on_the_dashboard(
     assert again is page.wizard()
     window.show_dashboard()
     assert project_id not in window.wizards  # idle now: released
+
+    more = tmp_path / "pumps.txt"
+    more.write_text("\n\n".join(f"Pump {i} in bay {i + 1} is serviced every {i + 5} days."
+                                  for i in range(40)), encoding="utf-8")
+    IngestService(context).ingest(project_id, [more])
+    page = window.open_project(project_id, "review").currentPage()
+    assert page.stale_banner.isVisible()
+    redo = page.findChild(QPushButton, "redo_start_generation")
+    assert redo is not None and redo.text() == "Generate them"
 
 
 def test_closing_asks_and_stops_generation_keeping_what_is_done(

@@ -12,6 +12,7 @@ from sqlalchemy import inspect
 from finetuneflow.storage.db import (
     alembic_config,
     current_revision,
+    head_revisions,
     make_engine,
     migrations_dir,
     upgrade_to_head,
@@ -147,3 +148,29 @@ def test_metadata_names_every_constraint() -> None:
     for table in Base.metadata.tables.values():
         for constraint in table.constraints:
             assert constraint.name, f"unnamed constraint on {table.name}"
+
+
+def test_heads_read_from_the_files_are_alembics(tmp_path: Path) -> None:
+    from alembic.script import ScriptDirectory
+
+    assert head_revisions(migrations_dir()) == set(
+        ScriptDirectory.from_config(alembic_config()).get_heads())
+    # A second migration on top: the head moves to it.
+    versions = shutil.copytree(migrations_dir(), tmp_path / "migrations")
+    (versions / "versions" / "0002_x.py").write_text(
+        "revision: str = '0002'\ndown_revision: str | None = '0001'\n", encoding="utf-8")
+    assert head_revisions(versions) == {"0002"}
+
+
+def test_a_database_at_head_opens_without_loading_alembic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    upgrade_to_head(make_engine(tmp_path / "db.sqlite"))
+    code = ("import sys; from pathlib import Path; "
+            "from finetuneflow.storage.db import make_engine, upgrade_to_head; "
+            f"upgrade_to_head(make_engine(Path({str(tmp_path / 'db.sqlite')!r}))); "
+            "print('alembic' in sys.modules)")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, cwd=Path(__file__).resolve().parents[2]).stdout.strip()
+    assert loaded == "False"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWizardPage
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWizardPage
 
 from finetuneflow.core.steps import Step
+from finetuneflow.services.staleness import StaleNote
 
 
 class StepPage(QWizardPage):
@@ -18,6 +19,28 @@ class StepPage(QWizardPage):
         self.setSubTitle(step.purpose)
         self.body = QVBoxLayout(self)
         self.body.setContentsMargins(0, 8, 0, 0)
+        self.stale_banner = QFrame(objectName="staleBanner", visible=False)
+        self.stale_rows = QVBoxLayout(self.stale_banner)
+        self.body.addWidget(self.stale_banner)
+
+    def show_stale(self, notes: list[StaleNote]) -> None:
+        """Say which results here are older than their inputs, with a button to redo them."""
+        while self.stale_rows.count():
+            item = self.stale_rows.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        for note in notes:
+            row = QHBoxLayout()
+            row.addWidget(QLabel(note.message, wordWrap=True), 1)
+            action = getattr(self, note.method or "", None)
+            if note.action and callable(action):
+                button = QPushButton(note.action, objectName=f"redo_{note.method}")
+                button.clicked.connect(action)
+                row.addWidget(button)
+            holder = QFrame()
+            holder.setLayout(row)
+            self.stale_rows.addWidget(holder)
+        self.stale_banner.setVisible(bool(notes))
 
 
 class PlannedStepPage(StepPage):
