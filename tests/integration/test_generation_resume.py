@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import random
 import signal
 import sqlite3
+import string
 import subprocess
 import sys
 import time
@@ -15,9 +17,15 @@ from tests.helpers.fake_llm import FakeLLMServer
 
 
 def unique_document(folder: Path) -> Path:
-    """Every sentence differs, so no example is a duplicate of another chunk's."""
-    paragraphs = [" ".join(f"Shelf {p}-{s} of the archive holds the {p * 7 + s}th ledger of "
-                           f"district {s + 3}." for s in range(6)) for p in range(36)]
+    """Every sentence is about made-up names of its own, so no example is even a near
+    duplicate of another chunk's (which one a duplicate check keeps would depend on timing)."""
+    rng = random.Random(7)
+
+    def name() -> str:
+        return "".join(rng.choices(string.ascii_lowercase, k=rng.randint(6, 10))).title()
+
+    paragraphs = [" ".join(f"{name()} {name()} keeps the {name()} ledger in the {name()} room "
+                           f"with {name()}." for _ in range(6)) for _ in range(36)]
     path = folder / "ledgers.txt"
     path.write_text("\n\n".join(paragraphs), encoding="utf-8")
     return path
