@@ -145,20 +145,28 @@ class ReviewService:
                     "tokens": example.token_count, "split": example.split.value}
 
     def stats(self, project_ref: str) -> ReviewStats:
+        """Counted in SQL: the panel is refreshed after every reject, also at 100,000 rows."""
         project_id = self._projects.get(project_ref).id
+        mine = (DatasetExample.project_id == project_id,
+                DatasetExample.split != ExampleSplit.PREVIEW)
         with self._context.session() as session:
-            rows = session.execute(select(
-                DatasetExample.status, DatasetExample.reject_reason, DatasetExample.token_count)
-                .where(DatasetExample.project_id == project_id,
-                       DatasetExample.split != ExampleSplit.PREVIEW)).all()
-        statuses = Counter(row.status for row in rows)
-        reasons = Counter(reason_label(row.reject_reason) for row in rows
-                          if row.status == ExampleStatus.REJECTED)
+            statuses: dict[ExampleStatus, int] = dict(session.execute(
+                select(DatasetExample.status, func.count()).where(*mine)
+                .group_by(DatasetExample.status)).all())
+            by_reason = session.execute(
+                select(DatasetExample.reject_reason, func.count()).where(
+                    *mine, DatasetExample.status == ExampleStatus.REJECTED)
+                .group_by(DatasetExample.reject_reason)).all()
+            lengths = list(session.scalars(select(DatasetExample.token_count).where(
+                *mine, DatasetExample.status != ExampleStatus.REJECTED,
+                DatasetExample.token_count.is_not(None))))
+        reasons: Counter[str] = Counter()
+        for reason, count in by_reason:
+            reasons[reason_label(reason)] += count
         duplicates = sum(n for reason, n in reasons.items() if reason.startswith(DUPLICATE_REASONS))
-        lengths = [row.token_count for row in rows
-                   if row.status != ExampleStatus.REJECTED and row.token_count is not None]
-        return ReviewStats(statuses[ExampleStatus.ACCEPTED], statuses[ExampleStatus.EDITED],
-                           dict(reasons.most_common()), duplicates, lengths)
+        return ReviewStats(statuses.get(ExampleStatus.ACCEPTED, 0),
+                           statuses.get(ExampleStatus.EDITED, 0), dict(reasons.most_common()),
+                           duplicates, lengths)
 
     def files(self, project_ref: str) -> list[tuple[int, str]]:
         project_id = self._projects.get(project_ref).id
