@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Callable
 from typing import TextIO
 
 from finetuneflow.core.training.protocol import Event, encode
@@ -30,14 +31,22 @@ class EventChannel:
         self._stream = stream
         self._enabled = enabled
         self._lock = threading.Lock()
+        # Called once when the reader is gone (the app was killed): the run then stops after
+        # the current step with a checkpoint instead of training on for nobody.
+        self.on_lost: Callable[[], None] | None = None
 
     def emit(self, event: Event) -> None:
         if not self._enabled:
             return
         line = encode(event)
         with self._lock:
-            self._stream.write(line + "\n")
-            self._stream.flush()
+            try:
+                self._stream.write(line + "\n")
+                self._stream.flush()
+            except (BrokenPipeError, ConnectionResetError, ValueError):
+                self._enabled = False
+                if self.on_lost is not None:
+                    self.on_lost()
 
 
 def open_protocol_channel() -> EventChannel:

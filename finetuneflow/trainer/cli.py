@@ -73,6 +73,7 @@ def _run(command: str, job: Path, channel: EventChannel) -> int:
 
     stop = StopSignal()
     stop.listen()
+    channel.on_lost = lambda: stop.request("the app reading the events is gone")
     if command == "export":
         from finetuneflow.trainer.export import run_export
 

@@ -454,3 +454,20 @@ def test_disk_full_is_recognised_even_when_wrapped() -> None:
         kind, message = classify(wrapped, context)
     assert kind == protocol.DISK_FULL and "/data/run/checkpoints" in message
     assert classify(ValueError("boom"), context)[0] == protocol.INTERNAL
+
+
+def test_when_the_app_dies_the_run_stops_with_a_checkpoint(tmp_path: Path,
+                                                          tiny_model_dir: Path) -> None:
+    """The reader of the events goes away (the app was killed): the child notices at its next
+    event, saves a checkpoint at the current step and ends instead of training on."""
+    config = {"max_steps": 400, "save_steps": 1000, "eval_steps": 1000, "logging_steps": 1,
+              "early_stopping_patience": 0}
+    run = start(tmp_path / "home", "run", str(make_job(tmp_path, tiny_model_dir, config)))
+    run.until(lambda event: isinstance(event, LogEvent))
+    assert run.process.stdout is not None
+    run.process.stdout.close()  # what the app's death does to the pipe
+    assert run.process.wait(timeout=RUN_TIMEOUT) == 0, run.log()
+    saved = [path for path in (tmp_path / "checkpoints").glob("checkpoint-*")
+             if (path / "trainer_state.json").exists()]
+    assert len(saved) == 1 and int(saved[0].name.split("-")[1]) < 400
+    assert "the app reading the events is gone" in run.log()
