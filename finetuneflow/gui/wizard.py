@@ -7,6 +7,7 @@ from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWizard, QWizardPage
 
 from finetuneflow.core.steps import STEPS, step_index
 from finetuneflow.gui.pages.data_page import DataPage
+from finetuneflow.gui.pages.export_page import ExportPage
 from finetuneflow.gui.pages.hardware_page import HardwarePage
 from finetuneflow.gui.pages.model_page import ModelPage
 from finetuneflow.gui.pages.preview_page import PreviewPage
@@ -21,7 +22,7 @@ from finetuneflow.services.staleness import StalenessService
 
 PAGE_CLASSES: dict[str, type] = {"model": ModelPage, "task": TaskPage, "data": DataPage,
                                  "preview": PreviewPage, "review": ReviewPage,
-                                 "hardware": HardwarePage}
+                                 "hardware": HardwarePage, "export": ExportPage}
 
 
 def build_pages(context: AppContext, project: ProjectSummary,
