@@ -24,7 +24,7 @@ CORPUS = REPO_ROOT.parent / "shared" / "corpus"
 DOCUMENTS = ("pdf/normal_pdflatex_4pages.pdf", "docx/tables_footer_footnotes_form.docx",
              "md/readme_crlf_qpdf-windows.md", "pdf/encrypted_userpw_aes-256.pdf",
              "pdf/scanned_xerox-jbig2_no-text.pdf")
-PAGES = ("model", "task", "data", "preview", "review", "hardware", "train")
+PAGES = ("model", "task", "data", "preview", "review", "hardware", "train", "export")
 
 
 def cli(home: Path, *args: str) -> str:
