@@ -71,6 +71,8 @@ class ProjectWizard(QWizard):
                               QWizard.WizardButton.BackButton, QWizard.WizardButton.NextButton,
                               QWizard.WizardButton.FinishButton])
         self.customButtonClicked.connect(lambda _which: self.back_to_projects.emit())
+        # Finish on the last step would hide the embedded wizard: it leads back to the projects.
+        self.accepted.connect(self.back_to_projects.emit)
         for page in build_pages(context, project, training):
             self.addPage(page)
         self.steps = StepList()

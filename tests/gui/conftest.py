@@ -20,8 +20,12 @@ def window(qtbot: QtBot, context: AppContext) -> MainWindow:
 
 @pytest.fixture(autouse=True)
 def answer_yes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Closing with work running asks first; a modal box would wait forever offscreen."""
+    """Message boxes are answered: a modal box would wait forever offscreen. `asked` keeps their
+    texts."""
     asked: list[str] = []
     monkeypatch.setattr(QMessageBox, "question", lambda *args, **_kw: (
         asked.append(args[2]), QMessageBox.StandardButton.Yes)[1])
+    for name in ("information", "warning", "critical"):  # shown, never waited on
+        monkeypatch.setattr(QMessageBox, name, lambda *args, **_kw: (
+            asked.append(args[2]), QMessageBox.StandardButton.Ok)[1])
     return asked

@@ -368,8 +368,8 @@ class ReviewPage(StepPage):
         return self.usable > 0
 
     def validatePage(self) -> bool:
-        if self.runner.is_running("generate"):
-            return True  # generation goes on in the background; the dataset is written later
+        if self.runner.is_running("generate") or not self.usable:
+            return True  # nothing to write yet; generation goes on in the background
         if not self.datasets.files_are_current(self.project_id):
             return self.write_dataset() is not None
         return True
