@@ -85,7 +85,7 @@ class SampleService:
 
     def _mark(self, project_id: str, choice: ModelChoice | None) -> None:
         middle = MODEL_READY.format(model=choice.ref) if choice else CHOOSE_MODEL
-        self._projects.set_note(project_id, f"{ABOUT} {middle} {NEEDS_LLM}")
+        self._projects.set_note(project_id, "\n".join((ABOUT, middle, NEEDS_LLM)))
         with self._context.session() as session:
             project = self._projects.resolve(session, project_id)
             project.settings = {**project.settings, SAMPLE_KEY: True}

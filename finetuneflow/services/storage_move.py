@@ -79,7 +79,11 @@ def _checked_target(old: Path, target: Path) -> Path:
 
 def _copy_verified(old: Path, target: Path, progress: ProgressSink,
                    cancel: CancelToken | None) -> tuple[int, int]:
-    files = sorted(path for path in old.rglob("*") if path.is_file())
+    # After the checkpoint the database file holds everything; a reader elsewhere in the app
+    # may still open (and later remove) its WAL files, which a copy must not depend on.
+    database = Home(old).db_path
+    transient = {database.with_name(f"{database.name}-{end}") for end in ("wal", "shm")}
+    files = sorted(path for path in old.rglob("*") if path.is_file() and path not in transient)
     total = sum(path.stat().st_size for path in files) or 1
     done = 0
     for path in files:
