@@ -1,14 +1,20 @@
-"""The dashboard: the list of projects with New, Open and Delete."""
+"""The dashboard: the list of projects; new, sample, open, rename, duplicate, delete; settings."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from PySide6.QtCore import QPoint, Qt, Signal
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
     QInputDialog,
     QLabel,
+    QMenu,
     QMessageBox,
     QPushButton,
     QStackedWidget,
@@ -19,20 +25,57 @@ from PySide6.QtWidgets import (
 )
 
 from finetuneflow.core.steps import STEPS, step_index
+from finetuneflow.gui.errors import show_error
+from finetuneflow.gui.workers import TaskRunner, Work
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.projects import ProjectService, ProjectSummary
+from finetuneflow.services.samples import SampleService
+from finetuneflow.storage.models import JobStatus
 
 COLUMNS = ("Project", "Base model", "Step", "Last activity", "Latest job")
+JOB_KINDS = {"preview": "Preview", "generate": "Generation", "train": "Training",
+             "eval": "Evaluation", "export": "Export"}
+JOB_STATES = {JobStatus.RUNNING: "running", JobStatus.INTERRUPTED: "interrupted",
+              JobStatus.FAILED: "failed", JobStatus.SUCCEEDED: "done",
+              JobStatus.CANCELLED: "stopped", JobStatus.QUEUED: "waiting"}
+# States that want the person's attention are shown in bold.
+NOTABLE = {JobStatus.RUNNING, JobStatus.INTERRUPTED, JobStatus.FAILED}
+EMPTY_TEXT = ("No projects yet.\n\n"
+              "Click “New project…” to start with your own documents: you pick a base model, "
+              "add documents, generate training examples, train and export.\n\n"
+              "Or click “Try the sample project” to walk through the steps with three short "
+              "documents that come with the app.")
+
+
+def describe_job(project: ProjectSummary) -> str:
+    if project.latest_job_kind is None or project.latest_job_status is None:
+        return "—"
+    kind = JOB_KINDS.get(project.latest_job_kind, project.latest_job_kind.title())
+    return f"{kind} {JOB_STATES.get(project.latest_job_status, project.latest_job_status)}"
+
+
+def describe_when(moment: datetime, now: datetime | None = None) -> str:
+    """A stored (naive UTC) time as the person reads it: local, and relative when recent."""
+    local = moment.replace(tzinfo=UTC).astimezone()
+    now = now or datetime.now().astimezone()
+    age = now - local
+    if age < timedelta(minutes=1):
+        return "just now"
+    if age < timedelta(hours=1):
+        return f"{int(age.total_seconds() // 60)} min ago"
+    if local.date() == now.date():
+        return f"today {local:%H:%M}"
+    if local.date() == (now - timedelta(days=1)).date():
+        return f"yesterday {local:%H:%M}"
+    return f"{local:%Y-%m-%d %H:%M}"
 
 
 def _row_values(project: ProjectSummary) -> tuple[str, ...]:
     number = step_index(project.current_step)
-    job = (f"{project.latest_job_kind}: {project.latest_job_status}"
-           if project.latest_job_kind else "—")
     return (project.name, project.base_model or "not chosen yet",
             f"{number + 1}. {STEPS[number].title}",
-            project.updated_at.strftime("%Y-%m-%d %H:%M"), job)
+            describe_when(project.last_activity or project.updated_at), describe_job(project))
 
 
 class Dashboard(QWidget):
@@ -41,86 +84,141 @@ class Dashboard(QWidget):
     def __init__(self, context: AppContext) -> None:
         super().__init__()
         self.setObjectName("dashboard")
+        self.context = context
         self.projects = ProjectService(context)
+        self.samples = SampleService(context)
+        self.tasks = TaskRunner(self)
         self._summaries: list[ProjectSummary] = []
 
-        heading = QLabel("Your projects")
-        heading.setObjectName("heading")
+        heading = QLabel("Your projects", objectName="heading")
+        self.sample_button = QPushButton("Try the sample project", objectName="sampleProject")
+        self.sample_button.setToolTip("A ready-made project with three short documents about a "
+                                      "community garden, set up for questions and answers.")
+        self.settings_button = QPushButton("Settings…", objectName="settings")
+        top = QHBoxLayout()
+        top.addWidget(heading, 1)
+        top.addWidget(self.sample_button)
+        top.addWidget(self.settings_button)
         intro = QLabel("Each project turns your documents into a fine-tuned model, step by step. "
-                       "Your work is saved as you go: open a project to continue where you left.")
-        intro.setWordWrap(True)
+                       "Your work is saved as you go: open a project to continue where you left.",
+                       wordWrap=True)
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setObjectName("projectTable")
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        self.table.doubleClicked.connect(lambda _index: self._open_selected())
-        self.table.itemSelectionChanged.connect(self._update_buttons)
-
-        self.empty = QLabel("No projects yet.\n\nClick “New project” to start: you will pick a "
-                            "base model, add your documents, generate training examples, "
-                            "train and export.")
-        self.empty.setObjectName("emptyState")
-        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.empty.setWordWrap(True)
+        self.table = self._build_table()
+        self.empty = QLabel(EMPTY_TEXT, objectName="emptyState", wordWrap=True,
+                            alignment=Qt.AlignmentFlag.AlignCenter)
         self.list_or_empty = QStackedWidget()
         self.list_or_empty.addWidget(self.table)
         self.list_or_empty.addWidget(self.empty)
+        self.note = QLabel(objectName="projectNote", wordWrap=True)
+        self.note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.note.hide()
 
-        self.new_button = QPushButton("New project…")
-        self.new_button.setObjectName("newProject")
-        self.new_button.setDefault(True)
+        self.new_button = QPushButton("New project…", objectName="newProject", default=True)
         self.open_button = QPushButton("Open")
+        self.rename_button = QPushButton("Rename…")
+        self.duplicate_button = QPushButton("Duplicate")
+        self.duplicate_button.setToolTip("Copy the settings, documents and examples into a new "
+                                         "project (not the trained models)")
         self.delete_button = QPushButton("Delete…")
-        self.new_button.clicked.connect(self._create)
-        self.open_button.clicked.connect(self._open_selected)
-        self.delete_button.clicked.connect(self._delete_selected)
-
         buttons = QHBoxLayout()
         buttons.addWidget(self.new_button)
         buttons.addStretch(1)
-        buttons.addWidget(self.open_button)
-        buttons.addWidget(self.delete_button)
+        for button in (self.open_button, self.rename_button, self.duplicate_button,
+                       self.delete_button):
+            buttons.addWidget(button)
 
         layout = QVBoxLayout(self)
-        layout.addWidget(heading)
+        layout.addLayout(top)
         layout.addWidget(intro)
         layout.addWidget(self.list_or_empty, 1)
+        layout.addWidget(self.note)
         layout.addLayout(buttons)
+        self._connect()
         self.refresh()
 
-    def refresh(self) -> None:
+    def _build_table(self) -> QTableWidget:
+        table = QTableWidget(0, len(COLUMNS), objectName="projectTable")
+        table.setHorizontalHeaderLabels(COLUMNS)
+        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        table.verticalHeader().hide()
+        header = table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        return table
+
+    def _connect(self) -> None:
+        self.table.doubleClicked.connect(lambda _index: self._open_selected())
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        self.table.customContextMenuRequested.connect(self._show_menu)
+        self.new_button.clicked.connect(self._create)
+        self.sample_button.clicked.connect(self.open_sample)
+        self.settings_button.clicked.connect(self.show_settings)
+        self.open_button.clicked.connect(self._open_selected)
+        self.rename_button.clicked.connect(self._rename_selected)
+        self.duplicate_button.clicked.connect(self._duplicate_selected)
+        self.delete_button.clicked.connect(self._delete_selected)
+
+    # --- the list -------------------------------------------------------------------------------
+
+    def refresh(self, select_id: str | None = None) -> None:
+        """Reload the list, keeping (or moving to) the selected project."""
+        current = self.selected_project()
+        select_id = select_id or (current.id if current else None)
         self._summaries = self.projects.list()
         self.table.setRowCount(len(self._summaries))
         for row, project in enumerate(self._summaries):
-            for column, value in enumerate(_row_values(project)):
-                item = QTableWidgetItem(value)
-                item.setToolTip(value)
-                self.table.setItem(row, column, item)
-        self.table.resizeColumnsToContents()
+            self._fill_row(row, project)
         self.list_or_empty.setCurrentWidget(self.table if self._summaries else self.empty)
-        if self._summaries and not self.table.selectedItems():
-            self.table.selectRow(0)
+        ids = [project.id for project in self._summaries]
+        if self._summaries:
+            self.table.selectRow(ids.index(select_id) if select_id in ids else 0)
         self._update_buttons()
+
+    def _fill_row(self, row: int, project: ProjectSummary) -> None:
+        for column, value in enumerate(_row_values(project)):
+            item = QTableWidgetItem(value)
+            item.setToolTip(project.note if column == 0 and project.note else value)
+            if column == len(COLUMNS) - 1 and project.latest_job_status in NOTABLE:
+                font = QFont(item.font())
+                font.setBold(True)
+                item.setFont(font)
+            self.table.setItem(row, column, item)
 
     def selected_project(self) -> ProjectSummary | None:
         rows = self.table.selectionModel().selectedRows()
         return self._summaries[rows[0].row()] if rows else None
 
+    def _update_buttons(self) -> None:
+        project = self.selected_project()
+        busy = self.tasks.busy()
+        for button in (self.open_button, self.rename_button, self.duplicate_button,
+                       self.delete_button):
+            button.setEnabled(project is not None and not busy)
+        self.sample_button.setEnabled(not busy)
+        self.note.setText(project.note if project else "")
+        self.note.setVisible(bool(project and project.note))
+
+    def _show_menu(self, position: QPoint) -> None:
+        if self.selected_project() is None or self.tasks.busy():
+            return
+        menu = QMenu(self)
+        menu.addAction("Open", self._open_selected)
+        menu.addAction("Rename…", self._rename_selected)
+        menu.addAction("Duplicate", self._duplicate_selected)
+        menu.addSeparator()
+        menu.addAction("Delete…", self._delete_selected)
+        menu.exec(self.table.viewport().mapToGlobal(position))
+
+    # --- actions --------------------------------------------------------------------------------
+
     def create_project(self, name: str) -> ProjectSummary:
         project = self.projects.create(name)
-        self.refresh()
+        self.refresh(project.id)
         return project
-
-    def _update_buttons(self) -> None:
-        has_selection = self.selected_project() is not None
-        self.open_button.setEnabled(has_selection)
-        self.delete_button.setEnabled(has_selection)
 
     def _create(self) -> None:
         name, ok = QInputDialog.getText(self, "New project", "Name of the new project:")
@@ -138,6 +236,29 @@ class Dashboard(QWidget):
         if project is not None:
             self.open_project.emit(project.id)
 
+    def _rename_selected(self) -> None:
+        project = self.selected_project()
+        if project is None:
+            return
+        name, ok = QInputDialog.getText(self, "Rename project", "New name:", text=project.name)
+        if ok:
+            self.rename(project.id, name)
+
+    def rename(self, project_id: str, name: str) -> None:
+        try:
+            self.projects.rename(project_id, name)
+        except UserError as error:
+            QMessageBox.warning(self, "Rename project", str(error))
+            return
+        self.refresh(project_id)
+
+    def _duplicate_selected(self) -> None:
+        project = self.selected_project()
+        if project is not None:
+            self._run("duplicate", "Duplicate project",
+                      lambda _progress, _cancel: self.projects.duplicate(project.id),
+                      lambda copy: self.refresh(copy.id))
+
     def _delete_selected(self) -> None:
         project = self.selected_project()
         if project is None:
@@ -148,6 +269,42 @@ class Dashboard(QWidget):
             "This cannot be undone. The original files you added elsewhere are not touched.",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
             QMessageBox.StandardButton.Cancel)
-        if answer == QMessageBox.StandardButton.Yes:
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        try:
             self.projects.delete(project.id)
+        except UserError as error:
+            QMessageBox.warning(self, "Delete project", str(error))
+        self.refresh()
+
+    def open_sample(self) -> None:
+        """Open the sample project, making it first if there is none."""
+        existing = self.samples.existing()
+        if existing is not None:
+            self.open_project.emit(existing.id)
+            return
+        self.sample_button.setText("Preparing the sample…")
+        self._run("sample", "Sample project",
+                  lambda progress, _cancel: self.samples.create(progress=progress),
+                  lambda project: self.open_project.emit(project.id),
+                  lambda: self.sample_button.setText("Try the sample project"))
+
+    def _run(self, name: str, title: str, work: Work, on_success: Callable[[Any], None],
+             on_finished: Callable[[], None] | None = None) -> None:
+        """A project action on the thread pool (copying files can take a while)."""
+        def finished() -> None:
+            if on_finished is not None:
+                on_finished()
             self.refresh()
+
+        self.tasks.start(name, work, on_success=on_success,
+                         on_failure=lambda error: show_error(self, title, error,
+                                                             self.context.log_file),
+                         on_finished=finished)
+        self._update_buttons()
+
+    def show_settings(self) -> None:
+        from finetuneflow.gui.settings_dialog import SettingsDialog
+
+        SettingsDialog(self.context, self).exec()
+        self.refresh()
