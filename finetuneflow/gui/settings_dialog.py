@@ -219,6 +219,11 @@ class SettingsDialog(QDialog):
             self.move_storage(Path(folder))
 
     def move_storage(self, target: Path) -> None:
+        if self._background_work():
+            self.move_result.setText("Work is still running in the background (adding "
+                                     "documents, writing examples…): wait for it to finish, "
+                                     "then move the data.")
+            return
         self._set_moving(True)
         self.move_result.clear()
         self.tasks.start(
@@ -229,6 +234,16 @@ class SettingsDialog(QDialog):
             on_failure=lambda error: self.move_result.setText(
                 describe(error, self.context.log_file)[0]),
             on_finished=lambda: self._set_moving(False))
+
+    def _background_work(self) -> bool:
+        """Whether the app's other background tasks (a project's ingestion, say: not a job, so
+        the move's own check cannot see it) are still writing into the data folder."""
+        parent = self.parentWidget()
+        if parent is None:
+            return False
+        mine = set(self.findChildren(TaskRunner))
+        return any(runner.busy() for runner in parent.window().findChildren(TaskRunner)
+                   if runner not in mine)
 
     def _moved(self, result: MoveResult) -> None:
         self.home_path.setText(str(result.new))

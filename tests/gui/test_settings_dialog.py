@@ -3,6 +3,7 @@ move."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from pytestqt.qtbot import QtBot
 from finetuneflow.core.training.config import preset_config
 from finetuneflow.gui.main_window import MainWindow
 from finetuneflow.gui.settings_dialog import SettingsDialog
+from finetuneflow.gui.workers import TaskRunner
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.generation import GenerationService
 from finetuneflow.services.projects import ProjectService
@@ -111,3 +113,18 @@ def test_storage_move_from_the_dialog(qtbot: QtBot, window: MainWindow, context:
 
 def test_move_is_off_while_the_environment_names_the_folder(dialog: SettingsDialog) -> None:
     assert not dialog.move_button.isEnabled()
+
+
+def test_move_waits_for_background_work(qtbot: QtBot, window: MainWindow, context: AppContext,
+                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(HOME_ENV)
+    release = threading.Event()
+    runner = TaskRunner(window)
+    runner.start("ingest", lambda _progress, _cancel: release.wait(30))
+    dialog = SettingsDialog(context, window.dashboard)
+    qtbot.addWidget(dialog)
+    dialog.move_storage(tmp_path)
+    assert "wait for it to finish" in dialog.move_result.text()
+    assert context.home.root != tmp_path and not location_file().exists()
+    release.set()
+    qtbot.waitUntil(lambda: not runner.busy())
