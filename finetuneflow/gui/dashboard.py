@@ -30,7 +30,6 @@ from finetuneflow.gui.workers import TaskRunner, Work
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.projects import ProjectService, ProjectSummary
-from finetuneflow.services.samples import SampleService
 from finetuneflow.storage.models import JobStatus
 
 COLUMNS = ("Project", "Base model", "Step", "Last activity", "Latest job")
@@ -86,7 +85,6 @@ class Dashboard(QWidget):
         self.setObjectName("dashboard")
         self.context = context
         self.projects = ProjectService(context)
-        self.samples = SampleService(context)
         self.tasks = TaskRunner(self)
         self._summaries: list[ProjectSummary] = []
 
@@ -279,13 +277,17 @@ class Dashboard(QWidget):
 
     def open_sample(self) -> None:
         """Open the sample project, making it first if there is none."""
-        existing = self.samples.existing()
+        # Imported here: it pulls in ingestion and the LLM client, not needed to show the list.
+        from finetuneflow.services.samples import SampleService
+
+        samples = SampleService(self.context)
+        existing = samples.existing()
         if existing is not None:
             self.open_project.emit(existing.id)
             return
         self.sample_button.setText("Preparing the sample…")
         self._run("sample", "Sample project",
-                  lambda progress, _cancel: self.samples.create(progress=progress),
+                  lambda progress, _cancel: samples.create(progress=progress),
                   lambda project: self.open_project.emit(project.id),
                   lambda: self.sample_button.setText("Try the sample project"))
 
