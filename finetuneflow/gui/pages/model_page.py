@@ -49,6 +49,7 @@ class ModelPage(StepPage):
         self.choice: ModelChoice | None = None
         self._last_ref = ""
         self._curated = curated_models()
+        self.add_project_note(project.note)
 
         self.filter = QLineEdit(placeholderText="Filter: family, size, licence…")
         self.filter.setClearButtonEnabled(True)

@@ -44,6 +44,7 @@ class PreviewPage(StepPage):
         self.generation = GenerationService(context)
         self.review = ReviewService(context)
         self.runner = TaskRunner(self)
+        self.add_project_note(project.note)
         self.llm = LLMSettingsBox(context, self.generation.llm_settings(project.id))
         self.body.addWidget(self.llm)
         self.body.addLayout(self._build_run_row())

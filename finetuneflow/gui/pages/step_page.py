@@ -23,6 +23,12 @@ class StepPage(QWizardPage):
         self.stale_rows = QVBoxLayout(self.stale_banner)
         self.body.addWidget(self.stale_banner)
 
+    def add_project_note(self, note: str) -> None:
+        """The project's own note (the sample says what its next steps need), on the steps
+        it is about."""
+        if note:
+            self.body.addWidget(QLabel(note, objectName="projectNote", wordWrap=True))
+
     def show_stale(self, notes: list[StaleNote]) -> None:
         """Say which results here are older than their inputs, with a button to redo them."""
         while self.stale_rows.count():
