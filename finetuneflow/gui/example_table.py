@@ -11,11 +11,12 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
 
+from finetuneflow.gui.colours import tone_colour
 from finetuneflow.services.review import ExampleFilter, ExampleRow, ReviewService
 
 PAGE_SIZE = 500
 COLUMNS = ("Question / prompt", "Answer", "Status", "Split", "Tokens", "Source")
-STATUS_COLOURS = {"rejected": QColor("#c0392b"), "edited": QColor("#2471a3")}
+STATUS_TONES = {"rejected": "error", "edited": "info"}
 Index = QModelIndex | QPersistentModelIndex
 
 
@@ -113,7 +114,7 @@ class ExampleTableModel(QAbstractTableModel):
 
     def _colour(self, row: ExampleRow, column: int) -> QColor | None:
         if column == 4 and self.max_tokens and (row.tokens or 0) > self.max_tokens:
-            return STATUS_COLOURS["rejected"]
+            return tone_colour("error")
         if column == 2:
-            return STATUS_COLOURS.get(row.status)
+            return tone_colour(STATUS_TONES[row.status]) if row.status in STATUS_TONES else None
         return None

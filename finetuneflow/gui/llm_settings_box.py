@@ -25,6 +25,7 @@ from finetuneflow.core.generation.settings import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MODELS,
 )
+from finetuneflow.gui.colours import tone_style
 from finetuneflow.gui.errors import describe
 from finetuneflow.gui.workers import TaskRunner
 from finetuneflow.services.context import AppContext
@@ -33,7 +34,6 @@ from finetuneflow.services.secrets import Secret, secret_source, set_secret
 
 PROVIDERS = {"ollama-cloud": "Ollama Cloud", "ollama": "Local Ollama",
              "openai": "OpenAI-compatible server"}
-OK_STYLE, BAD_STYLE = "color: #1e8449;", "color: #c0392b;"
 
 
 class LLMSettingsBox(QGroupBox):
@@ -160,5 +160,5 @@ class LLMSettingsBox(QGroupBox):
         self._show_result(check.message, ok=check.ok)
 
     def _show_result(self, text: str, *, ok: bool) -> None:
-        self.result.setStyleSheet(OK_STYLE if ok else BAD_STYLE)
+        self.result.setStyleSheet(tone_style("ok" if ok else "error"))
         self.result.setText(text)

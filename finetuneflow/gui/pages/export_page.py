@@ -31,6 +31,7 @@ from finetuneflow.core.steps import Step
 from finetuneflow.core.training.estimate import format_bytes
 from finetuneflow.core.training.recommend import format_duration
 from finetuneflow.gui.chat_panel import ChatPanel
+from finetuneflow.gui.colours import tone_style
 from finetuneflow.gui.errors import describe, show_error
 from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.widgets.report_view import ReportView
@@ -146,7 +147,7 @@ class ExportPage(StepPage):
         self.merged.setToolTip("The base model with the adapter folded in, ready for Ollama "
                                "or plain transformers. As big as the base model.")
         self.merged_note = QLabel(objectName="mergedNote", wordWrap=True, visible=False)
-        self.merged_note.setStyleSheet("color: #b9770e;")
+        self.merged_note.setStyleSheet(tone_style("warning"))
         self.merged_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.include_dataset = QCheckBox("The dataset (train and eval JSONL)",
                                          objectName="exportDataset")
@@ -204,7 +205,7 @@ class ExportPage(StepPage):
         self.ollama_answer = QPlainTextEdit(objectName="ollamaAnswer", readOnly=True)
         self.hf_answer = QPlainTextEdit(objectName="hfAnswer", readOnly=True)
         self.ollama_warning = QLabel(objectName="ollamaWarning", wordWrap=True)
-        self.ollama_warning.setStyleSheet("color: #c0392b;")
+        self.ollama_warning.setStyleSheet(tone_style("error"))
         answers = QHBoxLayout()
         for title, pane in (("Ollama", self.ollama_answer), ("transformers", self.hf_answer)):
             column = QVBoxLayout()

@@ -26,6 +26,7 @@ from finetuneflow.core.training.config import PRESETS, TrainingConfig, field_met
 from finetuneflow.core.training.estimate import MemoryEstimate, format_bytes
 from finetuneflow.core.training.protocol import ProbeEvent
 from finetuneflow.core.training.recommend import format_duration
+from finetuneflow.gui.colours import tone_style
 from finetuneflow.gui.errors import describe
 from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.workers import TaskRunner
@@ -181,7 +182,7 @@ class HardwarePage(StepPage):
         self.recommendation.setWordWrap(True)
         self.warnings = QLabel()
         self.warnings.setWordWrap(True)
-        self.warnings.setStyleSheet("color: #b9770e;")
+        self.warnings.setStyleSheet(tone_style("warning"))
         fit = QGroupBox("Recommendation")
         fit_layout = QVBoxLayout(fit)
         for widget in (self.bar, _legend(), self.recommendation, self.warnings):

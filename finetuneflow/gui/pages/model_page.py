@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from finetuneflow.core.models import CuratedModel, curated_models, format_params
 from finetuneflow.core.steps import Step
+from finetuneflow.gui.colours import tone_style
 from finetuneflow.gui.errors import describe
 from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.workers import TaskRunner
@@ -194,7 +195,7 @@ class ModelPage(StepPage):
     def _show_failure(self, error: BaseException) -> None:
         text, _is_bug = describe(error, self.context.log_file)
         self.status.setText(text)
-        self.status.setStyleSheet("color: #c0392b;")
+        self.status.setStyleSheet(tone_style("error"))
         if isinstance(error, GatedModelError) and self._last_ref:
             self._ask_token(self._last_ref)
 

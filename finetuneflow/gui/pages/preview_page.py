@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from finetuneflow.core.steps import Step
+from finetuneflow.gui.colours import tone
 from finetuneflow.gui.errors import show_error
 from finetuneflow.gui.llm_settings_box import LLMSettingsBox
 from finetuneflow.gui.pages.step_page import StepPage
@@ -166,7 +167,7 @@ def _titled(title: str, widget: QWidget) -> QWidget:
 def _example_html(example: dict[str, Any]) -> str:
     turns = {m["role"]: m["content"] for m in example["messages"]}
     if example["status"] == "rejected":
-        badge = (f"<p style='color:#c0392b'><b>Rejected:</b> "
+        badge = (f"<p style='color:{tone('error')}'><b>Rejected:</b> "
                  f"{html.escape(example['reject_reason'] or '')}</p>")
     else:
         badge = ""
