@@ -79,6 +79,7 @@ def _row_values(project: ProjectSummary) -> tuple[str, ...]:
 
 class Dashboard(QWidget):
     open_project = Signal(str)  # project id
+    home_changed = Signal()  # the data folder was moved
 
     def __init__(self, context: AppContext) -> None:
         super().__init__()
@@ -308,5 +309,8 @@ class Dashboard(QWidget):
     def show_settings(self) -> None:
         from finetuneflow.gui.settings_dialog import SettingsDialog
 
+        before = self.context.home.root
         SettingsDialog(self.context, self).exec()
+        if self.context.home.root != before:
+            self.home_changed.emit()
         self.refresh()

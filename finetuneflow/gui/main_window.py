@@ -52,8 +52,13 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.resume_banner)
         layout.addWidget(self.stack, 1)
         self.setCentralWidget(central)
-        self.statusBar().showMessage(f"FineTuneFlow {__version__} — data in {context.home.root}")
+        self.show_home()
+        self.dashboard.home_changed.connect(self.show_home)
         self.statusBar().addPermanentWidget(JobStatus(context))
+
+    def show_home(self) -> None:
+        self.statusBar().showMessage(
+            f"FineTuneFlow {__version__} — data in {self.context.home.root}")
 
     def open_project(self, ref: str, page: str | None = None) -> ProjectWizard:
         """Show a project's wizard at `page`, or at the step where the person left it.
