@@ -144,3 +144,12 @@ def select_rows(page: ReviewPage, rows: list[int]) -> None:
     flags = (QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows)
     for row in rows:
         selection.select(page.model.index(row, 0), flags)
+
+
+def test_walking_past_preview_keeps_settings_changed_elsewhere(
+        window: MainWindow, project_id: str, context: AppContext,
+        fake_llm: FakeLLMServer) -> None:
+    wizard = window.open_project(project_id, "data")  # the Preview page is built now
+    use_server(context, project_id, fake_llm)  # then the settings change (CLI, Settings…)
+    wizard.start_at("review")  # walks through Preview, which saves its box on the way
+    assert GenerationService(context).llm_settings(project_id).base_url == fake_llm.base_url

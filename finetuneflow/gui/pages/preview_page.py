@@ -150,6 +150,11 @@ class PreviewPage(StepPage):
         self.chunk_text.setPlainText(group.chunk_text)
         self.examples.setHtml("".join(_example_html(e) for e in group.examples))
 
+    def initializePage(self) -> None:
+        # Settings may have changed since the page was built (the command line, Settings…):
+        # show what is stored, so moving on never writes stale values back.
+        self.llm.set_settings(self.generation.llm_settings(self.project_id))
+
     def validatePage(self) -> bool:
         self.save_llm_settings()  # keep what was typed, even without a preview
         return True
