@@ -12,7 +12,7 @@ from finetuneflow.gui.pages.hardware_page import HardwarePage
 from finetuneflow.gui.pages.model_page import ModelPage
 from finetuneflow.gui.pages.preview_page import PreviewPage
 from finetuneflow.gui.pages.review_page import ReviewPage
-from finetuneflow.gui.pages.step_page import PlannedStepPage, StepPage
+from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.pages.task_page import TaskPage
 from finetuneflow.gui.pages.train_page import TrainPage
 from finetuneflow.gui.training_controller import TrainingController
@@ -27,17 +27,9 @@ PAGE_CLASSES: dict[str, type] = {"model": ModelPage, "task": TaskPage, "data": D
 
 def build_pages(context: AppContext, project: ProjectSummary,
                 training: TrainingController) -> list[QWizardPage]:
-    """One page per step; steps without their page yet get a plain placeholder."""
-    pages: list[QWizardPage] = []
-    for step in STEPS:
-        page_class = PAGE_CLASSES.get(step.key)
-        if step.key == "train":
-            pages.append(TrainPage(step, context, project, training))
-        elif page_class is not None:
-            pages.append(page_class(step, context, project))
-        else:
-            pages.append(PlannedStepPage(step))
-    return pages
+    """One page per step, in the steps' order."""
+    return [TrainPage(step, context, project, training) if step.key == "train"
+            else PAGE_CLASSES[step.key](step, context, project) for step in STEPS]
 
 
 class StepList(QListWidget):

@@ -217,7 +217,7 @@ class GenerationService:
     def estimate(self, project_ref: str, max_chunks: int | None = None) -> FullRunEstimate:
         """Requests, tokens and time of a full run, from what the last preview measured."""
         project_id = self._projects.get(project_ref).id
-        remaining = self._remaining_chunks(project_id)
+        remaining = self.remaining_chunks(project_id)
         if max_chunks is not None:
             remaining = min(remaining, max(0, max_chunks))
         settings = self.llm_settings(project_id)
@@ -228,8 +228,9 @@ class GenerationService:
                if measured else None)
         return FullRunEstimate(remaining, per_chunk, concurrency, run)
 
-    def _remaining_chunks(self, project_id: str) -> int:
+    def remaining_chunks(self, project_ref: str) -> int:
         """Chunks without examples yet, counted in SQL (the page asks after every change)."""
+        project_id = self._projects.get(project_ref).id
         done = select(DatasetExample.chunk_id).where(
             DatasetExample.project_id == project_id, DatasetExample.split != ExampleSplit.PREVIEW,
             DatasetExample.chunk_id.is_not(None))

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
+from finetuneflow.services.errors import UserError
 from finetuneflow.services.generation import GenerationService
 from finetuneflow.services.models import ModelService
 from finetuneflow.services.projects import ProjectService
@@ -50,8 +51,8 @@ class StalenessService:
         if not self._has_generated(project_id):
             return None
         try:
-            remaining = GenerationService(self._context).estimate(project_id).chunks
-        except Exception:  # no chunks at all: nothing is stale
+            remaining = GenerationService(self._context).remaining_chunks(project_id)
+        except UserError:  # no chunks at all: nothing is stale
             return None
         if not remaining:
             return None

@@ -113,9 +113,7 @@ class EmptyDropZone(DropTarget, QLabel):
 
 class DataPage(StepPage):
     def __init__(self, step: Step, context: AppContext, project: ProjectSummary) -> None:
-        super().__init__(step)
-        self.context = context
-        self.project_id = project.id
+        super().__init__(step, context, project)
         self.ingest = IngestService(context)
         self.datasets = DatasetService(context)
         self.tasks = TaskRunner(self)

@@ -57,9 +57,7 @@ STOPPED = {"export": "Export stopped. Nothing half-made was kept.",
 
 class ExportPage(StepPage):
     def __init__(self, step: Step, context: AppContext, project: ProjectSummary) -> None:
-        super().__init__(step)
-        self.context = context
-        self.project_id = project.id
+        super().__init__(step, context, project)
         self.service = ExportService(context)
         self.runner = TaskRunner(self)
         self.run_id: int | None = None

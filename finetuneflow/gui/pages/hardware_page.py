@@ -158,9 +158,7 @@ class SettingsForm(QWidget):
 
 class HardwarePage(StepPage):
     def __init__(self, step: Step, context: AppContext, project: ProjectSummary) -> None:
-        super().__init__(step)
-        self.context = context
-        self.project_id = project.id
+        super().__init__(step, context, project)
         self.training = TrainingService(context)
         self.hardware = HardwareService(context)
         self.tasks = TaskRunner(self)

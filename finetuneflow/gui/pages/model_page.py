@@ -42,9 +42,7 @@ def _row(model: CuratedModel) -> tuple[str, ...]:
 
 class ModelPage(StepPage):
     def __init__(self, step: Step, context: AppContext, project: ProjectSummary) -> None:
-        super().__init__(step)
-        self.context = context
-        self.project_id = project.id
+        super().__init__(step, context, project)
         self.models = ModelService(context)
         self.tasks = TaskRunner(self)
         self.choice: ModelChoice | None = None

@@ -39,9 +39,7 @@ EMPTY_HINT = ("Set up the LLM above, then “Generate preview”: a few passages
 
 class PreviewPage(StepPage):
     def __init__(self, step: Step, context: AppContext, project: ProjectSummary) -> None:
-        super().__init__(step)
-        self.context = context
-        self.project_id = project.id
+        super().__init__(step, context, project)
         self.generation = GenerationService(context)
         self.review = ReviewService(context)
         self.runner = TaskRunner(self)

@@ -33,6 +33,7 @@ from finetuneflow.gui.widgets.length_histogram import LengthHistogram
 from finetuneflow.gui.workers import TaskRunner
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.datasets import DatasetFiles, DatasetService
+from finetuneflow.services.errors import UserError
 from finetuneflow.services.generation import GenerationResult, GenerationService
 from finetuneflow.services.projects import ProjectSummary
 from finetuneflow.services.review import ExampleFilter, ReviewService, ReviewStats
@@ -45,9 +46,7 @@ SEARCH_DELAY_MS = 250
 
 class ReviewPage(StepPage):
     def __init__(self, step: Step, context: AppContext, project: ProjectSummary) -> None:
-        super().__init__(step)
-        self.context = context
-        self.project_id = project.id
+        super().__init__(step, context, project)
         self.generation = GenerationService(context)
         self.review = ReviewService(context)
         self.datasets = DatasetService(context)
@@ -226,7 +225,7 @@ class ReviewPage(StepPage):
     def _show_estimate(self) -> None:
         try:
             estimate = self.generation.estimate(self.project_id, self.budget.value() or None)
-        except Exception as error:  # no chunks yet, a project without documents
+        except UserError as error:  # no chunks yet: a project without documents
             self.estimate.setText(str(error))
             self.generate.setEnabled(False)
             return

@@ -5,15 +5,19 @@ from __future__ import annotations
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWizardPage
 
 from finetuneflow.core.steps import Step
+from finetuneflow.services.context import AppContext
+from finetuneflow.services.projects import ProjectSummary
 from finetuneflow.services.staleness import StaleNote
 
 
 class StepPage(QWizardPage):
     """A wizard page for one step. Subclasses add their widgets to `self.body`."""
 
-    def __init__(self, step: Step) -> None:
+    def __init__(self, step: Step, context: AppContext, project: ProjectSummary) -> None:
         super().__init__()
         self.step = step
+        self.context = context
+        self.project_id = project.id
         self.setObjectName(f"page_{step.key}")
         self.setTitle(step.title)
         self.setSubTitle(step.purpose)
@@ -47,16 +51,3 @@ class StepPage(QWizardPage):
             holder.setLayout(row)
             self.stale_rows.addWidget(holder)
         self.stale_banner.setVisible(bool(notes))
-
-
-class PlannedStepPage(StepPage):
-    """A step whose controls are not built yet: it says so plainly instead of showing nothing."""
-
-    def __init__(self, step: Step) -> None:
-        super().__init__(step)
-        note = QLabel("This step is not available in this version of FineTuneFlow yet. "
-                      "You can move on with Next; nothing you do here is lost.")
-        note.setWordWrap(True)
-        note.setObjectName("plannedNote")
-        self.body.addWidget(note)
-        self.body.addStretch(1)

@@ -27,9 +27,7 @@ from finetuneflow.services.projects import ProjectSummary
 
 class TaskPage(StepPage):
     def __init__(self, step: Step, context: AppContext, project: ProjectSummary) -> None:
-        super().__init__(step)
-        self.context = context
-        self.project_id = project.id
+        super().__init__(step, context, project)
         self.generation = GenerationService(context)
         settings = self.generation.task_settings(project.id)
 

@@ -61,9 +61,7 @@ def event_text(event: Event) -> str | None:
 class TrainPage(StepPage):
     def __init__(self, step: Step, context: AppContext, project: ProjectSummary,
                  controller: TrainingController) -> None:
-        super().__init__(step)
-        self.context = context
-        self.project_id = project.id
+        super().__init__(step, context, project)
         self.training = TrainingService(context)
         self.controller = controller
 
