@@ -1,4 +1,5 @@
-"""Entry point: no arguments opens the app; subcommands are the CLI (`trainer`: the child)."""
+"""Entry point: no arguments opens the app; subcommands are the CLI (`trainer` and `worker`:
+the children)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         return main_gui()
+    if argv[0] == "worker":  # the GUI's child for heavy work; no CLI parser needed
+        from finetuneflow.services.worker_process import serve
+
+        return serve()
     from finetuneflow.cli import run_cli
 
     return run_cli(argv)

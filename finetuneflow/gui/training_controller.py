@@ -14,8 +14,8 @@ from finetuneflow.core.training.protocol import STOP_COMMAND, Event
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.trainer_process import (
     STOP_GRACE_SECONDS,
+    child_environment,
     trainer_command,
-    trainer_environment,
 )
 
 if TYPE_CHECKING:  # the training service loads the dataset code: not needed at start-up
@@ -51,7 +51,7 @@ class TrainingController(QObject):
         process.setProgram(command[0])
         process.setArguments(command[1:])
         environment = process.processEnvironment()
-        for key, value in trainer_environment().items():
+        for key, value in child_environment().items():
             environment.insert(key, value)
         process.setProcessEnvironment(environment)
         prepared.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from finetuneflow.core.training.protocol import ErrorEvent, ProbeEvent, ProtocolError, decode
 from finetuneflow.services.errors import UserError
-from finetuneflow.services.trainer_process import trainer_command, trainer_environment
+from finetuneflow.services.trainer_process import child_environment, trainer_command
 
 if TYPE_CHECKING:
     from finetuneflow.services.context import AppContext
@@ -53,7 +53,7 @@ class HardwareService:
             result = subprocess.run(
                 trainer_command("probe", "--home", str(self._context.home.root)),
                 capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
-                env=trainer_environment())
+                env=child_environment())
         except subprocess.TimeoutExpired:
             raise UserError("Inspecting the hardware took too long: try again, and check "
                             "that no other program is holding the GPU.") from None

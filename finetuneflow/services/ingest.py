@@ -34,6 +34,7 @@ from finetuneflow.core.safepath import slugify
 from finetuneflow.services.errors import NotFoundError, UserError
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.settings import AppSettings
+from finetuneflow.services.worker_process import run_in_worker
 from finetuneflow.storage.models import Chunk, DatasetExample, FileStatus, SourceFile
 
 if TYPE_CHECKING:
@@ -146,7 +147,8 @@ class IngestService:
             stored = self._projects.resolve(session, project_ref).settings.get("chunking", {})
         return ChunkSettings(**stored)
 
-    def set_chunk_settings(self, project_ref: str, settings: ChunkSettings) -> int:
+    def set_chunk_settings(self, project_ref: str, settings: ChunkSettings,
+                           progress: ProgressSink = ignore_progress) -> int:
         """Store new chunk settings; if they changed, re-cut the chunks. Returns chunk count."""
         try:
             settings.validate()
@@ -158,7 +160,14 @@ class IngestService:
             changed = project.settings.get("chunking", asdict(ChunkSettings())) != new
             project.settings = {**project.settings, "chunking": new}
             project_id = project.id
-        return self.rechunk(project_id) if changed else self.count_chunks(project_id)
+        return self.rechunk(project_id, progress) if changed else self.count_chunks(project_id)
+
+    def set_chunk_settings_in_worker(self, project_ref: str, settings: ChunkSettings,
+                                     progress: ProgressSink, cancel: CancelToken) -> int:
+        """`set_chunk_settings` in a child process, so the window stays smooth while it runs."""
+        return run_in_worker(self._home.root, "set_chunk_settings",
+                             {"project": project_ref, "settings": asdict(settings)},
+                             progress, cancel, "Re-cutting chunks")
 
     # --- adding files ---------------------------------------------------------------------------
 
@@ -179,6 +188,16 @@ class IngestService:
         progress(1.0, f"{len(outcomes)} of {len(files)} files processed")
         self._projects.touch(project_id)
         return outcomes
+
+    def ingest_in_worker(self, project_ref: str, paths: Sequence[Path], *,
+                         password: str | None = None, progress: ProgressSink = ignore_progress,
+                         cancel: CancelToken | None = None) -> list[FileOutcome]:
+        """`ingest` in a child process (see services/worker_process.py): the GUI's way."""
+        values = run_in_worker(
+            self._home.root, "ingest",
+            {"project": project_ref, "paths": [str(p) for p in paths], "password": password},
+            progress, cancel or CancelToken(), "Adding files")
+        return [FileOutcome(**value) for value in values]
 
     def _ingest_one(self, project_id: str, path: Path, password: str | None,
                     counter: TokenCounter | None, settings: ChunkSettings) -> FileOutcome:

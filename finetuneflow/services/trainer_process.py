@@ -21,20 +21,26 @@ from finetuneflow.core.training.protocol import LAUNCH_COMMAND, STOP_COMMAND
 STOP_GRACE_SECONDS = 120.0  # a checkpoint of a large model takes a while to write
 
 
+def own_command(*args: str) -> list[str]:
+    """`finetuneflow ARGS` as a child: the frozen app re-launches itself, a checkout uses -m."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, *args]
+    return [sys.executable, "-m", "finetuneflow", *args]
+
+
 def trainer_command(*args: str, processes: int = 1) -> list[str]:
-    """`finetuneflow trainer ARGS`: the frozen app re-launches itself, a checkout uses -m.
+    """`finetuneflow trainer ARGS`.
 
     With several processes the trainer runs accelerate's launcher (`trainer launch`) with
     `--multi_gpu` (DDP: one process per GPU; without CUDA it falls back to gloo on the CPU,
     which the tests use); only rank 0 reports events. A frozen app has no `python -m`, so its
     ranks are the app itself again (`--no_python APP trainer ARGS`).
     """
-    frozen = getattr(sys, "frozen", False)
-    this_program = [sys.executable] if frozen else [sys.executable, "-m", "finetuneflow"]
     if processes <= 1:
-        return [*this_program, "trainer", *args]
+        return own_command("trainer", *args)
+    frozen = getattr(sys, "frozen", False)
     rank = ["--no_python", sys.executable, "trainer"] if frozen else ["-m", "finetuneflow.trainer"]
-    return [*this_program, "trainer", LAUNCH_COMMAND, "--multi_gpu",
+    return [*own_command("trainer"), LAUNCH_COMMAND, "--multi_gpu",
             "--num_processes", str(processes), "--main_process_port", str(free_port()),
             *rank, *args]
 
@@ -45,8 +51,8 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def trainer_environment() -> dict[str, str]:
-    """The child's environment: unbuffered output so events arrive as they happen."""
+def child_environment() -> dict[str, str]:
+    """A child's environment: unbuffered output so events arrive as they happen."""
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -64,7 +70,7 @@ def run_trainer(args: list[str], log_path: Path, on_line: Callable[[str], None],
     with log_path.open("ab") as log:
         command = trainer_command(*args, processes=processes)
         child = subprocess.Popen(command, stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, stderr=log, env=trainer_environment())
+                                 stdout=subprocess.PIPE, stderr=log, env=child_environment())
         stopper = _watch_cancel(child, cancel) if cancel is not None else None
         assert child.stdout is not None
         for raw in child.stdout:

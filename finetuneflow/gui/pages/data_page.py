@@ -119,6 +119,7 @@ class DataPage(StepPage):
         self.tasks = TaskRunner(self)
         self._rows: list[FileRow] = []
         self._last_outcomes: list[FileOutcome] = []
+        self._rechunked: int | None = None  # the chunk count a finished re-cut reported
 
         self.table = FileTable()
         self.table.files_dropped.connect(self.add_paths)
@@ -229,7 +230,7 @@ class DataPage(StepPage):
             self.add_paths([Path(folder)])
 
     def add_paths(self, paths: Sequence[Path], password: str | None = None) -> None:
-        """Ingest in the background; the window stays responsive and Cancel stops after a file."""
+        """Ingest in a child process, so the window stays smooth; Cancel stops after a file."""
         if not paths:
             return
         if self.tasks.is_running("ingest"):
@@ -239,7 +240,7 @@ class DataPage(StepPage):
         self.progress.setValue(0)
         self.tasks.start(
             "ingest",
-            lambda progress, cancel: self.ingest.ingest(
+            lambda progress, cancel: self.ingest.ingest_in_worker(
                 self.project_id, list(paths), password=password, progress=progress,
                 cancel=cancel),
             on_progress=self._on_progress, on_success=self._remember_outcomes,
@@ -298,14 +299,29 @@ class DataPage(StepPage):
                                  "it and are kept in Review.")
 
     def _apply_chunk_settings(self) -> None:
-        settings = ChunkSettings(self.chunk_tokens.value(), self.overlap.value())
-        try:
-            chunks = self.ingest.set_chunk_settings(self.project_id, settings)
-        except Exception as error:
-            show_error(self, "Chunk settings", error, self.context.log_file)
+        """Re-cut every file's chunks in a child process (tokenizing a book takes seconds)."""
+        if self.tasks.is_running("ingest"):
+            self.summary.setText("Still adding files — re-cut the chunks after.")
             return
+        settings = ChunkSettings(self.chunk_tokens.value(), self.overlap.value())
+        self._set_running(True)
+        self.progress.setValue(0)
+        self.tasks.start(
+            "ingest",
+            lambda progress, cancel: self.ingest.set_chunk_settings_in_worker(
+                self.project_id, settings, progress, cancel),
+            on_progress=self._on_progress,
+            on_success=lambda chunks: setattr(self, "_rechunked", chunks),
+            on_failure=lambda error: show_error(self, "Chunk settings", error,
+                                                self.context.log_file),
+            on_finished=self._on_rechunk_finished)
+
+    def _on_rechunk_finished(self) -> None:
+        self._set_running(False)
         self.refresh()
-        self.summary.setText(f"Chunks re-cut: {chunks} chunks.")
+        if self._rechunked is not None:
+            self.summary.setText(f"Chunks re-cut: {self._rechunked} chunks.")
+        self._rechunked = None
 
     def _pick_dataset(self) -> None:
         file, _ = QFileDialog.getOpenFileName(self, "Import a dataset", "", DATASET_FILTER)

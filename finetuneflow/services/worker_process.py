@@ -1,0 +1,201 @@
+"""CPU-heavy service calls (parsing documents, cutting chunks) in a child process.
+
+The GUI's own threads share one interpreter lock with the window: a thread parsing a 100-page
+PDF or tokenizing a novel takes the lock away from the event loop every few milliseconds and the
+window stutters. A child process has its own, so the window stays smooth whatever it parses.
+
+Protocol: the parent starts `finetuneflow worker` and writes one JSON request line on its stdin
+(`{"home", "operation", "arguments"}`; secrets such as a PDF password travel here, never in the
+command line). The child prints one JSON object per line on stdout: `progress`, then either
+`result` or `error`. A `stop` line on stdin, or stdin closing (the parent died), cancels: the
+operation ends after its current item and still reports what it finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from finetuneflow.core.progress import CancelToken, ProgressSink
+from finetuneflow.core.training.protocol import STOP_COMMAND
+from finetuneflow.services.errors import UserError
+from finetuneflow.services.trainer_process import child_environment, own_command
+
+if TYPE_CHECKING:
+    from finetuneflow.services.context import AppContext
+
+log = logging.getLogger(__name__)
+WORKER_COMMAND = "worker"
+WORKER_LOG = "worker.log"  # what a child prints before its logging is set up (a crash)
+STOP_GRACE_SECONDS = 60.0  # the current file finishes first; a large PDF takes a while
+
+Operation = Callable[["AppContext", dict[str, Any], ProgressSink, CancelToken], Any]
+
+
+# --- parent side ------------------------------------------------------------------------------
+
+def run_in_worker(home: Path, operation: str, arguments: dict[str, Any],
+                  progress: ProgressSink, cancel: CancelToken, what: str) -> Any:
+    """Run `operation` in a child and return its JSON result; blocks the calling thread only.
+
+    A UserError in the child is raised here as a UserError with the same message; `what` names
+    the work ("Adding files") in the message shown if the child dies.
+    """
+    log_path = home / "logs" / WORKER_LOG
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    request = json.dumps({"home": str(home), "operation": operation, "arguments": arguments})
+    with log_path.open("ab") as errors:
+        child = subprocess.Popen(own_command(WORKER_COMMAND), stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=errors, env=child_environment())
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(request.encode() + b"\n")
+        child.stdin.flush()
+        watcher = _watch_cancel(child, child.stdin, cancel)
+        try:
+            outcome = _read_events(child.stdout, progress)
+        finally:
+            code = child.wait()
+            watcher.set()
+            _close(child.stdin)
+    if outcome is None:
+        raise UserError(f"{what} stopped unexpectedly (the worker process ended with code {code})."
+                        f" What it finished is kept; try the rest again. Details: {log_path}")
+    if outcome["event"] == "error":
+        if outcome["user"]:
+            raise UserError(outcome["message"])
+        raise RuntimeError(outcome["message"])
+    return outcome["value"]
+
+
+def _read_events(stdout: IO[bytes], progress: ProgressSink) -> dict[str, Any] | None:
+    """Pass progress on; return the final `result` or `error` event (None if none came)."""
+    final = None
+    for raw in stdout:
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            log.warning("Ignored a line from the worker: %r", raw[:200])
+            continue
+        if event.get("event") == "progress":
+            progress(float(event["fraction"]), str(event["message"]))
+        elif event.get("event") in ("result", "error"):
+            final = event
+    return final
+
+
+def _watch_cancel(child: subprocess.Popen[bytes], stdin: IO[bytes],
+                  cancel: CancelToken) -> threading.Event:
+    """On cancel, ask the child to stop; kill it if it has not ended after the grace period."""
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.is_set():
+            if cancel.wait(0.1):
+                _send(stdin, STOP_COMMAND)
+                try:
+                    child.wait(timeout=STOP_GRACE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                return
+
+    threading.Thread(target=watch, name="worker-stop", daemon=True).start()
+    return finished
+
+
+def _send(stream: IO[bytes], line: str) -> None:
+    with contextlib.suppress(OSError, ValueError):  # the child may have ended already
+        stream.write(f"{line}\n".encode())
+        stream.flush()
+
+
+def _close(stream: IO[bytes]) -> None:
+    with contextlib.suppress(OSError):  # a broken pipe: the child is gone, as closing wants
+        stream.close()
+
+
+# --- child side -------------------------------------------------------------------------------
+
+def serve(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
+    """`finetuneflow worker`: read the request, run it, print the events."""
+    stdin = sys.stdin if stdin is None else stdin
+    stdout = sys.stdout if stdout is None else stdout
+    request = json.loads(stdin.readline())
+    cancel = CancelToken()
+    threading.Thread(target=_listen_for_stop, args=(stdin, cancel), name="stdin-commands",
+                     daemon=True).start()
+
+    def emit(event: dict[str, Any]) -> None:
+        try:
+            stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+            stdout.flush()
+        except (OSError, ValueError):  # the parent is gone: nobody to tell, so stop
+            cancel.cancel()
+
+    def progress(fraction: float, message: str) -> None:
+        emit({"event": "progress", "fraction": fraction, "message": message})
+
+    try:
+        value = _run(request, progress, cancel)
+    except UserError as error:
+        emit({"event": "error", "user": True, "message": str(error)})
+    except Exception as error:
+        log.error("Worker operation %s failed\n%s", request.get("operation"),
+                  traceback.format_exc())
+        emit({"event": "error", "user": False, "message": f"{type(error).__name__}: {error}"})
+    else:
+        emit({"event": "result", "value": value})
+    return 0
+
+
+def _run(request: dict[str, Any], progress: ProgressSink, cancel: CancelToken) -> Any:
+    from finetuneflow.services.context import AppContext
+    from finetuneflow.storage.home import Home
+
+    operation = OPERATIONS.get(request["operation"])
+    if operation is None:
+        raise ValueError(f"unknown worker operation {request['operation']!r}")
+    context = AppContext.open(Home(Path(request["home"])))
+    try:
+        return operation(context, request["arguments"], progress, cancel)
+    finally:
+        context.close()
+
+
+def _listen_for_stop(stdin: IO[str], cancel: CancelToken) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        for line in stdin:
+            if line.strip().lower() == STOP_COMMAND:
+                cancel.cancel()
+    cancel.cancel()  # stdin closed: the parent is gone or wants nothing more
+
+
+# --- operations -------------------------------------------------------------------------------
+
+def _ingest(context: AppContext, arguments: dict[str, Any], progress: ProgressSink,
+            cancel: CancelToken) -> list[dict[str, Any]]:
+    from finetuneflow.services.ingest import IngestService
+
+    outcomes = IngestService(context).ingest(
+        arguments["project"], [Path(p) for p in arguments["paths"]],
+        password=arguments.get("password"), progress=progress, cancel=cancel)
+    return [outcome.to_json() for outcome in outcomes]
+
+
+def _set_chunk_settings(context: AppContext, arguments: dict[str, Any], progress: ProgressSink,
+                        cancel: CancelToken) -> int:
+    from finetuneflow.core.chunking import ChunkSettings
+    from finetuneflow.services.ingest import IngestService
+
+    return IngestService(context).set_chunk_settings(
+        arguments["project"], ChunkSettings(**arguments["settings"]), progress=progress)
+
+
+OPERATIONS: dict[str, Operation] = {"ingest": _ingest, "set_chunk_settings": _set_chunk_settings}
