@@ -306,14 +306,18 @@ class IngestService:
                      page_start=first_page, page_end=last_page,
                      section=section[:500] if section else None)
 
+    def _parsed_file_ids(self, project_id: str) -> list[int]:
+        """Files whose text was extracted (so their chunks can be re-cut)."""
+        with self._context.session() as session:
+            return list(session.scalars(select(SourceFile.id).where(
+                SourceFile.project_id == project_id, SourceFile.status != FileStatus.ERROR)))
+
     def rechunk(self, project_ref: str, progress: ProgressSink = ignore_progress) -> int:
         """Re-cut every file's chunks from its extracted text (model or settings changed)."""
         project_id = self._projects.get(project_ref).id
         counter = self._token_counter(project_id)
         settings = self.chunk_settings(project_id)
-        with self._context.session() as session:
-            file_ids = session.scalars(select(SourceFile.id).where(
-                SourceFile.project_id == project_id, SourceFile.status != FileStatus.ERROR)).all()
+        file_ids = self._parsed_file_ids(project_id)
         total = 0
         for index, file_id in enumerate(file_ids):
             progress(index / max(len(file_ids), 1), "Cutting chunks")
@@ -325,6 +329,14 @@ class IngestService:
             total += self._cut_and_store(project_id, file_id, data["text"], segments, counter,
                                          settings)
         return total
+
+    def rechunk_in_worker(self, project_ref: str, progress: ProgressSink = ignore_progress,
+                          cancel: CancelToken | None = None) -> int:
+        """`rechunk` in a child process; no process is started for a project without files."""
+        if not self._parsed_file_ids(self._projects.get(project_ref).id):
+            return 0
+        return run_in_worker(self._home.root, "rechunk", {"project": project_ref}, progress,
+                             cancel or CancelToken(), "Re-cutting chunks")
 
     def count_chunks(self, project_ref: str) -> int:
         project_id = self._projects.get(project_ref).id

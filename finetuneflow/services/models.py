@@ -7,6 +7,7 @@ memory estimate can start at once; the weights (gigabytes) download in the backg
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from finetuneflow.services.context import AppContext
 
 log = logging.getLogger(__name__)
+Rechunk = Callable[[str], object]  # re-cuts a project's chunks, given its id
 
 METADATA_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model",
                   "special_tokens_map.json", "chat_template.jinja", "chat_template.json",
@@ -144,12 +146,14 @@ class ModelService:
         return ModelChoice(model_id, "hub", folder, read_model_facts(folder),
                            _weights_present(folder))
 
-    def choose(self, project_ref: str, ref: str,
-               cancel: CancelToken | None = None) -> ModelChoice:
-        """Set the project's base model. Chunks depend on its tokenizer, so they are re-cut."""
-        return self.use(project_ref, self.resolve(ref, cancel))
+    def choose(self, project_ref: str, ref: str, cancel: CancelToken | None = None, *,
+               rechunk: Rechunk | None = None) -> ModelChoice:
+        """Set the project's base model. Chunks depend on its tokenizer, so they are re-cut
+        (by `rechunk`, given the project id: the GUI does it in a worker process)."""
+        return self.use(project_ref, self.resolve(ref, cancel), rechunk=rechunk)
 
-    def use(self, project_ref: str, choice: ModelChoice) -> ModelChoice:
+    def use(self, project_ref: str, choice: ModelChoice, *,
+            rechunk: Rechunk | None = None) -> ModelChoice:
         """Record a model already resolved (or found in the cache) as the project's base."""
         with self._context.session() as session:
             project = self._projects.resolve(session, project_ref)
@@ -158,10 +162,13 @@ class ModelService:
             project.settings = {**project.settings, "model": choice.to_json()}
             project_id = project.id
         if changed:
-            from finetuneflow.services.ingest import IngestService
-
-            IngestService(self._context).rechunk(project_id)
+            (rechunk or self._rechunk_here)(project_id)
         return choice
+
+    def _rechunk_here(self, project_id: str) -> int:
+        from finetuneflow.services.ingest import IngestService
+
+        return IngestService(self._context).rechunk(project_id)
 
     def current(self, project_ref: str) -> ModelChoice | None:
         with self._context.session() as session:

@@ -198,4 +198,12 @@ def _set_chunk_settings(context: AppContext, arguments: dict[str, Any], progress
         arguments["project"], ChunkSettings(**arguments["settings"]), progress=progress)
 
 
-OPERATIONS: dict[str, Operation] = {"ingest": _ingest, "set_chunk_settings": _set_chunk_settings}
+def _rechunk(context: AppContext, arguments: dict[str, Any], progress: ProgressSink,
+             cancel: CancelToken) -> int:
+    from finetuneflow.services.ingest import IngestService
+
+    return IngestService(context).rechunk(arguments["project"], progress)
+
+
+OPERATIONS: dict[str, Operation] = {"ingest": _ingest, "set_chunk_settings": _set_chunk_settings,
+                                    "rechunk": _rechunk}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QInputDialog, QMessageBox, QWidget
+from PySide6.QtWidgets import QApplication, QInputDialog, QMessageBox, QPushButton, QWidget
 from pytestqt.qtbot import QtBot
 
 from finetuneflow.gui.main_window import MainWindow
@@ -151,3 +151,36 @@ def test_gated_model_asks_for_a_token_and_keeps_it_in_the_keychain(
     for path in context.home.root.rglob("*"):
         if path.is_file():
             assert token.encode() not in path.read_bytes(), path
+
+
+def test_re_cut_chunks_and_cancel_adding_files(data_page: DataPage, qtbot: QtBot,
+                                               corpus_dir: Path, tmp_path: Path) -> None:
+    def idle() -> bool:
+        return not data_page.tasks.is_running("ingest")
+
+    data_page.add_paths([corpus_dir / "pdf/normal_pdflatex_4pages.pdf"])
+    qtbot.waitUntil(lambda: data_page.table.rowCount() == 1 and idle(), timeout=30_000)
+    before = int(data_page.table.item(0, 4).text())
+
+    data_page.chunk_tokens.setValue(96)
+    data_page.overlap.setValue(16)
+    recut = next(b for b in data_page.findChildren(QPushButton) if b.text() == "Re-cut chunks")
+    recut.click()
+    assert data_page.cancel.isVisibleTo(data_page)  # the worker runs; the page shows it
+    qtbot.waitUntil(idle, timeout=60_000)
+    after = int(data_page.table.item(0, 4).text())
+    assert after > before
+    assert data_page.summary.text() == f"Chunks re-cut: {after} chunks."
+
+    books = []
+    for index in range(6):
+        books.append(tmp_path / f"book-{index}.txt")
+        books[-1].write_text("\n\n".join(f"Book {index}, part {n}: the mill turns."
+                                         for n in range(3000)), encoding="utf-8")
+    data_page.add_paths(books)
+    data_page.cancel.click()
+    qtbot.waitUntil(idle, timeout=60_000)
+    assert not data_page.cancel.isVisibleTo(data_page)
+    rows = data_page.table.rowCount()
+    assert 1 <= rows < 1 + len(books)
+    assert all(int(data_page.table.item(r, 4).text()) > 0 for r in range(rows))

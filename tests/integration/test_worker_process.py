@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -201,3 +202,21 @@ def file_count(context: AppContext, project: str) -> int:
     with context.session() as session:
         return session.scalar(select(func.count()).select_from(SourceFile).where(
             SourceFile.project_id == project)) or 0
+
+
+def test_a_new_model_re_cuts_the_chunks_in_the_worker(
+        context: AppContext, tiny_model_dir: Path, corpus_dir: Path, tmp_path: Path) -> None:
+    service = IngestService(context)
+    project = new_project(context, tiny_model_dir, "New model")
+    service.ingest(project, [corpus_dir / DOCUMENTS[0]])
+    other_model = tmp_path / "same-tokenizer-elsewhere"
+    shutil.copytree(tiny_model_dir, other_model)
+    messages: list[str] = []
+
+    ModelService(context).choose(project, str(other_model), rechunk=lambda p: (
+        service.rechunk_in_worker(p, lambda _f, m: messages.append(m))))
+
+    assert messages[0] == "Cutting chunks" and service.count_chunks(project) > 0
+    empty = new_project(context, tiny_model_dir, "No files: no worker started")
+    assert service.rechunk_in_worker(empty, lambda _f, m: messages.append(m)) == 0
+    assert messages == ["Cutting chunks"]

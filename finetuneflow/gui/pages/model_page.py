@@ -21,12 +21,13 @@ from PySide6.QtWidgets import (
 
 from finetuneflow.core.models import CuratedModel, curated_models, format_params
 from finetuneflow.core.steps import Step
-from finetuneflow.gui.colours import tone_style
+from finetuneflow.gui.colours import set_tone
 from finetuneflow.gui.errors import describe
 from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.workers import TaskRunner
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import UserError
+from finetuneflow.services.ingest import IngestService
 from finetuneflow.services.models import GatedModelError, ModelChoice, ModelService
 from finetuneflow.services.projects import ProjectSummary
 from finetuneflow.services.secrets import Secret, set_secret
@@ -142,7 +143,10 @@ class ModelPage(StepPage):
         self._last_ref = ref.strip()
         self._busy(f"Checking {self._last_ref}…")
         self.tasks.start(
-            "choose", lambda _progress, cancel: self.models.choose(self.project_id, ref, cancel),
+            "choose", lambda progress, cancel: self.models.choose(
+                self.project_id, ref, cancel, rechunk=lambda project: IngestService(
+                    self.context).rechunk_in_worker(project, progress, cancel)),
+            on_progress=lambda _fraction, message: self.status.setText(message),
             on_success=self._show_choice, on_failure=self._show_failure, on_finished=self._idle)
 
     def _download_weights(self) -> None:
@@ -164,7 +168,7 @@ class ModelPage(StepPage):
 
     def _busy(self, message: str) -> None:
         self.status.setText(message)
-        self.status.setStyleSheet("")
+        set_tone(self.status, None)
         self.progress.setRange(0, 0)
         self.progress.show()
         self.cancel.show()
@@ -185,7 +189,7 @@ class ModelPage(StepPage):
             ollama = ("" if choice.facts.ollama_merged else
                       " Ollama cannot import this architecture directly (export as GGUF).")
             self.status.setText(weights + ollama)
-            self.status.setStyleSheet("")
+            set_tone(self.status, None)
             self.download.setVisible(not choice.weights_ready)
             self.hub_id.setText("" if choice.ref in {m.id for m in self._curated} else choice.ref)
         self.completeChanged.emit()
@@ -193,7 +197,7 @@ class ModelPage(StepPage):
     def _show_failure(self, error: BaseException) -> None:
         text, _is_bug = describe(error, self.context.log_file)
         self.status.setText(text)
-        self.status.setStyleSheet(tone_style("error"))
+        set_tone(self.status, "error")
         if isinstance(error, GatedModelError) and self._last_ref:
             self._ask_token(self._last_ref)
 
