@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWizard, QWizardPage
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget, QWizard, QWizardPage
 
 from finetuneflow.core.steps import STEPS, step_index
+from finetuneflow.gui.focus import chain_tab_order, layout_order
 from finetuneflow.gui.pages.data_page import DataPage
 from finetuneflow.gui.pages.export_page import ExportPage
 from finetuneflow.gui.pages.hardware_page import HardwarePage
@@ -35,8 +37,8 @@ def build_pages(context: AppContext, project: ProjectSummary,
 class StepList(QListWidget):
     """The steps down the side: where you are, and a click to go to another step."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, parent: QWidget) -> None:
+        super().__init__(parent)  # a parent now, so the tab order can include it at once
         self.setObjectName("stepList")
         for number, step in enumerate(STEPS, start=1):
             item = QListWidgetItem(f"{number}. {step.title}")
@@ -57,7 +59,7 @@ class ProjectWizard(QWizard):
         self.project = project
         self.setWizardStyle(QWizard.WizardStyle.ModernStyle)
         self.setOption(QWizard.WizardOption.HaveCustomButton1, True)
-        self.setButtonText(QWizard.WizardButton.CustomButton1, "← Projects")
+        self.setButtonText(QWizard.WizardButton.CustomButton1, "← &Projects")
         self.setOption(QWizard.WizardOption.NoCancelButton, True)
         self.setButtonLayout([QWizard.WizardButton.CustomButton1, QWizard.WizardButton.Stretch,
                               QWizard.WizardButton.BackButton, QWizard.WizardButton.NextButton,
@@ -65,12 +67,27 @@ class ProjectWizard(QWizard):
         self.customButtonClicked.connect(lambda _which: self.back_to_projects.emit())
         # Finish on the last step would hide the embedded wizard: it leads back to the projects.
         self.accepted.connect(self.back_to_projects.emit)
-        for page in build_pages(context, project, training):
+        pages = build_pages(context, project, training)
+        for page in pages:
             self.addPage(page)
-        self.steps = StepList()
+        self.steps = StepList(self)
         self.setSideWidget(self.steps)
         self.steps.currentRowChanged.connect(self.go_to_index)
         self.currentIdChanged.connect(self._on_page_changed)
+        self._add_keyboard_navigation(pages)
+
+    def _add_keyboard_navigation(self, pages: list[QWizardPage]) -> None:
+        """Tab runs through the page, then Back, Next, Finish, Projects and the step list;
+        Ctrl+1…8 jump to a step (Alt+B, Alt+N and Alt+P are the buttons' own mnemonics)."""
+        buttons = [self.button(which) for which in (
+            QWizard.WizardButton.BackButton, QWizard.WizardButton.NextButton,
+            QWizard.WizardButton.FinishButton, QWizard.WizardButton.CustomButton1)]
+        chain_tab_order([*(w for page in pages for w in layout_order(page)), *buttons,
+                         self.steps])
+        for index in range(len(STEPS)):
+            shortcut = QShortcut(QKeySequence(f"Ctrl+{index + 1}"), self)
+            shortcut.setContext(Qt.ShortcutContext.WindowShortcut)  # only a shown wizard's
+            shortcut.activated.connect(lambda index=index: self.go_to_index(index))
 
     def start_at(self, step_key: str) -> None:
         self.restart()
@@ -96,6 +113,14 @@ class ProjectWizard(QWizard):
         self._sync_step_list()
         ProjectService(self.context).set_step(self.project.id, STEPS[page_id].key)
         self.show_stale_results()
+        self._focus_first_field()
+
+    def _focus_first_field(self) -> None:
+        """Keyboard users land in the new page, not on a button of the one they left."""
+        for widget in layout_order(self.currentPage()):
+            if widget.isVisibleTo(self) and widget.isEnabled():
+                widget.setFocus(Qt.FocusReason.OtherFocusReason)
+                return
 
     def show_stale_results(self) -> None:
         page = self.currentPage()

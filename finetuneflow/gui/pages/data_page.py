@@ -149,6 +149,7 @@ class DataPage(StepPage):
 
     def _build_toolbar(self) -> QHBoxLayout:
         add_files = QPushButton("Add files…")
+        add_files.setObjectName("addFiles")
         add_files.clicked.connect(self._pick_files)
         add_folder = QPushButton("Add folder…")
         add_folder.clicked.connect(self._pick_folder)
