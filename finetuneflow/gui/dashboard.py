@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from finetuneflow.core.steps import STEPS, step_index
+from finetuneflow.gui.dashboard_frame import PROJECTS_HEADING
 from finetuneflow.gui.errors import show_error
 from finetuneflow.gui.workers import TaskRunner, Work
 from finetuneflow.services.context import AppContext
@@ -89,7 +90,7 @@ class Dashboard(QWidget):
         self.tasks = TaskRunner(self)
         self._summaries: list[ProjectSummary] = []
 
-        heading = QLabel("Your projects", objectName="heading")
+        heading = QLabel(PROJECTS_HEADING, objectName="heading")
         self.sample_button = QPushButton("Try the sample project", objectName="sampleProject")
         self.sample_button.setToolTip("A ready-made project with three short documents about a "
                                       "community garden, set up for questions and answers.")

@@ -8,19 +8,20 @@ from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QMainWindow, QMessageBox, QStackedWidget, QVBoxLayout, QWidget
 
 from finetuneflow import __version__
-from finetuneflow.gui.dashboard import Dashboard
-from finetuneflow.gui.job_status import JobStatus
-from finetuneflow.gui.resume_banner import ResumeBanner
-from finetuneflow.gui.training_controller import TrainingController
+from finetuneflow.gui.dashboard_frame import DashboardPlaceholder
 from finetuneflow.gui.window_state import restore_geometry, save_geometry
 from finetuneflow.gui.workers import TaskRunner
-from finetuneflow.services.context import AppContext
-from finetuneflow.services.jobs import JobInfo
-from finetuneflow.services.projects import ProjectService
-from finetuneflow.services.trainer_process import STOP_GRACE_SECONDS
+from finetuneflow.storage.home import Home
 
+# The window's frame shows before the database opens: what needs the database (SQLAlchemy, the
+# services, the dashboard) is imported when a context is attached.
 if TYPE_CHECKING:
+    from finetuneflow.gui.dashboard import Dashboard
+    from finetuneflow.gui.resume_banner import ResumeBanner
+    from finetuneflow.gui.training_controller import TrainingController
     from finetuneflow.gui.wizard import ProjectWizard
+    from finetuneflow.services.context import AppContext
+    from finetuneflow.services.jobs import JobInfo
 
 
 # Which step resumes each kind of job, and the page method that does it.
@@ -30,28 +31,53 @@ RESUME_ACTIONS = {"preview": "start_preview", "generate": "start_generation", "t
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, context: AppContext) -> None:
+    """Built as a frame (`MainWindow(home=...)`), shown, then filled by `attach(context)`;
+    `MainWindow(context)` does both at once."""
+
+    context: AppContext
+    dashboard: Dashboard
+    training: TrainingController
+    resume_banner: ResumeBanner
+
+    def __init__(self, context: AppContext | None = None, home: Home | None = None) -> None:
         super().__init__()
-        self.context = context
         self.setWindowTitle("FineTuneFlow")
         self.resize(1100, 720)
-        restore_geometry(self, context.home)
-        self.dashboard = Dashboard(context)
-        self.dashboard.open_project.connect(self.open_project)
+        restore_geometry(self, context.home if context else home or Home.default())
         self.wizard: ProjectWizard | None = None  # the open project's wizard
         self.wizards: dict[str, ProjectWizard] = {}  # by project: the open one, and busy ones
-        self.training = TrainingController(context)
         self.stack = QStackedWidget()
-        self.stack.addWidget(self.dashboard)
+        self.placeholder: DashboardPlaceholder | None = DashboardPlaceholder()
+        self.stack.addWidget(self.placeholder)
+        central = QWidget()
+        self.column = QVBoxLayout(central)
+        self.column.setContentsMargins(0, 0, 0, 0)
+        self.column.setSpacing(0)
+        self.column.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+        self.statusBar()  # in the frame already, so nothing moves when the window is filled
+        if context is not None:
+            self.attach(context)
+
+    def attach(self, context: AppContext) -> None:
+        """Fill the frame: the dashboard in place of the placeholder, the banner, the status bar."""
+        from finetuneflow.gui.dashboard import Dashboard
+        from finetuneflow.gui.job_status import JobStatus
+        from finetuneflow.gui.resume_banner import ResumeBanner
+        from finetuneflow.gui.training_controller import TrainingController
+
+        self.context = context
+        self.dashboard = Dashboard(context)
+        self.dashboard.open_project.connect(self.open_project)
+        self.training = TrainingController(context)
+        self.stack.insertWidget(0, self.dashboard)
+        self.stack.setCurrentWidget(self.dashboard)
+        self.stack.removeWidget(self.placeholder)
+        self.placeholder.deleteLater()
+        self.placeholder = None
         self.resume_banner = ResumeBanner(context)
         self.resume_banner.resume_requested.connect(self.resume_job)
-        central = QWidget()
-        layout = QVBoxLayout(central)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(0)
-        layout.addWidget(self.resume_banner)
-        layout.addWidget(self.stack, 1)
-        self.setCentralWidget(central)
+        self.column.insertWidget(0, self.resume_banner)
         self.show_home()
         self.dashboard.home_changed.connect(self.show_home)
         self.statusBar().addPermanentWidget(JobStatus(context))
@@ -65,6 +91,8 @@ class MainWindow(QMainWindow):
 
         A project's wizard lives until it has no work running, so ingestion, generation and
         export go on (and their pages keep listening) while the person is elsewhere."""
+        from finetuneflow.services.projects import ProjectService
+
         project = ProjectService(self.context).get(ref)
         wizard = self.wizards.get(project.id)
         if wizard is None:
@@ -111,12 +139,17 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         """Running work stops gracefully before the app closes: training saves a checkpoint,
         background tasks (generation, ingestion) keep what they finished."""
+        if self.placeholder is not None:  # a frame not filled (opening the data failed)
+            event.accept()
+            return
         if not self._confirm_close():
             event.ignore()
             return
         for runner in self.findChildren(TaskRunner):
             runner.cancel_all()
         if self.training.running:
+            from finetuneflow.services.trainer_process import STOP_GRACE_SECONDS
+
             self.training.stop()
             self.statusBar().showMessage("Saving a checkpoint before closing…")
             self.training.wait_for_end(int(STOP_GRACE_SECONDS * 1000))

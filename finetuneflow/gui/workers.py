@@ -8,7 +8,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from finetuneflow.core.progress import Cancelled, CancelToken, ProgressSink
 
@@ -86,6 +86,10 @@ class TaskRunner(QObject):
         self._by_name[name] = worker
         self._alive[worker.key] = worker
         signals = worker.signals
+        # Imported here: the first use of the Qt namespace costs about 30 ms, and this module
+        # loads before the window shows.
+        from PySide6.QtCore import Qt
+
         # Queued: every slot, lambdas included, runs on the main thread, in emission order.
         queued = Qt.ConnectionType.QueuedConnection
         for signal, slot in ((signals.succeeded, on_success), (signals.failed, on_failure),
