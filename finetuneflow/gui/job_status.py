@@ -1,6 +1,7 @@
 """What runs now, in every project and process: a line in the status bar, refreshed each second.
 
-Read from the jobs table, so a generation started from the command line shows up too.
+Jobs are read from the jobs table, so a generation started from the command line shows up too;
+work of this window that is no job (adding files) comes from `background_tasks()`.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel
 
+from finetuneflow.gui.workers import background_tasks
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.jobs import JobInfo, JobService
 from finetuneflow.services.projects import ProjectService
@@ -30,12 +32,14 @@ class JobStatus(QLabel):
         self.timer = QTimer(self, interval=REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
         self.timer.start()
+        background_tasks().changed.connect(self.refresh)
         self.refresh()
 
     def refresh(self) -> None:
         running = self.jobs.running()
         names = {p.id: p.name for p in self.projects.list()} if running else {}
         parts = [describe_running(job, names.get(job.project_id, "?")) for job in running]
-        self.setText("   ·   ".join(parts))
-        self.setToolTip("\n".join(f"{part}: {job.message}" for part, job in
-                                  zip(parts, running, strict=True)))
+        tips = [f"{part}: {job.message}" for part, job in zip(parts, running, strict=True)]
+        in_window = background_tasks().describe()
+        self.setText("   ·   ".join(parts + in_window))
+        self.setToolTip("\n".join(tips + in_window))

@@ -61,6 +61,45 @@ class Worker(QRunnable):
         self.cancel_token.cancel()
 
 
+class BackgroundTasks(QObject):
+    """Work started in this window that is no job in the database (adding files, downloading
+    weights): the status bar lists it beside the jobs, with its progress."""
+
+    changed = Signal()  # a task began or ended
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._tasks: dict[int, tuple[str, float]] = {}
+        self._keys = itertools.count()
+
+    def begin(self, text: str) -> int:
+        key = next(self._keys)
+        self._tasks[key] = (text, 0.0)
+        self.changed.emit()
+        return key
+
+    def advance(self, key: int, fraction: float) -> None:
+        if key in self._tasks:
+            self._tasks[key] = (self._tasks[key][0], fraction)
+
+    def end(self, key: int) -> None:
+        if self._tasks.pop(key, None) is not None:
+            self.changed.emit()
+
+    def describe(self) -> list[str]:
+        return [f"{text} {fraction:.0%}" for text, fraction in self._tasks.values()]
+
+
+_background_tasks: list[BackgroundTasks] = []
+
+
+def background_tasks() -> BackgroundTasks:
+    """The window's one list (made on first use, on the main thread)."""
+    if not _background_tasks:
+        _background_tasks.append(BackgroundTasks())
+    return _background_tasks[0]
+
+
 class TaskRunner(QObject):
     """Runs a page's background calls, at most one per name, and keeps every worker (and so its
     signals) alive until its last signal has been delivered: a signal object destroyed earlier
@@ -78,8 +117,11 @@ class TaskRunner(QObject):
               on_failure: Callable[[BaseException], None] | None = None,
               on_progress: Callable[[float, str], None] | None = None,
               on_cancel: Callable[[], None] | None = None,
-              on_finished: Callable[[], None] | None = None) -> Worker:
-        """Connect the slots, then start: a worker that fails at once must not beat them."""
+              on_finished: Callable[[], None] | None = None,
+              status_text: str | None = None) -> Worker:
+        """Connect the slots, then start: a worker that fails at once must not beat them.
+
+        With `status_text`, the status bar lists the task (with its progress) while it runs."""
         if self.is_running(name):
             raise RuntimeError(f"{name} is already running")
         worker = Worker(work, next(self._keys))
@@ -99,6 +141,10 @@ class TaskRunner(QObject):
         signals.finished.connect(self._forget, queued)
         if on_finished is not None:
             signals.finished.connect(lambda _key: on_finished(), queued)
+        if status_text is not None:
+            tasks, task = background_tasks(), background_tasks().begin(status_text)
+            signals.progress.connect(lambda fraction, _text: tasks.advance(task, fraction), queued)
+            signals.finished.connect(lambda _key: tasks.end(task), queued)
         self._pool.start(worker)
         return worker
 

@@ -104,3 +104,21 @@ def test_an_interrupted_generation_is_offered_and_resumed(
     qtbot.waitUntil(lambda: not page.runner.is_running("generate"), timeout=120_000)
     assert jobs.latest(project_id, JobKind.GENERATE).status == JobStatus.SUCCEEDED
     assert not window.resume_banner.isVisible() and jobs.resumable() == []
+
+
+def test_adding_files_goes_on_and_shows_in_the_status_bar_from_the_dashboard(
+        window: MainWindow, qtbot: QtBot, project_id: str, tmp_path: Path) -> None:
+    books = []
+    for index in range(3):
+        books.append(tmp_path / f"book-{index}.txt")
+        books[-1].write_text("\n\n".join(f"Book {index}, part {n}: the mill turns."
+                                         for n in range(3000)), encoding="utf-8")
+    page = window.open_project(project_id, "data").currentPage()
+    page.add_paths(books)
+    window.show_dashboard()
+    status = window.findChild(QLabel, "runningJobs")
+    qtbot.waitUntil(lambda: "Adding files to “Long jobs”" in status.text(), timeout=10_000)
+    assert window.wizards[project_id] is page.wizard()  # kept alive while it works
+    qtbot.waitUntil(lambda: not page.tasks.is_running("ingest"), timeout=120_000)
+    qtbot.waitUntil(lambda: "Adding files" not in status.text(), timeout=5_000)
+    assert [f.name for f in page.ingest.list_files(project_id)][-3:] == [b.name for b in books]

@@ -247,7 +247,8 @@ class DataPage(StepPage):
             on_progress=self._on_progress, on_success=self._remember_outcomes,
             on_failure=lambda error: show_error(self, "Adding files", error,
                                                 self.context.log_file),
-            on_finished=self._on_ingest_finished)
+            on_finished=self._on_ingest_finished,
+            status_text=f"Adding files to “{self.project_name}”")
 
     def _on_progress(self, fraction: float, message: str) -> None:
         self.progress.setValue(int(fraction * 1000))
@@ -315,7 +316,8 @@ class DataPage(StepPage):
             on_success=lambda chunks: setattr(self, "_rechunked", chunks),
             on_failure=lambda error: show_error(self, "Chunk settings", error,
                                                 self.context.log_file),
-            on_finished=self._on_rechunk_finished)
+            on_finished=self._on_rechunk_finished,
+            status_text=f"Re-cutting chunks of “{self.project_name}”")
 
     def _on_rechunk_finished(self) -> None:
         self._set_running(False)

@@ -18,6 +18,7 @@ class StepPage(QWizardPage):
         self.step = step
         self.context = context
         self.project_id = project.id
+        self.project_name = project.name
         self.setObjectName(f"page_{step.key}")
         self.setTitle(step.title)
         self.setSubTitle(step.purpose)
