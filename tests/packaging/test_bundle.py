@@ -105,6 +105,22 @@ def test_the_trainer_probe_reports_the_bundled_torch(build: Build, home: Path) -
     assert report.torch_version == version("torch")  # the build environment's torch
 
 
+def test_the_frozen_worker_adds_documents(build: Build, home: Path, project: str,
+                                          corpus_dir: Path) -> None:
+    """The Data page parses documents in `FineTuneFlow worker`: the bundled pypdf, docx and
+    tokenizers, in the frozen app's own child."""
+    request = {"home": str(home), "operation": "ingest", "arguments": {
+        "project": project, "paths": [str(corpus_dir / "pdf/normal_pdflatex_4pages.pdf"),
+                                      str(corpus_dir / "docx/google-docs-export.docx")]}}
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    result = subprocess.run([str(build.app), "worker"], input=json.dumps(request) + "\n",
+                            capture_output=True, text=True, env=env, timeout=300)
+    final = json.loads(result.stdout.splitlines()[-1])
+    assert final["event"] == "result", result.stdout + result.stderr[-4000:]
+    assert [(o["status"], o["chunks"] > 0) for o in final["value"]] == [("ok", True)] * 2
+
+
 def train(build: Build, home: Path, project: str, *args: str) -> list[dict[str, object]]:
     result = run_app(build.app, home, "train", project, "--preset", "quick", "--json", *args)
     events = [json.loads(line) for line in result.stdout.splitlines()]
