@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from PySide6.QtCore import QPoint, Qt, Signal
-from PySide6.QtGui import QFont
+from PySide6.QtGui import QFont, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -161,6 +161,26 @@ class Dashboard(QWidget):
         self.rename_button.clicked.connect(self._rename_selected)
         self.duplicate_button.clicked.connect(self._duplicate_selected)
         self.delete_button.clicked.connect(self._delete_selected)
+        self._add_shortcuts()
+
+    def _add_shortcuts(self) -> None:
+        """Enter opens, F2 renames and Delete deletes the selected project; Ctrl+N makes one
+        and Ctrl+, opens the settings."""
+        for keys, action, scope in (
+                ("Return", self._open_selected, self.table),
+                ("Enter", self._open_selected, self.table),
+                ("F2", self._rename_selected, self.table),
+                ("Delete", self._delete_selected, self.table),
+                ("Ctrl+N", self._create, self),
+                ("Ctrl+,", self.show_settings, self)):
+            shortcut = QShortcut(QKeySequence(keys), scope)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            shortcut.activated.connect(action)
+        for button, keys in ((self.new_button, "Ctrl+N"), (self.settings_button, "Ctrl+,"),
+                             (self.open_button, "Enter"), (self.rename_button, "F2"),
+                             (self.delete_button, "Delete")):
+            hint = f"Shortcut: {keys}"
+            button.setToolTip(f"{button.toolTip()}\n{hint}" if button.toolTip() else hint)
 
     # --- the list -------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QColor
 
 from finetuneflow.gui.colours import tone_colour
+from finetuneflow.services.errors import NotFoundError
 from finetuneflow.services.review import ExampleFilter, ExampleRow, ReviewService
 
 PAGE_SIZE = 500
@@ -82,7 +83,10 @@ class ExampleTableModel(QAbstractTableModel):
         if parent.isValid() or self._exhausted:
             return
         after = self._rows[-1].id if self._rows else 0
-        page = self._review.page(self._project_id, self._filters, after, PAGE_SIZE)
+        try:
+            page = self._review.page(self._project_id, self._filters, after, PAGE_SIZE)
+        except NotFoundError:  # the project was deleted (here or from the command line)
+            page = []
         self._exhausted = len(page) < PAGE_SIZE
         if page:
             start = len(self._rows)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QInputDialog, QWidget
 from pytestqt.qtbot import QtBot
 
 from finetuneflow.gui.main_window import MainWindow
@@ -72,3 +73,29 @@ def test_the_window_renders_at_double_density_when_the_screen_is_scaled(
         image = QImage(str(shot))
         sizes[scale] = (image.width(), image.height())
     assert sizes["2"] == (sizes["1"][0] * 2, sizes["1"][1] * 2)
+
+
+def test_the_dashboard_works_from_the_keyboard(window: MainWindow, qtbot: QtBot,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              answer_yes: list[str]) -> None:
+    monkeypatch.setattr(QInputDialog, "getText", lambda *_args, **_kw: ("Made by keys", True))
+    dashboard = window.dashboard
+    window.activateWindow()
+    dashboard.table.setFocus()
+    qtbot.keyClick(dashboard.table, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    assert window.wizard is not None and window.wizard.project.name == "Made by keys"
+
+    window.show_dashboard()
+    dashboard.table.setFocus()
+    dashboard.table.selectRow(0)
+    qtbot.keyClick(dashboard.table, Qt.Key.Key_F2)
+    assert dashboard.selected_project().name == "Made by keys"  # the dialog's answer again
+    qtbot.keyClick(dashboard.table, Qt.Key.Key_Return)
+    assert window.stack.currentWidget() is window.wizard
+
+    window.show_dashboard()
+    dashboard.table.setFocus()
+    dashboard.table.selectRow(0)
+    qtbot.keyClick(dashboard.table, Qt.Key.Key_Delete)
+    assert "Delete “Made by keys”" in answer_yes[-1]
+    assert dashboard.table.rowCount() == 0
