@@ -25,7 +25,7 @@ from finetuneflow.core.generation.settings import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MODELS,
 )
-from finetuneflow.gui.colours import tone_style
+from finetuneflow.gui.colours import set_tone
 from finetuneflow.gui.errors import describe
 from finetuneflow.gui.workers import TaskRunner
 from finetuneflow.services.context import AppContext
@@ -141,7 +141,7 @@ class LLMSettingsBox(QGroupBox):
             self._save_key()
         settings = self.settings()
         self.test.setEnabled(False)
-        self.result.setStyleSheet("")
+        set_tone(self.result, None)
         self.result.setText("Testing…")
         self.runner.start("test", lambda _progress, _cancel:
                           self.generation.check_connection(settings),
@@ -160,5 +160,5 @@ class LLMSettingsBox(QGroupBox):
         self._show_result(check.message, ok=check.ok)
 
     def _show_result(self, text: str, *, ok: bool) -> None:
-        self.result.setStyleSheet(tone_style("ok" if ok else "error"))
+        set_tone(self.result, "ok" if ok else "error")
         self.result.setText(text)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtGui import QDesktopServices, QPalette
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -31,7 +31,7 @@ from finetuneflow.core.steps import Step
 from finetuneflow.core.training.estimate import format_bytes
 from finetuneflow.core.training.recommend import format_duration
 from finetuneflow.gui.chat_panel import ChatPanel
-from finetuneflow.gui.colours import tone_style
+from finetuneflow.gui.colours import set_tone
 from finetuneflow.gui.errors import describe, show_error
 from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.widgets.report_view import ReportView
@@ -145,7 +145,7 @@ class ExportPage(StepPage):
         self.merged.setToolTip("The base model with the adapter folded in, ready for Ollama "
                                "or plain transformers. As big as the base model.")
         self.merged_note = QLabel(objectName="mergedNote", wordWrap=True, visible=False)
-        self.merged_note.setStyleSheet(tone_style("warning"))
+        set_tone(self.merged_note, "warning")
         self.merged_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.include_dataset = QCheckBox("The dataset (train and eval JSONL)",
                                          objectName="exportDataset")
@@ -185,7 +185,8 @@ class ExportPage(StepPage):
         self.register = QPushButton("Register in Ollama", objectName="registerOllama")
         self.register.clicked.connect(self.register_in_ollama)
         self.ollama_hint = QLabel(objectName="ollamaHint", wordWrap=True)
-        self.ollama_hint.setStyleSheet("color: palette(mid);")
+        # Quieter than the text, in a palette role so it follows light and dark.
+        self.ollama_hint.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         buttons = QHBoxLayout()
         for button in (self.open_folder, self.save_zip):
             buttons.addWidget(button)
@@ -203,7 +204,7 @@ class ExportPage(StepPage):
         self.ollama_answer = QPlainTextEdit(objectName="ollamaAnswer", readOnly=True)
         self.hf_answer = QPlainTextEdit(objectName="hfAnswer", readOnly=True)
         self.ollama_warning = QLabel(objectName="ollamaWarning", wordWrap=True)
-        self.ollama_warning.setStyleSheet(tone_style("error"))
+        set_tone(self.ollama_warning, "error")
         answers = QHBoxLayout()
         for title, pane in (("Ollama", self.ollama_answer), ("transformers", self.hf_answer)):
             column = QVBoxLayout()

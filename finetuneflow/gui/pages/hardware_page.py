@@ -26,7 +26,7 @@ from finetuneflow.core.training.config import PRESETS, TrainingConfig, field_met
 from finetuneflow.core.training.estimate import MemoryEstimate, format_bytes
 from finetuneflow.core.training.protocol import ProbeEvent
 from finetuneflow.core.training.recommend import format_duration
-from finetuneflow.gui.colours import tone_style
+from finetuneflow.gui.colours import set_tone, tone_colour
 from finetuneflow.gui.errors import describe
 from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.workers import TaskRunner
@@ -90,7 +90,8 @@ class MemoryBar(QWidget):
             x += width
         if self.budget and sum(self.parts()) > self.budget:  # over budget: a red limit line
             limit = frame.left() + frame.width() * self.budget / scale
-            painter.fillRect(QRectF(limit - 1, frame.top(), 3, frame.height()), QColor("#e15759"))
+            painter.fillRect(QRectF(limit - 1, frame.top(), 3, frame.height()),
+                             tone_colour("error"))
 
 
 def _legend() -> QLabel:
@@ -180,7 +181,7 @@ class HardwarePage(StepPage):
         self.recommendation.setWordWrap(True)
         self.warnings = QLabel()
         self.warnings.setWordWrap(True)
-        self.warnings.setStyleSheet(tone_style("warning"))
+        set_tone(self.warnings, "warning")
         fit = QGroupBox("Recommendation")
         fit_layout = QVBoxLayout(fit)
         for widget in (self.bar, _legend(), self.recommendation, self.warnings):

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from finetuneflow.core.steps import Step
-from finetuneflow.gui.colours import tone
+from finetuneflow.gui.colours import on_theme_change, tone
 from finetuneflow.gui.errors import show_error
 from finetuneflow.gui.llm_settings_box import LLMSettingsBox
 from finetuneflow.gui.pages.step_page import StepPage
@@ -71,6 +71,7 @@ class PreviewPage(StepPage):
         self.empty = QLabel(EMPTY_HINT, objectName="emptyHint", wordWrap=True,
                             alignment=Qt.AlignmentFlag.AlignCenter)
         self.chunks.currentRowChanged.connect(self._show_group)
+        on_theme_change(self._show_current_group)  # a rejected example's badge has a tone
         self.chunks.setWordWrap(True)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         for title, widget in (("Passages", self.chunks), ("The passage", self.chunk_text),
@@ -147,6 +148,9 @@ class PreviewPage(StepPage):
         group = self.groups[row]
         self.chunk_text.setPlainText(group.chunk_text)
         self.examples.setHtml("".join(_example_html(e) for e in group.examples))
+
+    def _show_current_group(self) -> None:
+        self._show_group(self.chunks.currentRow())
 
     def initializePage(self) -> None:
         # Settings may have changed since the page was built (the command line, Settings…):

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from finetuneflow.core.steps import Step
-from finetuneflow.gui.colours import tone_style
+from finetuneflow.gui.colours import set_tone
 from finetuneflow.gui.errors import show_error
 from finetuneflow.gui.example_table import ExampleTableModel
 from finetuneflow.gui.pages.step_page import StepPage
@@ -142,7 +142,7 @@ class ReviewPage(StepPage):
         self.user_text = QPlainTextEdit(objectName="editUser")
         self.reply_text = QPlainTextEdit(objectName="editReply")
         self.reason = QLabel(objectName="exampleReason", wordWrap=True)
-        self.reason.setStyleSheet(tone_style("error"))
+        set_tone(self.reason, "error")
         form = QFormLayout()
         form.addRow("Prompt:", self.user_text)
         form.addRow("Reply:", self.reply_text)
