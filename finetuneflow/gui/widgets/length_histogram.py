@@ -6,8 +6,9 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-BAR_COLOUR = "#4e79a7"
-LIMIT_COLOUR = "#e15759"
+from finetuneflow.gui.colours import on_theme_change, tone
+from finetuneflow.gui.widgets.plot_theme import theme_plot
+
 BINS = 30
 
 
@@ -21,13 +22,20 @@ class LengthHistogram(QWidget):
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.setMinimumHeight(140)
         self.bars: pg.BarGraphItem | None = None
-        self.limit = pg.InfiniteLine(angle=90, pen=pg.mkPen(LIMIT_COLOUR, width=2,
-                                                            style=pg.QtCore.Qt.PenStyle.DashLine))
+        self.limit = pg.InfiniteLine(angle=90)
         self.limit.setVisible(False)
         self.plot.addItem(self.limit)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot)
+        self.apply_theme()
+        on_theme_change(self.apply_theme)
+
+    def apply_theme(self) -> None:
+        theme_plot(self.plot)
+        self.limit.setPen(pg.mkPen(tone("accent"), width=2, style=pg.QtCore.Qt.PenStyle.DashLine))
+        if self.bars is not None:
+            self.bars.setOpts(brush=tone("series"))
 
     def show_lengths(self, lengths: list[int], limit: int | None) -> None:
         if self.bars is not None:
@@ -37,7 +45,7 @@ class LengthHistogram(QWidget):
             top = max(max(lengths), limit or 0)
             counts, edges = np.histogram(lengths, bins=BINS, range=(0, top * 1.05))
             self.bars = pg.BarGraphItem(x0=edges[:-1], x1=edges[1:], height=counts,
-                                        brush=BAR_COLOUR, pen=None)
+                                        brush=tone("series"), pen=None)
             self.plot.addItem(self.bars)
         self.limit.setVisible(limit is not None)
         if limit is not None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyqtgraph as pg
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-TRAIN_COLOUR = "#4e79a7"
-EVAL_COLOUR = "#e15759"
+from finetuneflow.gui.colours import on_theme_change, tone
+from finetuneflow.gui.widgets.plot_theme import theme_plot
 
 
 class LossChart(QWidget):
@@ -20,16 +20,21 @@ class LossChart(QWidget):
         # Draw at most about one point per pixel however long the run gets.
         self.plot.setDownsampling(auto=True, mode="peak")
         self.plot.setClipToView(True)
-        self.train_curve = self.plot.plot([], [], pen=pg.mkPen(TRAIN_COLOUR, width=2),
-                                          name="train loss")
-        self.eval_curve = self.plot.plot([], [], pen=pg.mkPen(EVAL_COLOUR, width=1),
-                                         symbol="o", symbolSize=6, symbolBrush=EVAL_COLOUR,
-                                         name="eval loss")
+        self.train_curve = self.plot.plot([], [], name="train loss")
+        self.eval_curve = self.plot.plot([], [], symbol="o", symbolSize=6, name="eval loss")
         self.train: tuple[list[float], list[float]] = ([], [])
         self.eval: tuple[list[float], list[float]] = ([], [])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot)
+        self.apply_theme()
+        on_theme_change(self.apply_theme)
+
+    def apply_theme(self) -> None:
+        theme_plot(self.plot)
+        self.train_curve.setPen(pg.mkPen(tone("series"), width=2))
+        self.eval_curve.setPen(pg.mkPen(tone("accent"), width=1))
+        self.eval_curve.setSymbolBrush(tone("accent"))
 
     def add_train(self, step: int, loss: float) -> None:
         self.train[0].append(step)
