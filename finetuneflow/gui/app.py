@@ -13,6 +13,7 @@ from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from finetuneflow.core.resources import resource_path
+from finetuneflow.gui.colours import theme_watcher
 from finetuneflow.gui.main_window import MainWindow
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import UserError
@@ -39,6 +40,7 @@ def make_application(argv: list[str] | None = None) -> QApplication:
     app.setWindowIcon(QIcon(str(resource_path("icons", "finetuneflow-256.png"))))
     app.setStyle("Fusion")  # follows the system's light/dark scheme on every platform
     app.setStyleSheet(STYLE_SHEET)
+    theme_watcher()  # colours the app again when the system switches between light and dark
     return app  # type: ignore[return-value]
 
 
