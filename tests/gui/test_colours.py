@@ -102,10 +102,12 @@ def test_one_watcher_per_application(qapp: QApplication) -> None:
 
 @pytest.fixture
 def app_look(qapp: QApplication) -> Iterator[None]:
-    """The app's style and style sheet, as `make_application` sets them."""
-    style, sheet = qapp.style().name(), qapp.styleSheet()
+    """The app's style and style sheet, as `make_application` sets them; the session's come back
+    afterwards."""
+    style, sheet, icon = qapp.style().name(), qapp.styleSheet(), qapp.windowIcon()
     assert make_application() is qapp
     yield
+    qapp.setWindowIcon(icon)
     qapp.setStyleSheet(sheet)
     qapp.setStyle(style)
 
