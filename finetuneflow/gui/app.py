@@ -1,25 +1,37 @@
-"""Start the Qt application: the window, an optional project and page, or a screenshot."""
+"""Start the Qt application: the window, an optional project and page, or a screenshot.
+
+The start has two steps so the window appears at once: its frame, which needs Qt alone, is
+shown first; then the database is opened (SQLAlchemy, migrations) and the dashboard fills it.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
 import traceback
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QThreadPool, QTimer
+from PySide6.QtCore import QEventLoop, QThreadPool, QTimer
 from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from finetuneflow.core.resources import resource_path
 from finetuneflow.gui.colours import theme_watcher
+from finetuneflow.gui.errors import show_error
 from finetuneflow.gui.main_window import MainWindow
-from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import UserError
+from finetuneflow.storage.home import Home
+
+if TYPE_CHECKING:
+    from finetuneflow.services.context import AppContext
 
 log = logging.getLogger(__name__)
 SHUTDOWN_WAIT_MS = 30_000
+EXPOSE_WAIT_S = 1.0  # as QSplashScreen waits for its window
+EXIT_START_FAILED = 1
 
 STYLE_SHEET = """
 QLabel#heading { font-size: 20px; font-weight: 600; }
@@ -70,17 +82,61 @@ def install_bug_dialog(context: AppContext) -> None:
     sys.excepthook = hook
 
 
+def show_window(home: Home) -> MainWindow:
+    """The main window's frame, on screen and painted: the dashboard's heading and a note."""
+    window = MainWindow(home=home)
+    window.show()
+    wait_until_exposed(window)
+    return window
+
+
+def wait_until_exposed(window: QWidget) -> None:
+    """Qt paints a window when the window system exposes it, a few event-loop turns after
+    show(): let that happen before the slow part of the start blocks the loop. Bounded, for a
+    window that is never exposed (started minimised)."""
+    handle = window.windowHandle()
+    deadline = time.monotonic() + EXPOSE_WAIT_S
+    while True:
+        QApplication.processEvents(QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
+        if handle is None or handle.isExposed() or time.monotonic() > deadline:
+            return
+        time.sleep(0.005)
+
+
+def fill_window(window: MainWindow, home: Home) -> AppContext | None:
+    """Open the data folder (database, migrations, orphaned jobs) and fill the window.
+
+    A failure is shown in a dialog (None), or, offscreen where no one sees one, raised for the
+    command line to report."""
+    try:
+        from finetuneflow.services.context import AppContext
+
+        context = AppContext.open(home)
+        install_bug_dialog(context)
+        window.attach(context)
+    except Exception as error:
+        if QGuiApplication.platformName() == "offscreen":
+            raise
+        from finetuneflow.services.logs import LOG_FILE_NAME
+
+        if not isinstance(error, UserError):
+            log.exception("could not open the data folder %s", home.root)
+        show_error(window, "FineTuneFlow could not start", error, home.logs_dir / LOG_FILE_NAME)
+        return None
+    return context
+
+
 def run_gui(project: str | None = None, page: str | None = None,
             screenshot: Path | None = None) -> int:
+    if page and not project:
+        raise UserError("--page needs --project: a page belongs to a project.")
     app = make_application()
-    context = AppContext.open()
-    install_bug_dialog(context)
-    window = MainWindow(context)
+    home = Home.default()
+    window = show_window(home)
+    if fill_window(window, home) is None:
+        return EXIT_START_FAILED
     if project:
         window.open_project(project, page)
-    elif page:
-        raise UserError("--page needs --project: a page belongs to a project.")
-    window.show()
     if screenshot is not None:
         save_screenshot(window, screenshot)
         print(screenshot)

@@ -10,8 +10,11 @@ each tick fires) is measured while the app:
   - trains the tiny model with the live chart (Train page, child process streaming events).
 Targets: p99 <= 50 ms and worst <= 100 ms in each.
 
-Cold start: seconds from process start to a visible dashboard, divided by the same for a bare
-PySide6 window, in the same run (median of 5 each). Target <= 1.5; torch is not imported.
+Cold start, on a home with one project: seconds from process start to the visible window (its
+frame: the dashboard's heading, before the database opens) and to the filled dashboard (the
+project listed), each divided by the same for a bare PySide6 window, in the same run (median of
+5 each, the two programs taking turns). Target <= 1.5; torch is not imported at either point,
+SQLAlchemy not before the window shows.
 """
 
 from __future__ import annotations
@@ -34,20 +37,30 @@ LARGEST = ("txt/large_war-and-peace_utf8-bom_crlf.txt", "pdf/long_geotopo_german
 HEARTBEAT_MS = 10
 STARTS = 5
 
+# Each program prints the wall-clock times of its marks; the parent subtracts its start time.
 BARE_WINDOW = """
-import sys
+import sys, time
 from PySide6.QtWidgets import QApplication, QMainWindow
 app = QApplication(sys.argv)
 window = QMainWindow(); window.resize(1100, 720); window.show(); app.processEvents()
+print(time.time())
 """
 APP_WINDOW = """
-import sys
-from finetuneflow.gui.app import make_application
-from finetuneflow.gui.main_window import MainWindow
-from finetuneflow.services.context import AppContext
+import sys, time
+from finetuneflow.gui.app import fill_window, make_application, show_window
+from finetuneflow.storage.home import Home
 app = make_application()
-window = MainWindow(AppContext.open()); window.show(); app.processEvents()
+home = Home.default()
+window = show_window(home)
+visible = time.time()
+assert "sqlalchemy" not in sys.modules, "SQLAlchemy was imported before the window showed"
 assert "torch" not in sys.modules, "torch was imported at start-up"
+assert fill_window(window, home) is not None
+app.processEvents()
+filled = time.time()
+assert window.dashboard.table.rowCount() == 1, "the dashboard does not list the project"
+assert "torch" not in sys.modules, "torch was imported at start-up"
+print(visible, filled)
 """
 
 
@@ -154,17 +167,26 @@ def cold_start_ratio(home: Path) -> dict[str, float]:
     env = dict(os.environ, FINETUNEFLOW_HOME=str(home), QT_QPA_PLATFORM="offscreen",
                PYTHONPATH=str(REPO_ROOT))
 
-    def seconds(code: str) -> float:
-        # The wall time of the whole start, interpreter included, as a person waits for it.
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True,
-                       cwd=REPO_ROOT)
-        return time.perf_counter() - started
+    def seconds(code: str) -> list[float]:
+        # From process start, interpreter included, as a person waits for it.
+        started = time.time()
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                check=True, cwd=REPO_ROOT, text=True)
+        return [float(mark) - started for mark in result.stdout.split()]
 
-    seconds(APP_WINDOW)  # warm the file cache and run the migrations once
-    bare = statistics.median(seconds(BARE_WINDOW) for _ in range(STARTS))
-    app = statistics.median(seconds(APP_WINDOW) for _ in range(STARTS))
-    return {"bare_s": bare, "app_s": app, "ratio": app / bare}
+    subprocess.run([sys.executable, "-m", "finetuneflow", "project", "create", "Garden"],
+                   env=env, capture_output=True, check=True, cwd=REPO_ROOT)
+    seconds(APP_WINDOW)  # warm the file cache
+    bare, visible, filled = [], [], []
+    for _ in range(STARTS):
+        bare += seconds(BARE_WINDOW)
+        app_visible, app_filled = seconds(APP_WINDOW)
+        visible.append(app_visible)
+        filled.append(app_filled)
+    medians = {"bare_s": statistics.median(bare), "visible_s": statistics.median(visible),
+               "filled_s": statistics.median(filled)}
+    return {**medians, "visible_ratio": medians["visible_s"] / medians["bare_s"],
+            "filled_ratio": medians["filled_s"] / medians["bare_s"]}
 
 
 def prepare_project(context: object) -> str:
@@ -217,9 +239,11 @@ def main() -> None:
                 for k, v in result.items()) + f"  [{verdict}]", flush=True)
     if args.only in (None, "start"):
         start = cold_start_ratio(Path(tempfile.mkdtemp()) / "home")
-        verdict = "ok" if start["ratio"] <= 1.5 else "SLOW"
-        print(f"cold start: app {start['app_s']:.2f} s ÷ bare PySide6 window "
-              f"{start['bare_s']:.2f} s = {start['ratio']:.2f}  [{verdict}]")
+        for point in ("visible", "filled"):
+            ratio = start[f"{point}_ratio"]
+            label = "window visible" if point == "visible" else "dashboard filled"
+            print(f"cold start, {label}: {start[f'{point}_s']:.2f} s ÷ bare PySide6 window "
+                  f"{start['bare_s']:.2f} s = {ratio:.2f}  [{'ok' if ratio <= 1.5 else 'SLOW'}]")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,92 @@
+"""The two-step start: the window's frame shows with Qt alone, then the database fills it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PySide6.QtGui import QGuiApplication
+from pytestqt.qtbot import QtBot
+
+from finetuneflow.gui.app import fill_window
+from finetuneflow.gui.dashboard_frame import DashboardPlaceholder
+from finetuneflow.gui.main_window import MainWindow
+from finetuneflow.services.context import AppContext
+from finetuneflow.services.projects import ProjectService
+from finetuneflow.storage.home import Home
+from tests.helpers.cli import cli_env, run_cli
+
+# A fresh interpreter: the test process has SQLAlchemy loaded already.
+START_AND_REPORT = """
+import sys
+from finetuneflow.gui.app import fill_window, make_application, show_window
+from finetuneflow.storage.home import Home
+
+app = make_application()
+home = Home.default()
+window = show_window(home)
+print("SHOWN:", window.isVisible(), window.windowHandle().isExposed())
+print("LOADED:", ",".join(m for m in ("sqlalchemy", "torch") if m in sys.modules))
+fill_window(window, home)
+table = window.dashboard.table
+print("PROJECTS:", ",".join(sorted(table.item(row, 0).text() for row in range(table.rowCount()))))
+print("AFTER:", ",".join(m for m in ("sqlalchemy", "torch") if m in sys.modules))
+"""
+
+
+def test_the_frame_shows_before_the_database_then_lists_the_projects(home: Path) -> None:
+    for name in ("Garden", "Manuals"):
+        assert run_cli(home, "project", "create", name).returncode == 0
+    result = subprocess.run([sys.executable, "-c", START_AND_REPORT], capture_output=True,
+                            text=True, env=cli_env(home, QT_QPA_PLATFORM="offscreen"),
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = dict(line.partition(": ")[::2] for line in result.stdout.splitlines())
+    assert report["SHOWN"] == "True True"
+    assert report["LOADED"] == ""  # neither SQLAlchemy nor torch before the window shows
+    assert report["PROJECTS"] == "Garden,Manuals"
+    assert report["AFTER"] == "sqlalchemy"
+
+
+def test_the_frame_holds_a_placeholder_until_attached(qtbot: QtBot, context: AppContext) -> None:
+    ProjectService(context).create("Garden")
+    window = MainWindow(home=context.home)
+    qtbot.addWidget(window)
+    window.show()
+    assert isinstance(window.stack.currentWidget(), DashboardPlaceholder)
+    assert window.windowTitle() == "FineTuneFlow"
+    assert not hasattr(window, "dashboard")
+
+    window.attach(context)
+    assert window.stack.count() == 1 and window.stack.currentWidget() is window.dashboard
+    assert window.dashboard.table.item(0, 0).text() == "Garden"
+    assert str(context.home.root) in window.statusBar().currentMessage()
+    assert window.resume_banner.isHidden()  # nothing was interrupted
+
+
+def test_a_database_that_cannot_be_opened_is_shown_in_a_dialog(
+        qtbot: QtBot, home: Path, answer_yes: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = Home(home).ensure()
+    broken.db_path.write_text("not a database", encoding="utf-8")
+    window = MainWindow(home=broken)
+    qtbot.addWidget(window)
+    # On a desktop, where a person sees the dialog (offscreen, the error is raised instead).
+    monkeypatch.setattr(QGuiApplication, "platformName", lambda: "xcb")
+    assert fill_window(window, broken) is None
+    assert len(answer_yes) == 1 and "log file" in answer_yes[0]
+    assert window.stack.currentWidget() is window.placeholder  # no half-filled window
+    assert isinstance(window.stack.currentWidget(), DashboardPlaceholder)
+
+
+def test_offscreen_a_start_failure_is_one_line_for_the_command_line(home: Path,
+                                                                   tmp_path: Path) -> None:
+    Home(home).ensure().db_path.write_text("not a database", encoding="utf-8")
+    result = run_cli(home, "gui", "--screenshot", str(tmp_path / "shot.png"))
+    assert result.returncode != 0
+    # Qt's offscreen plugin may add its own notes about the window that showed.
+    ours = [line for line in result.stderr.splitlines() if line.startswith("finetuneflow")]
+    assert len(ours) == 1 and "details are in" in ours[0], result.stderr
+    assert "Traceback" not in result.stderr
