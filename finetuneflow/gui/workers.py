@@ -122,7 +122,8 @@ class TaskRunner(QObject):
         """Connect the slots, then start: a worker that fails at once must not beat them.
 
         With `status_text`, the status bar lists the task (with its progress) while it runs."""
-        if self.is_running(name):
+        previous = self._by_name.get(name)
+        if previous is not None and not previous.done:  # an outcome slot may start the next
             raise RuntimeError(f"{name} is already running")
         worker = Worker(work, next(self._keys))
         self._by_name[name] = worker
@@ -152,11 +153,14 @@ class TaskRunner(QObject):
         self._alive.pop(key, None)
 
     def is_running(self, name: str) -> bool:
+        """True until the task's `finished` signal reaches the main thread: polling this sees
+        its outcome slots done (its own `on_finished` already sees it ended)."""
         worker = self._by_name.get(name)
-        return worker is not None and not worker.done
+        return worker is not None and worker.key in self._alive
 
     def busy(self) -> bool:
-        return any(not worker.done for worker in self._alive.values())
+        """Some task has slots still to run: deleting this runner now would lose them."""
+        return bool(self._alive)
 
     def cancel(self, name: str) -> None:
         if name in self._by_name:

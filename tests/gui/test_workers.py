@@ -62,3 +62,26 @@ def test_one_task_per_name_and_cancel(qtbot: QtBot) -> None:
     runner.cancel("job")
     qtbot.waitUntil(lambda: bool(recorder.events), timeout=5000)
     assert recorder.events[0][0] == "cancelled" and time.monotonic() - started < 2
+
+
+def test_a_task_runs_until_its_slots_have_run_and_a_slot_may_start_the_next(
+        qtbot: QtBot) -> None:
+    """Polling `is_running` (tests, the benchmark) or `busy` (releasing an idle wizard) must
+    never see a task over whose results are still queued for the main thread."""
+    recorder = Recorder()
+    runner = TaskRunner(recorder)
+
+    def start_again(result: object) -> None:
+        recorder.record("succeeded", result)
+        if result == "first":  # allowed: this task's outcome has arrived
+            runner.start("job", lambda _p, _c: "second",
+                         on_success=lambda r: recorder.record("succeeded", r))
+
+    for _ in range(20):
+        recorder.events.clear()
+        runner.start("job", lambda _p, _c: "first", on_success=start_again,
+                     on_finished=lambda: recorder.record("finished"))
+        qtbot.waitUntil(lambda: not runner.busy(), timeout=5000)
+        assert [value for name, value, _t in recorder.events if name == "succeeded"] == [
+            "first", "second"]
+        assert ("finished", None) in [(name, value) for name, value, _t in recorder.events]
