@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QEvent, QObject, Signal
-from PySide6.QtGui import QColor, QGuiApplication
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication, QWidget
 
 TONES = {  # tone: (on a light background, on a dark one)
@@ -63,14 +63,12 @@ class ThemeWatcher(QObject):
 
     def __init__(self, app: QApplication) -> None:
         super().__init__(app)
-        app.installEventFilter(self)
+        # The signal, not an event filter on the application: that one would see every event
+        # of every widget in Python (about 30 ms on the first frame alone). Qt 6 marks the
+        # signal deprecated in favour of that event, but still emits it (PySide6 6.11).
+        app.paletteChanged.connect(self.recolour)
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.ApplicationPaletteChange and watched is self.parent():
-            self.recolour()
-        return False
-
-    def recolour(self) -> None:
+    def recolour(self, _palette: QPalette | None = None) -> None:
         app = QApplication.instance()
         # Qt resolves palette(...) in style sheets when a sheet is set, not on a palette change.
         app.setStyleSheet(app.styleSheet())
