@@ -48,6 +48,7 @@ class ModelPage(StepPage):
         self.tasks = TaskRunner(self)
         self.choice: ModelChoice | None = None
         self._last_ref = ""
+        self._token_wanted_for: str | None = None  # a gated model whose check just failed
         self._curated = curated_models()
         self.add_project_note(project.note)
 
@@ -178,6 +179,9 @@ class ModelPage(StepPage):
         self.progress.hide()
         self.cancel.hide()
         self.download.setEnabled(True)
+        ref, self._token_wanted_for = self._token_wanted_for, None
+        if ref:
+            self._ask_token(ref)
 
     def _show_choice(self, choice: ModelChoice | None) -> None:
         self.choice = choice
@@ -199,7 +203,7 @@ class ModelPage(StepPage):
         self.status.setText(text)
         set_tone(self.status, "error")
         if isinstance(error, GatedModelError) and self._last_ref:
-            self._ask_token(self._last_ref)
+            self._token_wanted_for = self._last_ref  # asked once the task has ended: _idle
 
     def _ask_token(self, ref: str) -> None:
         """A gated model: take the token into the keychain and try again."""
