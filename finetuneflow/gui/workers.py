@@ -54,8 +54,11 @@ class Worker(QRunnable):
 
     def _end(self, emit_outcome: Callable[[], None]) -> None:
         self.done = True
-        emit_outcome()
-        self.signals.finished.emit(self.key)
+        try:
+            emit_outcome()
+            self.signals.finished.emit(self.key)
+        except RuntimeError:  # its window was torn down meanwhile: nobody is left to tell
+            log.info("A background task ended after its window closed")
 
     def cancel(self) -> None:
         self.cancel_token.cancel()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from finetuneflow.core.chat_template import chat_token_counter
-from finetuneflow.core.progress import ProgressSink, ignore_progress
+from finetuneflow.core.progress import CancelToken, ProgressSink, ignore_progress
 from finetuneflow.core.training.config import TrainingConfig, preset_config
 from finetuneflow.core.training.protocol import (
     OOM,
@@ -148,13 +148,17 @@ class TrainingService:
                 DatasetExample.split != ExampleSplit.PREVIEW)).all()
         return [count(chat) for chat in chats]
 
-    def plan(self, project_ref: str, config: TrainingConfig, probe: ProbeEvent) -> TrainingPlan:
-        """Recommend LoRA/QLoRA, batch and sequence length for this machine, and say why."""
+    def plan(self, project_ref: str, config: TrainingConfig, probe: ProbeEvent,
+             lengths: list[int] | None = None) -> TrainingPlan:
+        """Recommend LoRA/QLoRA, batch and sequence length for this machine, and say why.
+
+        `lengths` are the examples' token counts, if already counted (it takes a while)."""
         choice = ModelService(self._context).current(project_ref)
         if choice is None:
             raise UserError("Choose a base model first (the Model step).")
         model_config = json.loads((choice.folder / "config.json").read_text(encoding="utf-8"))
-        lengths = self.example_token_lengths(project_ref)
+        if lengths is None:
+            lengths = self.example_token_lengths(project_ref)
         recommendation = recommend(probe, model_config, DatasetStats.from_lengths(lengths),
                                    config)
         warnings = list(recommendation.warnings)
@@ -170,11 +174,13 @@ class TrainingService:
     # --- starting -------------------------------------------------------------------------------
 
     def prepare(self, project_ref: str, config: TrainingConfig,
-                progress: ProgressSink = ignore_progress) -> PreparedRun:
-        """A new run: dataset files and model weights in place, job file written."""
+                progress: ProgressSink = ignore_progress,
+                cancel: CancelToken | None = None) -> PreparedRun:
+        """A new run: dataset files and model weights in place (a download can take long:
+        `cancel` stops it, keeping finished files), job file written."""
         project_id = self._projects.get(project_ref).id
         self._refuse_if_training()
-        model_dir = self._model_folder(project_id, progress)
+        model_dir = self._model_folder(project_id, progress, cancel)
         train_path, eval_path = self._dataset_files(project_id)
         with self._context.session() as session:
             run = Run(project_id=project_id, config=config.to_dict(), status=JobStatus.QUEUED)
@@ -213,11 +219,12 @@ class TrainingService:
             raise UserError("Another training is running (one at a time): wait for it to "
                             "finish, or stop it first.")
 
-    def _model_folder(self, project_id: str, progress: ProgressSink) -> Path:
+    def _model_folder(self, project_id: str, progress: ProgressSink,
+                      cancel: CancelToken | None) -> Path:
         models = ModelService(self._context)
         if models.current(project_id) is None:
             raise UserError("Choose a base model first (the Model step).")
-        return models.download_weights(project_id, progress).folder
+        return models.download_weights(project_id, progress, cancel).folder
 
     def _dataset_files(self, project_id: str) -> tuple[Path, Path | None]:
         datasets = DatasetService(self._context)

@@ -55,8 +55,10 @@ def test_train_page_runs_the_child_fills_the_chart_and_stops(
         per_device_batch_size=2, gradient_accumulation_steps=1))
     page = window.open_project(project_id, "train").currentPage()
     assert isinstance(page, TrainPage) and not page.isComplete()
-    page.start_button.click()
-    assert window.training.running and not page.start_button.isEnabled()
+    page.start_button.click()  # prepares in the background, then starts the trainer
+    assert not page.start_button.isEnabled() and page.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: window.training.running, timeout=60_000)
+    assert not page.start_button.isEnabled()
     qtbot.waitUntil(lambda: len(page.chart.train[0]) >= 3, timeout=180_000)
     assert page.progress.maximum() == 400 and "/ 400" in page.stats["Step"].text()
     assert page.stats["Memory"].text().endswith("B")  # peak memory, live
@@ -73,3 +75,20 @@ def test_train_page_runs_the_child_fills_the_chart_and_stops(
     # The same page built again (the app reopened) shows the stored chart.
     reopened = window.open_project(project_id, "train").currentPage()
     assert len(reopened.chart.train[0]) == len(page.chart.train[0])
+    for chart in (page.chart, reopened.chart):  # drawn a moment later, all points at once
+        qtbot.waitUntil(lambda chart=chart: list(chart.train_curve.xData
+                                                 if chart.train_curve.xData is not None
+                                                 else []) == chart.train[0], timeout=5_000)
+
+
+def test_a_run_that_cannot_be_prepared_says_why_and_starts_nothing(
+        window: MainWindow, qtbot: QtBot, context: AppContext, tmp_path: Path) -> None:
+    """Preparing runs in the background (it may download the weights); its error comes back
+    to the page."""
+    project = window.dashboard.create_project("No model yet")
+    page = window.open_project(project.id, "train").currentPage()
+    assert isinstance(page, TrainPage)
+    page.start_button.click()
+    qtbot.waitUntil(lambda: "Choose a base model first" in page.state.text(), timeout=10_000)
+    qtbot.waitUntil(page.start_button.isEnabled, timeout=5_000)
+    assert not window.training.running and not page.stop_button.isEnabled()

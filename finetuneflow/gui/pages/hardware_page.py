@@ -165,6 +165,7 @@ class HardwarePage(StepPage):
         self.tasks = TaskRunner(self)
         self.probe: ProbeEvent | None = None
         self.plan: TrainingPlan | None = None
+        self._lengths: list[int] | None = None  # the examples' token counts, from the probe task
         self.config = self.training.config_for(project.id)
 
         self.findings = QLabel("Inspecting this computer…")
@@ -216,20 +217,23 @@ class HardwarePage(StepPage):
         self.body.addWidget(settings, 1)
 
     def initializePage(self) -> None:
-        """Probe when the person arrives here, not when the wizard is built."""
-        if self.probe is None:
-            self.start_probe()
+        """Probe (cached for a day) and count the examples (they may have changed since) when
+        the person arrives here, not when the wizard is built."""
+        self.start_probe()
 
     def start_probe(self, refresh: bool = False) -> None:
         if self.tasks.is_running("probe"):
             return
         self.findings.setText("Inspecting this computer…")
-        self.tasks.start("probe", lambda _p, _c: self.hardware.probe(refresh=refresh),
-                         on_success=self._show_probe, on_failure=self._show_failure)
+        # The examples are counted here too: with many of them that takes seconds.
+        self.tasks.start("probe", lambda _p, _c: (
+            self.hardware.probe(refresh=refresh),
+            self.training.example_token_lengths(self.project_id)),
+            on_success=self._show_probe, on_failure=self._show_failure)
 
-    def _show_probe(self, probe: ProbeEvent) -> None:
-        self.probe = probe
-        self.findings.setText(describe_probe(probe))
+    def _show_probe(self, probe_and_lengths: tuple[ProbeEvent, list[int]]) -> None:
+        self.probe, self._lengths = probe_and_lengths
+        self.findings.setText(describe_probe(self.probe))
         self.replan()
 
     def _show_failure(self, error: BaseException) -> None:
@@ -239,7 +243,8 @@ class HardwarePage(StepPage):
         if self.probe is None:
             return
         try:
-            self.plan = self.training.plan(self.project_id, self.config, self.probe)
+            self.plan = self.training.plan(self.project_id, self.config, self.probe,
+                                           self._lengths)
         except Exception as error:
             self.recommendation.setText(describe(error, self.context.log_file)[0])
             return

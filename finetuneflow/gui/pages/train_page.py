@@ -30,11 +30,12 @@ from finetuneflow.gui.errors import describe
 from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.training_controller import TrainingController
 from finetuneflow.gui.widgets.loss_chart import LossChart
+from finetuneflow.gui.workers import TaskRunner, Work
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.hardware import HardwareService
 from finetuneflow.services.projects import ProjectSummary
 from finetuneflow.services.settings import AppSettings
-from finetuneflow.services.training import TrainingService
+from finetuneflow.services.training import PreparedRun, TrainingService
 
 MAX_LOG_LINES = 2000
 
@@ -64,6 +65,7 @@ class TrainPage(StepPage):
         super().__init__(step, context, project)
         self.training = TrainingService(context)
         self.controller = controller
+        self.tasks = TaskRunner(self)
 
         self.start_button = QPushButton("Start training")
         self.start_button.clicked.connect(self.start)
@@ -111,8 +113,9 @@ class TrainPage(StepPage):
     # --- actions --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._launch(lambda: self.training.prepare(self.project_id,
-                                                   self.training.config_for(self.project_id)))
+        config = self.training.config_for(self.project_id)
+        self._launch(lambda progress, cancel: self.training.prepare(
+            self.project_id, config, progress, cancel))
 
     def retry_smaller(self) -> None:
         """After running out of memory: the recommender's next smaller settings, saved."""
@@ -123,17 +126,25 @@ class TrainPage(StepPage):
         self.start()
 
     def resume(self) -> None:
-        self._launch(lambda: self.training.prepare_resume(self.project_id))
+        self._launch(lambda _progress, _cancel: self.training.prepare_resume(self.project_id))
 
-    def _launch(self, prepare) -> None:
-        if self.controller.running:
+    def _launch(self, prepare: Work) -> None:
+        """Prepare in the background (it may write the dataset files or download the model's
+        weights), then start the trainer child."""
+        if self.controller.running or self.tasks.is_running("prepare"):
             self.state.setText("A training is already running (one at a time).")
             return
-        try:
-            prepared = prepare()
-        except Exception as error:
-            self.state.setText(describe(error, self.context.log_file)[0])
-            return
+        self.state.setText("Preparing the run…")
+        self.tasks.start(
+            "prepare", prepare, on_success=self._start_prepared,
+            on_progress=lambda _fraction, message: self.state.setText(message),
+            on_failure=lambda error: self.state.setText(
+                describe(error, self.context.log_file)[0]),
+            on_cancel=lambda: self.state.setText("Preparing the run was cancelled."),
+            on_finished=self._update_buttons)
+        self._update_buttons()
+
+    def _start_prepared(self, prepared: PreparedRun) -> None:
         if not prepared.job.resume:
             self.chart.clear()
             self.log_view.clear()
@@ -144,6 +155,10 @@ class TrainPage(StepPage):
         self._update_buttons()
 
     def stop(self) -> None:
+        if self.tasks.is_running("prepare"):  # a weights download, say: keeps finished files
+            self.tasks.cancel("prepare")
+            self.stop_button.setEnabled(False)
+            return
         self.controller.stop()
         self.state.setText("Stopping after the current step; a checkpoint is saved…")
         self.stop_button.setEnabled(False)
@@ -209,11 +224,12 @@ class TrainPage(StepPage):
         self.state.setText(f"Last run ({run['id']}): {run['status']}.")
 
     def _update_buttons(self) -> None:
-        running = self.controller.running
+        preparing = self.tasks.is_running("prepare")
+        running = self.controller.running or preparing
         run = self.training.latest_run(self.project_id)
         resumable = run is not None and run["status"] in {"interrupted", "cancelled", "failed"}
         self.start_button.setEnabled(not running)
-        self.stop_button.setEnabled(running and self._mine())
+        self.stop_button.setEnabled(preparing or (running and self._mine()))
         self.resume_button.setEnabled(not running and resumable)
         self.smaller_button.setVisible(
             not running and self.training.suggested_config(self.project_id) is not None)
