@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +82,19 @@ class ChatRenderer:
 
     @cached_property
     def _template(self) -> Any:
-        return _environment().from_string(self.template_source)
+        return compiled_template(self.template_source)
 
     def render(self, messages: list[Message], *, add_generation_prompt: bool = False) -> str:
         return str(self._template.render(
             messages=messages, add_generation_prompt=add_generation_prompt,
             **self.special_tokens))
+
+
+@lru_cache(maxsize=16)
+def compiled_template(source: str) -> Any:
+    """A template compiled once per process: compiling a model's chat template holds the
+    interpreter lock for tens of milliseconds, and each generation run would repeat it."""
+    return _environment().from_string(source)
 
 
 def _environment() -> Any:

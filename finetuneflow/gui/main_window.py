@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
+from PySide6.QtCore import QThreadPool, QTimer
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QMainWindow, QMessageBox, QStackedWidget, QVBoxLayout, QWidget
 
@@ -24,10 +26,23 @@ if TYPE_CHECKING:
     from finetuneflow.services.jobs import JobInfo
 
 
+log = logging.getLogger(__name__)
+PRELOAD_DELAY_MS = 1500  # after the dashboard has shown and settled
+
 # Which step resumes each kind of job, and the page method that does it.
 RESUME_STEPS = {"preview": "preview", "generate": "review", "train": "train", "export": "export"}
 RESUME_ACTIONS = {"preview": "start_preview", "generate": "start_generation", "train": "resume",
                   "export": "start_export"}
+
+
+def preload_generation() -> None:
+    """For a pool thread: a first generation's one-off work, done ahead (services/generation)."""
+    try:
+        from finetuneflow.services.generation import preload
+
+        preload()
+    except Exception:  # only a head start: the run does the same work itself if this failed
+        log.warning("Preloading the generation code failed", exc_info=True)
 
 
 class MainWindow(QMainWindow):
@@ -81,6 +96,8 @@ class MainWindow(QMainWindow):
         self.show_home()
         self.dashboard.home_changed.connect(self.show_home)
         self.statusBar().addPermanentWidget(JobStatus(context))
+        QTimer.singleShot(PRELOAD_DELAY_MS, lambda: QThreadPool.globalInstance().start(
+            preload_generation))
 
     def show_home(self) -> None:
         self.statusBar().showMessage(

@@ -357,3 +357,19 @@ class _ChunkWriter:
             messages=messages, status=status, reject_reason=reject_reason,
             content_hash=content_hash[:64], token_count=token_count,
             source=ExampleSource.GENERATED)
+
+
+def preload() -> None:
+    """Do a first generation run's one-off work ahead: load the CA bundle, detect the keychain
+    backend and load the template engine. Each holds the interpreter lock for tens of
+    milliseconds; done in a background thread while the person is on the dashboard, the run
+    later starts without the window stuttering."""
+    import keyring
+
+    from finetuneflow.core.chat_template import compiled_template
+    from finetuneflow.core.generation.client import tls_context
+
+    tls_context()
+    keyring.get_keyring()  # finds the backend; reads nothing, so no keychain prompt
+    compiled_template("{{ messages }}")
+
