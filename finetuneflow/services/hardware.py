@@ -9,8 +9,9 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from finetuneflow.core.training.protocol import ErrorEvent, ProbeEvent, ProtocolError, decode
+from finetuneflow.services.child_process import child_environment
 from finetuneflow.services.errors import UserError
-from finetuneflow.services.trainer_process import child_environment, trainer_command
+from finetuneflow.services.trainer_process import trainer_command
 
 if TYPE_CHECKING:
     from finetuneflow.services.context import AppContext

@@ -165,7 +165,7 @@ class IngestService:
     def set_chunk_settings_in_worker(self, project_ref: str, settings: ChunkSettings,
                                      progress: ProgressSink, cancel: CancelToken) -> int:
         """`set_chunk_settings` in a child process, so the window stays smooth while it runs."""
-        return run_in_worker(self._home.root, "set_chunk_settings",
+        return run_in_worker(self._home, "set_chunk_settings",
                              {"project": project_ref, "settings": asdict(settings)},
                              progress, cancel, "Re-cutting chunks")
 
@@ -194,7 +194,7 @@ class IngestService:
                          cancel: CancelToken | None = None) -> list[FileOutcome]:
         """`ingest` in a child process (see services/worker_process.py): the GUI's way."""
         values = run_in_worker(
-            self._home.root, "ingest",
+            self._home, "ingest",
             {"project": project_ref, "paths": [str(p) for p in paths], "password": password},
             progress, cancel or CancelToken(), "Adding files")
         return [FileOutcome(**value) for value in values]
@@ -335,7 +335,7 @@ class IngestService:
         """`rechunk` in a child process; no process is started for a project without files."""
         if not self._parsed_file_ids(self._projects.get(project_ref).id):
             return 0
-        return run_in_worker(self._home.root, "rechunk", {"project": project_ref}, progress,
+        return run_in_worker(self._home, "rechunk", {"project": project_ref}, progress,
                              cancel or CancelToken(), "Re-cutting chunks")
 
     def count_chunks(self, project_ref: str) -> int:

@@ -6,26 +6,17 @@ The GUI starts the same command with QProcess; both feed the child's stdout line
 
 from __future__ import annotations
 
-import contextlib
-import os
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from finetuneflow.core.progress import CancelToken
-from finetuneflow.core.training.protocol import LAUNCH_COMMAND, STOP_COMMAND
+from finetuneflow.core.training.protocol import LAUNCH_COMMAND
+from finetuneflow.services.child_process import child_environment, own_command, watch_cancel
 
 STOP_GRACE_SECONDS = 120.0  # a checkpoint of a large model takes a while to write
-
-
-def own_command(*args: str) -> list[str]:
-    """`finetuneflow ARGS` as a child: the frozen app re-launches itself, a checkout uses -m."""
-    if getattr(sys, "frozen", False):
-        return [sys.executable, *args]
-    return [sys.executable, "-m", "finetuneflow", *args]
 
 
 def trainer_command(*args: str, processes: int = 1) -> list[str]:
@@ -51,14 +42,6 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def child_environment() -> dict[str, str]:
-    """A child's environment: unbuffered output so events arrive as they happen."""
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return env
-
-
 def run_trainer(args: list[str], log_path: Path, on_line: Callable[[str], None],
                 cancel: CancelToken | None = None, *, processes: int = 1) -> int:
     """Run the child to its end: stdout lines to `on_line`, stderr appended to `log_path`.
@@ -71,7 +54,8 @@ def run_trainer(args: list[str], log_path: Path, on_line: Callable[[str], None],
         command = trainer_command(*args, processes=processes)
         child = subprocess.Popen(command, stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, stderr=log, env=child_environment())
-        stopper = _watch_cancel(child, cancel) if cancel is not None else None
+        stopper = (watch_cancel(child, cancel, STOP_GRACE_SECONDS) if cancel is not None
+                   else None)
         assert child.stdout is not None
         for raw in child.stdout:
             line = raw.decode("utf-8", errors="replace").strip()
@@ -81,27 +65,3 @@ def run_trainer(args: list[str], log_path: Path, on_line: Callable[[str], None],
         if stopper is not None:
             stopper.set()
         return code
-
-
-def send_stop(child: subprocess.Popen[bytes]) -> None:
-    if child.stdin is not None:
-        with contextlib.suppress(OSError, ValueError):  # the child may have ended already
-            child.stdin.write(f"{STOP_COMMAND}\n".encode())
-            child.stdin.flush()
-
-
-def _watch_cancel(child: subprocess.Popen[bytes], cancel: CancelToken) -> threading.Event:
-    finished = threading.Event()
-
-    def watch() -> None:
-        while not finished.is_set():
-            if cancel.wait(0.2):
-                send_stop(child)
-                try:
-                    child.wait(timeout=STOP_GRACE_SECONDS)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                return
-
-    threading.Thread(target=watch, name="trainer-stop", daemon=True).start()
-    return finished

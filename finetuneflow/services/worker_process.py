@@ -26,11 +26,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 from finetuneflow.core.progress import CancelToken, ProgressSink
 from finetuneflow.core.training.protocol import STOP_COMMAND
+from finetuneflow.services.child_process import child_environment, own_command, watch_cancel
 from finetuneflow.services.errors import UserError
-from finetuneflow.services.trainer_process import child_environment, own_command
 
 if TYPE_CHECKING:
     from finetuneflow.services.context import AppContext
+    from finetuneflow.storage.home import Home
 
 log = logging.getLogger(__name__)
 WORKER_COMMAND = "worker"
@@ -42,23 +43,24 @@ Operation = Callable[["AppContext", dict[str, Any], ProgressSink, CancelToken], 
 
 # --- parent side ------------------------------------------------------------------------------
 
-def run_in_worker(home: Path, operation: str, arguments: dict[str, Any],
+def run_in_worker(home: Home, operation: str, arguments: dict[str, Any],
                   progress: ProgressSink, cancel: CancelToken, what: str) -> Any:
     """Run `operation` in a child and return its JSON result; blocks the calling thread only.
 
     A UserError in the child is raised here as a UserError with the same message; `what` names
     the work ("Adding files") in the message shown if the child dies.
     """
-    log_path = home / "logs" / WORKER_LOG
+    log_path = home.logs_dir / WORKER_LOG
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    request = json.dumps({"home": str(home), "operation": operation, "arguments": arguments})
+    request = json.dumps({"home": str(home.root), "operation": operation,
+                          "arguments": arguments})
     with log_path.open("ab") as errors:
         child = subprocess.Popen(own_command(WORKER_COMMAND), stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, stderr=errors, env=child_environment())
         assert child.stdin is not None and child.stdout is not None
         child.stdin.write(request.encode() + b"\n")
         child.stdin.flush()
-        watcher = _watch_cancel(child, child.stdin, cancel)
+        watcher = watch_cancel(child, cancel, STOP_GRACE_SECONDS)
         try:
             outcome = _read_events(child.stdout, progress)
         finally:
@@ -89,31 +91,6 @@ def _read_events(stdout: IO[bytes], progress: ProgressSink) -> dict[str, Any] | 
         elif event.get("event") in ("result", "error"):
             final = event
     return final
-
-
-def _watch_cancel(child: subprocess.Popen[bytes], stdin: IO[bytes],
-                  cancel: CancelToken) -> threading.Event:
-    """On cancel, ask the child to stop; kill it if it has not ended after the grace period."""
-    finished = threading.Event()
-
-    def watch() -> None:
-        while not finished.is_set():
-            if cancel.wait(0.1):
-                _send(stdin, STOP_COMMAND)
-                try:
-                    child.wait(timeout=STOP_GRACE_SECONDS)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                return
-
-    threading.Thread(target=watch, name="worker-stop", daemon=True).start()
-    return finished
-
-
-def _send(stream: IO[bytes], line: str) -> None:
-    with contextlib.suppress(OSError, ValueError):  # the child may have ended already
-        stream.write(f"{line}\n".encode())
-        stream.flush()
 
 
 def _close(stream: IO[bytes]) -> None:
