@@ -29,3 +29,4 @@ def answer_yes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         monkeypatch.setattr(QMessageBox, name, lambda *args, **_kw: (
             asked.append(args[2]), QMessageBox.StandardButton.Ok)[1])
     return asked
+

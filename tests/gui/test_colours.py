@@ -8,7 +8,6 @@ application palette, which Qt announces with ApplicationPaletteChange.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -35,11 +34,10 @@ from finetuneflow.gui.pages.train_page import TrainPage
 from finetuneflow.gui.widgets.length_histogram import LengthHistogram
 from finetuneflow.gui.widgets.loss_chart import LossChart
 from finetuneflow.services.context import AppContext
-from finetuneflow.services.datasets import DatasetService
-from finetuneflow.services.models import ModelService
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.review import PreviewGroup
 from tests.helpers.fake_llm import FakeLLMServer
+from tests.helpers.gui_projects import project_with_examples
 
 LIGHT, DARK = 0, 1  # the side of a TONES pair
 Switch = Callable[[QPalette], None]
@@ -115,14 +113,9 @@ def app_look(qapp: QApplication) -> Iterator[None]:
 @pytest.fixture
 def project_id(window: MainWindow, context: AppContext, tiny_model_dir: Path,
                tmp_path: Path) -> str:
-    project = window.dashboard.create_project("Theme")
-    ModelService(context).choose(project.id, str(tiny_model_dir))
-    data = tmp_path / "d.jsonl"
-    data.write_text("\n".join(json.dumps({"prompt": f"{i} plus 1?", "completion": str(i + 1)})
-                              for i in range(20)), encoding="utf-8")
-    DatasetService(context).import_file(project.id, data)
-    ProjectService(context).set_note(project.id, "Next: check the examples.")
-    return project.id
+    project_id = project_with_examples(window, context, tiny_model_dir, tmp_path, "Theme", 20)
+    ProjectService(context).set_note(project_id, "Next: check the examples.")
+    return project_id
 
 
 def chart_colours(chart: LossChart) -> tuple[str, str, str, str]:

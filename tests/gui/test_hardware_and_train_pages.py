@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -10,9 +9,8 @@ from finetuneflow.gui.main_window import MainWindow
 from finetuneflow.gui.pages.hardware_page import HardwarePage
 from finetuneflow.gui.pages.train_page import TrainPage
 from finetuneflow.services.context import AppContext
-from finetuneflow.services.datasets import DatasetService
-from finetuneflow.services.models import ModelService
 from finetuneflow.services.training import TrainingService
+from tests.helpers.gui_projects import project_with_examples
 from tests.helpers.images import assert_not_blank
 
 pytestmark = pytest.mark.slow
@@ -21,13 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def project_id(window: MainWindow, context: AppContext, tiny_model_dir: Path,
                tmp_path: Path) -> str:
-    project = window.dashboard.create_project("Train page")
-    ModelService(context).choose(project.id, str(tiny_model_dir))
-    data = tmp_path / "d.jsonl"
-    data.write_text("\n".join(json.dumps({"prompt": f"{i} plus 1?", "completion": str(i + 1)})
-                              for i in range(40)), encoding="utf-8")
-    DatasetService(context).import_file(project.id, data)
-    return project.id
+    return project_with_examples(window, context, tiny_model_dir, tmp_path, "Train page", 40)
 
 
 def test_hardware_page_probes_and_recommends(window: MainWindow, qtbot: QtBot,
