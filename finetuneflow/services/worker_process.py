@@ -104,7 +104,12 @@ def serve(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
     """`finetuneflow worker`: read the request, run it, print the events."""
     stdin = sys.stdin if stdin is None else stdin
     stdout = sys.stdout if stdout is None else stdout
-    request = json.loads(stdin.readline())
+    try:
+        request = json.loads(stdin.readline())
+    except ValueError:
+        print("finetuneflow worker is started by the app: it reads one JSON request on stdin.",
+              file=sys.stderr)
+        return 2
     cancel = CancelToken()
     threading.Thread(target=_listen_for_stop, args=(stdin, cancel), name="stdin-commands",
                      daemon=True).start()

@@ -220,3 +220,12 @@ def test_a_new_model_re_cuts_the_chunks_in_the_worker(
     empty = new_project(context, tiny_model_dir, "No files: no worker started")
     assert service.rechunk_in_worker(empty, lambda _f, m: messages.append(m)) == 0
     assert messages == ["Cutting chunks"]
+
+
+def test_the_worker_started_by_hand_says_what_it_is(home: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "finetuneflow", "worker"], input="",
+                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=60,
+                            env=dict(os.environ, FINETUNEFLOW_HOME=str(home)))
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("finetuneflow worker is started by the app: it reads one "
+                                     "JSON request on stdin.")
