@@ -114,11 +114,17 @@ def test_the_frozen_worker_adds_documents(build: Build, home: Path, project: str
                                       str(corpus_dir / "docx/google-docs-export.docx")]}}
     env = {key: value for key, value in os.environ.items()
            if key not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    result = subprocess.run([str(build.app), "worker"], input=json.dumps(request) + "\n",
-                            capture_output=True, text=True, env=env, timeout=300)
-    final = json.loads(result.stdout.splitlines()[-1])
-    assert final["event"] == "result", result.stdout + result.stderr[-4000:]
-    assert [(o["status"], o["chunks"] > 0) for o in final["value"]] == [("ok", True)] * 2
+    # Stdin stays open, as the app keeps it: the worker takes its closing as a stop.
+    child = subprocess.Popen([str(build.app), "worker"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=env)
+    assert child.stdin is not None and child.stdout is not None
+    child.stdin.write(json.dumps(request) + "\n")
+    child.stdin.flush()
+    events = [json.loads(line) for line in child.stdout]
+    child.stdin.close()
+    assert child.wait(timeout=300) == 0
+    assert events[-1]["event"] == "result", events
+    assert [(o["status"], o["chunks"] > 0) for o in events[-1]["value"]] == [("ok", True)] * 2
 
 
 def train(build: Build, home: Path, project: str, *args: str) -> list[dict[str, object]]:
