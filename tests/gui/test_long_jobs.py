@@ -122,3 +122,21 @@ def test_adding_files_goes_on_and_shows_in_the_status_bar_from_the_dashboard(
     qtbot.waitUntil(lambda: not page.tasks.is_running("ingest"), timeout=120_000)
     qtbot.waitUntil(lambda: "Adding files" not in status.text(), timeout=5_000)
     assert [f.name for f in page.ingest.list_files(project_id)][-3:] == [b.name for b in books]
+
+
+def test_closing_while_adding_files_stops_the_worker_after_its_file(
+        window: MainWindow, qtbot: QtBot, project_id: str, tmp_path: Path,
+        answer_yes: list[str]) -> None:
+    books = []
+    for index in range(6):
+        books.append(tmp_path / f"volume-{index}.txt")
+        books[-1].write_text("\n\n".join(f"Volume {index}, part {n}: the mill turns."
+                                         for n in range(3000)), encoding="utf-8")
+    page = window.open_project(project_id, "data").currentPage()
+    page.add_paths(books)
+    qtbot.waitUntil(lambda: page.summary.text().startswith("Reading volume-"), timeout=30_000)
+    window.close()
+    assert answer_yes and "What is finished is kept" in answer_yes[0]
+    qtbot.waitUntil(lambda: not page.tasks.is_running("ingest"), timeout=60_000)
+    added = [f for f in page.ingest.list_files(project_id) if f.name.startswith("volume-")]
+    assert len(added) < len(books) and all(f.chunks > 0 for f in added)
