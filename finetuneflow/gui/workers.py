@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
@@ -93,14 +93,10 @@ class BackgroundTasks(QObject):
         return [f"{text} {fraction:.0%}" for text, fraction in self._tasks.values()]
 
 
-_background_tasks: list[BackgroundTasks] = []
-
-
+@cache
 def background_tasks() -> BackgroundTasks:
     """The window's one list (made on first use, on the main thread)."""
-    if not _background_tasks:
-        _background_tasks.append(BackgroundTasks())
-    return _background_tasks[0]
+    return BackgroundTasks()
 
 
 class TaskRunner(QObject):
@@ -146,7 +142,8 @@ class TaskRunner(QObject):
         if on_finished is not None:
             signals.finished.connect(lambda _key: on_finished(), queued)
         if status_text is not None:
-            tasks, task = background_tasks(), background_tasks().begin(status_text)
+            tasks = background_tasks()
+            task = tasks.begin(status_text)
             signals.progress.connect(lambda fraction, _text: tasks.advance(task, fraction), queued)
             signals.finished.connect(lambda _key: tasks.end(task), queued)
         self._pool.start(worker)

@@ -19,6 +19,7 @@ from finetuneflow.services.models import ModelService
 from finetuneflow.services.review import ExampleFilter, ReviewService
 from finetuneflow.storage.models import Job, JobKind, JobStatus
 from tests.gui.test_preview_and_review_pages import write_document
+from tests.helpers.documents import write_books
 from tests.helpers.fake_llm import FakeLLMServer
 
 pytestmark = pytest.mark.slow
@@ -108,11 +109,7 @@ def test_an_interrupted_generation_is_offered_and_resumed(
 
 def test_adding_files_goes_on_and_shows_in_the_status_bar_from_the_dashboard(
         window: MainWindow, qtbot: QtBot, project_id: str, tmp_path: Path) -> None:
-    books = []
-    for index in range(3):
-        books.append(tmp_path / f"book-{index}.txt")
-        books[-1].write_text("\n\n".join(f"Book {index}, part {n}: the mill turns."
-                                         for n in range(3000)), encoding="utf-8")
+    books = write_books(tmp_path / "books", 3)
     page = window.open_project(project_id, "data").currentPage()
     page.add_paths(books)
     window.show_dashboard()
@@ -127,16 +124,12 @@ def test_adding_files_goes_on_and_shows_in_the_status_bar_from_the_dashboard(
 def test_closing_while_adding_files_stops_the_worker_after_its_file(
         window: MainWindow, qtbot: QtBot, project_id: str, tmp_path: Path,
         answer_yes: list[str]) -> None:
-    books = []
-    for index in range(6):
-        books.append(tmp_path / f"volume-{index}.txt")
-        books[-1].write_text("\n\n".join(f"Volume {index}, part {n}: the mill turns."
-                                         for n in range(3000)), encoding="utf-8")
+    books = write_books(tmp_path / "books", 6)
     page = window.open_project(project_id, "data").currentPage()
     page.add_paths(books)
-    qtbot.waitUntil(lambda: page.summary.text().startswith("Reading volume-"), timeout=30_000)
+    qtbot.waitUntil(lambda: page.summary.text().startswith("Reading book-"), timeout=30_000)
     window.close()
     assert answer_yes and "What is finished is kept" in answer_yes[0]
     qtbot.waitUntil(lambda: not page.tasks.is_running("ingest"), timeout=60_000)
-    added = [f for f in page.ingest.list_files(project_id) if f.name.startswith("volume-")]
+    added = [f for f in page.ingest.list_files(project_id) if f.name.startswith("book-")]
     assert len(added) < len(books) and all(f.chunks > 0 for f in added)

@@ -16,6 +16,7 @@ from finetuneflow.gui.pages.model_page import ModelPage
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.ingest import IngestService
 from finetuneflow.services.models import ModelService
+from tests.helpers.documents import write_books
 from tests.helpers.images import assert_not_blank
 from tests.helpers.memory_keyring import MemoryKeyring
 
@@ -170,13 +171,9 @@ def test_re_cut_chunks_and_cancel_adding_files(data_page: DataPage, qtbot: QtBot
     qtbot.waitUntil(idle, timeout=60_000)
     after = int(data_page.table.item(0, 4).text())
     assert after > before
-    assert data_page.summary.text() == f"Chunks re-cut: {after} chunks."
+    assert data_page.summary.text() == f"1 file · {after} chunks"
 
-    books = []
-    for index in range(6):
-        books.append(tmp_path / f"book-{index}.txt")
-        books[-1].write_text("\n\n".join(f"Book {index}, part {n}: the mill turns."
-                                         for n in range(3000)), encoding="utf-8")
+    books = write_books(tmp_path / "books", 6)
     data_page.add_paths(books)
     data_page.cancel.click()
     qtbot.waitUntil(idle, timeout=60_000)

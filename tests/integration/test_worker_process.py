@@ -24,6 +24,7 @@ from finetuneflow.services.models import ModelService
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.storage.models import Chunk, SourceFile
 from tests.conftest import REPO_ROOT
+from tests.helpers.documents import write_books
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds children in /proc")
 
@@ -35,20 +36,6 @@ def new_project(context: AppContext, model: Path, name: str) -> str:
     project = ProjectService(context).create(name)
     ModelService(context).choose(project.id, str(model))
     return project.id
-
-
-def books(folder: Path, count: int, paragraphs: int = 3000) -> list[Path]:
-    """Text files that take the worker a noticeable while each (distinct, so none is a
-    duplicate of another)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index in range(count):
-        path = folder / f"book-{index}.txt"
-        path.write_text("\n\n".join(f"Book {index}, paragraph {n}: the river keeps its own "
-                                    f"counsel and the mill turns {n * index} times."
-                                    for n in range(paragraphs)), encoding="utf-8")
-        paths.append(path)
-    return paths
 
 
 def worker_children(parent: int) -> list[int]:
@@ -135,7 +122,7 @@ def test_re_cutting_chunks_in_the_worker(context: AppContext, tiny_model_dir: Pa
 def test_cancel_stops_the_worker_after_the_current_file(
         context: AppContext, tiny_model_dir: Path, tmp_path: Path) -> None:
     project = new_project(context, tiny_model_dir, "Cancelled")
-    paths = books(tmp_path / "books", 6)
+    paths = write_books(tmp_path / "books", 6)
     cancel = CancelToken()
 
     def cancel_on_second_file(_fraction: float, message: str) -> None:
@@ -154,7 +141,7 @@ def test_cancel_stops_the_worker_after_the_current_file(
 def test_a_killed_worker_gives_a_clear_error_and_keeps_finished_files(
         context: AppContext, tiny_model_dir: Path, tmp_path: Path) -> None:
     project = new_project(context, tiny_model_dir, "Killed")
-    paths = books(tmp_path / "books", 4)
+    paths = write_books(tmp_path / "books", 4)
     service = IngestService(context)
 
     def kill_on_third_file(_fraction: float, message: str) -> None:
@@ -177,7 +164,7 @@ def test_a_killed_worker_gives_a_clear_error_and_keeps_finished_files(
 def test_the_worker_stops_when_the_app_is_killed(context: AppContext, tiny_model_dir: Path,
                                                  tmp_path: Path, home: Path) -> None:
     project = new_project(context, tiny_model_dir, "Orphaned")
-    paths = books(tmp_path / "books", 8)
+    paths = write_books(tmp_path / "books", 8)
     app = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         from pathlib import Path
         from finetuneflow.services.context import AppContext

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
@@ -31,7 +32,7 @@ from finetuneflow.core.steps import Step
 from finetuneflow.gui.errors import show_error
 from finetuneflow.gui.import_dialog import ImportDialog
 from finetuneflow.gui.pages.step_page import StepPage
-from finetuneflow.gui.workers import TaskRunner
+from finetuneflow.gui.workers import TaskRunner, Work
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.datasets import DatasetService, ImportSummary
 from finetuneflow.services.ingest import FileOutcome, FileRow, IngestService
@@ -119,7 +120,6 @@ class DataPage(StepPage):
         self.tasks = TaskRunner(self)
         self._rows: list[FileRow] = []
         self._last_outcomes: list[FileOutcome] = []
-        self._rechunked: int | None = None  # the chunk count a finished re-cut reported
 
         self.table = FileTable()
         self.table.files_dropped.connect(self.add_paths)
@@ -193,7 +193,8 @@ class DataPage(StepPage):
         has_rows = bool(self._rows)
         self.files_or_empty.setCurrentWidget(self.table if has_rows else self.drop_zone)
         chunks = sum(file.chunks for file in self._rows)
-        self.summary.setText(f"{len(self._rows)} files · {chunks} chunks" if has_rows else "")
+        files = f"{len(self._rows)} file{'' if len(self._rows) == 1 else 's'}"
+        self.summary.setText(f"{files} · {chunks} chunks" if has_rows else "")
         self._update_buttons()
         self.completeChanged.emit()
 
@@ -232,23 +233,27 @@ class DataPage(StepPage):
 
     def add_paths(self, paths: Sequence[Path], password: str | None = None) -> None:
         """Ingest in a child process, so the window stays smooth; Cancel stops after a file."""
-        if not paths:
-            return
+        if paths:
+            self._start_in_worker(
+                "Adding files", f"Adding files to “{self.project_name}”",
+                lambda progress, cancel: self.ingest.ingest_in_worker(
+                    self.project_id, list(paths), password=password, progress=progress,
+                    cancel=cancel),
+                on_success=self._remember_outcomes)
+
+    def _start_in_worker(self, title: str, status_text: str, work: Work,
+                         on_success: Callable[[Any], None] | None = None) -> None:
+        """One file task at a time (adding or re-cutting), with progress and Cancel; the table
+        is reloaded when it ends, whatever the outcome."""
         if self.tasks.is_running("ingest"):
-            self.summary.setText("Still adding the previous files — drop these again after.")
+            self.summary.setText("Still working on the previous files — try again after.")
             return
         self._set_running(True)
         self.progress.setValue(0)
         self.tasks.start(
-            "ingest",
-            lambda progress, cancel: self.ingest.ingest_in_worker(
-                self.project_id, list(paths), password=password, progress=progress,
-                cancel=cancel),
-            on_progress=self._on_progress, on_success=self._remember_outcomes,
-            on_failure=lambda error: show_error(self, "Adding files", error,
-                                                self.context.log_file),
-            on_finished=self._on_ingest_finished,
-            status_text=f"Adding files to “{self.project_name}”")
+            "ingest", work, on_progress=self._on_progress, on_success=on_success,
+            on_failure=lambda error: show_error(self, title, error, self.context.log_file),
+            on_finished=self._on_ingest_finished, status_text=status_text)
 
     def _on_progress(self, fraction: float, message: str) -> None:
         self.progress.setValue(int(fraction * 1000))
@@ -302,29 +307,11 @@ class DataPage(StepPage):
 
     def _apply_chunk_settings(self) -> None:
         """Re-cut every file's chunks in a child process (tokenizing a book takes seconds)."""
-        if self.tasks.is_running("ingest"):
-            self.summary.setText("Still adding files — re-cut the chunks after.")
-            return
         settings = ChunkSettings(self.chunk_tokens.value(), self.overlap.value())
-        self._set_running(True)
-        self.progress.setValue(0)
-        self.tasks.start(
-            "ingest",
+        self._start_in_worker(
+            "Chunk settings", f"Re-cutting chunks of “{self.project_name}”",
             lambda progress, cancel: self.ingest.set_chunk_settings_in_worker(
-                self.project_id, settings, progress, cancel),
-            on_progress=self._on_progress,
-            on_success=lambda chunks: setattr(self, "_rechunked", chunks),
-            on_failure=lambda error: show_error(self, "Chunk settings", error,
-                                                self.context.log_file),
-            on_finished=self._on_rechunk_finished,
-            status_text=f"Re-cutting chunks of “{self.project_name}”")
-
-    def _on_rechunk_finished(self) -> None:
-        self._set_running(False)
-        self.refresh()
-        if self._rechunked is not None:
-            self.summary.setText(f"Chunks re-cut: {self._rechunked} chunks.")
-        self._rechunked = None
+                self.project_id, settings, progress, cancel))
 
     def _pick_dataset(self) -> None:
         file, _ = QFileDialog.getOpenFileName(self, "Import a dataset", "", DATASET_FILTER)
