@@ -20,7 +20,7 @@ DATASET_FORMATS = ["auto", "messages", "prompt-completion", "alpaca", "sharegpt"
 
 
 def cmd_model_set(args: argparse.Namespace) -> int:
-    from finetuneflow.services.models import ModelService
+    from finetuneflow.services.base_model import ModelService
 
     choice = ModelService(open_context()).choose(args.project, args.model)
     if args.json:

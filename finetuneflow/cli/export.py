@@ -11,7 +11,7 @@ from pathlib import Path
 
 from finetuneflow.cli.common import add_json, open_context, print_json, stderr_progress
 from finetuneflow.core.progress import Cancelled, CancelToken
-from finetuneflow.core.training.estimate import format_bytes
+from finetuneflow.core.units import format_bytes
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.export import (
     SAMPLE_TOKENS,

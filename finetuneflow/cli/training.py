@@ -15,9 +15,7 @@ from finetuneflow.cli.common import (
     print_json,
     stderr_progress,
 )
-from finetuneflow.core.progress import CancelToken
-from finetuneflow.core.training.config import PRESETS
-from finetuneflow.core.training.protocol import (
+from finetuneflow.core.child_protocol import (
     ErrorEvent,
     EvalEvent,
     Event,
@@ -27,14 +25,16 @@ from finetuneflow.core.training.protocol import (
     StoppedEvent,
     encode,
 )
-from finetuneflow.core.training.recommend import format_duration
+from finetuneflow.core.progress import CancelToken
+from finetuneflow.core.training.config import PRESETS
+from finetuneflow.core.units import format_duration
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.settings import AppSettings
 from finetuneflow.services.training import PreparedRun
 
 
 def cmd_hardware(args: argparse.Namespace) -> int:
-    from finetuneflow.core.training.estimate import format_bytes
+    from finetuneflow.core.units import format_bytes
     from finetuneflow.services.hardware import HardwareService
 
     probe = HardwareService(open_context()).probe(refresh=args.refresh)

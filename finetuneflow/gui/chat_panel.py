@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from finetuneflow.core.training.protocol import BASE, FINETUNED
+from finetuneflow.core.child_protocol import BASE, FINETUNED
 from finetuneflow.gui.errors import describe
 from finetuneflow.gui.workers import TaskRunner
 from finetuneflow.services.context import AppContext

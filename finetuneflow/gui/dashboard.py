@@ -31,7 +31,7 @@ from finetuneflow.gui.workers import TaskRunner, Work
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.projects import ProjectService, ProjectSummary
-from finetuneflow.storage.models import JobStatus
+from finetuneflow.storage.tables import JobStatus
 
 COLUMNS = ("Project", "Base model", "Step", "Last activity", "Latest job")
 JOB_KINDS = {"preview": "Preview", "generate": "Generation", "train": "Training",

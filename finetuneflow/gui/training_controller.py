@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QIODevice, QObject, QProcess, QTimer, Signal
 
-from finetuneflow.core.training.protocol import STOP_COMMAND, Event
+from finetuneflow.core.child_protocol import STOP_COMMAND, Event
 from finetuneflow.services.child_process import child_environment
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.trainer_process import STOP_GRACE_SECONDS, trainer_command

@@ -12,8 +12,8 @@ import subprocess
 import sys
 import threading
 
+from finetuneflow.core.child_protocol import STOP_COMMAND
 from finetuneflow.core.progress import CancelToken
-from finetuneflow.core.training.protocol import STOP_COMMAND
 
 
 def own_command(*args: str) -> list[str]:

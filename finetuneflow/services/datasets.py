@@ -19,7 +19,7 @@ from finetuneflow.core.dataset.split import DEFAULT_EVAL_FRACTION, DEFAULT_SEED,
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.ingest import sha256_of, store_original
 from finetuneflow.services.projects import ProjectService
-from finetuneflow.storage.models import (
+from finetuneflow.storage.tables import (
     DatasetExample,
     ExampleSource,
     ExampleSplit,

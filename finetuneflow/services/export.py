@@ -40,6 +40,22 @@ from finetuneflow.core.chat_template import (
     load_chat_template,
     load_special_tokens,
 )
+from finetuneflow.core.child_protocol import (
+    BASE,
+    FINETUNED,
+    AnswerEvent,
+    ChatJob,
+    ErrorEvent,
+    Event,
+    ExportedEvent,
+    ExportJob,
+    ProtocolError,
+    StatusEvent,
+    StoppedEvent,
+    TokenEvent,
+    TrainJob,
+    decode,
+)
 from finetuneflow.core.dataset.split import DEFAULT_EVAL_FRACTION, DEFAULT_SEED
 from finetuneflow.core.export import bundle
 from finetuneflow.core.export.archive import (
@@ -78,29 +94,13 @@ from finetuneflow.core.progress import (
     ignore_progress,
     scaled,
 )
-from finetuneflow.core.training.protocol import (
-    BASE,
-    FINETUNED,
-    AnswerEvent,
-    ChatJob,
-    ErrorEvent,
-    Event,
-    ExportedEvent,
-    ExportJob,
-    ProtocolError,
-    StatusEvent,
-    StoppedEvent,
-    TokenEvent,
-    TrainJob,
-    decode,
-)
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.generation import GenerationService
 from finetuneflow.services.jobs import JobService, ThrottledProgress
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.review import ReviewService
 from finetuneflow.services.trainer_process import run_trainer
-from finetuneflow.storage.models import Job, JobKind, JobStatus, Run
+from finetuneflow.storage.tables import Job, JobKind, JobStatus, Run
 
 if TYPE_CHECKING:
     from finetuneflow.services.context import AppContext

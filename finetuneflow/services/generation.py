@@ -39,13 +39,13 @@ from finetuneflow.core.generation import (
     test_connection,
 )
 from finetuneflow.core.progress import CancelToken, ProgressSink, both, ignore_progress
-from finetuneflow.core.training.recommend import format_duration
+from finetuneflow.core.units import format_duration
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.jobs import JobService, ThrottledProgress
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.secrets import Secret, get_secret
 from finetuneflow.services.settings import AppSettings
-from finetuneflow.storage.models import (
+from finetuneflow.storage.tables import (
     Chunk,
     DatasetExample,
     ExampleSource,
@@ -202,7 +202,7 @@ class GenerationService:
     def quality_options(self, project_ref: str) -> QualityOptions:
         """Lengths are counted over the whole chat in the base model's template, when the
         model is chosen, and checked against the training's max_seq_length."""
-        from finetuneflow.services.models import ModelService
+        from finetuneflow.services.base_model import ModelService
         from finetuneflow.services.training import TrainingService
 
         choice = ModelService(self._context).current(project_ref)

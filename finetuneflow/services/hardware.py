@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from finetuneflow.core.training.protocol import ErrorEvent, ProbeEvent, ProtocolError, decode
+from finetuneflow.core.child_protocol import ErrorEvent, ProbeEvent, ProtocolError, decode
 from finetuneflow.services.child_process import child_environment
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.trainer_process import trainer_command

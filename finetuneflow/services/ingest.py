@@ -35,7 +35,7 @@ from finetuneflow.services.errors import NotFoundError, UserError
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.settings import AppSettings
 from finetuneflow.services.worker_process import run_in_worker
-from finetuneflow.storage.models import Chunk, DatasetExample, FileStatus, SourceFile
+from finetuneflow.storage.tables import Chunk, DatasetExample, FileStatus, SourceFile
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -269,7 +269,7 @@ class IngestService:
     # --- chunks ---------------------------------------------------------------------------------
 
     def _token_counter(self, project_id: str) -> TokenCounter | None:
-        from finetuneflow.services.models import ModelService
+        from finetuneflow.services.base_model import ModelService
 
         choice = ModelService(self._context).current(project_id)
         return TokenCounter.from_model_dir(choice.folder) if choice else None

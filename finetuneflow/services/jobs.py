@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from finetuneflow.services.errors import NotFoundError
-from finetuneflow.storage.models import Job, JobKind, JobStatus, utcnow
+from finetuneflow.storage.tables import Job, JobKind, JobStatus, utcnow
 
 if TYPE_CHECKING:
     from finetuneflow.services.context import AppContext

@@ -11,7 +11,7 @@ from sqlalchemy import func, insert, select
 
 from finetuneflow.core.steps import STEP_KEYS, step_index
 from finetuneflow.services.errors import NotFoundError, UserError
-from finetuneflow.storage.models import (
+from finetuneflow.storage.tables import (
     Base,
     Chunk,
     DatasetExample,

@@ -16,7 +16,7 @@ from sqlalchemy import Select, String, cast, delete, func, or_, select, update
 from finetuneflow.services.datasets import content_hash, reason_label
 from finetuneflow.services.errors import NotFoundError, UserError
 from finetuneflow.services.projects import ProjectService
-from finetuneflow.storage.models import (
+from finetuneflow.storage.tables import (
     Chunk,
     DatasetExample,
     ExampleSplit,

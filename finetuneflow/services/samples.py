@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from finetuneflow.core.models import curated_models
+from finetuneflow.core.model_catalogue import curated_models
 from finetuneflow.core.progress import ProgressSink, ignore_progress
 from finetuneflow.core.resources import resource_path
+from finetuneflow.services.base_model import ModelChoice, ModelService
 from finetuneflow.services.generation import GenerationService
 from finetuneflow.services.ingest import IngestService
-from finetuneflow.services.models import ModelChoice, ModelService
 from finetuneflow.services.projects import ProjectService, ProjectSummary
-from finetuneflow.storage.models import Project
+from finetuneflow.storage.tables import Project
 
 if TYPE_CHECKING:
     from pathlib import Path

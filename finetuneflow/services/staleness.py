@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
+from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.generation import GenerationService
-from finetuneflow.services.models import ModelService
 from finetuneflow.services.projects import ProjectService
-from finetuneflow.storage.models import DatasetExample, ExampleSplit, JobStatus, Run
+from finetuneflow.storage.tables import DatasetExample, ExampleSplit, JobStatus, Run
 
 if TYPE_CHECKING:
     from finetuneflow.services.context import AppContext

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from finetuneflow.core.child_protocol import LAUNCH_COMMAND
 from finetuneflow.core.progress import CancelToken
-from finetuneflow.core.training.protocol import LAUNCH_COMMAND
 from finetuneflow.services.child_process import child_environment, own_command, watch_cancel
 
 STOP_GRACE_SECONDS = 120.0  # a checkpoint of a large model takes a while to write

@@ -16,9 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from finetuneflow.core.chat_template import chat_token_counter
-from finetuneflow.core.progress import CancelToken, ProgressSink, ignore_progress
-from finetuneflow.core.training.config import TrainingConfig, preset_config
-from finetuneflow.core.training.protocol import (
+from finetuneflow.core.child_protocol import (
     OOM,
     CheckpointEvent,
     ErrorEvent,
@@ -34,6 +32,8 @@ from finetuneflow.core.training.protocol import (
     TrainJob,
     decode,
 )
+from finetuneflow.core.progress import CancelToken, ProgressSink, ignore_progress
+from finetuneflow.core.training.config import TrainingConfig, preset_config
 from finetuneflow.core.training.recommend import (
     DatasetStats,
     Recommendation,
@@ -41,13 +41,13 @@ from finetuneflow.core.training.recommend import (
     next_smaller,
     recommend,
 )
+from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.datasets import DatasetService
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.jobs import JobService, ThrottledProgress, process_alive
-from finetuneflow.services.models import ModelService
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.settings import AppSettings
-from finetuneflow.storage.models import (
+from finetuneflow.storage.tables import (
     DatasetExample,
     ExampleSplit,
     ExampleStatus,

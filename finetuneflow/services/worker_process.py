@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from finetuneflow.core.child_protocol import STOP_COMMAND
 from finetuneflow.core.progress import CancelToken, ProgressSink
-from finetuneflow.core.training.protocol import STOP_COMMAND
 from finetuneflow.services.child_process import child_environment, own_command, watch_cancel
 from finetuneflow.services.errors import UserError
 

@@ -19,8 +19,8 @@ import transformers
 from peft import LoraConfig
 from trl import SFTConfig, SFTTrainer
 
+from finetuneflow.core.child_protocol import StartedEvent
 from finetuneflow.core.training.config import TrainingConfig
-from finetuneflow.core.training.protocol import StartedEvent
 from finetuneflow.core.training.stopping import EvalWatch
 from finetuneflow.trainer.callbacks import (
     GuardCallback,

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from finetuneflow.core.training import protocol
-from finetuneflow.core.training.protocol import (
+from finetuneflow.core import child_protocol as protocol
+from finetuneflow.core.child_protocol import (
     CheckpointEvent,
     EvalEvent,
     LogEvent,

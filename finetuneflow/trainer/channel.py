@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import TextIO
 
-from finetuneflow.core.training.protocol import Event, encode
+from finetuneflow.core.child_protocol import Event, encode
 
 
 def is_main_rank() -> bool:

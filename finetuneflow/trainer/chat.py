@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from finetuneflow.core.chat_template import PLAIN_TEMPLATE
-from finetuneflow.core.training.protocol import WarningEvent
+from finetuneflow.core.child_protocol import WarningEvent
 
 ASSISTANT = "assistant"
 COMPLETION = "completion"

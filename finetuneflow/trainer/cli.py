@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from finetuneflow.core.training.protocol import LAUNCH_COMMAND
+from finetuneflow.core.child_protocol import LAUNCH_COMMAND
 from finetuneflow.trainer.channel import EventChannel, open_protocol_channel
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
 
 
 def _probe(home: Path | None, channel: EventChannel) -> int:
-    from finetuneflow.core.training.protocol import ErrorEvent
+    from finetuneflow.core.child_protocol import ErrorEvent
     from finetuneflow.trainer.probe import probe
 
     try:

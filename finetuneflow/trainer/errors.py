@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from finetuneflow.core.training import protocol
-from finetuneflow.core.training.protocol import ErrorEvent
+from finetuneflow.core import child_protocol as protocol
+from finetuneflow.core.child_protocol import ErrorEvent
 from finetuneflow.trainer.data import DatasetError
 
 DETAIL_LINES = 30

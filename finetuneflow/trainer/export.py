@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from finetuneflow.core.training.protocol import (
+from finetuneflow.core.child_protocol import (
     BASE,
     FINETUNED,
     ExportedEvent,

@@ -25,7 +25,7 @@ from transformers import (
     TextStreamer,
 )
 
-from finetuneflow.core.training.protocol import (
+from finetuneflow.core.child_protocol import (
     BASE,
     AnswerEvent,
     ChatJob,

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from finetuneflow.core.training.protocol import ProbeEvent
+from finetuneflow.core.child_protocol import ProbeEvent
 
 
 def probe(home: Path | None = None) -> ProbeEvent:

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finetuneflow.core.training import protocol
-from finetuneflow.core.training.config import METHOD_LABELS, TrainingConfig
-from finetuneflow.core.training.protocol import (
+from finetuneflow.core import child_protocol as protocol
+from finetuneflow.core.child_protocol import (
     FinishedEvent,
     ProtocolError,
     StatusEvent,
@@ -26,6 +25,7 @@ from finetuneflow.core.training.protocol import (
     TrainJob,
     WarningEvent,
 )
+from finetuneflow.core.training.config import METHOD_LABELS, TrainingConfig
 from finetuneflow.trainer import checkpoints
 from finetuneflow.trainer.channel import EventChannel, is_main_rank
 from finetuneflow.trainer.data import LoadedDataset, load_conversations

@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import TextIO
 
-from finetuneflow.core.training.protocol import STOP_COMMAND
+from finetuneflow.core.child_protocol import STOP_COMMAND
 
 log = logging.getLogger(__name__)
 

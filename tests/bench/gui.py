@@ -214,9 +214,9 @@ def cold_start_ratio(home: Path) -> dict[str, float]:
 
 
 def prepare_project(context: object) -> str:
+    from finetuneflow.services.base_model import ModelService
     from finetuneflow.services.datasets import DatasetService
     from finetuneflow.services.ingest import IngestService
-    from finetuneflow.services.models import ModelService
     from finetuneflow.services.projects import ProjectService
     from tests.bench.generate import passage
     from tests.helpers.tiny_model import cached_tiny_model

@@ -24,7 +24,7 @@ ROWS = 100_000
 
 
 def fill(context: object, project_id: str) -> None:
-    from finetuneflow.storage.models import DatasetExample, ExampleSource, ExampleSplit
+    from finetuneflow.storage.tables import DatasetExample, ExampleSource, ExampleSplit
 
     rng = random.Random(0)
     reasons = [None] * 8 + ["duplicate of (3, 1)", "ungrounded: the quote is not in the chunk",

@@ -31,14 +31,15 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from finetuneflow.core.training.config import TrainingConfig  # noqa: E402
-from finetuneflow.core.training.estimate import estimate_memory, format_bytes  # noqa: E402
-from finetuneflow.core.training.protocol import (  # noqa: E402
+from finetuneflow.core.child_protocol import (  # noqa: E402
     FinishedEvent,
     LogEvent,
     TrainJob,
     decode,
 )
+from finetuneflow.core.training.config import TrainingConfig  # noqa: E402
+from finetuneflow.core.training.estimate import estimate_memory  # noqa: E402
+from finetuneflow.core.units import format_bytes  # noqa: E402
 from tests.helpers.tiny_model import _cache_root, cached_tiny_model  # noqa: E402
 
 WARMUP_STEPS = 3
@@ -270,7 +271,7 @@ def callback_cost(calls: int = 5000) -> float:
     the overhead that a busy machine cannot blur."""
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
-    from finetuneflow.core.training.protocol import StartedEvent
+    from finetuneflow.core.child_protocol import StartedEvent
     from finetuneflow.core.training.stopping import EvalWatch
     from finetuneflow.trainer.callbacks import (
         GuardCallback,

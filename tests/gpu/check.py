@@ -22,18 +22,18 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from finetuneflow.core.training.config import TrainingConfig  # noqa: E402
-from finetuneflow.core.training.estimate import (  # noqa: E402
-    count_parameters,
-    estimate_memory,
-    format_bytes,
-)
-from finetuneflow.core.training.protocol import (  # noqa: E402
+from finetuneflow.core.child_protocol import (  # noqa: E402
     ErrorEvent,
     FinishedEvent,
     StartedEvent,
     TrainJob,
     decode,
+)
+from finetuneflow.core.training.config import TrainingConfig  # noqa: E402
+from finetuneflow.core.training.estimate import (  # noqa: E402
+    count_parameters,
+    estimate_memory,
+    format_bytes,
 )
 
 STEPS = 30

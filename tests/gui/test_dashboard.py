@@ -17,7 +17,7 @@ from finetuneflow.services.ingest import IngestService
 from finetuneflow.services.jobs import JobService
 from finetuneflow.services.projects import ProjectService, ProjectSummary
 from finetuneflow.services.samples import SAMPLE_FILES, SAMPLE_NAME
-from finetuneflow.storage.models import JobKind, JobStatus
+from finetuneflow.storage.tables import JobKind, JobStatus
 
 WAIT_MS = 60_000
 

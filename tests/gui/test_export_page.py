@@ -18,19 +18,19 @@ from PySide6.QtGui import QDesktopServices, QTextDocument
 from PySide6.QtWidgets import QFileDialog
 from pytestqt.qtbot import QtBot
 
+from finetuneflow.core.child_protocol import BASE, FINETUNED
 from finetuneflow.core.export.archive import verify_archive
 from finetuneflow.core.export.report import LOSS_CURVE
-from finetuneflow.core.training.protocol import BASE, FINETUNED
 from finetuneflow.gui.main_window import MainWindow
 from finetuneflow.gui.pages.export_page import NOT_EXPORTED, STOPPED, ExportPage
+from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.datasets import DatasetService
 from finetuneflow.services.export import ExportService
 from finetuneflow.services.jobs import JobService
-from finetuneflow.services.models import ModelService
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.storage.home import Home
-from finetuneflow.storage.models import JobKind, JobStatus
+from finetuneflow.storage.tables import JobKind, JobStatus
 from tests.helpers.fake_ollama import fake_ollama
 from tests.helpers.finished_run import SYSTEM, arithmetic_chats, train
 from tests.helpers.images import assert_not_blank

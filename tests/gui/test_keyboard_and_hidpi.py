@@ -11,8 +11,8 @@ from PySide6.QtWidgets import QApplication, QInputDialog, QWidget
 from pytestqt.qtbot import QtBot
 
 from finetuneflow.gui.main_window import MainWindow
+from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.context import AppContext
-from finetuneflow.services.models import ModelService
 from tests.helpers.cli import run_cli
 
 

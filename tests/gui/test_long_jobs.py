@@ -11,13 +11,13 @@ from pytestqt.qtbot import QtBot
 from finetuneflow.core.generation import LLMSettings
 from finetuneflow.gui.main_window import MainWindow
 from finetuneflow.gui.pages.review_page import ReviewPage
+from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.generation import GenerationService
 from finetuneflow.services.ingest import IngestService
 from finetuneflow.services.jobs import JobService
-from finetuneflow.services.models import ModelService
 from finetuneflow.services.review import ExampleFilter, ReviewService
-from finetuneflow.storage.models import Job, JobKind, JobStatus
+from finetuneflow.storage.tables import Job, JobKind, JobStatus
 from tests.gui.test_preview_and_review_pages import write_document
 from tests.helpers.documents import write_books
 from tests.helpers.fake_llm import FakeLLMServer

@@ -13,9 +13,9 @@ from pytestqt.qtbot import QtBot
 from finetuneflow.gui.main_window import MainWindow
 from finetuneflow.gui.pages.data_page import DataPage
 from finetuneflow.gui.pages.model_page import ModelPage
+from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.ingest import IngestService
-from finetuneflow.services.models import ModelService
 from tests.helpers.documents import write_books
 from tests.helpers.images import assert_not_blank
 from tests.helpers.memory_keyring import MemoryKeyring

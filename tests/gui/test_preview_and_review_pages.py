@@ -12,10 +12,10 @@ from finetuneflow.core.generation import LLMSettings
 from finetuneflow.gui.main_window import MainWindow
 from finetuneflow.gui.pages.preview_page import PreviewPage
 from finetuneflow.gui.pages.review_page import ReviewPage
+from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.generation import GenerationService
 from finetuneflow.services.ingest import IngestService
-from finetuneflow.services.models import ModelService
 from finetuneflow.services.review import ExampleFilter, ReviewService
 from tests.helpers.fake_llm import FakeLLMServer
 from tests.helpers.images import assert_not_blank

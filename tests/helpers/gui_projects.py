@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 def project_with_examples(window: MainWindow, context: AppContext, model_dir: Path,
                           folder: Path, name: str, count: int) -> str:
     """A project made on the dashboard, with the tiny model and `count` arithmetic examples."""
+    from finetuneflow.services.base_model import ModelService
     from finetuneflow.services.datasets import DatasetService
-    from finetuneflow.services.models import ModelService
 
     project = window.dashboard.create_project(name)
     ModelService(context).choose(project.id, str(model_dir))

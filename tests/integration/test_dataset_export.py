@@ -11,7 +11,7 @@ from finetuneflow.services.context import AppContext
 from finetuneflow.services.datasets import DatasetService
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.projects import ProjectService
-from finetuneflow.storage.models import (
+from finetuneflow.storage.tables import (
     Chunk,
     DatasetExample,
     ExampleSource,

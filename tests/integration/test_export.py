@@ -21,19 +21,19 @@ from typing import Any
 import pytest
 
 from finetuneflow.cli.export import print_result
+from finetuneflow.core.child_protocol import BASE, FINETUNED
 from finetuneflow.core.export.archive import MANIFEST, verify_archive
 from finetuneflow.core.progress import CancelToken
-from finetuneflow.core.training.protocol import BASE, FINETUNED
+from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.datasets import DatasetService
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.export import ExportOptions, ExportResult, ExportService
 from finetuneflow.services.jobs import JobService
-from finetuneflow.services.models import ModelService
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.secrets import Secret, set_secret
 from finetuneflow.storage.home import Home
-from finetuneflow.storage.models import JobKind, JobStatus
+from finetuneflow.storage.tables import JobKind, JobStatus
 from tests.helpers.cli import REPO_ROOT, cli_env, run_cli
 from tests.helpers.fake_ollama import fake_ollama as installed_fake_ollama
 from tests.helpers.finished_run import SYSTEM, arithmetic_chats, train

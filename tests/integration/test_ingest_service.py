@@ -8,12 +8,12 @@ from sqlalchemy import select
 
 from finetuneflow.core.chunking import ChunkSettings
 from finetuneflow.core.ingest import IngestLimits
+from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import NotFoundError
 from finetuneflow.services.ingest import IngestService, sha256_of
-from finetuneflow.services.models import ModelService
 from finetuneflow.services.projects import ProjectService
-from finetuneflow.storage.models import (
+from finetuneflow.storage.tables import (
     Chunk,
     DatasetExample,
     ExampleSource,

@@ -12,7 +12,7 @@ from finetuneflow.services.errors import NotFoundError
 from finetuneflow.services.jobs import JobService, ThrottledProgress, process_alive
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.storage.home import Home
-from finetuneflow.storage.models import Job, JobKind, JobStatus
+from finetuneflow.storage.tables import Job, JobKind, JobStatus
 
 
 @pytest.fixture

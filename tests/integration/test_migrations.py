@@ -17,7 +17,7 @@ from finetuneflow.storage.db import (
     migrations_dir,
     upgrade_to_head,
 )
-from finetuneflow.storage.models import Base
+from finetuneflow.storage.tables import Base
 
 TABLES = {"projects", "files", "chunks", "jobs", "dataset_examples", "runs"}
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from finetuneflow.core.models import curated_models, hub_id_problem, model_dir_problem
+from finetuneflow.core.model_catalogue import curated_models, hub_id_problem, model_dir_problem
+from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import UserError
-from finetuneflow.services.models import ModelService
 from finetuneflow.services.projects import ProjectService
 
 

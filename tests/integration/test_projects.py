@@ -9,7 +9,7 @@ from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import NotFoundError, UserError
 from finetuneflow.services.jobs import JobService
 from finetuneflow.services.projects import ProjectService
-from finetuneflow.storage.models import (
+from finetuneflow.storage.tables import (
     Chunk,
     DatasetExample,
     ExampleSource,
@@ -78,9 +78,9 @@ def test_list_shows_the_latest_job(context: AppContext) -> None:
 def _project_with_documents_and_examples(context: AppContext, tmp_path: Path,
                                          tiny_model_dir: Path) -> str:
     """A project with two documents cut into chunks, examples from one chunk, and a job."""
+    from finetuneflow.services.base_model import ModelService
     from finetuneflow.services.generation import GenerationService
     from finetuneflow.services.ingest import IngestService
-    from finetuneflow.services.models import ModelService
 
     project = ProjectService(context).create("Garden")
     ModelService(context).choose(project.id, str(tiny_model_dir))

@@ -8,7 +8,7 @@ from finetuneflow.services.context import AppContext
 from finetuneflow.services.datasets import DatasetService, reason_label
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.review import ExampleFilter, ReviewService
-from finetuneflow.storage.models import (
+from finetuneflow.storage.tables import (
     DatasetExample,
     ExampleSource,
     ExampleSplit,

@@ -6,11 +6,11 @@ import shutil
 from pathlib import Path
 
 from finetuneflow.core.generation import LLMSettings
+from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.datasets import DatasetService
 from finetuneflow.services.generation import GenerationService
 from finetuneflow.services.ingest import IngestService
-from finetuneflow.services.models import ModelService
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.review import ExampleFilter, ReviewService
 from finetuneflow.services.staleness import StalenessService

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from finetuneflow.core.child_protocol import TrainJob
 from finetuneflow.core.progress import Cancelled, CancelToken
-from finetuneflow.core.training.protocol import TrainJob
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.ingest import IngestService
@@ -17,7 +17,7 @@ from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.settings import AppSettings
 from finetuneflow.services.storage_move import move_home
 from finetuneflow.storage.home import HOME_ENV, default_home, location_file
-from finetuneflow.storage.models import JobKind
+from finetuneflow.storage.tables import JobKind
 
 
 @pytest.fixture

@@ -22,9 +22,8 @@ from typing import Any
 
 import pytest
 
-from finetuneflow.core.training import protocol
-from finetuneflow.core.training.estimate import lora_trainable_params
-from finetuneflow.core.training.protocol import (
+from finetuneflow.core import child_protocol as protocol
+from finetuneflow.core.child_protocol import (
     CheckpointEvent,
     ErrorEvent,
     EvalEvent,
@@ -38,6 +37,7 @@ from finetuneflow.core.training.protocol import (
     WarningEvent,
     decode,
 )
+from finetuneflow.core.training.estimate import lora_trainable_params
 from finetuneflow.trainer.errors import RunContext, classify, model_not_found_message
 from finetuneflow.trainer.stop import StopSignal
 from tests.helpers.cli import REPO_ROOT, cli_env

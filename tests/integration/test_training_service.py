@@ -13,7 +13,7 @@ from finetuneflow.services.errors import UserError
 from finetuneflow.services.jobs import JobService
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.training import TrainingService, complete_checkpoints
-from finetuneflow.storage.models import JobKind
+from finetuneflow.storage.tables import JobKind
 from tests.helpers.cli import REPO_ROOT, cli_env, run_cli, run_cli_json
 
 pytestmark = pytest.mark.slow
@@ -118,9 +118,9 @@ def test_complete_checkpoints_ignore_half_written_ones(tmp_path: Path) -> None:
 def test_out_of_memory_suggests_the_next_smaller_settings(context: AppContext,
                                                           tiny_model_dir: Path,
                                                           tmp_path: Path) -> None:
-    from finetuneflow.core.training.protocol import ErrorEvent, encode
+    from finetuneflow.core.child_protocol import ErrorEvent, encode
+    from finetuneflow.services.base_model import ModelService
     from finetuneflow.services.datasets import DatasetService
-    from finetuneflow.services.models import ModelService
     from finetuneflow.services.training import RunRecorder
 
     project_id = ProjectService(context).create("OOM").id

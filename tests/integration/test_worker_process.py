@@ -17,12 +17,12 @@ from sqlalchemy import func, select
 
 from finetuneflow.core.chunking import ChunkSettings
 from finetuneflow.core.progress import CancelToken
+from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.ingest import IngestService
-from finetuneflow.services.models import ModelService
 from finetuneflow.services.projects import ProjectService
-from finetuneflow.storage.models import Chunk, SourceFile
+from finetuneflow.storage.tables import Chunk, SourceFile
 from tests.conftest import REPO_ROOT
 from tests.helpers.documents import write_books
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from finetuneflow import __version__
-from finetuneflow.core.training.protocol import FinishedEvent, ProbeEvent, decode
+from finetuneflow.core.child_protocol import FinishedEvent, ProbeEvent, decode
 from finetuneflow.storage.db import current_revision, make_engine
 from tests.helpers.cli import REPO_ROOT
 from tests.helpers.images import assert_not_blank

@@ -11,7 +11,6 @@ import pytest
 
 from finetuneflow.core.training.config import TrainingConfig
 from finetuneflow.core.training.estimate import (
-    GIB,
     activation_bytes,
     count_parameters,
     estimate_memory,
@@ -23,10 +22,10 @@ from finetuneflow.core.training.estimate import (
 from finetuneflow.core.training.recommend import (
     DatasetStats,
     describe_change,
-    format_duration,
     next_smaller,
     recommend,
 )
+from finetuneflow.core.units import GIB, format_bytes, format_duration
 
 SMALL = {"vocab_size": 320, "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
          "num_attention_heads": 4, "num_key_value_heads": 2}
@@ -264,3 +263,8 @@ def test_dataset_stats_and_durations() -> None:
     assert DatasetStats.from_lengths([]).num_examples == 0
     assert [format_duration(s) for s in (5, 600, 7300, 3 * 86400)] == [
         "5 s", "10 min", "2 h 02 min", "3.0 days"]
+
+
+def test_sizes_keep_a_unit_a_person_can_read() -> None:
+    assert [format_bytes(s) for s in (12, 538_000, 5 * 1024**2, 3 * 1024**3)] == [
+        "12 bytes", "525 KB", "5 MB", "3.0 GB"]

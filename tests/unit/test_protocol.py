@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from finetuneflow.core.training import protocol
-from finetuneflow.core.training.protocol import (
+from finetuneflow.core import child_protocol as protocol
+from finetuneflow.core.child_protocol import (
     EVENT_TYPES,
     AnswerEvent,
     ChatJob,

@@ -117,7 +117,7 @@ def test_presets_are_labelled_and_valid() -> None:
 
 def test_core_training_never_imports_the_ml_stack() -> None:
     code = ("import sys\n"
-            "import finetuneflow.core.training.config, finetuneflow.core.training.protocol\n"
+            "import finetuneflow.core.training.config, finetuneflow.core.child_protocol\n"
             "import finetuneflow.core.training.estimate, finetuneflow.core.training.recommend\n"
             "import finetuneflow.core.training.stopping\n"
             "heavy = {'torch', 'transformers', 'trl', 'peft', 'datasets', 'PySide6', "

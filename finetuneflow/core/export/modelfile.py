@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from finetuneflow.core.models import OLLAMA_MERGED_ARCHITECTURES
+from finetuneflow.core.model_catalogue import OLLAMA_MERGED_ARCHITECTURES
 
 EOS = "{eos}"  # replaced by the tokenizer's end-of-sequence token (plain format only)
 DEFAULT_TEMPERATURE = 0.2

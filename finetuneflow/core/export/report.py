@@ -15,10 +15,9 @@ from pathlib import PurePath
 from typing import Any
 from xml.sax.saxutils import escape
 
+from finetuneflow.core.child_protocol import EARLY_STOPPING
 from finetuneflow.core.training.config import METHOD_LABELS, field_metadata
-from finetuneflow.core.training.estimate import format_bytes
-from finetuneflow.core.training.protocol import EARLY_STOPPING
-from finetuneflow.core.training.recommend import format_duration
+from finetuneflow.core.units import format_bytes, format_duration
 
 LOSS_CURVE = "loss_curve.svg"
 EXAMPLE_CHARS = 1500  # a training example in the report is cut after this many characters

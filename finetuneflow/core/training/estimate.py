@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from finetuneflow.core.training.config import ALL_LINEAR, TrainingConfig
-
-GIB = 1024**3
-MIB = 1024**2
+from finetuneflow.core.units import MIB, format_bytes
 
 NF4_BLOCKSIZE = 64
 NF4_NESTED_BLOCKSIZE = 256
@@ -113,11 +111,6 @@ class MemoryEstimate:
         detail = ", ".join(f"{name} {format_bytes(size)}" for name, size in parts)
         return f"about {format_bytes(self.total)} ({detail})"
 
-
-def format_bytes(size: float) -> str:
-    if size >= GIB:
-        return f"{size / GIB:.1f} GB"
-    return f"{size / MIB:.0f} MB"
 
 
 # --- architectures ----------------------------------------------------------------------------

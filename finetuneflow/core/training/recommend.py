@@ -19,14 +19,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from finetuneflow.core.child_protocol import ProbeEvent
 from finetuneflow.core.training.config import METHOD_LABELS, TrainingConfig
 from finetuneflow.core.training.estimate import (
     MemoryEstimate,
     estimate_memory,
-    format_bytes,
     model_shape,
 )
-from finetuneflow.core.training.protocol import ProbeEvent
+from finetuneflow.core.units import format_bytes, format_duration
 
 MARGIN = 0.10  # keep 10% of the free memory for everything the estimate cannot see
 USEFUL_BATCH = 2
@@ -283,19 +283,6 @@ def _gpu_flops(gpu: Mapping[str, Any]) -> float:
     except ValueError:
         capability = 0.0
     return next(flops for minimum, flops in GPU_FLOPS_BY_CAPABILITY if capability >= minimum)
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "an unknown time"
-    if seconds < 90:
-        return f"{max(1, round(seconds))} s"
-    if seconds < 90 * 60:
-        return f"{round(seconds / 60)} min"
-    if seconds < 48 * 3600:
-        hours, minutes = divmod(round(seconds / 60), 60)
-        return f"{hours} h {minutes:02d} min"
-    return f"{seconds / 86400:.1f} days"
 
 
 def _as_probe(probe: ProbeEvent | Mapping[str, Any]) -> ProbeEvent:

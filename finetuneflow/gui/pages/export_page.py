@@ -28,8 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from finetuneflow.core.steps import Step
-from finetuneflow.core.training.estimate import format_bytes
-from finetuneflow.core.training.recommend import format_duration
+from finetuneflow.core.units import format_bytes, format_duration
 from finetuneflow.gui.chat_panel import ChatPanel
 from finetuneflow.gui.colours import set_tone
 from finetuneflow.gui.errors import describe, show_error

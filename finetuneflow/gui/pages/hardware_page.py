@@ -21,11 +21,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from finetuneflow.core.child_protocol import ProbeEvent
 from finetuneflow.core.steps import Step
 from finetuneflow.core.training.config import PRESETS, TrainingConfig, field_metadata, preset_config
-from finetuneflow.core.training.estimate import MemoryEstimate, format_bytes
-from finetuneflow.core.training.protocol import ProbeEvent
-from finetuneflow.core.training.recommend import format_duration
+from finetuneflow.core.training.estimate import MemoryEstimate
+from finetuneflow.core.units import format_bytes, format_duration
 from finetuneflow.gui.colours import set_tone, tone_colour
 from finetuneflow.gui.errors import describe
 from finetuneflow.gui.pages.step_page import StepPage

@@ -19,16 +19,16 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from finetuneflow.core.models import CuratedModel, curated_models, format_params
+from finetuneflow.core.model_catalogue import CuratedModel, curated_models, format_params
 from finetuneflow.core.steps import Step
 from finetuneflow.gui.colours import set_tone
 from finetuneflow.gui.errors import describe
 from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.workers import TaskRunner
+from finetuneflow.services.base_model import GatedModelError, ModelChoice, ModelService
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.ingest import IngestService
-from finetuneflow.services.models import GatedModelError, ModelChoice, ModelService
 from finetuneflow.services.projects import ProjectSummary
 from finetuneflow.services.secrets import Secret, set_secret
 

@@ -11,9 +11,7 @@ from PySide6.QtWidgets import (
     QPushButton,
 )
 
-from finetuneflow.core.steps import Step
-from finetuneflow.core.training.estimate import format_bytes
-from finetuneflow.core.training.protocol import (
+from finetuneflow.core.child_protocol import (
     CheckpointEvent,
     ErrorEvent,
     EvalEvent,
@@ -25,7 +23,8 @@ from finetuneflow.core.training.protocol import (
     StoppedEvent,
     WarningEvent,
 )
-from finetuneflow.core.training.recommend import format_duration
+from finetuneflow.core.steps import Step
+from finetuneflow.core.units import format_bytes, format_duration
 from finetuneflow.gui.errors import describe
 from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.training_controller import TrainingController

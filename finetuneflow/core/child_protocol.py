@@ -1,5 +1,7 @@
-"""What the trainer child and its parent (GUI, CLI, tests) say to each other.
+"""What the app's child processes and their parent (GUI, CLI, tests) say to each other.
 
+Every child (the trainer, the document worker) stops after its current step on a `stop` line
+on stdin. The rest of this module is the trainer's side:
 The parent writes a job file (`TrainJob`, JSON) and starts `finetuneflow trainer run JOB.json`.
 The child prints one JSON object per line on stdout (`encode`/`decode` the events below) and
 human-readable logs on stderr. The parent stops it with a `stop` line on stdin. The export
@@ -19,7 +21,7 @@ from typing import Any, ClassVar, Literal, Self
 
 from finetuneflow.core.training.config import TrainingConfig
 
-STOP_COMMAND = "stop"  # a line on the child's stdin
+STOP_COMMAND = "stop"  # a line on any child's stdin: finish the current step, then exit
 # `trainer launch ACCELERATE_ARGS`: the child runs accelerate's launcher, which starts the ranks.
 LAUNCH_COMMAND = "launch"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetuneflow.core.models import (
+from finetuneflow.core.model_catalogue import (
     ModelFacts,
     curated_model,
     hub_id_problem,
