@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from finetuneflow.services.logs import LOG_FILE_NAME, configure_logging
 from finetuneflow.storage.db import make_engine, make_session_factory, upgrade_to_head
 from finetuneflow.storage.home import Home
+from finetuneflow.storage.transaction import Transaction
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -42,8 +43,16 @@ class AppContext:
         return self.home.logs_dir / LOG_FILE_NAME
 
     @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """The repositories, in one transaction that commits on success and rolls back on
+        error. Services work through this alone."""
+        with self.sessions() as session, session.begin():
+            yield Transaction(session)
+
+    @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session that commits on success and rolls back on error."""
+        """A raw session for tests and tools that inspect the database; services use
+        `transaction()`."""
         with self.sessions() as session, session.begin():
             yield session
 
