@@ -16,9 +16,9 @@ from finetuneflow import __version__
 from finetuneflow.cli import documents, export, generation, projects, training
 from finetuneflow.cli.common import EXIT_USAGE, EXIT_USER_ERROR, Handler, Parser, subcommands
 from finetuneflow.core.steps import STEP_KEYS
+from finetuneflow.services.data_folder import default_home
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.logs import LOG_FILE_NAME
-from finetuneflow.storage.home import default_home
 
 EXIT_BUG = 70  # EX_SOFTWARE
 

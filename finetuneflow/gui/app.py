@@ -22,8 +22,8 @@ from finetuneflow.core.resources import resource_path
 from finetuneflow.gui.colours import theme_watcher
 from finetuneflow.gui.errors import show_error
 from finetuneflow.gui.main_window import MainWindow
+from finetuneflow.services.data_folder import Home
 from finetuneflow.services.errors import UserError
-from finetuneflow.storage.home import Home
 
 if TYPE_CHECKING:
     from finetuneflow.services.context import AppContext

@@ -30,8 +30,8 @@ from finetuneflow.gui.errors import show_error
 from finetuneflow.gui.workers import TaskRunner, Work
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import UserError
+from finetuneflow.services.jobs import JobStatus
 from finetuneflow.services.projects import ProjectService, ProjectSummary
-from finetuneflow.storage.tables import JobStatus
 
 COLUMNS = ("Project", "Base model", "Step", "Last activity", "Latest job")
 JOB_KINDS = {"preview": "Preview", "generate": "Generation", "train": "Training",

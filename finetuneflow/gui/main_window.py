@@ -13,7 +13,7 @@ from finetuneflow import __version__
 from finetuneflow.gui.dashboard_frame import DashboardPlaceholder
 from finetuneflow.gui.window_state import restore_geometry, save_geometry
 from finetuneflow.gui.workers import TaskRunner
-from finetuneflow.storage.home import Home
+from finetuneflow.services.data_folder import Home
 
 # The window's frame shows before the database opens: what needs the database (SQLAlchemy, the
 # services, the dashboard) is imported when a context is attached.

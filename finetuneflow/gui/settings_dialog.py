@@ -33,11 +33,11 @@ from finetuneflow.gui.errors import describe
 from finetuneflow.gui.llm_settings_box import LLMSettingsBox
 from finetuneflow.gui.workers import TaskRunner
 from finetuneflow.services.context import AppContext
+from finetuneflow.services.data_folder import HOME_ENV
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.secrets import Secret, delete_secret, secret_source, set_secret
 from finetuneflow.services.settings import AppSettings
 from finetuneflow.services.storage_move import MoveResult, move_home
-from finetuneflow.storage.home import HOME_ENV
 
 TOKENS_PAGE = "https://huggingface.co/settings/tokens"
 TOKEN_STATES = {

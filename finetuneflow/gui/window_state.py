@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QByteArray, QSettings
 from PySide6.QtWidgets import QWidget
 
-from finetuneflow.storage.home import Home
+from finetuneflow.services.data_folder import Home
 
 WINDOW_FILE = "window.ini"
 GEOMETRY_KEY = "main/geometry"

@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from finetuneflow.services.logs import LOG_FILE_NAME, configure_logging
-from finetuneflow.storage.db import make_engine, make_session_factory, upgrade_to_head
+from finetuneflow.storage.db import Database
 from finetuneflow.storage.home import Home
-from finetuneflow.storage.transaction import Transaction
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from contextlib import AbstractContextManager
     from pathlib import Path
 
-    from sqlalchemy import Engine
-    from sqlalchemy.orm import Session, sessionmaker
+    from sqlalchemy.orm import Session
+
+    from finetuneflow.storage.transaction import Transaction
 
 
 @dataclass
 class AppContext:
     home: Home
-    engine: Engine
-    sessions: sessionmaker[Session]
+    database: Database
 
     @classmethod
     def open(cls, home: Home | None = None) -> AppContext:
@@ -32,9 +30,7 @@ class AppContext:
 
         home = (home or Home.default()).ensure()
         configure_logging(home.logs_dir)
-        engine = make_engine(home.db_path)
-        upgrade_to_head(engine)
-        context = cls(home, engine, make_session_factory(engine))
+        context = cls(home, Database.open(home.db_path))
         JobService(context).mark_orphans_interrupted()
         return context
 
@@ -42,34 +38,26 @@ class AppContext:
     def log_file(self) -> Path:
         return self.home.logs_dir / LOG_FILE_NAME
 
-    @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self) -> AbstractContextManager[Transaction]:
         """The repositories, in one transaction that commits on success and rolls back on
         error. Services work through this alone."""
-        with self.sessions() as session, session.begin():
-            yield Transaction(session)
+        return self.database.transaction()
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A raw session for tests and tools that inspect the database; services use
-        `transaction()`."""
-        with self.sessions() as session, session.begin():
-            yield session
+    def session(self) -> AbstractContextManager[Session]:
+        """Transitional: services still being moved onto repositories. Removed once none calls
+        it (tests use `context.database.session()`)."""
+        return self.database.session()
 
     def release_database(self) -> None:
-        """Fold the write-ahead log into the database file and close every pooled connection,
-        so the file alone holds all the data (before it is copied)."""
-        with self.engine.connect() as connection:
-            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        self.engine.dispose()
+        """Fold the write-ahead log into the database file and close every connection."""
+        self.database.release()
 
     def switch_home(self, home: Home) -> None:
         """Work in another home folder from now on (after a storage move)."""
-        self.engine.dispose()
+        self.database.close()
         self.home = home.ensure()
         configure_logging(home.logs_dir)
-        self.engine = make_engine(home.db_path)
-        self.sessions = make_session_factory(self.engine)
+        self.database = Database(home.db_path)
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.database.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from finetuneflow.core.resources import app_root
+from finetuneflow.storage.transaction import Transaction
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,44 @@ def make_engine(db_path: Path) -> Engine:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+class Database:
+    """The open database file: transactions over the repositories, and its release."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.engine = make_engine(path)
+        self._sessions = make_session_factory(self.engine)
+
+    @classmethod
+    def open(cls, path: Path) -> Database:
+        """Open the file (created if missing) and bring its schema to the head revision."""
+        database = cls(path)
+        upgrade_to_head(database.engine)
+        return database
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """The repositories, in one transaction: committed on success, rolled back on error."""
+        with self.session() as session:
+            yield Transaction(session)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A raw session, for the repositories' tests and tools that inspect the database."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def release(self) -> None:
+        """Fold the write-ahead log into the database file and close every pooled connection,
+        so the file alone holds all the data (before it is copied)."""
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.engine.dispose()
+
+    def close(self) -> None:
+        self.engine.dispose()
 
 
 def migrations_dir() -> Path:

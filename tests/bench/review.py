@@ -38,7 +38,7 @@ def fill(context: object, project_id: str) -> None:
                       {"role": "assistant", "content": f"Answer {i}, " + "words " * 30}],
             status="rejected" if reason else "accepted", reject_reason=reason,
             content_hash=f"{i:064d}", token_count=rng.randint(40, 900)))
-    with context.session() as session:  # type: ignore[attr-defined]
+    with context.database.session() as session:  # type: ignore[attr-defined]
         session.add_all(rows)
 
 

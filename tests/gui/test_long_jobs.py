@@ -93,7 +93,7 @@ def test_an_interrupted_generation_is_offered_and_resumed(
     jobs = JobService(context)
     job_id = jobs.create(project_id, JobKind.GENERATE)
     jobs.start(job_id)
-    with context.session() as session:  # as if the app had been killed mid-run
+    with context.database.session() as session:  # as if the app had been killed mid-run
         session.get(Job, job_id).owner_pid = 999_999_999
     assert jobs.mark_orphans_interrupted() == 1
     window.resume_banner.refresh()

@@ -28,7 +28,7 @@ def _chat(question: str) -> list[dict[str, str]]:
 
 
 def seed_examples(context: AppContext, project_id: str, chunks: int, per_chunk: int) -> None:
-    with context.session() as session:
+    with context.database.session() as session:
         source = SourceFile(project_id=project_id, original_name="a.txt", stored_path="raw/a",
                             sha256="s", kind="text", size=1, status=FileStatus.OK, chars=1)
         session.add(source)
@@ -62,7 +62,7 @@ def test_split_is_grouped_by_chunk_and_files_load(context: AppContext, project_i
     files = DatasetService(context).export(project_id)
     assert files.train + files.eval == 120 and files.eval > 0
     assert files.rejected_by_reason == {"ungrounded": 1}
-    with context.session() as session:
+    with context.database.session() as session:
         rows = session.execute(select(DatasetExample.chunk_id, DatasetExample.split).where(
             DatasetExample.chunk_id.is_not(None))).all()
     sides: dict[int, set[str]] = {}

@@ -50,7 +50,7 @@ def test_documents_become_files_and_chunks(ingest: IngestService, context: AppCo
 
     raw = sorted(p.name for p in context.home.project_subdir(project_id, "raw").iterdir())
     assert len(raw) == 3 and all(name[12] == "-" for name in raw)
-    with context.session() as session:
+    with context.database.session() as session:
         chunks = session.scalars(select(Chunk).where(Chunk.project_id == project_id)
                                  .order_by(Chunk.file_id, Chunk.ordinal)).all()
         assert len(chunks) == sum(o.chunks for o in outcomes)
@@ -129,7 +129,7 @@ def test_hostile_file_names_stay_inside_raw(ingest: IngestService, context: AppC
 def test_remove_file_keeps_examples_and_counts_them(ingest: IngestService, context: AppContext,
                                                     project_id: str, corpus_dir: Path) -> None:
     outcome = ingest.ingest(project_id, [corpus_dir / NORMAL_PDF])[0]
-    with context.session() as session:
+    with context.database.session() as session:
         chunk_id = session.scalars(select(Chunk.id).where(Chunk.file_id == outcome.file_id)
                                    ).first()
         session.add(DatasetExample(project_id=project_id, chunk_id=chunk_id,
@@ -139,7 +139,7 @@ def test_remove_file_keeps_examples_and_counts_them(ingest: IngestService, conte
     removed = ingest.remove_file(project_id, outcome.file_id)
     assert (removed.chunks, removed.examples) == (outcome.chunks, 1)
     assert ingest.list_files(project_id) == [] and ingest.count_chunks(project_id) == 0
-    with context.session() as session:
+    with context.database.session() as session:
         example = session.scalars(select(DatasetExample)).one()
         assert example.chunk_id is None
         assert session.scalars(select(SourceFile)).all() == []

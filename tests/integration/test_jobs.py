@@ -107,7 +107,7 @@ def test_running_jobs_of_dead_processes_become_interrupted_at_start_up(home: Pat
     alive = jobs.create(project_id, JobKind.TRAIN)
     jobs.start(orphan)
     jobs.start(alive)
-    with context.session() as session:
+    with context.database.session() as session:
         session.get(Job, orphan).owner_pid = _dead_pid()
     context.close()
 

@@ -93,7 +93,7 @@ def _project_with_documents_and_examples(context: AppContext, tmp_path: Path,
                         encoding="utf-8")
         documents.append(path)
     IngestService(context).ingest(project.id, documents)
-    with context.session() as session:
+    with context.database.session() as session:
         chunk = session.scalars(select(Chunk).where(Chunk.project_id == project.id)).first()
         assert chunk is not None
         for chunk_id in (chunk.id, None):
@@ -127,7 +127,7 @@ def test_duplicate_copies_documents_and_dataset_but_not_jobs(
                                                          for f in source_files]
     assert all(f.chunks > 0 for f in copied_files)
     assert {f.id for f in copied_files}.isdisjoint(f.id for f in source_files)
-    with context.session() as session:
+    with context.database.session() as session:
         rows = session.execute(select(DatasetExample.chunk_id, Chunk.project_id).outerjoin(
             Chunk, Chunk.id == DatasetExample.chunk_id).where(
             DatasetExample.project_id == copy.id)).all()

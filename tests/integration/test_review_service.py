@@ -29,7 +29,7 @@ def project_id(context: AppContext) -> str:
              (chat("Far?", "Far."), "ungrounded: the quote is not in the chunk (best match "
                                     "0.41)", 9),
              (chat("Long?", "Long."), "too long: 4000 tokens", 4000)]
-    with context.session() as session:
+    with context.database.session() as session:
         for messages, reason, tokens in rows:
             session.add(DatasetExample(
                 project_id=project.id, split=ExampleSplit.TRAIN, messages=messages,

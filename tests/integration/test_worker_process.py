@@ -89,7 +89,7 @@ def test_the_worker_gives_the_same_files_and_chunks_as_in_process(
     assert [o.status for o in remote] == ["ok", "ok", "ok", "error"]
     assert messages[0] == "Reading normal_pdflatex_4pages.pdf"
     assert messages[-1] == "4 of 4 files processed"
-    with context.session() as session:
+    with context.database.session() as session:
         def chunk_texts(project: str) -> list[str]:
             return list(session.scalars(select(Chunk.text).where(Chunk.project_id == project)
                                         .order_by(Chunk.file_id, Chunk.ordinal)))
@@ -186,7 +186,7 @@ def test_the_worker_stops_when_the_app_is_killed(context: AppContext, tiny_model
 
 
 def file_count(context: AppContext, project: str) -> int:
-    with context.session() as session:
+    with context.database.session() as session:
         return session.scalar(select(func.count()).select_from(SourceFile).where(
             SourceFile.project_id == project)) or 0
 
