@@ -235,7 +235,7 @@ Event = (StatusEvent | StartedEvent | LogEvent | EvalEvent | CheckpointEvent | W
          | FinishedEvent | StoppedEvent | ErrorEvent | ProbeEvent | TokenEvent | AnswerEvent
          | ExportedEvent)
 
-EVENT_TYPES: dict[str, type[Any]] = {cls.TYPE: cls for cls in (
+EVENT_TYPES: dict[str, type[Event]] = {cls.TYPE: cls for cls in (
     StatusEvent, StartedEvent, LogEvent, EvalEvent, CheckpointEvent, WarningEvent,
     FinishedEvent, StoppedEvent, ErrorEvent, ProbeEvent, TokenEvent, AnswerEvent,
     ExportedEvent)}
@@ -286,6 +286,9 @@ JOB_VERSION = 1
 
 class JobFile:
     """A job file's JSON form, shared by the job dataclasses below (each has a `version`)."""
+
+    # Set by @dataclass on each subclass; declared so that fields() and asdict() accept self.
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, ensure_ascii=False)

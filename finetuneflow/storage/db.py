@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
@@ -16,6 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from finetuneflow.core.resources import app_root
 from finetuneflow.storage.transaction import Transaction
+
+if TYPE_CHECKING:  # Alembic loads only when a migration runs (start-up time)
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +101,9 @@ def migrations_dir() -> Path:
     return folder
 
 
-def alembic_config(connection: Connection | None = None, script_location: Path | None = None):
+def alembic_config(
+    connection: Connection | None = None, script_location: Path | None = None
+) -> Config:
     """An Alembic Config built in code: the app ships no alembic.ini."""
     from alembic.config import Config
 
@@ -149,10 +154,16 @@ def head_revisions(versions_root: Path) -> set[str]:
 def _assignments(path: Path, names: tuple[str, ...]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for node in ast.parse(path.read_text(encoding="utf-8")).body:
-        target = node.target if isinstance(node, ast.AnnAssign) else (
-            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
-        if isinstance(target, ast.Name) and target.id in names and node.value is not None:
-            values[target.id] = ast.literal_eval(node.value)
+        target: ast.expr
+        value: ast.expr | None
+        if isinstance(node, ast.AnnAssign):
+            target, value = node.target, node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id in names and value is not None:
+            values[target.id] = ast.literal_eval(value)
     return values
 
 

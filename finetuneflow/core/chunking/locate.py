@@ -49,4 +49,5 @@ def _fields(segment: Any) -> SegmentTuple:
 
 
 def _start(segment: Any) -> int:
-    return segment.start if hasattr(segment, "start") else segment[0]
+    start: int = segment.start if hasattr(segment, "start") else segment[0]
+    return start

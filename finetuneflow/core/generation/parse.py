@@ -343,8 +343,9 @@ def _unwrap(value: Any, item_schema: Schema) -> list[Any] | None:
         return value
     if not isinstance(value, dict):
         return None
-    if isinstance(value.get("examples"), list):
-        return value["examples"]
+    examples = value.get("examples")
+    if isinstance(examples, list):
+        return examples
     lists = [v for v in value.values() if isinstance(v, list)]
     required = set(item_schema.get("required", []))
     if required & value.keys():

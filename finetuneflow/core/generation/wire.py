@@ -223,8 +223,9 @@ def error_text(data: Any, fallback: str = "") -> str:
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, str):
         return error
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return error["message"]
+    message = error.get("message") if isinstance(error, dict) else None
+    if isinstance(message, str):
+        return message
     return fallback
 
 

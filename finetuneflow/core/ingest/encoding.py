@@ -60,9 +60,9 @@ def decode_text(data: bytes) -> DecodedText | None:
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             return DecodedText(data[len(bom) :].decode(encoding, errors="replace"), encoding)
-    encoding = wide_unicode_without_bom(data)
-    if encoding:
-        return DecodedText(data.decode(encoding, errors="replace"), encoding)
+    wide = wide_unicode_without_bom(data)
+    if wide:
+        return DecodedText(data.decode(wide, errors="replace"), wide)
     try:
         return DecodedText(data.decode("utf-8"), "utf-8")
     except UnicodeDecodeError:

@@ -53,7 +53,7 @@ def local_name(element: Element) -> str:
 def attribute(element: Element, name: str) -> str | None:
     for key, value in element.attrib.items():
         if key == name or key.endswith("}" + name):
-            return value  # type: ignore[no-any-return]
+            return value
     return None
 
 

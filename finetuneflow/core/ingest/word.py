@@ -138,14 +138,15 @@ def _related(rels: Iterable[Any], kind: str) -> Part | None:
     """The first part related by a relationship type ending in ``kind`` (either namespace)."""
     for rel in rels:
         if not rel.is_external and rel.reltype.rsplit("/", 1)[-1] == kind:
-            return rel.target_part  # type: ignore[no-any-return]
+            part: Part = rel.target_part
+            return part
     return None
 
 
 def _xml(part: Part) -> Element:
-    element = getattr(part, "element", None)
+    element: Element | None = getattr(part, "element", None)
     if element is not None:
-        return element  # type: ignore[no-any-return]
+        return element
     try:
         return parse_xml(part.blob)
     except etree.XMLSyntaxError as exc:

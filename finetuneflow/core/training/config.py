@@ -214,7 +214,8 @@ _STR_FIELDS = {item.name for item in dataclasses.fields(TrainingConfig) if item.
 
 
 def _label(name: str) -> str:
-    return TrainingConfig.__dataclass_fields__[name].metadata["label"]
+    label: str = TrainingConfig.__dataclass_fields__[name].metadata["label"]
+    return label
 
 
 def _coerce(name: str, value: Any) -> Any:
