@@ -12,6 +12,7 @@ from pathlib import Path
 from finetuneflow.cli.common import add_json, open_context, print_json, stderr_progress
 from finetuneflow.core.progress import Cancelled, CancelToken
 from finetuneflow.core.units import format_bytes
+from finetuneflow.services.chat import ChatService
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.export import (
     SAMPLE_TOKENS,
@@ -77,7 +78,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     cancel = CancelToken()
     with ctrl_c_cancels(cancel, "\nStopping…"):
-        ExportService(open_context()).chat(
+        ChatService(open_context()).chat(
             args.project, args.prompt, run_id=args.run, base=args.base,
             system_prompt=args.system, temperature=args.temperature,
             max_tokens=args.max_tokens, on_token=show, cancel=cancel)

@@ -22,8 +22,8 @@ from PySide6.QtWidgets import (
 from finetuneflow.core.child_protocol import BASE, FINETUNED
 from finetuneflow.gui.errors import describe
 from finetuneflow.gui.workers import TaskRunner
+from finetuneflow.services.chat import ChatService
 from finetuneflow.services.context import AppContext
-from finetuneflow.services.export import ExportService
 
 SPEAKING = {BASE: "The base model is answering…", FINETUNED: "The fine-tuned model is answering…"}
 
@@ -39,7 +39,7 @@ class ChatPanel(QWidget):
         super().__init__()
         self.context = context
         self.project_id = project_id
-        self.service = ExportService(context)
+        self.service = ChatService(context)
         self.runner = TaskRunner(self)
         self.run_id: int | None = None
         self._heard: set[str] = set()

@@ -6,15 +6,18 @@ The GUI starts the same command with QProcess; both feed the child's stdout line
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from finetuneflow.core.child_protocol import LAUNCH_COMMAND
+from finetuneflow.core.child_protocol import LAUNCH_COMMAND, Event, ProtocolError, decode
 from finetuneflow.core.progress import CancelToken
 from finetuneflow.services.child_process import child_environment, own_command, watch_cancel
+
+log = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 120.0  # a checkpoint of a large model takes a while to write
 
@@ -65,3 +68,12 @@ def run_trainer(args: list[str], log_path: Path, on_line: Callable[[str], None],
         if stopper is not None:
             stopper.set()
         return code
+
+
+def read_event(line: str) -> Event | None:
+    """The event on one of the child's stdout lines; None (and a warning) for anything else."""
+    try:
+        return decode(line)
+    except ProtocolError:
+        log.warning("trainer printed a non-event line: %.200s", line)
+        return None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from finetuneflow.storage.export_queries import ExportRunQueries
+
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
@@ -13,6 +15,6 @@ class JobRepository:
         self._session = session
 
 
-class RunRepository:
+class RunRepository(ExportRunQueries):
     def __init__(self, session: Session) -> None:
         self._session = session

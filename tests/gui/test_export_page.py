@@ -26,8 +26,8 @@ from finetuneflow.gui.pages.export_page import NOT_EXPORTED, STOPPED, ExportPage
 from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.datasets import DatasetService
-from finetuneflow.services.export import ExportService
 from finetuneflow.services.jobs import JobService
+from finetuneflow.services.ollama import ollama_available
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.storage.home import Home
 from finetuneflow.storage.tables import JobKind, JobStatus
@@ -147,7 +147,7 @@ def test_the_page_exports_the_zip_and_shows_the_report(
     assert {"merged/model.safetensors", "merged/Modelfile", "dataset/train.jsonl"} <= names
     assert any(0 < value < 1000 for value in progress)
     assert page.last_box.isVisible() and exported.zip_path.name in page.summary.text()
-    assert page.register.isEnabled() == ExportService.ollama_available()
+    assert page.register.isEnabled() == ollama_available()
 
     qtbot.waitUntil(lambda: "Before and after" in page.report.toPlainText(), timeout=60_000)
     metrics = json.loads((exported.folder / "metrics.json").read_text())
@@ -176,7 +176,7 @@ def test_the_page_exports_the_zip_and_shows_the_report(
 def test_register_in_ollama_shows_both_answers_and_the_warning(
         page: ExportPage, qtbot: QtBot, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    assert not page.register.isEnabled() or ExportService.ollama_available()
+    assert not page.register.isEnabled() or ollama_available()
     with fake_ollama(tmp_path, monkeypatch, models=["arithmetic-tutor"]) as server:
         server.set_responder(lambda request, api: "6<|im_end|>")  # a leaked end-of-turn mark
         page.refresh()  # Ollama is installed now

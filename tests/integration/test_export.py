@@ -25,11 +25,13 @@ from finetuneflow.core.child_protocol import BASE, FINETUNED
 from finetuneflow.core.export.archive import MANIFEST, verify_archive
 from finetuneflow.core.progress import CancelToken
 from finetuneflow.services.base_model import ModelService
+from finetuneflow.services.chat import ChatService
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.datasets import DatasetService
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.export import ExportOptions, ExportResult, ExportService
 from finetuneflow.services.jobs import JobService
+from finetuneflow.services.ollama import OllamaService
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.secrets import Secret, set_secret
 from finetuneflow.storage.home import Home
@@ -244,7 +246,7 @@ def test_what_the_export_page_shows_before_exporting(exported: Exported,
     service = ExportService(context_of)
     options = service.default_options(exported.project_id)
     assert options.out == exported.result.zip_path and options.merged is True
-    assert service.trained_system_prompt(exported.project_id) == SYSTEM
+    assert ChatService(context_of).trained_system_prompt(exported.project_id) == SYSTEM
     assert service.loss_curve(exported.project_id) == (
         exported.root / "loss_curve.svg").read_text()
     copy = service.save_zip_as(exported.project_id, tmp_path / "copy.zip")
@@ -270,7 +272,7 @@ def test_no_secret_appears_in_any_exported_byte(exported: Exported) -> None:
 def test_compare_streams_the_base_and_the_fine_tuned_answer(exported: Exported,
                                                             context_of: AppContext) -> None:
     pieces: dict[str, list[str]] = {BASE: [], FINETUNED: []}
-    answers = ExportService(context_of).compare(
+    answers = ChatService(context_of).compare(
         exported.project_id, "What is 3 plus 3?", temperature=0.0, max_tokens=8,
         on_token=lambda variant, text: pieces[variant].append(text))
     assert set(answers) == {BASE, FINETUNED}
@@ -287,22 +289,22 @@ def test_a_cancelled_chat_stops_within_a_token_or_two(exported: Exported,
         pieces.append(text)
         cancel.cancel()
 
-    answer = ExportService(context_of).chat(exported.project_id, "What is 8 plus 8?",
-                                            temperature=0.0, max_tokens=200,
-                                            on_token=on_token, cancel=cancel)
+    answer = ChatService(context_of).chat(exported.project_id, "What is 8 plus 8?",
+                                          temperature=0.0, max_tokens=200,
+                                          on_token=on_token, cancel=cancel)
     assert 1 <= len(pieces) < 20 and answer == "".join(pieces).strip()
 
 
 def test_chat_needs_a_prompt_and_a_finished_run(exported: Exported,
                                                 context_of: AppContext) -> None:
-    service = ExportService(context_of)
+    chat = ChatService(context_of)
     with pytest.raises(UserError, match="Type a prompt"):
-        service.chat(exported.project_id, "  ")
+        chat.chat(exported.project_id, "  ")
     with pytest.raises(UserError, match="Run 9 is not a finished run"):
-        service.chat(exported.project_id, "Hi", run_id=9)
+        chat.chat(exported.project_id, "Hi", run_id=9)
     empty = ProjectService(context_of).create("Nothing trained").id
     with pytest.raises(UserError, match="no finished training run"):
-        service.export(empty)
+        ExportService(context_of).export(empty)
 
 
 # --- Ollama -----------------------------------------------------------------------------------
@@ -317,7 +319,7 @@ def fake_ollama(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any
 def test_register_in_ollama_creates_the_model_and_asks_a_sample_prompt(
         exported: Exported, context_of: AppContext, fake_ollama: Any) -> None:
     fake_ollama.set_responder(lambda request, api: "4")
-    registration = ExportService(context_of).register_in_ollama(exported.project_id)
+    registration = OllamaService(context_of).register(exported.project_id)
     call = json.loads(fake_ollama.log.read_text())
     assert call["argv"] == ["create", "export-demo", "-f", "Modelfile"]
     assert Path(call["cwd"]) == exported.result.folder / "merged"
@@ -332,7 +334,7 @@ def test_register_in_ollama_creates_the_model_and_asks_a_sample_prompt(
     assert registration.ollama_answer == "4" and registration.warning is None
 
     fake_ollama.set_responder(lambda request, api: "4<|im_end|>\n<|im_start|>user")
-    leaked = ExportService(context_of).register_in_ollama(exported.project_id)
+    leaked = OllamaService(context_of).register(exported.project_id)
     assert leaked.warning is not None and "'<|im_start|>'" in leaked.warning
 
 
@@ -341,7 +343,7 @@ def test_without_ollama_registering_says_how_to_get_it(
         tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(UserError, match=r"https://ollama\.com/download"):
-        ExportService(context_of).register_in_ollama(exported.project_id)
+        OllamaService(context_of).register(exported.project_id)
 
 
 # --- exporting again: cancel and the CLI (last: they change the latest export) ----------------

@@ -36,12 +36,9 @@ from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.widgets.report_view import ReportView
 from finetuneflow.gui.workers import TaskRunner, Work
 from finetuneflow.services.context import AppContext
-from finetuneflow.services.export import (
-    ExportOptions,
-    ExportResult,
-    ExportService,
-    OllamaRegistration,
-)
+from finetuneflow.services.export import ExportOptions, ExportResult, ExportService
+from finetuneflow.services.finished_runs import FinishedRuns
+from finetuneflow.services.ollama import OllamaRegistration, OllamaService, ollama_available
 from finetuneflow.services.projects import ProjectSummary
 
 ZIP_FILTER = "Zip files (*.zip)"
@@ -58,6 +55,8 @@ class ExportPage(StepPage):
     def __init__(self, step: Step, context: AppContext, project: ProjectSummary) -> None:
         super().__init__(step, context, project)
         self.service = ExportService(context)
+        self.finished_runs = FinishedRuns(context)
+        self.ollama = OllamaService(context)
         self.runner = TaskRunner(self)
         self.run_id: int | None = None
         self.runs: list[int] = []  # the finished runs, newest first
@@ -222,7 +221,7 @@ class ExportPage(StepPage):
         """The finished runs; without one, the empty state that points to the Train step."""
         if self.task is not None:
             return  # back on the page during an export: it shows its progress as it is
-        runs = self.service.exportable_runs(self.project_id)
+        runs = self.finished_runs.ids(self.project_id)
         self.stack.setCurrentIndex(1 if runs else 0)
         if not runs:
             return
@@ -284,7 +283,7 @@ class ExportPage(StepPage):
             return False, "Export with the merged model to register it in Ollama."
         if not exported.ollama.importable:
             return False, "Ollama cannot import this architecture directly (see the note above)."
-        if not self.service.ollama_available():
+        if not ollama_available():
             return False, "Install Ollama (ollama.com/download) to register the model here."
         return True, f"Runs “{exported.ollama.command}” in the export's merged folder."
 
@@ -338,7 +337,7 @@ class ExportPage(StepPage):
 
     def register_in_ollama(self) -> None:
         run_id = self.run_id
-        self._start("ollama", lambda progress, cancel: self.service.register_in_ollama(
+        self._start("ollama", lambda progress, cancel: self.ollama.register(
             self.project_id, run_id, progress=progress, cancel=cancel),
             self._show_registration, "Creating the model in Ollama…")
 
