@@ -20,9 +20,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def main_gui() -> int:
-    from finetuneflow.gui.app import run_gui
+    from finetuneflow.gui.system_libraries import run_gui_if_it_can_start
 
-    return run_gui()
+    return run_gui_if_it_can_start()
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
+from finetuneflow.gui.system_libraries import LINUX_GUI_PACKAGES
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGING = ROOT / "packaging"
 ICONS = ROOT / "resources" / "icons"
@@ -32,9 +34,8 @@ APP_NAME = "FineTuneFlow"
 PACKAGE = "finetuneflow"
 SUMMARY = "Turn your documents into a fine-tuned language model"
 INSTALL_DIR = Path("opt") / PACKAGE  # in the .deb: /opt/finetuneflow/FineTuneFlow
-# What the bundled Qt's xcb platform plugin needs from the system; the rest is in the bundle.
-DEB_DEPENDS = ["libc6", "libegl1", "libgl1", "libfontconfig1", "libxkbcommon-x11-0",
-               "libxcb-cursor0", "libxcb-icccm4", "libxcb-keysyms1", "libxcb-xinerama0"]
+# What the bundled Qt's platform plugins need from the system; the rest is in the bundle.
+DEB_DEPENDS = ["libc6", *LINUX_GUI_PACKAGES]
 INNO_SETUP_DEFAULT = Path(r"C:\Program Files (x86)\Inno Setup 6\ISCC.exe")
 
 

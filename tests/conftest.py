@@ -61,7 +61,7 @@ def tiny_model_dir() -> Path:
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:
     if not CORPUS_DIR.is_dir():
-        pytest.skip(f"the document corpus is not at {CORPUS_DIR}")
+        pytest.skip(f"corpus tests need the real-world documents at {CORPUS_DIR} (see README)")
     return CORPUS_DIR
 
 

@@ -24,10 +24,11 @@ EXIT_BUG = 70  # EX_SOFTWARE
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
-    from finetuneflow.gui.app import run_gui
+    from finetuneflow.gui.system_libraries import run_gui_if_it_can_start
 
-    return run_gui(project=args.project, page=args.page,
-                   screenshot=Path(args.screenshot) if args.screenshot else None)
+    return run_gui_if_it_can_start(
+        project=args.project, page=args.page,
+        screenshot=Path(args.screenshot) if args.screenshot else None)
 
 
 def _register_gui(commands: argparse._SubParsersAction) -> None:

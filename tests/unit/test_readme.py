@@ -24,3 +24,10 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     _, test = readme_commands()
     ci_lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert test in ci_lines
+
+
+def test_readme_installs_exactly_the_libraries_the_window_needs() -> None:
+    from finetuneflow.gui.system_libraries import LINUX_GUI_PACKAGES
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"sudo apt-get install {' '.join(LINUX_GUI_PACKAGES)}\n" in text
