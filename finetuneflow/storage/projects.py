@@ -12,15 +12,20 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 
 from finetuneflow.core.chunking import ChunkSettings
 from finetuneflow.core.errors import NotFoundError, UserError
 from finetuneflow.core.generation.settings import LLMSettings
 from finetuneflow.core.generation.tasks import TaskSettings
-from finetuneflow.core.project_settings import MODEL_SOURCES, ModelRef, ProjectSettings
+from finetuneflow.core.project_settings import (
+    MODEL_SOURCES,
+    ModelRef,
+    ModelSource,
+    ProjectSettings,
+)
 from finetuneflow.core.steps import STEP_KEYS, step_index
 from finetuneflow.core.training.config import TrainingConfig
 from finetuneflow.storage.tables import (
@@ -46,7 +51,8 @@ LAST_STEP_OF_A_COPY = "hardware"
 # What a copy does not take from its source: its identity, its dates and its place in the wizard.
 NOT_COPIED = frozenset({"id", "name", "created_at", "updated_at", "current_step"})
 
-T = TypeVar("T")
+# The sections stored as JSON: each is checked by `_problems` below.
+T = TypeVar("T", TaskSettings, ChunkSettings, LLMSettings, TrainingConfig)
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,7 @@ TRAINING = _Section("training", lambda data: TrainingConfig.from_dict(_known(Tra
                     TrainingConfig.to_dict)
 
 
-def problems(settings: TaskSettings | ChunkSettings | LLMSettings | TrainingConfig) -> list[str]:
+def _problems(settings: TaskSettings | ChunkSettings | LLMSettings | TrainingConfig) -> list[str]:
     """What is wrong with one section, in words for the person; empty when it can work."""
     if isinstance(settings, TaskSettings | LLMSettings):
         return settings.problems()
@@ -81,7 +87,7 @@ def problems(settings: TaskSettings | ChunkSettings | LLMSettings | TrainingConf
     return []
 
 
-def clean_name(name: str) -> str:
+def _clean_name(name: str) -> str:
     name = " ".join(name.split())
     if not name:
         raise UserError("A project needs a name.")
@@ -134,14 +140,14 @@ class ProjectRepository:
     # --- writing ------------------------------------------------------------------------------
 
     def create(self, name: str) -> Project:
-        project = Project(name=clean_name(name))
+        project = Project(name=_clean_name(name))
         self._session.add(project)
         self._session.flush()
         return project
 
     def rename(self, ref: str, name: str) -> Project:
         project = self.resolve(ref)
-        project.name = clean_name(name)
+        project.name = _clean_name(name)
         self._session.flush()
         return project
 
@@ -166,7 +172,7 @@ class ProjectRepository:
         """A new project with this one's settings, documents (files and chunks) and dataset
         examples, but no jobs or runs; returns it with old file id → new file id."""
         source = self.resolve(ref)
-        copy = Project(id=new_uuid(), name=clean_name(name) if name else self._copy_name(source),
+        copy = Project(id=new_uuid(), name=_clean_name(name) if name else self._copy_name(source),
                        current_step=STEP_KEYS[min(step_index(source.current_step),
                                                   step_index(LAST_STEP_OF_A_COPY))],
                        **{column.key: getattr(source, column.key)
@@ -195,6 +201,7 @@ class ProjectRepository:
                    remap: Callable[[dict[str, Any]], None] | None = None) -> dict[int, int]:
         """Insert copies of a project's rows of one table; return old id → new id."""
         table = model.__table__
+        assert isinstance(table, Table)
         rows = [dict(row._mapping) for row in self._session.execute(
             select(table).where(table.c.project_id == source_id).order_by(table.c.id))]
         if not rows:
@@ -257,12 +264,13 @@ class ProjectRepository:
 def _model_ref(project: Project) -> ModelRef | None:
     if project.base_model is None or project.base_model_folder is None:
         return None  # no model, or one recorded before its folder was (it is chosen again)
-    return ModelRef(project.base_model, project.base_model_source,  # type: ignore[arg-type]
+    # The database admits only the known sources (a CHECK constraint).
+    return ModelRef(project.base_model, cast(ModelSource, project.base_model_source),
                     Path(project.base_model_folder))
 
 
 def _store(project: Project, section: _Section[T], value: T) -> None:
-    if found := problems(value):  # type: ignore[arg-type]
+    if found := _problems(value):
         raise UserError(" ".join(found))
     setattr(project, section.column, section.encode(value))
 
@@ -276,7 +284,7 @@ def _load(project: Project, section: _Section[T]) -> T | None:
         if not isinstance(data, dict):
             raise TypeError(f"not an object: {data!r:.80}")
         value = section.decode(data)
-        if found := problems(value):  # type: ignore[arg-type]
+        if found := _problems(value):
             raise ValueError(" ".join(found))
     except (TypeError, ValueError) as error:
         log.warning("project %s: its %s settings are ignored, the defaults apply (%s)",
