@@ -20,8 +20,8 @@ from finetuneflow.core.model_catalogue import (
     read_model_facts,
 )
 from finetuneflow.core.progress import CancelToken, ProgressSink, ignore_progress
+from finetuneflow.core.project_settings import ModelRef, ModelSource
 from finetuneflow.services.errors import UserError
-from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.secrets import Secret, get_secret
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def gated_message(model_id: str) -> str:
 @dataclass(frozen=True)
 class ModelChoice:
     ref: str               # what the project records: a Hub id or an absolute folder path
-    source: str            # "hub" | "local"
+    source: ModelSource
     folder: Path           # where config.json and the tokenizer are on disk
     facts: ModelFacts
     weights_ready: bool
@@ -110,7 +110,6 @@ def _weights_present(folder: Path) -> bool:
 class ModelService:
     def __init__(self, context: AppContext) -> None:
         self._context = context
-        self._projects = ProjectService(context)
 
     def resolve(self, ref: str, cancel: CancelToken | None = None) -> ModelChoice:
         """Check a local folder or a Hub id and read its facts (fetching metadata if needed)."""
@@ -155,12 +154,10 @@ class ModelService:
     def use(self, project_ref: str, choice: ModelChoice, *,
             rechunk: Rechunk | None = None) -> ModelChoice:
         """Record a model already resolved (or found in the cache) as the project's base."""
-        with self._context.session() as session:
-            project = self._projects.resolve(session, project_ref)
-            changed = project.base_model != choice.ref
-            project.base_model = choice.ref
-            project.settings = {**project.settings, "model": choice.to_json()}
-            project_id = project.id
+        with self._context.transaction() as tx:
+            project_id = tx.projects.resolve(project_ref).id
+            changed = tx.projects.save_model(project_id,
+                                             ModelRef(choice.ref, choice.source, choice.folder))
         if changed:
             (rechunk or self._rechunk_here)(project_id)
         return choice
@@ -171,16 +168,14 @@ class ModelService:
         return IngestService(self._context).rechunk(project_id)
 
     def current(self, project_ref: str) -> ModelChoice | None:
-        with self._context.session() as session:
-            project = self._projects.resolve(session, project_ref)
-            stored = dict(project.settings.get("model") or {})
-        if not stored:
+        with self._context.transaction() as tx:
+            stored = tx.projects.settings(project_ref).model
+        if stored is None:
             return None
-        folder = Path(stored["folder"])
-        if not (folder / "config.json").is_file():
+        if not (stored.folder / "config.json").is_file():
             return None  # the cache was cleared: the person has to choose again
-        return ModelChoice(stored["model"], stored["source"], folder, read_model_facts(folder),
-                           _weights_present(folder))
+        return ModelChoice(stored.ref, stored.source, stored.folder,
+                           read_model_facts(stored.folder), _weights_present(stored.folder))
 
     def download_weights(self, project_ref: str, progress: ProgressSink = ignore_progress,
                          cancel: CancelToken | None = None) -> ModelChoice:

@@ -1,11 +1,7 @@
-"""Errors a person can act on, as opposed to bugs."""
+"""Errors a person can act on, as opposed to bugs (defined in core: storage raises them too)."""
 
 from __future__ import annotations
 
+from finetuneflow.core.errors import NotFoundError, UserError
 
-class UserError(Exception):
-    """Something the user can fix (bad input, unknown project): a message, not a traceback."""
-
-
-class NotFoundError(UserError):
-    """A project, file, job or run that does not exist."""
+__all__ = ["NotFoundError", "UserError"]

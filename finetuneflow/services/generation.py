@@ -108,9 +108,8 @@ class GenerationService:
     # --- task and LLM settings ------------------------------------------------------------------
 
     def task_settings(self, project_ref: str) -> TaskSettings:
-        with self._context.session() as session:
-            stored = self._projects.resolve(session, project_ref).task_config
-        return TaskSettings.from_dict(stored) if stored else TaskSettings()
+        with self._context.transaction() as tx:
+            return tx.projects.settings(project_ref).task
 
     def set_task(self, project_ref: str, task_type: str, *, system_prompt: str | None = None,
                  per_chunk: int | None = None) -> TaskSettings:
@@ -128,26 +127,19 @@ class GenerationService:
     def update_task(self, project_ref: str, **changes: Any) -> TaskSettings:
         """Change the task's fields (type, prompts, language, style…), checked together."""
         settings = replace(self.task_settings(project_ref), **changes)
-        if problems := settings.problems():
-            raise UserError(" ".join(problems))
-        with self._context.session() as session:
-            self._projects.resolve(session, project_ref).task_config = settings.to_dict()
+        with self._context.transaction() as tx:
+            tx.projects.save_task(project_ref, settings)
         return settings
 
     def llm_settings(self, project_ref: str) -> LLMSettings:
         """The project's own settings, or the app's defaults (Settings) until it has some."""
-        with self._context.session() as session:
-            stored = self._projects.resolve(session, project_ref).settings.get("llm")
-        if stored:
-            return LLMSettings.from_dict(stored)
-        return AppSettings.load(self._context.home).default_llm()
+        with self._context.transaction() as tx:
+            stored = tx.projects.settings(project_ref).llm
+        return stored or AppSettings.load(self._context.home).default_llm()
 
     def set_llm_settings(self, project_ref: str, settings: LLMSettings) -> None:
-        if problems := settings.problems():
-            raise UserError(" ".join(problems))
-        with self._context.session() as session:
-            project = self._projects.resolve(session, project_ref)
-            project.settings = {**project.settings, "llm": settings.to_dict()}
+        with self._context.transaction() as tx:
+            tx.projects.save_llm(project_ref, settings)
 
     def check_connection(self, settings: LLMSettings) -> ConnectionCheck:
         """A one-token chat with these settings and the stored key (tells the four failures

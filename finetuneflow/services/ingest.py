@@ -143,23 +143,15 @@ class IngestService:
     # --- settings -------------------------------------------------------------------------------
 
     def chunk_settings(self, project_ref: str) -> ChunkSettings:
-        with self._context.session() as session:
-            stored = self._projects.resolve(session, project_ref).settings.get("chunking", {})
-        return ChunkSettings(**stored)
+        with self._context.transaction() as tx:
+            return tx.projects.settings(project_ref).chunking
 
     def set_chunk_settings(self, project_ref: str, settings: ChunkSettings,
                            progress: ProgressSink = ignore_progress) -> int:
         """Store new chunk settings; if they changed, re-cut the chunks. Returns chunk count."""
-        try:
-            settings.validate()
-        except ValueError as error:
-            raise UserError(str(error)) from None
-        with self._context.session() as session:
-            project = self._projects.resolve(session, project_ref)
-            new = asdict(settings)
-            changed = project.settings.get("chunking", asdict(ChunkSettings())) != new
-            project.settings = {**project.settings, "chunking": new}
-            project_id = project.id
+        with self._context.transaction() as tx:
+            project_id = tx.projects.resolve(project_ref).id
+            changed = tx.projects.save_chunking(project_id, settings)
         return self.rechunk(project_id, progress) if changed else self.count_chunks(project_id)
 
     def set_chunk_settings_in_worker(self, project_ref: str, settings: ChunkSettings,

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-
 from finetuneflow.core.model_catalogue import curated_models
 from finetuneflow.core.progress import ProgressSink, ignore_progress
 from finetuneflow.core.resources import resource_path
@@ -19,7 +17,6 @@ from finetuneflow.services.base_model import ModelChoice, ModelService
 from finetuneflow.services.generation import GenerationService
 from finetuneflow.services.ingest import IngestService
 from finetuneflow.services.projects import ProjectService, ProjectSummary
-from finetuneflow.storage.tables import Project
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,7 +26,6 @@ if TYPE_CHECKING:
 SAMPLE_NAME = "Sample: Willow Lane Community Garden"
 SAMPLE_FILES = ("willow-lane-growing-guide.pdf", "willow-lane-members-handbook.docx",
                 "willow-lane-faq.txt")
-SAMPLE_KEY = "sample"  # in Project.settings: marks the sample, so the button reopens it
 SMALL_MODEL_PARAMS = 1_000_000_000  # curated models up to this size may be pre-selected
 
 ABOUT = ("Sample project: a community garden's growing guide (PDF), members' handbook (Word) "
@@ -54,10 +50,9 @@ class SampleService:
 
     def existing(self) -> ProjectSummary | None:
         """The sample project made earlier, if the person kept it."""
-        with self._context.session() as session:
-            projects = session.scalars(select(Project).order_by(Project.created_at)).all()
-            found = next((p.id for p in projects if p.settings.get(SAMPLE_KEY)), None)
-        return self._projects.get(found) if found else None
+        with self._context.transaction() as tx:
+            found = tx.projects.find_sample()
+        return None if found is None else self._projects.get(found.id)
 
     def create(self, model: str | None = None, *, hf_cache: Path | None = None,
                progress: ProgressSink = ignore_progress) -> ProjectSummary:
@@ -85,8 +80,7 @@ class SampleService:
 
     def _mark(self, project_id: str, choice: ModelChoice | None) -> None:
         middle = MODEL_READY.format(model=choice.ref) if choice else CHOOSE_MODEL
-        self._projects.set_note(project_id, "\n".join((ABOUT, middle, NEEDS_LLM)))
-        with self._context.session() as session:
-            project = self._projects.resolve(session, project_id)
-            project.settings = {**project.settings, SAMPLE_KEY: True}
-        self._projects.set_step(project_id, "data" if choice else "model")
+        with self._context.transaction() as tx:
+            tx.projects.set_note(project_id, "\n".join((ABOUT, middle, NEEDS_LLM)))
+            tx.projects.mark_sample(project_id)  # the sample button reopens it
+            tx.projects.set_step(project_id, "data" if choice else "model")

@@ -107,30 +107,24 @@ class TrainingService:
                    max_steps: int | None = None) -> TrainingConfig:
         """The project's saved settings (or a preset's: the app's default preset until it has
         some), with command-line overrides on top."""
-        with self._context.session() as session:
-            saved = dict(self._projects.resolve(session, project_ref).settings.get("training")
-                         or {})
+        with self._context.transaction() as tx:
+            saved = tx.projects.settings(project_ref).training
         overrides: dict[str, Any] = {}
         if method:
             overrides["method"] = method
         if max_steps is not None:
             overrides["max_steps"] = max_steps
         try:
-            if preset or not saved:
+            if preset or saved is None:
                 preset = preset or AppSettings.load(self._context.home).default_preset
                 return preset_config(preset, **overrides).validate()
-            return TrainingConfig.from_dict({**saved, **overrides}).validate()
+            return saved.replace(**overrides).validate()
         except ValueError as error:
             raise UserError(str(error)) from None
 
     def save_config(self, project_ref: str, config: TrainingConfig) -> None:
-        try:
-            config.validate()
-        except ValueError as error:
-            raise UserError(str(error)) from None
-        with self._context.session() as session:
-            project = self._projects.resolve(session, project_ref)
-            project.settings = {**project.settings, "training": config.to_dict()}
+        with self._context.transaction() as tx:
+            tx.projects.save_training(project_ref, config)
 
     # --- planning -------------------------------------------------------------------------------
 

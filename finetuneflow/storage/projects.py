@@ -1,13 +1,293 @@
-"""Projects and their typed settings (model, chunking, LLM, training, export)."""
+"""Projects and their typed settings (base model, task, chunking, LLM, training, note).
+
+Each settings section has its own column, so writing one never rewrites another (the GUI and a
+worker process may each save a section at the same time). Values are checked on the way in;
+on the way out, keys this version does not know (written by a newer one) are dropped, and a
+section that no longer makes sense falls back to its default instead of blocking the project.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+from sqlalchemy import Table, func, insert, select
+
+from finetuneflow.core.chunking import ChunkSettings
+from finetuneflow.core.errors import NotFoundError, UserError
+from finetuneflow.core.generation.settings import LLMSettings
+from finetuneflow.core.generation.tasks import TaskSettings
+from finetuneflow.core.project_settings import (
+    MODEL_SOURCES,
+    ModelRef,
+    ModelSource,
+    ProjectSettings,
+)
+from finetuneflow.core.steps import STEP_KEYS, step_index
+from finetuneflow.core.training.config import TrainingConfig
+from finetuneflow.storage.tables import (
+    Base,
+    Chunk,
+    DatasetExample,
+    Job,
+    Project,
+    SourceFile,
+    new_uuid,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+
+MAX_NAME_LENGTH = 200
+MAX_MODEL_REF_LENGTH = 500
+# A copy keeps the documents and the dataset, not the runs: it can go as far as Hardware.
+LAST_STEP_OF_A_COPY = "hardware"
+# What a copy does not take from its source: its identity, its dates and its place in the wizard.
+NOT_COPIED = frozenset({"id", "name", "created_at", "updated_at", "current_step"})
+
+# The sections stored as JSON: each is checked by `_problems` below.
+T = TypeVar("T", TaskSettings, ChunkSettings, LLMSettings, TrainingConfig)
+
+
+@dataclass(frozen=True)
+class _Section(Generic[T]):
+    """How one settings dataclass is stored in its JSON column."""
+
+    column: str
+    decode: Callable[[dict[str, Any]], T]
+    encode: Callable[[T], dict[str, Any]]
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {item.name for item in fields(cls)}
+    return {key: value for key, value in data.items() if key in names}
+
+
+TASK = _Section("task_config", TaskSettings.from_dict, TaskSettings.to_dict)
+CHUNKING = _Section("chunking", lambda data: ChunkSettings(**_known(ChunkSettings, data)), asdict)
+LLM = _Section("llm", LLMSettings.from_dict, LLMSettings.to_dict)
+TRAINING = _Section("training", lambda data: TrainingConfig.from_dict(_known(TrainingConfig, data)),
+                    TrainingConfig.to_dict)
+
+
+def _problems(settings: TaskSettings | ChunkSettings | LLMSettings | TrainingConfig) -> list[str]:
+    """What is wrong with one section, in words for the person; empty when it can work."""
+    if isinstance(settings, TaskSettings | LLMSettings):
+        return settings.problems()
+    try:
+        settings.validate()
+    except ValueError as error:
+        return [str(error)]
+    return []
+
+
+def _clean_name(name: str) -> str:
+    name = " ".join(name.split())
+    if not name:
+        raise UserError("A project needs a name.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise UserError(f"A project name can have at most {MAX_NAME_LENGTH} characters.")
+    return name
 
 
 class ProjectRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
+
+    # --- finding ------------------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> Project:
+        """A project by id, unique id prefix (≥ 4 characters) or exact name."""
+        ref = ref.strip()
+        project = self._session.get(Project, ref)
+        if project is not None:
+            return project
+        by_name = self._session.scalars(select(Project).where(Project.name == ref)).all()
+        if len(by_name) == 1:
+            return by_name[0]
+        if len(by_name) > 1:
+            raise UserError(f"Several projects are named {ref!r}: use the project id instead.")
+        if len(ref) >= 4:
+            by_prefix = self._session.scalars(
+                select(Project).where(Project.id.startswith(ref, autoescape=True))).all()
+            if len(by_prefix) == 1:
+                return by_prefix[0]
+            if len(by_prefix) > 1:
+                raise UserError(f"{ref!r} matches several projects: give more of the id.")
+        raise NotFoundError(f"No project {ref!r}. See `finetuneflow project list`.")
+
+    def list_with_latest_job(self) -> list[tuple[Project, Job | None]]:
+        """Every project with its most recent job (None when it has none), by name."""
+        latest = (select(Job.project_id, func.max(Job.id).label("job_id"))
+                  .group_by(Job.project_id).subquery())
+        query = (select(Project, Job)
+                 .outerjoin(latest, latest.c.project_id == Project.id)
+                 .outerjoin(Job, Job.id == latest.c.job_id)
+                 .order_by(Project.name))
+        return [(project, job) for project, job in self._session.execute(query).all()]
+
+    def find_sample(self) -> Project | None:
+        """The first sample project made, if the person kept one."""
+        return self._session.scalars(select(Project).where(Project.is_sample)
+                                     .order_by(Project.created_at).limit(1)).first()
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def create(self, name: str) -> Project:
+        project = Project(name=_clean_name(name))
+        self._session.add(project)
+        self._session.flush()
+        return project
+
+    def rename(self, ref: str, name: str) -> Project:
+        project = self.resolve(ref)
+        project.name = _clean_name(name)
+        self._session.flush()
+        return project
+
+    def set_step(self, ref: str, step: str) -> None:
+        step_index(step)  # validates
+        self.resolve(ref).current_step = step
+
+    def set_note(self, ref: str, note: str) -> None:
+        self.resolve(ref).note = note
+
+    def mark_sample(self, ref: str) -> None:
+        self.resolve(ref).is_sample = True
+
+    def touch(self, ref: str) -> None:
+        self.resolve(ref).updated_at = utcnow()
+
+    def delete(self, ref: str) -> None:
+        """Delete the project's row; the database cascades to every row that belongs to it."""
+        self._session.delete(self.resolve(ref))
+
+    def duplicate(self, ref: str, name: str | None = None) -> tuple[Project, dict[int, int]]:
+        """A new project with this one's settings, documents (files and chunks) and dataset
+        examples, but no jobs or runs; returns it with old file id → new file id."""
+        source = self.resolve(ref)
+        copy = Project(id=new_uuid(), name=_clean_name(name) if name else self._copy_name(source),
+                       current_step=STEP_KEYS[min(step_index(source.current_step),
+                                                  step_index(LAST_STEP_OF_A_COPY))],
+                       **{column.key: getattr(source, column.key)
+                          for column in Project.__table__.columns
+                          if column.key not in NOT_COPIED})
+        self._session.add(copy)
+        self._session.flush()
+        file_ids = self._copy_rows(SourceFile, source.id, copy.id)
+        chunk_ids = self._copy_rows(Chunk, source.id, copy.id,
+                                    lambda row: row.update(file_id=file_ids[row["file_id"]]))
+        self._copy_rows(DatasetExample, source.id, copy.id,
+                        lambda row: row.update(chunk_id=chunk_ids.get(row["chunk_id"])))
+        return copy, file_ids
+
+    def _copy_name(self, source: Project) -> str:
+        """"X (copy)", or "X (copy 2)" and so on when that name is taken."""
+        taken = set(self._session.scalars(select(Project.name)))
+        for number in range(1, len(taken) + 2):
+            suffix = " (copy)" if number == 1 else f" (copy {number})"
+            candidate = source.name[:MAX_NAME_LENGTH - len(suffix)] + suffix
+            if candidate not in taken:
+                return candidate
+        raise AssertionError("unreachable: some suffix is always free")
+
+    def _copy_rows(self, model: type[Base], source_id: str, target_id: str,
+                   remap: Callable[[dict[str, Any]], None] | None = None) -> dict[int, int]:
+        """Insert copies of a project's rows of one table; return old id → new id."""
+        table = model.__table__
+        assert isinstance(table, Table)
+        rows = [dict(row._mapping) for row in self._session.execute(
+            select(table).where(table.c.project_id == source_id).order_by(table.c.id))]
+        if not rows:
+            return {}
+        old_ids = [row.pop("id") for row in rows]
+        for row in rows:
+            row["project_id"] = target_id
+            if remap is not None:
+                remap(row)
+        new_ids = self._session.scalars(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).all()
+        return dict(zip(old_ids, new_ids, strict=True))
+
+    # --- settings -----------------------------------------------------------------------------
+
+    def settings(self, ref: str) -> ProjectSettings:
+        project = self.resolve(ref)
+        return ProjectSettings(
+            model=_model_ref(project),
+            task=_load(project, TASK) or TaskSettings(),
+            chunking=_load(project, CHUNKING) or ChunkSettings(),
+            llm=_load(project, LLM),
+            training=_load(project, TRAINING),
+            note=project.note,
+            sample=project.is_sample,
+        )
+
+    def save_model(self, ref: str, model: ModelRef) -> bool:
+        """Record the base model; True when it is another model than before."""
+        if model.source not in MODEL_SOURCES:
+            raise UserError(f"A base model comes from {' or '.join(MODEL_SOURCES)}, "
+                            f"not {model.source!r}.")
+        if not model.ref.strip() or len(model.ref) > MAX_MODEL_REF_LENGTH:
+            raise UserError(f"A base model needs a name or folder of 1 to "
+                            f"{MAX_MODEL_REF_LENGTH} characters.")
+        project = self.resolve(ref)
+        changed = project.base_model != model.ref
+        project.base_model = model.ref
+        project.base_model_source = model.source
+        project.base_model_folder = str(model.folder)
+        return changed
+
+    def save_task(self, ref: str, task: TaskSettings) -> None:
+        _store(self.resolve(ref), TASK, task)
+
+    def save_chunking(self, ref: str, chunking: ChunkSettings) -> bool:
+        """Store the chunk settings; True when they differ from before (the chunks are stale)."""
+        project = self.resolve(ref)
+        changed = (_load(project, CHUNKING) or ChunkSettings()) != chunking
+        _store(project, CHUNKING, chunking)
+        return changed
+
+    def save_llm(self, ref: str, llm: LLMSettings) -> None:
+        _store(self.resolve(ref), LLM, llm)
+
+    def save_training(self, ref: str, training: TrainingConfig) -> None:
+        _store(self.resolve(ref), TRAINING, training)
+
+
+def _model_ref(project: Project) -> ModelRef | None:
+    if project.base_model is None or project.base_model_folder is None:
+        return None  # no model, or one recorded before its folder was (it is chosen again)
+    # The database admits only the known sources (a CHECK constraint).
+    return ModelRef(project.base_model, cast(ModelSource, project.base_model_source),
+                    Path(project.base_model_folder))
+
+
+def _store(project: Project, section: _Section[T], value: T) -> None:
+    if found := _problems(value):
+        raise UserError(" ".join(found))
+    setattr(project, section.column, section.encode(value))
+
+
+def _load(project: Project, section: _Section[T]) -> T | None:
+    """The stored section, or None when there is none or it cannot be used (logged)."""
+    data = getattr(project, section.column)
+    if data is None:
+        return None
+    try:
+        if not isinstance(data, dict):
+            raise TypeError(f"not an object: {data!r:.80}")
+        value = section.decode(data)
+        if found := _problems(value):
+            raise ValueError(" ".join(found))
+    except (TypeError, ValueError) as error:
+        log.warning("project %s: its %s settings are ignored, the defaults apply (%s)",
+                    project.id, section.column, error)
+        return None
+    return value

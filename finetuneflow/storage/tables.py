@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
+    CheckConstraint,
     DateTime,
     Enum,
     Float,
@@ -103,15 +105,31 @@ class Project(Base):
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
-    base_model: Mapped[str | None] = mapped_column(String(500))
-    task_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     current_step: Mapped[str] = mapped_column(String(20), default="model")
-    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The settings, one typed section per column (see storage/projects.py). The base model is
+    # its reference (shown in lists) with where it came from and the folder holding its files.
+    base_model: Mapped[str | None] = mapped_column(String(500))
+    base_model_source: Mapped[str | None] = mapped_column(String(8))
+    base_model_folder: Mapped[str | None] = mapped_column(String(1000))
+    task_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    chunking: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # None: the defaults
+    llm: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # None: the app's default LLM
+    training: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # None: the default preset
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
+    is_sample: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     files: Mapped[list[SourceFile]] = relationship(
         back_populates="project", cascade="all, delete-orphan", passive_deletes=True)
     jobs: Mapped[list[Job]] = relationship(
         back_populates="project", cascade="all, delete-orphan", passive_deletes=True)
+
+    __table_args__ = (
+        CheckConstraint("base_model_source IN ('hub', 'local')", name="base_model_source"),
+        # Where the model lies is known only with the model, and source and folder go together.
+        CheckConstraint("(base_model_source IS NULL) = (base_model_folder IS NULL) AND "
+                        "(base_model IS NOT NULL OR base_model_source IS NULL)",
+                        name="base_model_complete"),
+    )
 
 
 class SourceFile(Base):
