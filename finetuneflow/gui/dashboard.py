@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QFont, QKeySequence, QShortcut
@@ -24,14 +26,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from finetuneflow.core.project_summary import ProjectSummary
+from finetuneflow.core.statuses import JobStatus
 from finetuneflow.core.steps import STEPS, step_index
 from finetuneflow.gui.dashboard_frame import PROJECTS_HEADING
 from finetuneflow.gui.errors import show_error
 from finetuneflow.gui.workers import TaskRunner, Work
-from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import UserError
-from finetuneflow.services.jobs import JobStatus
-from finetuneflow.services.projects import ProjectService, ProjectSummary
+
+# Light at import: the window's first frame shows the list (read without SQLAlchemy) before
+# the database layer is attached.
+if TYPE_CHECKING:
+    from finetuneflow.services.context import AppContext
+    from finetuneflow.services.projects import ProjectService
 
 COLUMNS = ("Project", "Base model", "Step", "Last activity", "Latest job")
 JOB_KINDS = {"preview": "Preview", "generate": "Generation", "train": "Training",
@@ -78,17 +85,36 @@ def _row_values(project: ProjectSummary) -> tuple[str, ...]:
             describe_when(project.last_activity or project.updated_at), describe_job(project))
 
 
+def _needs_database(action: Callable[..., None]) -> Callable[..., None]:
+    """An action that does nothing while the list is the early read (a key or a click in the
+    half second before the database layer is attached). Signals may send more arguments than
+    the action takes (a button's `checked`): only the ones it takes are passed on."""
+    takes = len(inspect.signature(action).parameters) - 1  # without self
+
+    @functools.wraps(action)
+    def guarded(dashboard: Dashboard, *args: Any) -> None:
+        if dashboard.attached:
+            action(dashboard, *args[:takes])
+
+    return guarded
+
+
 class Dashboard(QWidget):
     open_project = Signal(str)  # project id
     home_changed = Signal()  # the data folder was moved
 
-    def __init__(self, context: AppContext) -> None:
+    context: AppContext
+    projects: ProjectService
+
+    def __init__(self, context: AppContext | None = None,
+                 early_list: list[ProjectSummary] | None = None) -> None:
+        """With a context, a working dashboard. Without one, the list read at start-up
+        (`early_list`), its actions disabled until `attach(context)`."""
         super().__init__()
         self.setObjectName("dashboard")
-        self.context = context
-        self.projects = ProjectService(context)
         self.tasks = TaskRunner(self)
-        self._summaries: list[ProjectSummary] = []
+        self._summaries: list[ProjectSummary] = early_list or []
+        self.attached = False
 
         heading = QLabel(PROJECTS_HEADING, objectName="heading")
         self.sample_button = QPushButton("Try the sample project", objectName="sampleProject")
@@ -134,6 +160,18 @@ class Dashboard(QWidget):
         layout.addWidget(self.note)
         layout.addLayout(buttons)
         self._connect()
+        if context is not None:
+            self.attach(context)
+        else:
+            self._show_list()
+
+    def attach(self, context: AppContext) -> None:
+        """Work with the database from now on: the list is read again and the actions enabled."""
+        from finetuneflow.services.projects import ProjectService
+
+        self.context = context
+        self.projects = ProjectService(context)
+        self.attached = True
         self.refresh()
 
     def _build_table(self) -> QTableWidget:
@@ -187,8 +225,10 @@ class Dashboard(QWidget):
     def refresh(self, select_id: str | None = None) -> None:
         """Reload the list, keeping (or moving to) the selected project."""
         current = self.selected_project()
-        select_id = select_id or (current.id if current else None)
         self._summaries = self.projects.list()
+        self._show_list(select_id or (current.id if current else None))
+
+    def _show_list(self, select_id: str | None = None) -> None:
         self.table.setRowCount(len(self._summaries))
         for row, project in enumerate(self._summaries):
             self._fill_row(row, project)
@@ -214,7 +254,7 @@ class Dashboard(QWidget):
 
     def _update_buttons(self) -> None:
         project = self.selected_project()
-        busy = self.tasks.busy()
+        busy = self.tasks.busy() or not self.attached
         for button in (self.open_button, self.rename_button, self.duplicate_button,
                        self.delete_button):
             button.setEnabled(project is not None and not busy)
@@ -222,6 +262,7 @@ class Dashboard(QWidget):
         self.note.setText(project.note if project else "")
         self.note.setVisible(bool(project and project.note))
 
+    @_needs_database
     def _show_menu(self, position: QPoint) -> None:
         if self.selected_project() is None or self.tasks.busy():
             return
@@ -240,6 +281,7 @@ class Dashboard(QWidget):
         self.refresh(project.id)
         return project
 
+    @_needs_database
     def _create(self) -> None:
         name, ok = QInputDialog.getText(self, "New project", "Name of the new project:")
         if not ok:
@@ -251,11 +293,13 @@ class Dashboard(QWidget):
             return
         self.open_project.emit(project.id)
 
+    @_needs_database
     def _open_selected(self) -> None:
         project = self.selected_project()
         if project is not None:
             self.open_project.emit(project.id)
 
+    @_needs_database
     def _rename_selected(self) -> None:
         project = self.selected_project()
         if project is None:
@@ -272,6 +316,7 @@ class Dashboard(QWidget):
             return
         self.refresh(project_id)
 
+    @_needs_database
     def _duplicate_selected(self) -> None:
         project = self.selected_project()
         if project is not None:
@@ -279,6 +324,7 @@ class Dashboard(QWidget):
                       lambda _progress, _cancel: self.projects.duplicate(project.id),
                       lambda copy: self.refresh(copy.id))
 
+    @_needs_database
     def _delete_selected(self) -> None:
         project = self.selected_project()
         if project is None:
@@ -297,6 +343,7 @@ class Dashboard(QWidget):
             QMessageBox.warning(self, "Delete project", str(error))
         self.refresh()
 
+    @_needs_database
     def open_sample(self) -> None:
         """Open the sample project, making it first if there is none."""
         # Imported here: it pulls in ingestion and the LLM client, not needed to show the list.
@@ -327,6 +374,7 @@ class Dashboard(QWidget):
                          on_finished=finished)
         self._update_buttons()
 
+    @_needs_database
     def show_settings(self) -> None:
         from finetuneflow.gui.settings_dialog import SettingsDialog
 

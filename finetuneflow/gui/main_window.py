@@ -62,8 +62,10 @@ class MainWindow(QMainWindow):
         self.wizard: ProjectWizard | None = None  # the open project's wizard
         self.wizards: dict[str, ProjectWizard] = {}  # by project: the open one, and busy ones
         self.stack = QStackedWidget()
-        self.placeholder: DashboardPlaceholder | None = DashboardPlaceholder()
-        self.stack.addWidget(self.placeholder)
+        self.placeholder: QWidget | None = None
+        if context is None:  # the frame: the list read without the database layer, if it can be
+            self.placeholder = self._early_dashboard(home or Home.default())
+            self.stack.addWidget(self.placeholder)
         central = QWidget()
         self.column = QVBoxLayout(central)
         self.column.setContentsMargins(0, 0, 0, 0)
@@ -74,22 +76,40 @@ class MainWindow(QMainWindow):
         if context is not None:
             self.attach(context)
 
+    @staticmethod
+    def _early_dashboard(home: Home) -> QWidget:
+        """The projects list read straight from the file (no SQLAlchemy), its actions waiting
+        for `attach`; or, when that read cannot tell, a heading and 'Opening your projects…'."""
+        from finetuneflow.services.data_folder import projects_at_start
+
+        early_list = projects_at_start(home)
+        if early_list is None:
+            return DashboardPlaceholder()
+        from finetuneflow.gui.dashboard import Dashboard
+
+        return Dashboard(early_list=early_list)
+
     def attach(self, context: AppContext) -> None:
-        """Fill the frame: the dashboard in place of the placeholder, the banner, the status bar."""
+        """Fill the frame: the working dashboard, the banner, the status bar."""
         from finetuneflow.gui.dashboard import Dashboard
         from finetuneflow.gui.job_status import JobStatus
         from finetuneflow.gui.resume_banner import ResumeBanner
         from finetuneflow.gui.training_controller import TrainingController
 
         self.context = context
-        self.dashboard = Dashboard(context)
+        if isinstance(self.placeholder, Dashboard):  # the early list: the same widget goes on
+            self.dashboard = self.placeholder
+            self.dashboard.attach(context)
+        else:
+            self.dashboard = Dashboard(context)
+            self.stack.insertWidget(0, self.dashboard)
+            self.stack.setCurrentWidget(self.dashboard)
+            if self.placeholder is not None:
+                self.stack.removeWidget(self.placeholder)
+                self.placeholder.deleteLater()
+        self.placeholder = None
         self.dashboard.open_project.connect(self.open_project)
         self.training = TrainingController(context)
-        self.stack.insertWidget(0, self.dashboard)
-        self.stack.setCurrentWidget(self.dashboard)
-        self.stack.removeWidget(self.placeholder)
-        self.placeholder.deleteLater()
-        self.placeholder = None
         self.resume_banner = ResumeBanner(context)
         self.resume_banner.resume_requested.connect(self.resume_job)
         self.column.insertWidget(0, self.resume_banner)

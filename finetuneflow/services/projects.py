@@ -3,42 +3,15 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING
 
+from finetuneflow.core.project_summary import ProjectSummary
 from finetuneflow.services.errors import UserError
-from finetuneflow.storage.tables import Job, JobStatus, Project
+from finetuneflow.storage.tables import Job, Project
 
 if TYPE_CHECKING:
     from finetuneflow.services.context import AppContext
     from finetuneflow.storage.home import Home
-
-
-@dataclass(frozen=True)
-class ProjectSummary:
-    id: str
-    name: str
-    base_model: str | None
-    current_step: str
-    created_at: datetime
-    updated_at: datetime
-    latest_job_kind: str | None = None
-    latest_job_status: JobStatus | None = None
-    last_activity: datetime | None = None  # the project's or its latest job's last change
-    note: str = ""
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "id": self.id, "name": self.name, "base_model": self.base_model,
-            "current_step": self.current_step,
-            "created_at": self.created_at.isoformat() + "Z",
-            "updated_at": self.updated_at.isoformat() + "Z",
-            "latest_job": None if self.latest_job_kind is None else
-            {"kind": self.latest_job_kind, "status": str(self.latest_job_status)},
-            "last_activity": (self.last_activity or self.updated_at).isoformat() + "Z",
-            "note": self.note,
-        }
 
 
 def _summary(project: Project, job: Job | None = None) -> ProjectSummary:

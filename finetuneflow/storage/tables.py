@@ -23,6 +23,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from finetuneflow.core import statuses
+
+# The states live in core (the window shows them before this module loads); named here too.
+FileStatus = statuses.FileStatus
+JobKind = statuses.JobKind
+JobStatus = statuses.JobStatus
+ExampleSplit = statuses.ExampleSplit
+ExampleStatus = statuses.ExampleStatus
+ExampleSource = statuses.ExampleSource
+
 # Named constraints: batch migrations (SQLite table rebuilds) need names to find them again.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -45,51 +55,6 @@ def new_uuid() -> str:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012
-
-
-class FileStatus(enum.StrEnum):
-    OK = "ok"
-    WARNING = "warning"
-    ERROR = "error"
-
-
-class JobKind(enum.StrEnum):
-    PREVIEW = "preview"
-    GENERATE = "generate"
-    TRAIN = "train"
-    EVAL = "eval"
-    EXPORT = "export"
-
-
-class JobStatus(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"
-
-    @property
-    def is_final(self) -> bool:
-        return self in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
-
-
-class ExampleSplit(enum.StrEnum):
-    PREVIEW = "preview"
-    TRAIN = "train"
-    EVAL = "eval"
-
-
-class ExampleStatus(enum.StrEnum):
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
-    EDITED = "edited"
-
-
-class ExampleSource(enum.StrEnum):
-    GENERATED = "generated"
-    IMPORTED = "imported"
-    EDITED = "edited"
 
 
 def _enum(cls: type[enum.StrEnum], name: str) -> Enum:

@@ -7,10 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QApplication, QInputDialog
 from pytestqt.qtbot import QtBot
 
 from finetuneflow.gui.app import fill_window
+from finetuneflow.gui.dashboard import COLUMNS, Dashboard
 from finetuneflow.gui.dashboard_frame import DashboardPlaceholder
 from finetuneflow.gui.main_window import MainWindow
 from finetuneflow.services.context import AppContext
@@ -29,6 +32,9 @@ home = Home.default()
 window = show_window(home)
 print("SHOWN:", window.isVisible(), window.windowHandle().isExposed())
 print("LOADED:", ",".join(m for m in ("sqlalchemy", "torch") if m in sys.modules))
+early = window.placeholder.table
+print("EARLY:", ",".join(sorted(early.item(row, 0).text() for row in range(early.rowCount()))))
+print("EARLY_OPEN:", window.placeholder.open_button.isEnabled())
 fill_window(window, home)
 table = window.dashboard.table
 print("PROJECTS:", ",".join(sorted(table.item(row, 0).text() for row in range(table.rowCount()))))
@@ -46,16 +52,46 @@ def test_the_frame_shows_before_the_database_then_lists_the_projects(home: Path)
     report = dict(line.partition(": ")[::2] for line in result.stdout.splitlines())
     assert report["SHOWN"] == "True True"
     assert report["LOADED"] == ""  # neither SQLAlchemy nor torch before the window shows
+    assert report["EARLY"] == "Garden,Manuals"  # the first frame lists the projects already
+    assert report["EARLY_OPEN"] == "False"  # its actions wait for the database layer
     assert report["PROJECTS"] == "Garden,Manuals"
     assert report["AFTER"] == "sqlalchemy"
 
 
-def test_the_frame_holds_a_placeholder_until_attached(qtbot: QtBot, context: AppContext) -> None:
-    ProjectService(context).create("Garden")
+def test_the_early_list_equals_the_database_and_becomes_the_dashboard(
+        qtbot: QtBot, context: AppContext) -> None:
+    projects = ProjectService(context)
+    for name in ("Garden", "Manuals", "Recipes"):
+        projects.create(name)
+    projects.rename("Manuals", "Manuals 2")  # the most recently active comes first
     window = MainWindow(home=context.home)
     qtbot.addWidget(window)
     window.show()
+    early = window.placeholder
+    assert isinstance(early, Dashboard) and not early.attached
+    shown = [[early.table.item(row, column).text() for column in range(len(COLUMNS))]
+             for row in range(early.table.rowCount())]
+    early.table.selectRow(1)
+    qtbot.keyClick(early.table, Qt.Key.Key_F2)  # no rename dialog before the database is there
+    assert not any(isinstance(widget, QInputDialog) for widget in QApplication.topLevelWidgets())
+
+    window.attach(context)
+    assert window.dashboard is early and early.attached
+    assert [[early.table.item(row, column).text() for column in range(len(COLUMNS))]
+            for row in range(early.table.rowCount())] == shown
+    assert [summary.to_json() for summary in projects.list()] == [
+        summary.to_json() for summary in early._summaries]
+    assert shown[0][0] == "Manuals 2" and early.open_button.isEnabled()
+
+
+def test_the_frame_holds_a_placeholder_when_the_quick_read_cannot_tell(
+        qtbot: QtBot, home: Path) -> None:
+    window = MainWindow(home=Home(home).ensure())  # no database file yet
+    qtbot.addWidget(window)
+    window.show()
     assert isinstance(window.stack.currentWidget(), DashboardPlaceholder)
+    context = AppContext.open(Home(home))
+    ProjectService(context).create("Garden")
     assert window.windowTitle() == "FineTuneFlow"
     assert not hasattr(window, "dashboard")
 
