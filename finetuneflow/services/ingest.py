@@ -3,6 +3,9 @@
 Originals are copied into the project's `raw/` under generated names and never modified. The
 extracted text of each file is kept in `chunks/FILE_ID.json`, so changing the model or the chunk
 settings re-cuts chunks without parsing the documents again.
+
+A file's row, extracted text and chunks are committed together (see storage/documents.py), and
+each call of `ingest` is an `ingest` job.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -215,20 +218,35 @@ class IngestService:
                       progress: ProgressSink, cancel: CancelToken | None) -> list[FileOutcome]:
         counter = self._token_counter(project_id)
         settings = self.chunk_settings(project_id)
-        if counter is not None:
-            self._finish_unfinished(project_id, counter, settings)
+        unfinished = self._unfinished(project_id) if counter is not None else {}
         outcomes: list[FileOutcome] = []
         for index, path in enumerate(files):
             if cancel is not None and cancel.cancelled:
                 break
             progress(index / max(len(files), 1), f"Reading {path.name}")
-            outcomes.append(self._ingest_one(project_id, path, password, counter, settings))
+            outcomes.append(self._ingest_one(project_id, path, password, counter, settings,
+                                             unfinished))
+        if counter is not None and not (cancel is not None and cancel.cancelled):
+            added_again = {outcome.file_id for outcome in outcomes}
+            for file in unfinished.values():
+                if file.id not in added_again:
+                    self._recut(project_id, file, counter, settings)
         progress(1.0, f"{len(outcomes)} of {len(files)} files processed")
         self._projects.touch(project_id)
         return outcomes
 
+    def _unfinished(self, project_id: str) -> dict[int, SourceFile]:
+        """Files an older version left with text but no chunks (killed between the two
+        writes): added again, they are read again; the others are finished from their copies."""
+        with self._context.transaction() as tx:
+            files = tx.documents.unfinished(project_id)
+        if files:
+            log.info("%d file(s) were left without their chunks: finishing them", len(files))
+        return {file.id: file for file in files}
+
     def _ingest_one(self, project_id: str, path: Path, password: str | None,
-                    counter: TokenCounter | None, settings: ChunkSettings) -> FileOutcome:
+                    counter: TokenCounter | None, settings: ChunkSettings,
+                    unfinished: Container[int]) -> FileOutcome:
         name = path.name
         problem = self._precheck(path)
         if problem:
@@ -237,7 +255,8 @@ class IngestService:
         with self._context.transaction() as tx:
             existing = tx.documents.find_by_hash(project_id, digest)
             chunks = 0 if existing is None else tx.documents.chunk_count(existing.id)
-        if existing is not None and existing.status != FileStatus.ERROR:
+        if (existing is not None and existing.status != FileStatus.ERROR
+                and existing.id not in unfinished):
             return FileOutcome(
                 name, existing.status.value,
                 f"Already in the project (same content as “{existing.original_name}”).",
@@ -246,7 +265,7 @@ class IngestService:
         stored = store_original(self._home, project_id, path, digest)
         # Parse the original (same bytes as the copy) so messages name the file the person knows.
         document = load_document(path, password=password, limits=self._limits)
-        # A retry (e.g. with the password) replaces the error row.
+        # A retry (with the password, or of an unfinished file) replaces the row.
         file_id, chunks = self._record(project_id, name, stored, digest, document, counter,
                                        settings, replacing=existing.id if existing else None)
         message = document.message
@@ -337,16 +356,6 @@ class IngestService:
         document = load_document(stored, limits=self._limits)
         return self._record(project_id, file.original_name, stored, file.sha256, document,
                             counter, settings, replacing=file.id)[1]
-
-    def _finish_unfinished(self, project_id: str, counter: TokenCounter,
-                           settings: ChunkSettings) -> None:
-        """Files an older version left with text but no chunks (killed between the two
-        writes) get their chunks, so adding them again finds them complete."""
-        with self._context.transaction() as tx:
-            unfinished = tx.documents.unfinished(project_id)
-        for file in unfinished:
-            log.info("Cutting the chunks of %s, left unfinished", file.original_name)
-            self._recut(project_id, file, counter, settings)
 
     def rechunk(self, project_ref: str, progress: ProgressSink = ignore_progress) -> int:
         """Re-cut every file's chunks from its extracted text (model or settings changed);
