@@ -186,7 +186,6 @@ class IngestService:
         project_id = self._projects.get(project_ref).id
         files = expand_paths(paths)
         job_id = self._jobs.create(project_id, JobKind.INGEST, {"files": len(files)})
-        self._jobs.start(job_id)
         job_progress = ThrottledProgress(self._jobs, job_id)
 
         def report(fraction: float, message: str) -> None:
@@ -194,6 +193,7 @@ class IngestService:
             job_progress(fraction, message)
 
         try:
+            self._jobs.start(job_id)  # refused while another ingest of the project runs
             outcomes = self._ingest_files(project_id, files, password, report, cancel)
         except BaseException as error:
             self._jobs.fail(job_id, str(error) or type(error).__name__)
