@@ -18,6 +18,7 @@ class JobKind(enum.StrEnum):
     TRAIN = "train"
     EVAL = "eval"
     EXPORT = "export"
+    INGEST = "ingest"
 
 
 class JobStatus(enum.StrEnum):

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 COLUMNS = ("Project", "Base model", "Step", "Last activity", "Latest job")
 JOB_KINDS = {"preview": "Preview", "generate": "Generation", "train": "Training",
-             "eval": "Evaluation", "export": "Export"}
+             "eval": "Evaluation", "export": "Export", "ingest": "Adding files"}
 JOB_STATES = {JobStatus.RUNNING: "running", JobStatus.INTERRUPTED: "interrupted",
               JobStatus.FAILED: "failed", JobStatus.SUCCEEDED: "done",
               JobStatus.CANCELLED: "stopped", JobStatus.QUEUED: "waiting"}

@@ -16,7 +16,7 @@ from finetuneflow.services.projects import ProjectService
 
 REFRESH_MS = 1000
 KIND_WORDS = {"preview": "Preview", "generate": "Generating", "train": "Training",
-              "eval": "Evaluating", "export": "Exporting"}
+              "eval": "Evaluating", "export": "Exporting", "ingest": "Adding files to"}
 
 
 def describe_running(job: JobInfo, project_name: str) -> str:

@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 PRELOAD_DELAY_MS = 1500  # after the dashboard has shown and settled
 
 # Which step resumes each kind of job, and the page method that does it.
-RESUME_STEPS = {"preview": "preview", "generate": "review", "train": "train", "export": "export"}
+RESUME_STEPS = {"preview": "preview", "generate": "review", "train": "train", "export": "export",
+                "ingest": "data"}
+# Adding files has no action: the person adds them again (finished ones are recognised).
 RESUME_ACTIONS = {"preview": "start_preview", "generate": "start_generation", "train": "resume",
                   "export": "start_export"}
 
@@ -212,7 +214,8 @@ class MainWindow(QMainWindow):
         if step is None:
             return
         page = self.open_project(job.project_id, step).currentPage()
-        action = getattr(page, RESUME_ACTIONS[job.kind.value], None)
+        name = RESUME_ACTIONS.get(job.kind.value)
+        action = getattr(page, name, None) if name else None
         if callable(action):
             action()
 

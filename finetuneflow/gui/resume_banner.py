@@ -10,11 +10,13 @@ from finetuneflow.services.jobs import JobInfo, JobService
 from finetuneflow.services.projects import ProjectService
 
 WHAT = {"preview": "The preview", "generate": "Generating the dataset",
-        "train": "The training", "export": "The export", "eval": "The evaluation"}
+        "train": "The training", "export": "The export", "eval": "The evaluation",
+        "ingest": "Adding files"}
 HOW = {"generate": "Resume continues at the first chunk without examples.",
        "train": "Resume continues from the last saved checkpoint.",
        "preview": "Resume makes the preview again.",
-       "export": "Resume starts the export again."}
+       "export": "Resume starts the export again.",
+       "ingest": "Resume opens the Data step: add the files again; finished ones are kept."}
 
 
 class ResumeBanner(QFrame):

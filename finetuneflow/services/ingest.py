@@ -3,6 +3,9 @@
 Originals are copied into the project's `raw/` under generated names and never modified. The
 extracted text of each file is kept in `chunks/FILE_ID.json`, so changing the model or the chunk
 settings re-cuts chunks without parsing the documents again.
+
+A file's row, extracted text and chunks are committed together (see storage/documents.py), and
+each call of `ingest` is an `ingest` job.
 """
 
 from __future__ import annotations
@@ -11,17 +14,15 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select
-
-from finetuneflow.core.atomic import atomic_write_text
-from finetuneflow.core.chunking import ChunkSettings, TextChunk, TokenCounter, chunk_text, locate
+from finetuneflow.core.atomic import atomic_copy, atomic_write_text
+from finetuneflow.core.chunking import ChunkSettings, TextChunk, TokenCounter, chunk_text
 from finetuneflow.core.ingest import (
     SUPPORTED_EXTENSIONS,
     Document,
@@ -32,20 +33,22 @@ from finetuneflow.core.ingest import (
 from finetuneflow.core.progress import CancelToken, ProgressSink, ignore_progress
 from finetuneflow.core.safepath import slugify
 from finetuneflow.services.errors import NotFoundError, UserError
+from finetuneflow.services.jobs import JobService, ThrottledProgress
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.settings import AppSettings
 from finetuneflow.services.worker_process import run_in_worker
-from finetuneflow.storage.tables import Chunk, DatasetExample, FileStatus, SourceFile
+from finetuneflow.storage.documents import FileFacts, Span
+from finetuneflow.storage.tables import FileStatus, JobKind, SourceFile
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from finetuneflow.services.context import AppContext
     from finetuneflow.storage.home import Home
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
 NO_MODEL_NOTE = "Chunks will be cut once a base model is chosen (they use its tokenizer)."
+COPY_MISSING = "The project's copy of this file is missing. Remove it and add it again."
+TEST_PAUSE_VARIABLE = "FINETUNEFLOW_TEST_PAUSE_AT"
 
 
 @dataclass(frozen=True)
@@ -108,16 +111,8 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _copy_original(source: Path, target: Path) -> None:
-    """Copy to a temporary name and rename, so a full disk never leaves half a file."""
-    temporary = target.with_name(f".{target.name}.part")
-    try:
-        shutil.copyfile(source, temporary)
-        os.replace(temporary, target)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise UserError(f"Could not copy {source.name} into the project: {error.strerror}. "
-                        "Free some disk space and add it again.") from None
+def spans_of(segments: Sequence[Segment]) -> list[Span]:
+    return [(s.start, s.end, s.page, s.section) for s in segments]
 
 
 def store_original(home: Home, project_id: str, path: Path, digest: str) -> Path:
@@ -126,9 +121,20 @@ def store_original(home: Home, project_id: str, path: Path, digest: str) -> Path
     suffix = slugify(path.suffix.lstrip("."), max_length=10, fallback="bin").lower()
     target = home.project_file(project_id, "raw", f"{digest[:12]}-{stem}.{suffix}")
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _copy_original(path, target)
+        try:
+            atomic_copy(path, target)  # a full disk never leaves half a file under the name
+        except OSError as error:
+            raise UserError(f"Could not copy {path.name} into the project: {error.strerror}. "
+                            "Free some disk space and add it again.") from None
     return target
+
+
+def pause_for_test(home: Home, point: str) -> None:
+    """Tests kill the process at a known point: with FINETUNEFLOW_TEST_PAUSE_AT=POINT it
+    touches `paused-at-POINT` in the home folder and waits there to be killed."""
+    if os.environ.get(TEST_PAUSE_VARIABLE) == point:
+        (home.root / f"paused-at-{point}").touch()
+        time.sleep(600)
 
 
 class IngestService:
@@ -136,6 +142,7 @@ class IngestService:
         self._context = context
         self._home = context.home
         self._projects = ProjectService(context)
+        self._jobs = JobService(context)
         if limits is None:
             limits = IngestLimits(max_bytes=AppSettings.load(context.home).max_file_mb * MB)
         self._limits = limits
@@ -166,19 +173,29 @@ class IngestService:
     def ingest(self, project_ref: str, paths: Sequence[Path], *, password: str | None = None,
                progress: ProgressSink = ignore_progress,
                cancel: CancelToken | None = None) -> list[FileOutcome]:
-        """Add files and folders; every file gets an outcome, none raises for bad content."""
+        """Add files and folders; every file gets an outcome, none raises for bad content.
+
+        The work is an `ingest` job, so the job rules (one running per project) cover it.
+        """
         project_id = self._projects.get(project_ref).id
         files = expand_paths(paths)
-        counter = self._token_counter(project_id)
-        settings = self.chunk_settings(project_id)
-        outcomes: list[FileOutcome] = []
-        for index, path in enumerate(files):
-            if cancel is not None and cancel.cancelled:
-                break
-            progress(index / max(len(files), 1), f"Reading {path.name}")
-            outcomes.append(self._ingest_one(project_id, path, password, counter, settings))
-        progress(1.0, f"{len(outcomes)} of {len(files)} files processed")
-        self._projects.touch(project_id)
+        job_id = self._jobs.create(project_id, JobKind.INGEST, {"files": len(files)})
+        job_progress = ThrottledProgress(self._jobs, job_id)
+
+        def report(fraction: float, message: str) -> None:
+            progress(fraction, message)
+            job_progress(fraction, message)
+
+        try:
+            self._jobs.start(job_id)  # refused while another ingest of the project runs
+            outcomes = self._ingest_files(project_id, files, password, report, cancel)
+        except BaseException as error:
+            self._jobs.fail(job_id, str(error) or type(error).__name__)
+            raise
+        if cancel is not None and cancel.cancelled:
+            self._jobs.cancel(job_id)
+        else:
+            self._jobs.succeed(job_id, {"files": len(outcomes)})
         return outcomes
 
     def ingest_in_worker(self, project_ref: str, paths: Sequence[Path], *,
@@ -191,29 +208,60 @@ class IngestService:
             progress, cancel or CancelToken(), "Adding files")
         return [FileOutcome(**value) for value in values]
 
+    def _ingest_files(self, project_id: str, files: Sequence[Path], password: str | None,
+                      progress: ProgressSink, cancel: CancelToken | None) -> list[FileOutcome]:
+        counter = self._token_counter(project_id)
+        settings = self.chunk_settings(project_id)
+        unfinished = self._unfinished(project_id) if counter is not None else {}
+        outcomes: list[FileOutcome] = []
+        for index, path in enumerate(files):
+            if cancel is not None and cancel.cancelled:
+                break
+            progress(index / max(len(files), 1), f"Reading {path.name}")
+            outcomes.append(self._ingest_one(project_id, path, password, counter, settings,
+                                             unfinished))
+        if counter is not None and not (cancel is not None and cancel.cancelled):
+            added_again = {outcome.file_id for outcome in outcomes}
+            for file in unfinished.values():
+                if file.id not in added_again:
+                    self._recut(project_id, file, counter, settings)
+        progress(1.0, f"{len(outcomes)} of {len(files)} files processed")
+        self._projects.touch(project_id)
+        return outcomes
+
+    def _unfinished(self, project_id: str) -> dict[int, SourceFile]:
+        """Files an older version left with text but no chunks (killed between the two
+        writes): added again, they are read again; the others are finished from their copies."""
+        with self._context.transaction() as tx:
+            files = tx.documents.unfinished(project_id)
+        if files:
+            log.info("%d file(s) were left without their chunks: finishing them", len(files))
+        return {file.id: file for file in files}
+
     def _ingest_one(self, project_id: str, path: Path, password: str | None,
-                    counter: TokenCounter | None, settings: ChunkSettings) -> FileOutcome:
+                    counter: TokenCounter | None, settings: ChunkSettings,
+                    unfinished: Container[int]) -> FileOutcome:
         name = path.name
         problem = self._precheck(path)
         if problem:
             return FileOutcome(name, "error", problem, path=str(path))
         digest = sha256_of(path)
-        existing = self._find_by_hash(project_id, digest)
-        if existing is not None and existing.status != FileStatus.ERROR:
+        with self._context.transaction() as tx:
+            existing = tx.documents.find_by_hash(project_id, digest)
+            chunks = 0 if existing is None else tx.documents.chunk_count(existing.id)
+        if (existing is not None and existing.status != FileStatus.ERROR
+                and existing.id not in unfinished):
             return FileOutcome(
                 name, existing.status.value,
                 f"Already in the project (same content as “{existing.original_name}”).",
-                existing.pages, existing.chars, self._chunk_count(existing.id), existing.id,
-                duplicate=True, path=str(path))
+                existing.pages, existing.chars, chunks, existing.id, duplicate=True,
+                path=str(path))
         stored = store_original(self._home, project_id, path, digest)
         # Parse the original (same bytes as the copy) so messages name the file the person knows.
         document = load_document(path, password=password, limits=self._limits)
-        file_id = self._record_file(project_id, path, stored, digest, document, existing)
-        chunks = 0
-        if document.text:
-            self._save_extracted(project_id, file_id, document)
-            chunks = self._cut_and_store(project_id, file_id, document.text,
-                                         document.segments, counter, settings)
+        # A retry (with the password, or of an unfinished file) replaces the row.
+        file_id, chunks = self._record(project_id, name, stored, digest, document, counter,
+                                       settings, replacing=existing.id if existing else None)
         message = document.message
         if document.text and counter is None:
             message = f"{message} {NO_MODEL_NOTE}".strip()
@@ -233,30 +281,24 @@ class IngestService:
                     "--max-file-mb N).")
         return None
 
-    def _find_by_hash(self, project_id: str, digest: str) -> SourceFile | None:
-        with self._context.session() as session:
-            return session.scalars(select(SourceFile).where(
-                SourceFile.project_id == project_id, SourceFile.sha256 == digest)).first()
-
-    def _record_file(self, project_id: str, path: Path, stored: Path, digest: str,
-                     document: Document, existing: SourceFile | None) -> int:
-        values = dict(
-            original_name=path.name, sha256=digest, kind=document.kind,
+    def _record(self, project_id: str, name: str, stored: Path, digest: str,
+                document: Document, counter: TokenCounter | None, settings: ChunkSettings,
+                replacing: int | None) -> tuple[int, int]:
+        """The file's row, extracted text and chunks, committed together or not at all: a file
+        is never `ok` without its chunks. Returns (file id, chunk count)."""
+        pieces = self._cut(document.text, document.segments, counter, settings)
+        facts = FileFacts(
+            original_name=name, sha256=digest, kind=document.kind,
             stored_path=str(stored.relative_to(self._home.project_dir(project_id))),
             size=stored.stat().st_size, status=FileStatus(document.status),
             message=document.message, pages=document.pages, chars=document.chars)
-        with self._context.session() as session:
-            if existing is not None:  # a retry (e.g. with the password) replaces the error row
-                row = session.get(SourceFile, existing.id)
-                assert row is not None
-                for key, value in values.items():
-                    setattr(row, key, value)
-                session.execute(delete(Chunk).where(Chunk.file_id == row.id))
-            else:
-                row = SourceFile(project_id=project_id, **values)
-                session.add(row)
-            session.flush()
-            return row.id
+        with self._context.transaction() as tx:
+            file_id = tx.documents.save_file(project_id, facts, replacing)
+            self._save_extracted(project_id, file_id, document)
+            pause_for_test(self._home, "after-file-row")
+            chunks = tx.documents.replace_chunks(project_id, file_id, pieces,
+                                                 spans_of(document.segments))
+        return file_id, chunks
 
     # --- chunks ---------------------------------------------------------------------------------
 
@@ -270,118 +312,101 @@ class IngestService:
         return self._home.project_file(project_id, "chunks", f"{file_id}.json")
 
     def _save_extracted(self, project_id: str, file_id: int, document: Document) -> None:
+        path = self._extracted_path(project_id, file_id)
+        if not document.text:  # the id may be reused from a file whose adding was killed
+            path.unlink(missing_ok=True)
+            return
         payload = {"text": document.text, "segments": [asdict(s) for s in document.segments]}
-        atomic_write_text(self._extracted_path(project_id, file_id),
-                          json.dumps(payload, ensure_ascii=False))
-
-    def _cut_and_store(self, project_id: str, file_id: int, text: str,
-                       segments: Sequence[Segment], counter: TokenCounter | None,
-                       settings: ChunkSettings) -> int:
-        if counter is None:
-            return 0
-        # Where the section changes (a heading); pages within one section are no cut points.
-        headings = [s.start for prev, s in pairwise(segments) if s.section != prev.section]
-        pieces = chunk_text(text, counter, settings, heading_offsets=headings)
-        spans = [(s.start, s.end, s.page, s.section) for s in segments]
-        with self._context.session() as session:
-            session.execute(delete(Chunk).where(Chunk.file_id == file_id))
-            session.add_all(self._chunk_row(project_id, file_id, piece, spans) for piece in pieces)
-        return len(pieces)
+        atomic_write_text(path, json.dumps(payload, ensure_ascii=False))
 
     @staticmethod
-    def _chunk_row(project_id: str, file_id: int, piece: TextChunk,
-                   spans: Sequence[tuple[int, int, int | None, str | None]]) -> Chunk:
-        first_page, last_page, section = locate(piece.char_start, piece.char_end, spans)
-        return Chunk(project_id=project_id, file_id=file_id, ordinal=piece.ordinal,
-                     text=piece.text, token_count=piece.token_count,
-                     char_start=piece.char_start, char_end=piece.char_end,
-                     page_start=first_page, page_end=last_page,
-                     section=section[:500] if section else None)
+    def _cut(text: str, segments: Sequence[Segment], counter: TokenCounter | None,
+             settings: ChunkSettings) -> list[TextChunk]:
+        if counter is None or not text:
+            return []
+        # Where the section changes (a heading); pages within one section are no cut points.
+        headings = [s.start for prev, s in pairwise(segments) if s.section != prev.section]
+        return chunk_text(text, counter, settings, heading_offsets=headings)
 
-    def _parsed_file_ids(self, project_id: str) -> list[int]:
-        """Files whose text was extracted (so their chunks can be re-cut)."""
-        with self._context.session() as session:
-            return list(session.scalars(select(SourceFile.id).where(
-                SourceFile.project_id == project_id, SourceFile.status != FileStatus.ERROR)))
-
-    def rechunk(self, project_ref: str, progress: ProgressSink = ignore_progress) -> int:
-        """Re-cut every file's chunks from its extracted text (model or settings changed)."""
-        project_id = self._projects.get(project_ref).id
-        counter = self._token_counter(project_id)
-        settings = self.chunk_settings(project_id)
-        file_ids = self._parsed_file_ids(project_id)
-        total = 0
-        for index, file_id in enumerate(file_ids):
-            progress(index / max(len(file_ids), 1), "Cutting chunks")
-            path = self._extracted_path(project_id, file_id)
-            if not path.exists():
-                continue
+    def _recut(self, project_id: str, file: SourceFile, counter: TokenCounter,
+               settings: ChunkSettings) -> int:
+        """Replace one file's chunks, cut from its extracted text; returns their count."""
+        path = self._extracted_path(project_id, file.id)
+        if path.exists():
             data = json.loads(path.read_text(encoding="utf-8"))
             segments = [Segment(**segment) for segment in data["segments"]]
-            total += self._cut_and_store(project_id, file_id, data["text"], segments, counter,
-                                         settings)
+            pieces = self._cut(data["text"], segments, counter, settings)
+            with self._context.transaction() as tx:
+                return tx.documents.replace_chunks(project_id, file.id, pieces,
+                                                   spans_of(segments))
+        if not file.chars:
+            return 0
+        # An older version was killed before it saved the text: read the project's copy again.
+        stored = self._home.project_dir(project_id) / file.stored_path
+        if not stored.is_file():
+            with self._context.transaction() as tx:
+                tx.documents.mark_failed(file.id, COPY_MISSING)
+            return 0
+        document = load_document(stored, limits=self._limits)
+        return self._record(project_id, file.original_name, stored, file.sha256, document,
+                            counter, settings, replacing=file.id)[1]
+
+    def rechunk(self, project_ref: str, progress: ProgressSink = ignore_progress) -> int:
+        """Re-cut every file's chunks from its extracted text (model or settings changed);
+        each file's chunks are replaced in one transaction."""
+        project_id = self._projects.get(project_ref).id
+        counter = self._token_counter(project_id)
+        if counter is None:
+            return 0
+        settings = self.chunk_settings(project_id)
+        with self._context.transaction() as tx:
+            files = tx.documents.parsed_files(project_id)
+        total = 0
+        for index, file in enumerate(files):
+            progress(index / max(len(files), 1), "Cutting chunks")
+            total += self._recut(project_id, file, counter, settings)
         return total
 
     def rechunk_in_worker(self, project_ref: str, progress: ProgressSink = ignore_progress,
                           cancel: CancelToken | None = None) -> int:
         """`rechunk` in a child process; no process is started for a project without files."""
-        if not self._parsed_file_ids(self._projects.get(project_ref).id):
-            return 0
+        project_id = self._projects.get(project_ref).id
+        with self._context.transaction() as tx:
+            if not tx.documents.parsed_files(project_id):
+                return 0
         return run_in_worker(self._home, "rechunk", {"project": project_ref}, progress,
                              cancel or CancelToken(), "Re-cutting chunks")
 
     def count_chunks(self, project_ref: str) -> int:
         project_id = self._projects.get(project_ref).id
-        with self._context.session() as session:
-            return session.scalar(select(func.count()).select_from(Chunk).where(
-                Chunk.project_id == project_id)) or 0
-
-    def _chunk_count(self, file_id: int) -> int:
-        with self._context.session() as session:
-            return session.scalar(select(func.count()).select_from(Chunk).where(
-                Chunk.file_id == file_id)) or 0
+        with self._context.transaction() as tx:
+            return tx.documents.project_chunk_count(project_id)
 
     # --- listing and removing -------------------------------------------------------------------
 
     def list_files(self, project_ref: str) -> list[FileRow]:
         project_id = self._projects.get(project_ref).id
-        counts = (select(Chunk.file_id, func.count().label("n")).group_by(Chunk.file_id)
-                  .subquery())
-        query = (select(SourceFile, counts.c.n).outerjoin(counts, counts.c.file_id == SourceFile.id)
-                 .where(SourceFile.project_id == project_id).order_by(SourceFile.id))
-        with self._context.session() as session:
+        with self._context.transaction() as tx:
             return [FileRow(f.id, f.original_name, f.kind, f.status.value, f.message, f.pages,
-                            f.chars, n or 0, f.size) for f, n in session.execute(query).all()]
+                            f.chars, chunks, f.size)
+                    for f, chunks in tx.documents.files_with_chunk_counts(project_id)]
 
     def remove_file(self, project_ref: str, file_id: int) -> RemovedFile:
         """Remove a file and its chunks; examples made from them stay, without a source chunk."""
         project_id = self._projects.get(project_ref).id
-        with self._context.session() as session:
-            row = self._load_file(session, project_id, file_id)
-            chunk_ids = select(Chunk.id).where(Chunk.file_id == file_id)
-            examples = session.scalar(select(func.count()).select_from(DatasetExample).where(
-                DatasetExample.chunk_id.in_(chunk_ids))) or 0
-            chunks = session.scalar(select(func.count()).select_from(Chunk).where(
-                Chunk.file_id == file_id)) or 0
-            removed = RemovedFile(row.original_name, chunks, examples)
-            stored = self._home.project_dir(project_id) / row.stored_path
-            session.delete(row)
-        stored.unlink(missing_ok=True)
+        with self._context.transaction() as tx:
+            row = tx.documents.get_file(project_id, file_id)
+            if row is None:
+                raise NotFoundError(f"This project has no file {file_id}.")
+            removed = RemovedFile(row.original_name, tx.documents.chunk_count(file_id),
+                                  tx.examples.count_made_from_file(file_id))
+            tx.documents.remove_file(row)
+        (self._home.project_dir(project_id) / row.stored_path).unlink(missing_ok=True)
         self._extracted_path(project_id, file_id).unlink(missing_ok=True)
         return removed
-
-    @staticmethod
-    def _load_file(session: Session, project_id: str, file_id: int) -> SourceFile:
-        row = session.get(SourceFile, file_id)
-        if row is None or row.project_id != project_id:
-            raise NotFoundError(f"This project has no file {file_id}.")
-        return row
 
     def has_training_material(self, project_ref: str) -> bool:
         """At least one chunk or one imported example: enough to leave the Data step."""
         project_id = self._projects.get(project_ref).id
-        with self._context.session() as session:
-            chunk = session.scalar(select(Chunk.id).where(Chunk.project_id == project_id).limit(1))
-            example = session.scalar(select(DatasetExample.id).where(
-                DatasetExample.project_id == project_id).limit(1))
-        return chunk is not None or example is not None
+        with self._context.transaction() as tx:
+            return tx.documents.has_chunks(project_id) or tx.examples.project_has_any(project_id)

@@ -88,12 +88,15 @@ def test_drift_is_detected(tmp_path: Path) -> None:
         command.check(alembic_config(connection))
 
 
-def _seed_family(db_path: Path) -> None:
+def _seed_family(db_path: Path, *, settings_bag: bool = False) -> None:
+    """A project with a file, a chunk and a job; `settings_bag` for a database at 0001, whose
+    projects still have the one settings column."""
+    bag = (", settings", ", '{}'") if settings_bag else ("", "")
     with sqlite3.connect(db_path) as db:
         db.execute("PRAGMA foreign_keys=ON")
-        db.execute("INSERT INTO projects (id, name, created_at, updated_at, task_config, "
-                   "current_step) VALUES ('p1', 'P', '2026-01-01', '2026-01-01', "
-                   "'{}', 'model')")
+        db.execute(f"INSERT INTO projects (id, name, created_at, updated_at, task_config, "
+                   f"current_step{bag[0]}) VALUES ('p1', 'P', '2026-01-01', '2026-01-01', "
+                   f"'{{}}', 'model'{bag[1]})")
         db.execute("INSERT INTO files (id, project_id, original_name, stored_path, sha256, kind, "
                    "size, status, message, chars, created_at) VALUES (1, 'p1', 'a.pdf', "
                    "'raw/a.pdf', 'x', 'pdf', 1, 'ok', '', 1, '2026-01-01')")

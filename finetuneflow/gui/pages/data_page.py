@@ -234,14 +234,14 @@ class DataPage(StepPage):
     def add_paths(self, paths: Sequence[Path], password: str | None = None) -> None:
         """Ingest in a child process, so the window stays smooth; Cancel stops after a file."""
         if paths:
-            self._start_in_worker(
-                "Adding files", f"Adding files to “{self.project_name}”",
+            self._start_in_worker(  # its ingest job shows in the status bar
+                "Adding files", None,
                 lambda progress, cancel: self.ingest.ingest_in_worker(
                     self.project_id, list(paths), password=password, progress=progress,
                     cancel=cancel),
                 on_success=self._remember_outcomes)
 
-    def _start_in_worker(self, title: str, status_text: str, work: Work,
+    def _start_in_worker(self, title: str, status_text: str | None, work: Work,
                          on_success: Callable[[Any], None] | None = None) -> None:
         """One file task at a time (adding or re-cutting), with progress and Cancel; the table
         is reloaded when it ends, whatever the outcome."""
