@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QPoint, Qt, Signal
+from PySide6.QtCore import QPoint, Signal
 from PySide6.QtGui import QFont, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -37,6 +35,8 @@ from finetuneflow.services.errors import UserError
 # Light at import: the window's first frame shows the list (read without SQLAlchemy) before
 # the database layer is attached.
 if TYPE_CHECKING:
+    from PySide6.QtCore import Qt
+
     from finetuneflow.services.context import AppContext
     from finetuneflow.services.projects import ProjectService
 
@@ -85,20 +85,6 @@ def _row_values(project: ProjectSummary) -> tuple[str, ...]:
             describe_when(project.last_activity or project.updated_at), describe_job(project))
 
 
-def _needs_database(action: Callable[..., None]) -> Callable[..., None]:
-    """An action that does nothing while the list is the early read (a key or a click in the
-    half second before the database layer is attached). Signals may send more arguments than
-    the action takes (a button's `checked`): only the ones it takes are passed on."""
-    takes = len(inspect.signature(action).parameters) - 1  # without self
-
-    @functools.wraps(action)
-    def guarded(dashboard: Dashboard, *args: Any) -> None:
-        if dashboard.attached:
-            action(dashboard, *args[:takes])
-
-    return guarded
-
-
 class Dashboard(QWidget):
     open_project = Signal(str)  # project id
     home_changed = Signal()  # the data folder was moved
@@ -130,13 +116,11 @@ class Dashboard(QWidget):
                        wordWrap=True)
 
         self.table = self._build_table()
-        self.empty = QLabel(EMPTY_TEXT, objectName="emptyState", wordWrap=True,
-                            alignment=Qt.AlignmentFlag.AlignCenter)
+        self.empty = QLabel(EMPTY_TEXT, objectName="emptyState", wordWrap=True)
         self.list_or_empty = QStackedWidget()
         self.list_or_empty.addWidget(self.table)
         self.list_or_empty.addWidget(self.empty)
         self.note = QLabel(objectName="projectNote", wordWrap=True)
-        self.note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.note.hide()
 
         self.new_button = QPushButton("New project…", objectName="newProject", default=True)
@@ -172,7 +156,19 @@ class Dashboard(QWidget):
         self.context = context
         self.projects = ProjectService(context)
         self.attached = True
+        self._finish_setup()
         self.refresh()
+
+    def _finish_setup(self) -> None:
+        """What needs PySide6's Qt namespace (~25 ms to load): done once the first frame is on
+        screen, with the keys and the menu, which need the database anyway."""
+        from PySide6.QtCore import Qt
+
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._show_menu)
+        self._add_shortcuts(Qt.ShortcutContext.WidgetWithChildrenShortcut)
 
     def _build_table(self) -> QTableWidget:
         table = QTableWidget(0, len(COLUMNS), objectName="projectTable")
@@ -180,7 +176,6 @@ class Dashboard(QWidget):
         table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         table.verticalHeader().hide()
         header = table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
@@ -191,7 +186,6 @@ class Dashboard(QWidget):
     def _connect(self) -> None:
         self.table.doubleClicked.connect(lambda _index: self._open_selected())
         self.table.itemSelectionChanged.connect(self._update_buttons)
-        self.table.customContextMenuRequested.connect(self._show_menu)
         self.new_button.clicked.connect(self._create)
         self.sample_button.clicked.connect(self.open_sample)
         self.settings_button.clicked.connect(self.show_settings)
@@ -199,9 +193,8 @@ class Dashboard(QWidget):
         self.rename_button.clicked.connect(self._rename_selected)
         self.duplicate_button.clicked.connect(self._duplicate_selected)
         self.delete_button.clicked.connect(self._delete_selected)
-        self._add_shortcuts()
 
-    def _add_shortcuts(self) -> None:
+    def _add_shortcuts(self, context: Qt.ShortcutContext) -> None:
         """Enter opens, F2 renames and Delete deletes the selected project; Ctrl+N makes one
         and Ctrl+, opens the settings."""
         for keys, action, scope in (
@@ -212,7 +205,7 @@ class Dashboard(QWidget):
                 ("Ctrl+N", self._create, self),
                 ("Ctrl+,", self.show_settings, self)):
             shortcut = QShortcut(QKeySequence(keys), scope)
-            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            shortcut.setContext(context)
             shortcut.activated.connect(action)
         for button, keys in ((self.new_button, "Ctrl+N"), (self.settings_button, "Ctrl+,"),
                              (self.open_button, "Enter"), (self.rename_button, "F2"),
@@ -254,15 +247,15 @@ class Dashboard(QWidget):
 
     def _update_buttons(self) -> None:
         project = self.selected_project()
-        busy = self.tasks.busy() or not self.attached
+        busy = self.tasks.busy() or not self.attached  # the early list only shows
         for button in (self.open_button, self.rename_button, self.duplicate_button,
                        self.delete_button):
             button.setEnabled(project is not None and not busy)
-        self.sample_button.setEnabled(not busy)
+        for button in (self.new_button, self.sample_button, self.settings_button):
+            button.setEnabled(not busy)
         self.note.setText(project.note if project else "")
         self.note.setVisible(bool(project and project.note))
 
-    @_needs_database
     def _show_menu(self, position: QPoint) -> None:
         if self.selected_project() is None or self.tasks.busy():
             return
@@ -281,7 +274,6 @@ class Dashboard(QWidget):
         self.refresh(project.id)
         return project
 
-    @_needs_database
     def _create(self) -> None:
         name, ok = QInputDialog.getText(self, "New project", "Name of the new project:")
         if not ok:
@@ -293,13 +285,11 @@ class Dashboard(QWidget):
             return
         self.open_project.emit(project.id)
 
-    @_needs_database
     def _open_selected(self) -> None:
         project = self.selected_project()
-        if project is not None:
+        if project is not None and self.attached:  # a double-click on the early list waits
             self.open_project.emit(project.id)
 
-    @_needs_database
     def _rename_selected(self) -> None:
         project = self.selected_project()
         if project is None:
@@ -316,7 +306,6 @@ class Dashboard(QWidget):
             return
         self.refresh(project_id)
 
-    @_needs_database
     def _duplicate_selected(self) -> None:
         project = self.selected_project()
         if project is not None:
@@ -324,7 +313,6 @@ class Dashboard(QWidget):
                       lambda _progress, _cancel: self.projects.duplicate(project.id),
                       lambda copy: self.refresh(copy.id))
 
-    @_needs_database
     def _delete_selected(self) -> None:
         project = self.selected_project()
         if project is None:
@@ -343,7 +331,6 @@ class Dashboard(QWidget):
             QMessageBox.warning(self, "Delete project", str(error))
         self.refresh()
 
-    @_needs_database
     def open_sample(self) -> None:
         """Open the sample project, making it first if there is none."""
         # Imported here: it pulls in ingestion and the LLM client, not needed to show the list.
@@ -374,7 +361,6 @@ class Dashboard(QWidget):
                          on_finished=finished)
         self._update_buttons()
 
-    @_needs_database
     def show_settings(self) -> None:
         from finetuneflow.gui.settings_dialog import SettingsDialog
 

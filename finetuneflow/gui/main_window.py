@@ -81,11 +81,11 @@ class MainWindow(QMainWindow):
     @staticmethod
     def _early_dashboard(home: Home) -> QWidget:
         """The projects list read straight from the file (no SQLAlchemy), its actions waiting
-        for `attach`; or, when that read cannot tell, a heading and 'Opening your projects…'."""
+        for `attach`; or, when there is none to show, a heading and 'Opening your projects…'."""
         from finetuneflow.services.data_folder import projects_at_start
 
         early_list = projects_at_start(home)
-        if early_list is None:
+        if not early_list:  # "No projects yet" waits for the database: it offers actions
             return DashboardPlaceholder()
         from finetuneflow.gui.dashboard import Dashboard
 

@@ -69,6 +69,8 @@ def test_the_early_list_equals_the_database_and_becomes_the_dashboard(
     window.show()
     early = window.placeholder
     assert isinstance(early, Dashboard) and not early.attached
+    assert not any(button.isEnabled() for button in (early.new_button, early.open_button,
+                                                     early.settings_button))
     shown = [[early.table.item(row, column).text() for column in range(len(COLUMNS))]
              for row in range(early.table.rowCount())]
     early.table.selectRow(1)
