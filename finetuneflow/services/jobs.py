@@ -39,11 +39,13 @@ class JobInfo:
     result: dict[str, Any]
     created_at: datetime
     finished_at: datetime | None
+    owner_pid: int | None = None  # the process running it
 
     @classmethod
     def of(cls, job: Job) -> JobInfo:
         return cls(job.id, job.project_id, job.kind, job.status, job.progress, job.message,
-                   job.error, dict(job.params), dict(job.result), job.created_at, job.finished_at)
+                   job.error, dict(job.params), dict(job.result), job.created_at, job.finished_at,
+                   job.owner_pid)
 
 
 def process_alive(pid: int) -> bool:
