@@ -105,6 +105,7 @@ def _run_once(context: AppContext, prepared: PreparedRun, as_json: bool,
     from finetuneflow.services.training import RunRecorder
 
     recorder = RunRecorder(context, prepared)
+    recorder.begin()  # refused while another job trains this project
     cancel = CancelToken()
 
     def on_line(line: str) -> None:
@@ -121,7 +122,6 @@ def _run_once(context: AppContext, prepared: PreparedRun, as_json: bool,
         cancel.cancel()
 
     previous = signal.signal(signal.SIGINT, stop)  # Ctrl-C: a graceful stop, not a traceback
-    recorder.begin()
     print(f"Run {prepared.run_id}: log in {prepared.log_path}", file=sys.stderr)
     try:
         code = run_trainer(["run", str(prepared.job_path)], prepared.log_path, on_line, cancel,

@@ -36,13 +36,14 @@ class TrainingController(QObject):
         return self._process is not None
 
     def start(self, prepared: PreparedRun, processes: int = 1) -> None:
+        """Start the child; refused (UserError) while another process trains the project."""
         if self.running:
             raise RuntimeError("a training is already running")
-        self.prepared = prepared
         from finetuneflow.services.training import RunRecorder
 
-        self._recorder = RunRecorder(self._context, prepared)
-        self._recorder.begin()
+        recorder = RunRecorder(self._context, prepared)
+        recorder.begin()  # a UserError when another process trains this project
+        self.prepared, self._recorder = prepared, recorder
         process = QProcess(self)
         command = trainer_command("run", str(prepared.job_path), processes=processes)
         process.setProgram(command[0])

@@ -1,7 +1,7 @@
 """Job records: create, start, report progress, finish, fail, cancel — safe to call from threads.
 
-Every call opens its own short session, so worker threads never share one; SQLite's busy timeout
-serialises the writes.
+Every call opens its own short transaction, so worker threads never share one; SQLite's busy
+timeout serialises the writes. One job of a kind runs per project at a time.
 """
 
 from __future__ import annotations
@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-
-from finetuneflow.services.errors import NotFoundError
-from finetuneflow.storage.tables import Job, JobKind, JobStatus, utcnow
+from finetuneflow.services.errors import NotFoundError, UserError
+from finetuneflow.storage.runs import RunningJob, SlotTaken
+from finetuneflow.storage.tables import Job, JobKind, JobStatus
 
 if TYPE_CHECKING:
     from finetuneflow.services.context import AppContext
+    from finetuneflow.storage.transaction import Transaction
 
 INTERRUPTED_MESSAGE = "The app stopped while this job was running. Resume it to continue."
+MAX_START_ATTEMPTS = 3  # an orphan to interrupt, then a race lost to another process
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,13 @@ class JobInfo:
     result: dict[str, Any]
     created_at: datetime
     finished_at: datetime | None
+    owner_pid: int | None = None  # the process running it
 
     @classmethod
     def of(cls, job: Job) -> JobInfo:
         return cls(job.id, job.project_id, job.kind, job.status, job.progress, job.message,
-                   job.error, dict(job.params), dict(job.result), job.created_at, job.finished_at)
+                   job.error, dict(job.params), dict(job.result), job.created_at, job.finished_at,
+                   job.owner_pid)
 
 
 def process_alive(pid: int) -> bool:
@@ -79,107 +82,110 @@ class JobService:
         self._context = context
 
     def create(self, project_id: str, kind: JobKind, params: dict[str, Any] | None = None) -> int:
-        with self._context.session() as session:
-            job = Job(project_id=project_id, kind=kind, params=params or {})
-            session.add(job)
-            session.flush()
-            return job.id
+        with self._context.transaction() as tx:
+            return tx.jobs.add(project_id, kind, params or {}, os.getpid()).id
 
     def get(self, job_id: int) -> JobInfo:
-        with self._context.session() as session:
-            return JobInfo.of(self._load(session, job_id))
+        with self._context.transaction() as tx:
+            return JobInfo.of(_load(tx, job_id))
 
     def latest(self, project_id: str, kind: JobKind | None = None) -> JobInfo | None:
-        query = select(Job).where(Job.project_id == project_id)
-        if kind is not None:
-            query = query.where(Job.kind == kind)
-        with self._context.session() as session:
-            job = session.scalars(query.order_by(Job.id.desc()).limit(1)).first()
+        with self._context.transaction() as tx:
+            job = tx.jobs.latest(project_id, kind)
             return JobInfo.of(job) if job else None
 
-    def alive(self, project_id: str | None = None) -> list[JobInfo]:
+    def alive(self, project_id: str | None = None, kind: JobKind | None = None
+              ) -> list[JobInfo]:
         """Running jobs whose process still lives (here or another app): a project delete or a
         storage move must wait for them."""
-        query = select(Job).where(Job.status == JobStatus.RUNNING)
-        if project_id is not None:
-            query = query.where(Job.project_id == project_id)
-        with self._context.session() as session:
-            jobs = session.scalars(query.order_by(Job.id)).all()
-            return [JobInfo.of(job) for job in jobs
-                    if job.owner_pid is not None and process_alive(job.owner_pid)]
+        return [job for job in self._running(project_id, kind) if _owner_alive(job.owner_pid)]
 
     def start(self, job_id: int) -> None:
-        self._update(job_id, status=JobStatus.RUNNING, started_at=utcnow(), error=None,
-                     owner_pid=os.getpid(), finished_at=None)
+        """Run the job in this process. Another running job of its project and kind refuses
+        it (the job is then deleted: it never ran), unless that job's process is gone: then
+        that one becomes interrupted and this one starts."""
+        for _attempt in range(MAX_START_ATTEMPTS):
+            try:
+                with self._context.transaction() as tx:
+                    tx.jobs.start(_load(tx, job_id), os.getpid())
+                return
+            except SlotTaken as taken:
+                holder = taken.holder
+            if holder is not None and _owner_alive(holder.owner_pid):
+                with self._context.transaction() as tx:
+                    tx.jobs.discard(_load(tx, job_id))
+                raise UserError(_busy_message(holder))
+            if holder is not None:
+                self.interrupt(holder.id)
+        raise UserError("Another job of this kind keeps starting in this project: try again.")
 
     def report(self, job_id: int, progress: float, message: str = "") -> None:
-        self._update(job_id, progress=min(max(progress, 0.0), 1.0), message=message)
+        with self._context.transaction() as tx:
+            tx.jobs.report(_load(tx, job_id), min(max(progress, 0.0), 1.0), message)
 
     def succeed(self, job_id: int, result: dict[str, Any] | None = None,
                 message: str = "Done") -> None:
-        self._finish(job_id, JobStatus.SUCCEEDED, progress=1.0, message=message,
-                     result=result or {})
+        self._finish(job_id, JobStatus.SUCCEEDED, message, progress=1.0, result=result or {})
 
     def fail(self, job_id: int, error: str) -> None:
-        self._finish(job_id, JobStatus.FAILED, error=error, message="Failed")
+        self._finish(job_id, JobStatus.FAILED, "Failed", error=error)
 
     def cancel(self, job_id: int,
                message: str = "Cancelled; the work done so far is kept.") -> None:
-        self._finish(job_id, JobStatus.CANCELLED, message=message)
+        self._finish(job_id, JobStatus.CANCELLED, message)
 
     def interrupt(self, job_id: int, message: str = INTERRUPTED_MESSAGE) -> None:
         """A job that stopped before its end and can be resumed (quota spent, app killed)."""
-        self._finish(job_id, JobStatus.INTERRUPTED, message=message)
+        self._finish(job_id, JobStatus.INTERRUPTED, message)
 
     def mark_orphans_interrupted(self) -> int:
-        """At start-up: jobs still `running` whose process is gone become `interrupted`."""
-        with self._context.session() as session:
-            running = session.scalars(select(Job).where(Job.status == JobStatus.RUNNING)).all()
-            orphans = [job for job in running
-                       if job.owner_pid is None or not process_alive(job.owner_pid)]
+        """At start-up: jobs still queued or running whose process is gone become
+        `interrupted`, and so do their training runs."""
+        with self._context.transaction() as tx:
+            orphans = [job for job in tx.jobs.unfinished() if not _owner_alive(job.owner_pid)]
             for job in orphans:
-                job.status = JobStatus.INTERRUPTED
-                job.message = INTERRUPTED_MESSAGE
-                job.finished_at = utcnow()
+                tx.jobs.finish(job, JobStatus.INTERRUPTED, INTERRUPTED_MESSAGE)
             return len(orphans)
 
     def running(self) -> list[JobInfo]:
         """Jobs running now, in any project and any process (the status bar lists them)."""
-        with self._context.session() as session:
-            jobs = session.scalars(select(Job).where(Job.status == JobStatus.RUNNING)
-                                   .order_by(Job.id)).all()
-            return [JobInfo.of(job) for job in jobs]
+        return self._running()
 
     def resumable(self) -> list[JobInfo]:
         """Interrupted jobs that are still their project's latest of their kind and that the
         person has not dismissed: what the start-up banner offers to resume."""
-        with self._context.session() as session:
-            latest = (select(Job.project_id, Job.kind, func.max(Job.id).label("id"))
-                      .group_by(Job.project_id, Job.kind).subquery())
-            jobs = session.scalars(select(Job).join(latest, Job.id == latest.c.id).where(
-                Job.status == JobStatus.INTERRUPTED).order_by(Job.id)).all()
-            return [JobInfo.of(job) for job in jobs if not job.result.get("dismissed")]
+        with self._context.transaction() as tx:
+            return [JobInfo.of(job) for job in tx.jobs.latest_interrupted()
+                    if not job.result.get("dismissed")]
 
     def dismiss(self, job_id: int) -> None:
-        with self._context.session() as session:
-            job = self._load(session, job_id)
-            job.result = {**job.result, "dismissed": True}
+        with self._context.transaction() as tx:
+            tx.jobs.mark_dismissed(_load(tx, job_id))
 
-    def _finish(self, job_id: int, status: JobStatus, **values: Any) -> None:
-        self._update(job_id, status=status, finished_at=utcnow(), owner_pid=None, **values)
+    def _running(self, project_id: str | None = None, kind: JobKind | None = None
+                 ) -> list[JobInfo]:
+        with self._context.transaction() as tx:
+            return [JobInfo.of(job) for job in tx.jobs.running(project_id, kind)]
 
-    def _update(self, job_id: int, **values: Any) -> None:
-        with self._context.session() as session:
-            job = self._load(session, job_id)
-            for name, value in values.items():
-                setattr(job, name, value)
+    def _finish(self, job_id: int, status: JobStatus, message: str, **values: Any) -> None:
+        with self._context.transaction() as tx:
+            tx.jobs.finish(_load(tx, job_id), status, message, **values)
 
-    @staticmethod
-    def _load(session: Any, job_id: int) -> Job:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise NotFoundError(f"There is no job {job_id}.")
-        return job
+
+def _load(tx: Transaction, job_id: int) -> Job:
+    job = tx.jobs.get(job_id)
+    if job is None:
+        raise NotFoundError(f"There is no job {job_id}.")
+    return job
+
+
+def _owner_alive(pid: int | None) -> bool:
+    return pid is not None and process_alive(pid)
+
+
+def _busy_message(holder: RunningJob) -> str:
+    return (f"“{holder.project_name}” already has a {holder.kind.value} job running "
+            f"(job {holder.id}, process {holder.owner_pid}): wait for it or stop it first.")
 
 
 class ThrottledProgress:

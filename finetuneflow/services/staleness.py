@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from sqlalchemy import func, select
 
 from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.generation import GenerationService
 from finetuneflow.services.projects import ProjectService
-from finetuneflow.storage.tables import DatasetExample, ExampleSplit, JobStatus, Run
+from finetuneflow.storage.tables import Run
 
 if TYPE_CHECKING:
     from finetuneflow.services.context import AppContext
@@ -69,27 +66,20 @@ class StalenessService:
                          f"fine-tune {choice.ref}.", "Train again", "start")
 
     def _new_examples(self, project_id: str, run: Run) -> StaleNote | None:
-        with self._context.session() as session:
-            changed: datetime | None = session.scalar(select(func.max(
-                DatasetExample.updated_at)).where(DatasetExample.project_id == project_id,
-                                                  DatasetExample.split != ExampleSplit.PREVIEW))
+        with self._context.transaction() as tx:
+            changed = tx.examples.last_change(project_id)
         if changed is None or run.started_at is None or changed <= run.started_at:
             return None
         return StaleNote("train", f"The dataset changed after the last training (run {run.id})."
                          " Train again to learn from the new examples.", "Train again", "start")
 
     def _has_generated(self, project_id: str) -> bool:
-        with self._context.session() as session:
-            return session.scalar(select(DatasetExample.id).where(
-                DatasetExample.project_id == project_id,
-                DatasetExample.split != ExampleSplit.PREVIEW,
-                DatasetExample.chunk_id.is_not(None)).limit(1)) is not None
+        with self._context.transaction() as tx:
+            return tx.examples.has_generated(project_id)
 
     def _latest_finished_run(self, project_id: str) -> Run | None:
-        with self._context.session() as session:
-            return session.scalars(select(Run).where(
-                Run.project_id == project_id, Run.status == JobStatus.SUCCEEDED)
-                .order_by(Run.id.desc()).limit(1)).first()
+        with self._context.transaction() as tx:
+            return tx.runs.latest_succeeded(project_id)
 
 
 def _run_model_folder(context: AppContext, project_id: str, run_id: int) -> str | None:

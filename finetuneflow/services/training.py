@@ -3,6 +3,10 @@
 One run at a time, app-wide: a new run is refused while a train job's process is alive.
 A run keeps everything under `artifacts/run-ID/` (job file, checkpoints, events, metrics);
 the adapter goes to `artifacts/adapter-ID/` and the child's log to `logs/train-ID.log`.
+
+What the child reports is stored once, in `events.jsonl`: the chart, the log and the resume
+point are read back from it. The database holds the job's live progress (for the status bar
+of any window) and, when the run ends, its summary (the final event's metrics, the adapter).
 """
 
 from __future__ import annotations
@@ -11,16 +15,12 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from sqlalchemy import select
+from typing import TYPE_CHECKING, Any, TextIO
 
 from finetuneflow.core.chat_template import chat_token_counter
 from finetuneflow.core.child_protocol import (
     OOM,
-    CheckpointEvent,
     ErrorEvent,
-    EvalEvent,
     Event,
     FinishedEvent,
     LogEvent,
@@ -44,19 +44,10 @@ from finetuneflow.core.training.recommend import (
 from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.datasets import DatasetService
 from finetuneflow.services.errors import UserError
-from finetuneflow.services.jobs import JobService, ThrottledProgress, process_alive
+from finetuneflow.services.jobs import JobService, ThrottledProgress
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.settings import AppSettings
-from finetuneflow.storage.tables import (
-    DatasetExample,
-    ExampleSplit,
-    ExampleStatus,
-    Job,
-    JobKind,
-    JobStatus,
-    Run,
-    utcnow,
-)
+from finetuneflow.storage.tables import JobKind, JobStatus
 
 if TYPE_CHECKING:
     from finetuneflow.services.context import AppContext
@@ -135,11 +126,8 @@ class TrainingService:
         if choice is None:
             return []
         count = chat_token_counter(choice.folder)
-        with self._context.session() as session:
-            chats = session.scalars(select(DatasetExample.messages).where(
-                DatasetExample.project_id == project_id,
-                DatasetExample.status != ExampleStatus.REJECTED,
-                DatasetExample.split != ExampleSplit.PREVIEW)).all()
+        with self._context.transaction() as tx:
+            chats = tx.examples.training_chats(project_id)
         return [count(chat) for chat in chats]
 
     def plan(self, project_ref: str, config: TrainingConfig, probe: ProbeEvent,
@@ -176,11 +164,8 @@ class TrainingService:
         self._refuse_if_training()
         model_dir = self._model_folder(project_id, progress, cancel)
         train_path, eval_path = self._dataset_files(project_id)
-        with self._context.session() as session:
-            run = Run(project_id=project_id, config=config.to_dict(), status=JobStatus.QUEUED)
-            session.add(run)
-            session.flush()
-            run_id = run.id
+        with self._context.transaction() as tx:
+            run_id = tx.runs.add(project_id, config.to_dict()).id
         return self._write_job(project_id, run_id, model_dir, train_path, eval_path,
                                config.to_dict(), resume=False)
 
@@ -188,9 +173,8 @@ class TrainingService:
         """Continue the project's last unfinished run from its newest complete checkpoint."""
         project_id = self._projects.get(project_ref).id
         self._refuse_if_training()
-        with self._context.session() as session:
-            run = session.scalars(select(Run).where(Run.project_id == project_id)
-                                  .order_by(Run.id.desc()).limit(1)).first()
+        with self._context.transaction() as tx:
+            run = tx.runs.latest(project_id)
             if run is None or run.status not in RESUMABLE:
                 raise UserError("There is no stopped or interrupted run to resume: start a "
                                 "new one.")
@@ -205,11 +189,7 @@ class TrainingService:
                                resume=True)
 
     def _refuse_if_training(self) -> None:
-        with self._context.session() as session:
-            running = session.scalars(select(Job).where(
-                Job.kind == JobKind.TRAIN, Job.status == JobStatus.RUNNING)).all()
-            busy = [job for job in running if job.owner_pid and process_alive(job.owner_pid)]
-        if busy:
+        if self._jobs.alive(kind=JobKind.TRAIN):
             raise UserError("Another training is running (one at a time): wait for it to "
                             "finish, or stop it first.")
 
@@ -246,10 +226,8 @@ class TrainingService:
             log_dir=str(folder), config=config, resume=resume)
         job_id = self._jobs.create(project_id, JobKind.TRAIN, {"run_id": run_id,
                                                                "resume": resume})
-        with self._context.session() as session:
-            run = session.get(Run, run_id)
-            assert run is not None
-            run.job_id, run.status = job_id, JobStatus.QUEUED
+        with self._context.transaction() as tx:
+            tx.runs.attach_job(run_id, job_id)
         return PreparedRun(run_id, job_id, project_id, job.write(folder / "job.json"),
                            home.project_file(project_id, "logs", f"train-{run_id}.log"),
                            folder / "events.jsonl", job)
@@ -264,9 +242,8 @@ class TrainingService:
 
     def latest_run(self, project_ref: str) -> dict[str, Any] | None:
         project_id = self._projects.get(project_ref).id
-        with self._context.session() as session:
-            run = session.scalars(select(Run).where(Run.project_id == project_id)
-                                  .order_by(Run.id.desc()).limit(1)).first()
+        with self._context.transaction() as tx:
+            run = tx.runs.latest(project_id)
             if run is None:
                 return None
             return {"id": run.id, "status": run.status.value, "config": dict(run.config),
@@ -287,7 +264,9 @@ class TrainingService:
 
 
 class RunRecorder:
-    """Turns the child's stdout lines into stored events, job progress and the run record."""
+    """Turns the child's stdout lines into stored events, job progress and the run's summary.
+
+    The run's status is its job's: every status change goes through `JobService`."""
 
     def __init__(self, context: AppContext, prepared: PreparedRun) -> None:
         self._context = context
@@ -295,12 +274,13 @@ class RunRecorder:
         self._jobs = JobService(context)
         self._progress = ThrottledProgress(self._jobs, prepared.job_id)
         self.final: Event | None = None
-        prepared.events_path.parent.mkdir(parents=True, exist_ok=True)
-        self._events = prepared.events_path.open("a", encoding="utf-8")
+        self._events: TextIO | None = None
 
     def begin(self) -> None:
+        """Start the job and its run; refused while another training of the project runs."""
         self._jobs.start(self._prepared.job_id)
-        self._update_run(status=JobStatus.RUNNING, started_at=utcnow())
+        self._prepared.events_path.parent.mkdir(parents=True, exist_ok=True)
+        self._events = self._prepared.events_path.open("a", encoding="utf-8")
 
     def handle_line(self, line: str) -> Event | None:
         try:
@@ -308,6 +288,7 @@ class RunRecorder:
         except ProtocolError:
             log.warning("trainer printed a non-event line: %.200s", line)
             return None
+        assert self._events is not None, "begin() first"
         self._events.write(line.rstrip("\n") + "\n")
         self._events.flush()
         self._record(event)
@@ -322,10 +303,6 @@ class RunRecorder:
             loss = "" if event.loss is None else f", loss {event.loss:.4f}"
             self._progress(event.step / max(event.total_steps, 1),
                            f"Step {event.step} of {event.total_steps}{loss}")
-        elif isinstance(event, EvalEvent):
-            self._merge_metrics({"last_eval_loss": event.eval_loss, "eval_step": event.step})
-        elif isinstance(event, CheckpointEvent):
-            self._merge_artifacts({"last_checkpoint": event.path})
         elif isinstance(event, FinishedEvent | StoppedEvent | ErrorEvent):
             self._finish(event)
 
@@ -334,18 +311,15 @@ class RunRecorder:
         job_id = self._prepared.job_id
         if isinstance(event, FinishedEvent):
             metrics = {k: v for k, v in asdict(event).items() if k not in {"adapter_dir"}}
-            self._merge_metrics(metrics)
-            self._merge_artifacts({"adapter": event.adapter_dir, "metrics": event.metrics_path})
-            self._update_run(status=JobStatus.SUCCEEDED, finished_at=utcnow())
+            self._record_outcome(metrics, {"adapter": event.adapter_dir,
+                                           "metrics": event.metrics_path})
             self._jobs.succeed(job_id, {"run_id": self._prepared.run_id,
                                         "adapter": event.adapter_dir}, event.message or "Done")
         elif isinstance(event, StoppedEvent):
-            self._update_run(status=JobStatus.CANCELLED, finished_at=utcnow())
             resume = (" Resume continues from its last checkpoint." if event.checkpoint
                       else "")
             self._jobs.cancel(job_id, f"Stopped at step {event.step}.{resume}")
         else:
-            self._update_run(status=JobStatus.FAILED, finished_at=utcnow())
             self._jobs.fail(job_id, event.message + self._suggest_smaller(event))
 
     def _suggest_smaller(self, event: ErrorEvent) -> str:
@@ -356,34 +330,19 @@ class RunRecorder:
         after = next_smaller(before)
         if after is None:
             return " Nothing is left to shrink: choose a smaller model."
-        self._merge_metrics({"suggested_config": after.to_dict()})
+        self._record_outcome({"suggested_config": after.to_dict()}, {})
         return f" Suggested: {describe_change(before, after)}"
 
     def process_ended(self, exit_code: int) -> None:
         """The child is gone. Without a final event it died: the run can be resumed."""
-        self._events.close()
+        if self._events is not None:
+            self._events.close()
         if self.final is not None:
             return
-        self._update_run(status=JobStatus.INTERRUPTED, finished_at=utcnow())
         self._jobs.interrupt(self._prepared.job_id,
                              f"The training process ended unexpectedly (exit code {exit_code}). "
                              "Resume continues from the last complete checkpoint.")
 
-    def _update_run(self, **values: Any) -> None:
-        with self._context.session() as session:
-            run = session.get(Run, self._prepared.run_id)
-            assert run is not None
-            for name, value in values.items():
-                setattr(run, name, value)
-
-    def _merge_metrics(self, values: dict[str, Any]) -> None:
-        self._merge("metrics", values)
-
-    def _merge_artifacts(self, values: dict[str, Any]) -> None:
-        self._merge("artifacts", values)
-
-    def _merge(self, column: str, values: dict[str, Any]) -> None:
-        with self._context.session() as session:
-            run = session.get(Run, self._prepared.run_id)
-            assert run is not None
-            setattr(run, column, {**getattr(run, column), **values})
+    def _record_outcome(self, metrics: dict[str, Any], artifacts: dict[str, Any]) -> None:
+        with self._context.transaction() as tx:
+            tx.runs.record_outcome(self._prepared.run_id, metrics, artifacts)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -163,6 +164,11 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     project: Mapped[Project] = relationship(back_populates="jobs")
+
+    # One running job per project and kind: two generations of one project would write the
+    # same examples twice. A queued job (created, never started) blocks nothing.
+    __table_args__ = (Index("uq_jobs_one_running", "project_id", "kind", unique=True,
+                            sqlite_where=text("status = 'running'")),)
 
 
 class DatasetExample(Base):

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from finetuneflow.core import child_protocol as protocol
+from finetuneflow.core.atomic import atomic_write_text
 from finetuneflow.core.child_protocol import (
     FinishedEvent,
     ProtocolError,
@@ -254,12 +254,8 @@ def _finite(value: Any) -> Any:
 
 
 def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
-    """Write aside and rename, so a crash never leaves half a metrics.json."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    text = json.dumps(_finite(metrics), indent=2, allow_nan=False)
-    partial.write_text(text + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    """Complete or not at all: a crash never leaves half a metrics.json."""
+    atomic_write_text(path, json.dumps(_finite(metrics), indent=2, allow_nan=False) + "\n")
 
 
 def configure_logging() -> None:

@@ -1,7 +1,7 @@
 """typed project settings: one column per section, the base model recorded once
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0004
 
 The `settings` bag becomes columns: the base model's source and folder (beside `base_model`,
 which held its reference twice), `chunking`, `llm`, `training`, `note` and `is_sample`.
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0005'
-down_revision: str | None = '0002'
+down_revision: str | None = '0004'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,18 +1,20 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from finetuneflow.services.context import AppContext
-from finetuneflow.services.errors import NotFoundError
+from finetuneflow.services.errors import NotFoundError, UserError
 from finetuneflow.services.jobs import JobService, ThrottledProgress, process_alive
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.storage.home import Home
-from finetuneflow.storage.tables import Job, JobKind, JobStatus
+from finetuneflow.storage.tables import Job, JobKind, JobStatus, Run
 
 
 @pytest.fixture
@@ -58,9 +60,11 @@ def test_progress_is_clamped_and_unknown_job_is_a_user_error(context: AppContext
         jobs.get(9999)
 
 
-def test_reports_from_many_threads(context: AppContext, project_id: str) -> None:
+def test_reports_from_many_threads(context: AppContext) -> None:
     jobs = JobService(context)
-    job_ids = [jobs.create(project_id, JobKind.GENERATE) for _ in range(8)]
+    projects = ProjectService(context)
+    job_ids = [jobs.create(projects.create(f"Threads {n}").id, JobKind.GENERATE)
+               for n in range(8)]
     errors: list[BaseException] = []
 
     def work(job_id: int) -> None:
@@ -124,3 +128,66 @@ def test_process_alive() -> None:
 
     assert process_alive(os.getpid())
     assert not process_alive(_dead_pid())
+
+
+def test_one_running_job_per_project_and_kind(context: AppContext, project_id: str) -> None:
+    jobs = JobService(context)
+    first = jobs.create(project_id, JobKind.GENERATE)
+    jobs.start(first)
+    waiting = jobs.create(project_id, JobKind.GENERATE)  # queued: blocks nothing
+    jobs.start(jobs.create(project_id, JobKind.TRAIN))  # another kind may run beside it
+    with pytest.raises(UserError) as refused:
+        jobs.start(waiting)
+    assert str(refused.value) == (
+        f"“Jobs” already has a generate job running (job {first}, process {os.getpid()}): "
+        "wait for it or stop it first.")
+    with pytest.raises(NotFoundError):  # it never ran: nothing is kept of it
+        jobs.get(waiting)
+    jobs.succeed(first)
+    again = jobs.create(project_id, JobKind.GENERATE)
+    jobs.start(again)
+    assert jobs.get(again).status is JobStatus.RUNNING
+
+
+def test_the_database_refuses_a_second_running_job(context: AppContext, project_id: str
+                                                   ) -> None:
+    jobs = JobService(context)
+    first, second = (jobs.create(project_id, JobKind.GENERATE) for _ in range(2))
+    jobs.start(first)
+    with pytest.raises(IntegrityError), context.database.session() as session:
+        session.get(Job, second).status = JobStatus.RUNNING
+
+
+def test_a_job_of_a_dead_process_gives_way(context: AppContext, project_id: str) -> None:
+    jobs = JobService(context)
+    orphan = jobs.create(project_id, JobKind.GENERATE)
+    jobs.start(orphan)
+    with context.database.session() as session:
+        session.get(Job, orphan).owner_pid = _dead_pid()
+    new = jobs.create(project_id, JobKind.GENERATE)
+    jobs.start(new)
+    assert jobs.get(orphan).status is JobStatus.INTERRUPTED
+    assert jobs.get(new).status is JobStatus.RUNNING
+
+
+def test_a_training_job_and_its_run_are_interrupted_together(home: Path) -> None:
+    context = AppContext.open()
+    project_id = ProjectService(context).create("Killed").id
+    jobs = JobService(context)
+    with context.transaction() as tx:
+        run_id = tx.runs.add(project_id, {}).id
+    job_id = jobs.create(project_id, JobKind.TRAIN, {"run_id": run_id})
+    with context.transaction() as tx:
+        tx.runs.attach_job(run_id, job_id)
+    jobs.start(job_id)
+    with context.database.session() as session:
+        assert session.get(Run, run_id).status is JobStatus.RUNNING
+        session.get(Job, job_id).owner_pid = _dead_pid()
+    context.close()
+
+    reopened = AppContext.open(Home(home))
+    with reopened.database.session() as session:
+        run, job = session.get(Run, run_id), session.get(Job, job_id)
+        assert (job.status, run.status) == (JobStatus.INTERRUPTED, JobStatus.INTERRUPTED)
+        assert run.finished_at is not None
+    reopened.close()

@@ -178,3 +178,41 @@ def test_a_database_at_head_opens_without_loading_alembic(tmp_path: Path) -> Non
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, cwd=Path(__file__).resolve().parents[2]).stdout.strip()
     assert loaded == "False"
+
+
+def test_one_running_job_per_project_and_kind_from_0001(tmp_path: Path) -> None:
+    """Two running generate jobs of one project (possible before 0004): the older becomes
+    interrupted, with its run; the newest keeps running, and a third cannot start."""
+    db_path = tmp_path / "db.sqlite"
+    engine = make_engine(db_path)
+    with engine.connect() as connection:
+        command.upgrade(alembic_config(connection), "0001")
+        connection.commit()
+    _seed_family(db_path, settings_bag=True)  # job 1: a finished generate job
+    with sqlite3.connect(db_path) as db:
+        for job_id, kind in ((2, "generate"), (3, "generate"), (4, "train"), (5, "train")):
+            project = "p1" if job_id != 5 else "p2"
+            if job_id == 5:
+                db.execute("INSERT INTO projects (id, name, created_at, updated_at, task_config,"
+                           " current_step, settings) VALUES ('p2', 'Q', '2026-01-01', "
+                           "'2026-01-01', '{}', 'model', '{}')")
+            db.execute("INSERT INTO jobs (id, project_id, kind, status, progress, message, "
+                       "params, result, owner_pid, created_at, updated_at) VALUES "
+                       f"({job_id}, '{project}', '{kind}', 'running', 0.5, '', '{{}}', '{{}}', "
+                       "4242, '2026-01-01', '2026-01-01')")
+        db.execute("INSERT INTO runs (id, project_id, job_id, config, status, metrics, "
+                   "artifacts, created_at) VALUES (1, 'p1', 2, '{}', 'running', '{}', '{}', "
+                   "'2026-01-01')")
+
+    upgrade_to_head(engine)
+
+    with sqlite3.connect(db_path) as db:
+        jobs = dict(db.execute("SELECT id, status FROM jobs ORDER BY id").fetchall())
+        assert jobs == {1: "succeeded", 2: "interrupted", 3: "running", 4: "running",
+                        5: "running"}
+        assert db.execute("SELECT status FROM runs").fetchone() == ("interrupted",)
+        assert db.execute("SELECT finished_at IS NOT NULL, owner_pid FROM jobs WHERE id = 2"
+                          ).fetchone() == (1, None)
+        with pytest.raises(sqlite3.IntegrityError):
+            db.execute("UPDATE jobs SET status = 'running' WHERE id = 1")
+    assert [_count(db_path, t) for t in ("projects", "files", "chunks")] == [2, 1, 1]

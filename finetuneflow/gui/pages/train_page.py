@@ -31,6 +31,7 @@ from finetuneflow.gui.training_controller import TrainingController
 from finetuneflow.gui.widgets.loss_chart import LossChart
 from finetuneflow.gui.workers import TaskRunner, Work
 from finetuneflow.services.context import AppContext
+from finetuneflow.services.errors import UserError
 from finetuneflow.services.hardware import HardwareService
 from finetuneflow.services.projects import ProjectSummary
 from finetuneflow.services.settings import AppSettings
@@ -149,7 +150,13 @@ class TrainPage(StepPage):
             self.log_view.clear()
         self.log_path.setText(f"Log file: {prepared.log_path}")
         # One process per GPU (DDP) when the Hardware step found several.
-        self.controller.start(prepared, processes=max(1, HardwareService(self.context).gpu_count()))
+        try:
+            self.controller.start(prepared,
+                                  processes=max(1, HardwareService(self.context).gpu_count()))
+        except UserError as error:  # another process started training this project meanwhile
+            self.state.setText(str(error))
+            self._update_buttons()
+            return
         self.state.setText(f"Run {prepared.run_id} is starting (loading the model)…")
         self._update_buttons()
 
