@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from finetuneflow.storage.tables import Job, JobKind, JobStatus
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -16,3 +20,11 @@ class JobRepository:
 class RunRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
+
+    # --- read by generation
+
+    def results_of_succeeded(self, project_id: str, kind: JobKind) -> list[dict[str, Any]]:
+        """The results of the project's succeeded jobs of this kind, newest first."""
+        return list(self._session.scalars(select(Job.result).where(
+            Job.project_id == project_id, Job.kind == kind,
+            Job.status == JobStatus.SUCCEEDED).order_by(Job.id.desc())))

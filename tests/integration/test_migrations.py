@@ -157,9 +157,10 @@ def test_heads_read_from_the_files_are_alembics(tmp_path: Path) -> None:
         ScriptDirectory.from_config(alembic_config()).get_heads())
     # A second migration on top: the head moves to it.
     versions = shutil.copytree(migrations_dir(), tmp_path / "migrations")
-    (versions / "versions" / "0002_x.py").write_text(
-        "revision: str = '0002'\ndown_revision: str | None = '0001'\n", encoding="utf-8")
-    assert head_revisions(versions) == {"0002"}
+    (versions / "versions" / "9998_x.py").write_text(
+        f"revision: str = '9998'\ndown_revision: str | None = '{head_revision()}'\n",
+        encoding="utf-8")
+    assert head_revisions(versions) == {"9998"}
 
 
 def test_a_database_at_head_opens_without_loading_alembic(tmp_path: Path) -> None:
