@@ -96,8 +96,9 @@ class GenerationService:
     # --- task and LLM settings ------------------------------------------------------------------
 
     def task_settings(self, project_ref: str) -> TaskSettings:
-        with self._context.session() as session:
-            stored = self._projects.resolve(session, project_ref).task_config
+        project_id = self._projects.get(project_ref).id
+        with self._context.transaction() as tx:
+            stored = tx.projects.task_config(project_id)
         return TaskSettings.from_dict(stored) if stored else TaskSettings()
 
     def set_task(self, project_ref: str, task_type: str, *, system_prompt: str | None = None,
@@ -118,14 +119,16 @@ class GenerationService:
         settings = replace(self.task_settings(project_ref), **changes)
         if problems := settings.problems():
             raise UserError(" ".join(problems))
-        with self._context.session() as session:
-            self._projects.resolve(session, project_ref).task_config = settings.to_dict()
+        project_id = self._projects.get(project_ref).id
+        with self._context.transaction() as tx:
+            tx.projects.set_task_config(project_id, settings.to_dict())
         return settings
 
     def llm_settings(self, project_ref: str) -> LLMSettings:
         """The project's own settings, or the app's defaults (Settings) until it has some."""
-        with self._context.session() as session:
-            stored = self._projects.resolve(session, project_ref).settings.get("llm")
+        project_id = self._projects.get(project_ref).id
+        with self._context.transaction() as tx:
+            stored = tx.projects.setting(project_id, "llm")
         if stored:
             return LLMSettings.from_dict(stored)
         return AppSettings.load(self._context.home).default_llm()
@@ -133,9 +136,9 @@ class GenerationService:
     def set_llm_settings(self, project_ref: str, settings: LLMSettings) -> None:
         if problems := settings.problems():
             raise UserError(" ".join(problems))
-        with self._context.session() as session:
-            project = self._projects.resolve(session, project_ref)
-            project.settings = {**project.settings, "llm": settings.to_dict()}
+        project_id = self._projects.get(project_ref).id
+        with self._context.transaction() as tx:
+            tx.projects.set_setting(project_id, "llm", settings.to_dict())
 
     def check_connection(self, settings: LLMSettings) -> ConnectionCheck:
         """A one-token chat with these settings and the stored key (tells the four failures

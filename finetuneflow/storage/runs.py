@@ -16,11 +16,6 @@ class JobRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
 
-
-class RunRepository:
-    def __init__(self, session: Session) -> None:
-        self._session = session
-
     # --- read by generation
 
     def results_of_succeeded(self, project_id: str, kind: JobKind) -> list[dict[str, Any]]:
@@ -28,3 +23,9 @@ class RunRepository:
         return list(self._session.scalars(select(Job.result).where(
             Job.project_id == project_id, Job.kind == kind,
             Job.status == JobStatus.SUCCEEDED).order_by(Job.id.desc())))
+
+
+class RunRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
