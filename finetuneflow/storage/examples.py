@@ -38,10 +38,6 @@ Messages = list[dict[str, str]]
 MAX_REASON = 200
 
 
-def duplicate_reason(original_id: int) -> str:
-    return f"duplicate of {original_id}"
-
-
 def _kept(*, excluding: int | None = None) -> tuple[ColumnElement[bool], ...]:
     """The rows the partial unique index covers."""
     found = (DatasetExample.status != ExampleStatus.REJECTED,
@@ -89,10 +85,10 @@ class SourcedExample:
     example: DatasetExample
     file_name: str | None
     ordinal: int | None
-    chunk_text: str | None = None
+    chunk_text: str | None = None  # read for the preview only: chunks are long
 
 
-_SOURCED = (select(DatasetExample, SourceFile.original_name, Chunk.ordinal, Chunk.text)
+_SOURCED = (select(DatasetExample, SourceFile.original_name, Chunk.ordinal)
             .outerjoin(Chunk, Chunk.id == DatasetExample.chunk_id)
             .outerjoin(SourceFile, SourceFile.id == Chunk.file_id))
 
@@ -118,7 +114,9 @@ class ExampleRepository:
             if digest in known:
                 duplicates += 1
             elif row.error is None:
-                known.add(digest)  # two equal bad lines are both kept: their line numbers differ
+                # Only good lines join `known`: two equal bad lines in one file are both
+                # stored, with their own line numbers.
+                known.add(digest)
                 imported += 1
                 self._add(project_id, messages, digest, ExampleSource.IMPORTED)
             else:
@@ -134,9 +132,9 @@ class ExampleRepository:
         for example in result.examples:
             digest = content_hash(example.messages)
             reason = example.reject_reason
-            original = self._kept_with_hash(project_id, digest)
-            if reason is None and split != ExampleSplit.PREVIEW and original is not None:
-                reason = duplicate_reason(original)
+            if reason is None and split != ExampleSplit.PREVIEW:
+                original = self._kept_with_hash(project_id, digest)
+                reason = None if original is None else f"duplicate of {original}"
             self._add(project_id, example.messages, digest, ExampleSource.GENERATED,
                       split=split, chunk_id=result.chunk_id, reject_reason=reason,
                       token_count=example.token_count)
@@ -242,7 +240,7 @@ class ExampleRepository:
 
     def preview(self, project_id: str) -> list[SourcedExample]:
         """The last preview's examples, with their chunk's text, in chunk order."""
-        return self._sourced(_SOURCED.where(
+        return self._sourced(_SOURCED.add_columns(Chunk.text).where(
             DatasetExample.project_id == project_id,
             DatasetExample.split == ExampleSplit.PREVIEW,
         ).order_by(DatasetExample.chunk_id, DatasetExample.id))
