@@ -13,8 +13,6 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from pathlib import Path
 
-    from sqlalchemy.orm import Session
-
     from finetuneflow.storage.transaction import Transaction
 
 
@@ -42,11 +40,6 @@ class AppContext:
         """The repositories, in one transaction that commits on success and rolls back on
         error. Services work through this alone."""
         return self.database.transaction()
-
-    def session(self) -> AbstractContextManager[Session]:
-        """Transitional: services still being moved onto repositories. Removed once none calls
-        it (tests use `context.database.session()`)."""
-        return self.database.session()
 
     def release_database(self) -> None:
         """Fold the write-ahead log into the database file and close every connection."""

@@ -201,7 +201,7 @@ class ExportService:
         """The newest successful export (of that run), as it was reported."""
         project_id = self._projects.get(project_ref).id
         with self._context.transaction() as tx:
-            results = tx.runs.export_results(project_id)
+            results = tx.jobs.results_of_succeeded(project_id, JobKind.EXPORT)
         for result in results:
             if run_id is None or result.get("run_id") == run_id:
                 exported = ExportResult.from_json(result)

@@ -7,12 +7,9 @@ once it has stored examples (accepted or rejected), so a resumed run skips it.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
-
-from sqlalchemy import delete, func, select
 
 from finetuneflow.core.chat_template import chat_token_counter
 from finetuneflow.core.generation import (
@@ -45,16 +42,7 @@ from finetuneflow.services.jobs import JobService, ThrottledProgress
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.secrets import Secret, get_secret
 from finetuneflow.services.settings import AppSettings
-from finetuneflow.storage.tables import (
-    Chunk,
-    DatasetExample,
-    ExampleSource,
-    ExampleSplit,
-    ExampleStatus,
-    Job,
-    JobKind,
-    JobStatus,
-)
+from finetuneflow.storage.tables import ExampleSplit, JobKind
 
 if TYPE_CHECKING:
     from finetuneflow.services.context import AppContext
@@ -223,26 +211,15 @@ class GenerationService:
     def remaining_chunks(self, project_ref: str) -> int:
         """Chunks without examples yet, counted in SQL (the page asks after every change)."""
         project_id = self._projects.get(project_ref).id
-        done = select(DatasetExample.chunk_id).where(
-            DatasetExample.project_id == project_id, DatasetExample.split != ExampleSplit.PREVIEW,
-            DatasetExample.chunk_id.is_not(None))
-        with self._context.session() as session:
-            total = session.scalar(select(func.count(Chunk.id)).where(
-                Chunk.project_id == project_id, Chunk.id.not_in(done)))
-        if not total and not self._has_chunks(project_id):
-            raise UserError("There are no chunks yet: add documents in the Data step first.")
-        return int(total or 0)
-
-    def _has_chunks(self, project_id: str) -> bool:
-        with self._context.session() as session:
-            return session.scalar(select(Chunk.id).where(Chunk.project_id == project_id)
-                                  .limit(1)) is not None
+        with self._context.transaction() as tx:
+            total = tx.examples.count_chunks_without_examples(project_id)
+            if not total and not tx.examples.has_chunks(project_id):
+                raise UserError("There are no chunks yet: add documents in the Data step first.")
+        return total
 
     def _last_measurement(self, project_id: str) -> Measurement | None:
-        with self._context.session() as session:
-            results = session.scalars(select(Job.result).where(
-                Job.project_id == project_id, Job.kind == JobKind.PREVIEW,
-                Job.status == JobStatus.SUCCEEDED).order_by(Job.id.desc())).all()
+        with self._context.transaction() as tx:
+            results = tx.jobs.results_of_succeeded(project_id, JobKind.PREVIEW)
         for result in results:
             if result.get("measurement"):
                 return Measurement(**result["measurement"])
@@ -264,36 +241,24 @@ class GenerationService:
                            f"{result.accepted} examples accepted, {result.rejected} rejected")
 
     def _chunks(self, project_id: str) -> list[ChunkInput]:
-        with self._context.session() as session:
-            rows = session.execute(select(Chunk.id, Chunk.text, Chunk.file_id, Chunk.ordinal)
-                                   .where(Chunk.project_id == project_id)
-                                   .order_by(Chunk.file_id, Chunk.ordinal)).all()
-        return [ChunkInput(row.id, row.text, row.file_id, row.ordinal) for row in rows]
+        with self._context.transaction() as tx:
+            return [ChunkInput(*row) for row in tx.examples.chunks(project_id)]
 
     def _done_chunks(self, project_id: str) -> set[int]:
-        with self._context.session() as session:
-            return set(session.scalars(select(DatasetExample.chunk_id).distinct().where(
-                DatasetExample.project_id == project_id,
-                DatasetExample.split != ExampleSplit.PREVIEW,
-                DatasetExample.chunk_id.is_not(None))))
+        with self._context.transaction() as tx:
+            return tx.examples.chunks_with_examples(project_id)
 
     def _clear_preview(self, project_id: str) -> None:
-        with self._context.session() as session:
-            session.execute(delete(DatasetExample).where(
-                DatasetExample.project_id == project_id,
-                DatasetExample.split == ExampleSplit.PREVIEW))
+        with self._context.transaction() as tx:
+            tx.examples.clear_preview(project_id)
 
     def _seeded_dedup(self, project_id: str, task: Task) -> Deduplicator:
         """Duplicates are judged against the examples earlier runs kept, too."""
         dedup = Deduplicator()
-        with self._context.session() as session:
-            rows = session.execute(select(DatasetExample.id, DatasetExample.content_hash,
-                                          DatasetExample.messages).where(
-                DatasetExample.project_id == project_id,
-                DatasetExample.split != ExampleSplit.PREVIEW,
-                DatasetExample.status != ExampleStatus.REJECTED)).all()
-        for row in rows:
-            dedup.add(row.id, row.content_hash, task.dedup_text_of_messages(row.messages))
+        with self._context.transaction() as tx:
+            kept = tx.examples.kept(project_id)
+        for example_id, digest, messages in kept:
+            dedup.add(example_id, digest, task.dedup_text_of_messages(messages))
         return dedup
 
 
@@ -314,14 +279,8 @@ class _ChunkWriter:
         self.results: list[ChunkResult] = []  # a preview's, to measure latency and tokens
 
     def store(self, result: ChunkResult) -> None:
-        with self._context.session() as session:
-            for example in result.examples:
-                session.add(self._row(result.chunk_id, example.messages, example.content_hash,
-                                      example.reject_reason, example.token_count))
-            for reject in result.rejects:
-                messages = [{"role": "assistant", "content": reject.raw}]
-                digest = hashlib.sha256(reject.raw.encode()).hexdigest()
-                session.add(self._row(result.chunk_id, messages, digest, reject.reason, None))
+        with self._context.transaction() as tx:
+            tx.examples.add_generated(self._project_id, self._split, result)
         if self._split == ExampleSplit.PREVIEW:
             self.results.append(result)
         self._done += 1
@@ -340,15 +299,6 @@ class _ChunkWriter:
             left = elapsed / self._done * (self._total - self._done)
             parts.append(f"about {format_duration(left)} left")
         return " · ".join(parts)
-
-    def _row(self, chunk_id: Any, messages: list[dict[str, str]], content_hash: str,
-             reject_reason: str | None, token_count: int | None) -> DatasetExample:
-        status = ExampleStatus.REJECTED if reject_reason else ExampleStatus.ACCEPTED
-        return DatasetExample(
-            project_id=self._project_id, chunk_id=chunk_id, split=self._split,
-            messages=messages, status=status, reject_reason=reject_reason,
-            content_hash=content_hash[:64], token_count=token_count,
-            source=ExampleSource.GENERATED)
 
 
 def preload() -> None:

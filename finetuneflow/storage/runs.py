@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from finetuneflow.storage.export_queries import ExportRunQueries
 from finetuneflow.storage.tables import Job, JobKind, JobStatus, Project, Run, utcnow
 
 if TYPE_CHECKING:
@@ -42,6 +41,12 @@ class SlotTaken(Exception):
 class JobRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
+
+    def results_of_succeeded(self, project_id: str, kind: JobKind) -> list[dict[str, Any]]:
+        """The results of the project's succeeded jobs of this kind, newest first."""
+        return [dict(result) for result in self._session.scalars(select(Job.result).where(
+            Job.project_id == project_id, Job.kind == kind,
+            Job.status == JobStatus.SUCCEEDED).order_by(Job.id.desc()))]
 
     def add(self, project_id: str, kind: JobKind, params: dict[str, Any], owner_pid: int
             ) -> Job:
@@ -128,11 +133,18 @@ class JobRepository:
             setattr(job, name, value)
 
 
-class RunRepository(ExportRunQueries):
+class RunRepository:
     """Training runs. Their status is written only by `JobRepository`, from their job's."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
+
+    def exportable(self, project_id: str) -> list[Run]:
+        """The project's succeeded runs that saved an adapter, newest first."""
+        runs = self._session.scalars(select(Run).where(
+            Run.project_id == project_id, Run.status == JobStatus.SUCCEEDED)
+            .order_by(Run.id.desc())).all()
+        return [run for run in runs if run.artifacts.get("adapter")]
 
     def add(self, project_id: str, config: dict[str, Any]) -> Run:
         run = Run(project_id=project_id, config=config, status=JobStatus.QUEUED)

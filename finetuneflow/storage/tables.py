@@ -64,6 +64,10 @@ def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
                 values_callable=lambda members: [m.value for m in members])
 
 
+# The examples that go into training (see storage/examples.py), as SQL for the partial index.
+KEPT_EXAMPLE = "status != 'rejected' AND split != 'preview'"
+
+
 class Project(Base):
     __tablename__ = "projects"
 
@@ -190,6 +194,10 @@ class DatasetExample(Base):
     source: Mapped[ExampleSource] = mapped_column(_enum(ExampleSource, "example_source"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    # A kept example exists once per project; rejected and preview rows may repeat it.
+    __table_args__ = (Index("uq_dataset_examples_kept_content_hash", "project_id",
+                            "content_hash", unique=True, sqlite_where=text(KEPT_EXAMPLE)),)
 
 
 class Run(Base):

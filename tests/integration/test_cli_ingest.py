@@ -62,7 +62,8 @@ def test_dataset_import_reports_counts_and_reasons(home: Path, tmp_path: Path) -
     assert (summary["imported"], summary["rejected"]) == (2, 1)
     assert summary["errors"] == ["line 1: no 'output' field"]
     again = run_cli_json(home, "dataset", "import", project, str(data), "--format", "alpaca")
-    assert (again["imported"], again["duplicates"]) == (0, 2)
+    # Every line, the bad one too, is already in the project: nothing is added.
+    assert (again["imported"], again["rejected"], again["duplicates"]) == (0, 0, 3)
 
 
 def test_csv_import_with_a_column_mapping(home: Path, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Checks on generated examples: grounding, duplicates and length.
 
-All text comparisons run on a normalised form (Unicode NFKC, case-folded, punctuation turned into
-spaces, whitespace collapsed), so "What is X?" and "what is x" are the same text.
+Text comparisons (grounding, near duplicates) run on a normalised form (Unicode NFKC,
+case-folded, punctuation turned into spaces, whitespace collapsed), so "What is X?" and
+"what is x" are the same text. An example's identity, `content_hash`, is stricter.
 """
 
 from __future__ import annotations
@@ -39,8 +40,17 @@ def normalise(text: str) -> str:
 
 
 def content_hash(messages: Sequence[Message]) -> str:
-    """sha256 of the normalised example (every role and turn): equal for exact duplicates."""
-    canonical = [[m.get("role", ""), normalise(m.get("content", ""))] for m in messages]
+    """The identity of an example: the `content_hash` of every stored row, generated, imported
+    or edited, and the key of exact duplicates. sha256 of its roles and turns in order, each
+    turn in Unicode NFKC with spaces, tabs and line breaks folded to one space.
+
+    Case and punctuation count: "2+2=4" and "2*2=4", or `f(x)` and `f[x]`, are different
+    examples, and an imported dataset of sums or code must not lose half its rows. Copies that
+    differ only in case or punctuation are near duplicates (`Deduplicator`, on `normalise`d
+    text), which generation rejects as well.
+    """
+    canonical = [[m.get("role", ""), " ".join(unicodedata.normalize("NFKC", m.get("content", ""))
+                                              .split())] for m in messages]
     return hashlib.sha256(json.dumps(canonical, ensure_ascii=False).encode()).hexdigest()
 
 

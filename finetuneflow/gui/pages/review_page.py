@@ -292,7 +292,10 @@ class ReviewPage(StepPage):
 
     def restore_selected(self) -> None:
         ids = self.selected_ids()
-        self.review.restore(ids)
+        try:
+            self.review.restore(ids)
+        except Exception as error:  # a copy of a kept example stays rejected; the rest are back
+            show_error(self, "Restore", error, self.context.log_file)
         self._changed(set(ids))
 
     def delete_selected(self) -> None:
