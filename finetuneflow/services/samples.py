@@ -1,46 +1,54 @@
 """The sample project: three short documents of our own, set up for questions and answers.
 
 It shows the whole path with nothing to prepare: the documents are in `resources/samples/`, the
-task is Q&A, and a small curated model is chosen when the Hugging Face cache already has it.
-Everything up to writing the examples works offline and without an account; the project's note
-says what the next steps need (a model download, an LLM).
+task is Q&A, a reviewed dataset written by hand for them comes along (so it trains without an
+LLM), and a small curated model is chosen when the Hugging Face cache already has it. The
+project's note says which steps are ready and which need a download or a key.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from finetuneflow.core.model_catalogue import curated_models
 from finetuneflow.core.progress import ProgressSink, ignore_progress
 from finetuneflow.core.resources import resource_path
 from finetuneflow.services.base_model import ModelChoice, ModelService
+from finetuneflow.services.datasets import DatasetService
 from finetuneflow.services.generation import GenerationService
 from finetuneflow.services.ingest import IngestService
 from finetuneflow.services.projects import ProjectService, ProjectSummary
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from finetuneflow.services.context import AppContext
 
 SAMPLE_NAME = "Sample: Willow Lane Community Garden"
 SAMPLE_FILES = ("willow-lane-growing-guide.pdf", "willow-lane-members-handbook.docx",
                 "willow-lane-faq.txt")
+SAMPLE_DATASET = "willow-lane-dataset.jsonl"  # questions and answers written for the three
 SMALL_MODEL_PARAMS = 1_000_000_000  # curated models up to this size may be pre-selected
 
 ABOUT = ("Sample project: a community garden's growing guide (PDF), members' handbook (Word) "
          "and questions and answers (text), set up to teach a model to answer questions "
          "about them.")
+READY = ("Ready: the documents (step 3) and {examples} reviewed questions and answers "
+         "written for them (step 5, Review), so it trains without an LLM.")
 CHOOSE_MODEL = ("Next: choose a base model (step 1). That downloads its tokenizer from "
                 "Hugging Face (a few MB, no account needed); SmolLM2-135M-Instruct is a good "
-                "first pick.")
-MODEL_READY = "The base model {model} was already on this computer, so it is chosen."
-NEEDS_LLM = ("Writing the examples (step 4, Preview) needs an LLM: an Ollama Cloud API key, or "
-             "Ollama running on this computer. Training downloads the model's weights.")
+                "first pick. Training (step 7) then downloads its weights.")
+MODEL_READY = ("The base model {model} was already on this computer, so it is chosen: go on "
+               "to Hardware (step 6) and Train (step 7).")
+NEEDS_LLM = ("Only writing more examples (step 4, Preview) needs an LLM: an Ollama Cloud API "
+             "key, or Ollama running on this computer.")
 
 
 def sample_documents() -> list[Path]:
     return [resource_path("samples", name) for name in SAMPLE_FILES]
+
+
+def sample_dataset() -> Path:
+    return resource_path("samples", SAMPLE_DATASET)
 
 
 class SampleService:
@@ -66,7 +74,8 @@ class SampleService:
         elif choice := self._cached_small_model(models, hf_cache):
             models.use(project.id, choice)
         IngestService(self._context).ingest(project.id, sample_documents(), progress=progress)
-        self._mark(project.id, choice)
+        examples = DatasetService(self._context).import_file(project.id, sample_dataset())
+        self._mark(project.id, choice, examples.imported)
         return self._projects.get(project.id)
 
     @staticmethod
@@ -78,9 +87,10 @@ class SampleService:
                     return choice
         return None
 
-    def _mark(self, project_id: str, choice: ModelChoice | None) -> None:
-        middle = MODEL_READY.format(model=choice.ref) if choice else CHOOSE_MODEL
+    def _mark(self, project_id: str, choice: ModelChoice | None, examples: int) -> None:
+        model = MODEL_READY.format(model=choice.ref) if choice else CHOOSE_MODEL
+        note = "\n".join((ABOUT, READY.format(examples=examples), model, NEEDS_LLM))
         with self._context.transaction() as tx:
-            tx.projects.set_note(project_id, "\n".join((ABOUT, middle, NEEDS_LLM)))
+            tx.projects.set_note(project_id, note)
             tx.projects.mark_sample(project_id)  # the sample button reopens it
-            tx.projects.set_step(project_id, "data" if choice else "model")
+            tx.projects.set_step(project_id, "review" if choice else "model")

@@ -121,8 +121,8 @@ def test_dashboard_to_exported_zip(window: MainWindow, qtbot: QtBot, context: Ap
         step = db.execute("SELECT current_step FROM projects WHERE id = ?",
                           (project.id,)).fetchone()[0]
     assert statuses == {edited_id: "edited", rejected_id: "rejected"}
-    assert jobs == {"preview": "succeeded", "generate": "succeeded", "train": "succeeded",
-                    "export": "succeeded"}
+    assert jobs == {"ingest": "succeeded", "preview": "succeeded", "generate": "succeeded",
+                    "train": "succeeded", "export": "succeeded"}
     assert step == "export"
     train_lines = (context.home.project_subdir(project.id, "datasets") / "train.jsonl"
                    ).read_text(encoding="utf-8")

@@ -5,10 +5,19 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from sqlalchemy import select
+
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.generation import GenerationService
 from finetuneflow.services.ingest import IngestService
-from finetuneflow.services.samples import SAMPLE_FILES, SampleService, sample_documents
+from finetuneflow.services.review import ReviewService
+from finetuneflow.services.samples import (
+    SAMPLE_FILES,
+    SampleService,
+    sample_dataset,
+    sample_documents,
+)
+from finetuneflow.storage.tables import DatasetExample, ExampleSource, ExampleStatus
 
 SMALL_CURATED = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -29,9 +38,25 @@ def test_sample_ingests_all_three_documents_into_chunks(context: AppContext,
     assert all(f.status == "ok" and f.chunks > 0 for f in files), files
     assert {f.kind for f in files} == {"pdf", "docx", "text"}
     assert GenerationService(context).task_settings(project.id).type.value == "qa"
-    assert project.current_step == "data"
+    assert project.current_step == "review"  # documents and dataset are ready
     assert "needs an LLM" in project.note and "Ollama" in project.note
     assert samples.existing() == project
+
+
+def test_sample_comes_with_its_reviewed_dataset(context: AppContext,
+                                                 tiny_model_dir: Path) -> None:
+    """The hand-written dataset is imported whole, so the sample trains without an LLM; the
+    note's count is the database's."""
+    project = SampleService(context).create(model=str(tiny_model_dir))
+    lines = sample_dataset().read_text(encoding="utf-8").splitlines()
+    with context.database.session() as session:
+        rows = session.scalars(select(DatasetExample).where(
+            DatasetExample.project_id == project.id)).all()
+    assert len(rows) == len(lines) >= 55
+    assert {row.status for row in rows} == {ExampleStatus.ACCEPTED}
+    assert {row.source for row in rows} == {ExampleSource.IMPORTED}
+    assert f"{len(rows)} reviewed questions and answers" in project.note
+    assert ReviewService(context).stats(project.id).usable == len(rows)
 
 
 def test_sample_without_a_model_waits_at_the_model_step(context: AppContext,
@@ -51,6 +76,6 @@ def test_sample_picks_a_small_curated_model_already_in_the_cache(
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0123abc", encoding="utf-8")
     project = SampleService(context).create(hf_cache=cache)
-    assert project.base_model == SMALL_CURATED and project.current_step == "data"
+    assert project.base_model == SMALL_CURATED and project.current_step == "review"
     assert all(f.chunks > 0 for f in IngestService(context).list_files(project.id))
     assert SMALL_CURATED in project.note
