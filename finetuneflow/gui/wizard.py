@@ -70,6 +70,7 @@ class ProjectWizard(QWizard):
         pages = build_pages(context, project, training)
         for page in pages:
             self.addPage(page)
+        self._walking = False  # during go_to_index: the pages passed on the way are not visits
         self.steps = StepList(self)
         self.setSideWidget(self.steps)
         self.steps.currentRowChanged.connect(self.go_to_index)
@@ -94,22 +95,32 @@ class ProjectWizard(QWizard):
         self.go_to_index(step_index(step_key))
 
     def go_to_index(self, index: int) -> None:
-        """Walk to a step with next()/back(): each page's own checks still apply on the way."""
-        while self.currentId() < index:
-            before = self.currentId()
-            self.next()
-            if self.currentId() == before:  # a page refused to move on
-                break
-        while self.currentId() > index:
-            self.back()
+        """Walk to a step with next()/back(): each page's own checks still apply on the way.
+        Only the page where the walk ends is recorded and checked for stale results."""
+        start = self.currentId()
+        self._walking = True
+        try:
+            while self.currentId() < index:
+                before = self.currentId()
+                self.next()
+                if self.currentId() == before:  # a page refused to move on
+                    break
+            while self.currentId() > index:
+                self.back()
+        finally:
+            self._walking = False
+        if self.currentId() != start:
+            self._arrive(self.currentId())
         self._sync_step_list()
 
     def current_step_key(self) -> str:
         return STEPS[max(self.currentId(), 0)].key
 
     def _on_page_changed(self, page_id: int) -> None:
-        if page_id < 0:
-            return
+        if page_id >= 0 and not self._walking:
+            self._arrive(page_id)
+
+    def _arrive(self, page_id: int) -> None:
         self._sync_step_list()
         ProjectService(self.context).set_step(self.project.id, STEPS[page_id].key)
         self.show_stale_results()

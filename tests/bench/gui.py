@@ -160,6 +160,28 @@ def scenario_train(window: object, context: object, project_id: str) -> dict[str
                          and not training.running and len(page.chart.train[0]) > 0)
 
 
+def scenario_steps(window: object, context: object, project_id: str) -> dict[str, float]:
+    """Jumps between wizard steps (every ordered pair, as the step list allows), each timed
+    until the new page has drawn. Target p95 <= 100 ms."""
+    open_page(window, project_id, "model")
+    wizard = window.wizard  # type: ignore[attr-defined]
+    app = _app()
+    times = []
+    for start in range(8):
+        for target in range(8):
+            if start == target:
+                continue
+            wizard.go_to_index(start)
+            app.processEvents()  # type: ignore[attr-defined]
+            began = time.perf_counter()
+            wizard.go_to_index(target)
+            app.processEvents()  # type: ignore[attr-defined]
+            times.append((time.perf_counter() - began) * 1000)
+    times.sort()
+    return {"jumps": len(times), "p50_ms": statistics.median(times),
+            "p95_ms": times[int(len(times) * 0.95) - 1], "worst_ms": times[-1]}
+
+
 def open_page(window: object, project_id: str, step: str) -> object:
     """Open a project's page and let it draw, as it has before anyone clicks on it: the
     heartbeat measures the work, not the page's first paint (printed apart)."""
@@ -237,7 +259,7 @@ def prepare_project(context: object) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("ingest", "generate", "train", "start"))
+    parser.add_argument("--only", choices=("ingest", "generate", "train", "steps", "start"))
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp()) / "home"
     os.environ.update(FINETUNEFLOW_HOME=str(home), QT_QPA_PLATFORM="offscreen",
@@ -255,6 +277,11 @@ def main() -> None:
     settle(app, SETTLE_S)  # the window idles a moment first, as it does before anyone clicks
     scenarios = {"ingest": scenario_ingest, "generate": scenario_generate,
                  "train": scenario_train}
+    if args.only in (None, "steps"):
+        result = scenario_steps(window, context, project_id)
+        verdict = "ok" if result["p95_ms"] <= 100 else "SLOW"
+        print("steps     jump between wizard steps: " + ", ".join(
+            f"{k} {v:.0f}" for k, v in result.items()) + f"  [{verdict}]", flush=True)
     for name, run in scenarios.items():
         if args.only in (None, name):
             result = run(window, context, project_id)
