@@ -161,6 +161,7 @@ def test_a_switch_recolours_the_open_pages(window: MainWindow, qtbot: QtBot, pro
     light = QApplication.palette()
     window.open_project(project_id, "review")
     window.findChild(ReviewPage).histogram.show_lengths([40, 52, 61, 75, 90], 64)
+    window.findChild(TrainPage).chart.build()  # as when the Train page is first shown
     preview = window.findChild(PreviewPage)
     preview.show_groups([PreviewGroup(None, "a.txt", "Valves are checked daily.", [
         {"messages": [{"role": "user", "content": "How often?"},

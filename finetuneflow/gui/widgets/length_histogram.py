@@ -2,50 +2,55 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pyqtgraph as pg
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from types import ModuleType
+from typing import Any
 
-from finetuneflow.gui.colours import on_theme_change, tone
-from finetuneflow.gui.widgets.plot_theme import theme_plot
+from finetuneflow.gui.colours import tone
+from finetuneflow.gui.widgets.plot_theme import LazyPlot
 
 BINS = 30
 
 
-class LengthHistogram(QWidget):
+class LengthHistogram(LazyPlot):
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(minimum_height=140)
         self.setObjectName("lengthHistogram")
-        self.plot = pg.PlotWidget(background=None)
+        self.lengths: list[int] = []
+        self.max_length: int | None = None
+        self.bars: Any = None
+
+    def _build(self, pg: ModuleType) -> None:
+        self._pg = pg
         self.plot.setLabel("bottom", "tokens per example")
         self.plot.setLabel("left", "examples")
         self.plot.setMouseEnabled(x=False, y=False)
-        self.plot.setMinimumHeight(140)
-        self.bars: pg.BarGraphItem | None = None
         self.limit = pg.InfiniteLine(angle=90)
         self.limit.setVisible(False)
         self.plot.addItem(self.limit)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.plot)
-        self.apply_theme()
-        on_theme_change(self.apply_theme)
 
-    def apply_theme(self) -> None:
-        theme_plot(self.plot)
+    def _theme(self) -> None:
+        pg = self._pg
         self.limit.setPen(pg.mkPen(tone("accent"), width=2, style=pg.QtCore.Qt.PenStyle.DashLine))
         if self.bars is not None:
             self.bars.setOpts(brush=tone("series"))
 
     def show_lengths(self, lengths: list[int], limit: int | None) -> None:
+        self.lengths, self.max_length = lengths, limit
+        if self.built:
+            self._draw()
+
+    def _draw(self) -> None:
+        import numpy as np
+
+        lengths, limit = self.lengths, self.max_length
         if self.bars is not None:
             self.plot.removeItem(self.bars)
             self.bars = None
         if lengths:
             top = max(max(lengths), limit or 0)
             counts, edges = np.histogram(lengths, bins=BINS, range=(0, top * 1.05))
-            self.bars = pg.BarGraphItem(x0=edges[:-1], x1=edges[1:], height=counts,
-                                        brush=tone("series"), pen=None)
+            self.bars = self._pg.BarGraphItem(x0=edges[:-1], x1=edges[1:], height=counts,
+                                              brush=tone("series"), pen=None)
             self.plot.addItem(self.bars)
         self.limit.setVisible(limit is not None)
         if limit is not None:

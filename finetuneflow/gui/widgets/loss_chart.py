@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import pyqtgraph as pg
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from types import ModuleType
 
-from finetuneflow.gui.colours import on_theme_change, tone
-from finetuneflow.gui.widgets.plot_theme import theme_plot
+from PySide6.QtCore import QTimer
+
+from finetuneflow.gui.colours import tone
+from finetuneflow.gui.widgets.plot_theme import LazyPlot
 
 REDRAW_MS = 200
 
 
-class LossChart(QWidget):
+class LossChart(LazyPlot):
     def __init__(self) -> None:
         super().__init__()
-        self.plot = pg.PlotWidget(background=None)
+        self.train: tuple[list[float], list[float]] = ([], [])
+        self.eval: tuple[list[float], list[float]] = ([], [])
+        self._redraw = QTimer(self, singleShot=True, interval=REDRAW_MS)
+        self._redraw.timeout.connect(self._redraw_now)
+
+    def _build(self, pg: ModuleType) -> None:
+        self._pg = pg
         self.plot.setLabel("bottom", "step")
         self.plot.setLabel("left", "loss")
         self.plot.showGrid(x=True, y=True, alpha=0.2)
@@ -27,18 +33,9 @@ class LossChart(QWidget):
         self.plot.setClipToView(True)
         self.train_curve = self.plot.plot([], [], name="train loss")
         self.eval_curve = self.plot.plot([], [], symbol="o", symbolSize=6, name="eval loss")
-        self.train: tuple[list[float], list[float]] = ([], [])
-        self.eval: tuple[list[float], list[float]] = ([], [])
-        self._redraw = QTimer(self, singleShot=True, interval=REDRAW_MS)
-        self._redraw.timeout.connect(self._redraw_now)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.plot)
-        self.apply_theme()
-        on_theme_change(self.apply_theme)
 
-    def apply_theme(self) -> None:
-        theme_plot(self.plot)
+    def _theme(self) -> None:
+        pg = self._pg
         self.train_curve.setPen(pg.mkPen(tone("series"), width=2))
         self.eval_curve.setPen(pg.mkPen(tone("accent"), width=1))
         self.eval_curve.setSymbolBrush(tone("accent"))
@@ -64,7 +61,12 @@ class LossChart(QWidget):
         if not self._redraw.isActive():
             self._redraw.start()
 
+    def _draw(self) -> None:
+        self._redraw_now()
+
     def _redraw_now(self) -> None:
         self._redraw.stop()
+        if not self.built:
+            return
         self.train_curve.setData(*self.train)
         self.eval_curve.setData(*self.eval)
