@@ -12,17 +12,17 @@ import time
 from pathlib import Path
 
 import pytest
-from alembic import command
 from sqlalchemy import delete, func, select
 
 from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.ingest import COPY_MISSING, TEST_PAUSE_VARIABLE, IngestService
 from finetuneflow.services.projects import ProjectService
-from finetuneflow.storage.db import alembic_config, make_engine, upgrade_to_head
+from finetuneflow.storage.db import upgrade_to_head
 from finetuneflow.storage.tables import Chunk, Job, JobKind, JobStatus, SourceFile
 from tests.helpers.cli import REPO_ROOT, cli_env, run_cli
 from tests.helpers.documents import write_books
+from tests.helpers.migrations import database_at
 from tests.integration.test_migrations import _count, _seed_family
 
 PDF = "pdf/normal_pdflatex_4pages.pdf"
@@ -134,11 +134,7 @@ def test_files_an_older_version_left_without_chunks_are_finished(
 
 def test_a_database_at_0001_with_rows_upgrades_and_takes_ingest_jobs(tmp_path: Path) -> None:
     db_path = tmp_path / "db.sqlite"
-    engine = make_engine(db_path)
-    with engine.connect() as connection:
-        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-        command.upgrade(alembic_config(connection), "0001")
-        connection.commit()
+    engine = database_at(db_path, "0001")
     _seed_family(db_path, settings_bag=True)
     ingest_job = ("INSERT INTO jobs (project_id, kind, status, progress, message, params, result,"
                   " created_at, updated_at) VALUES ('p1', 'ingest', 'running', 0, '', '{}', '{}',"

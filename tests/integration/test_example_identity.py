@@ -8,7 +8,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from alembic import command
 from sqlalchemy import func, select
 
 from finetuneflow.core.generation import LLMSettings, TokenUsage, content_hash
@@ -19,7 +18,7 @@ from finetuneflow.services.errors import UserError
 from finetuneflow.services.generation import GenerationService
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.review import ExampleFilter, ReviewService
-from finetuneflow.storage.db import alembic_config, make_engine, upgrade_to_head
+from finetuneflow.storage.db import upgrade_to_head
 from finetuneflow.storage.tables import (
     Chunk,
     DatasetExample,
@@ -29,6 +28,7 @@ from finetuneflow.storage.tables import (
     SourceFile,
 )
 from tests.helpers.fake_llm import FakeLLMServer
+from tests.helpers.migrations import database_at
 
 TEXT = ("The archive keeps every signed contract for seven years in the basement vault. "
         "Requests to read a contract go to the records office by email.")
@@ -126,10 +126,7 @@ def test_generating_a_copy_of_a_kept_example_stores_a_rejected_duplicate(
 
 def test_the_migration_rejects_existing_duplicates_and_recomputes_hashes(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    engine = make_engine(tmp_path / "old.db")
-    with engine.connect() as connection:
-        command.upgrade(alembic_config(connection), "0001")
-        connection.commit()
+    engine = database_at(tmp_path / "old.db", "0001")
     same, spaced = chat("What is LoRA?", "An adapter."), chat("What is  LoRA?", "An adapter.\n")
     rows = [  # (split, status, source, messages, stored hash as 0001's code wrote it)
         ("train", "accepted", "generated", same, "generated-hash"),

@@ -18,6 +18,7 @@ from finetuneflow.storage.db import (
     upgrade_to_head,
 )
 from finetuneflow.storage.tables import Base
+from tests.helpers.migrations import database_at
 
 TABLES = {"projects", "files", "chunks", "jobs", "dataset_examples", "runs"}
 
@@ -184,10 +185,7 @@ def test_one_running_job_per_project_and_kind_from_0001(tmp_path: Path) -> None:
     """Two running generate jobs of one project (possible before 0004): the older becomes
     interrupted, with its run; the newest keeps running, and a third cannot start."""
     db_path = tmp_path / "db.sqlite"
-    engine = make_engine(db_path)
-    with engine.connect() as connection:
-        command.upgrade(alembic_config(connection), "0001")
-        connection.commit()
+    engine = database_at(db_path, "0001")
     _seed_family(db_path, settings_bag=True)  # job 1: a finished generate job
     with sqlite3.connect(db_path) as db:
         for job_id, kind in ((2, "generate"), (3, "generate"), (4, "train"), (5, "train")):

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.cli import REPO_ROOT, cli_env, run_cli, run_cli_json
+from tests.helpers.cli import REPO_ROOT, cli_env, run_cli
 from tests.helpers.fake_llm import FakeLLMServer
 from tests.integration.test_generation_resume import new_project, unique_document
-from tests.integration.test_training_service import arithmetic_dataset, save_settings
+from tests.integration.test_training_service import save_settings, training_project
 
 pytestmark = pytest.mark.slow
 
@@ -94,10 +94,7 @@ def _wait_for(condition, child: subprocess.Popen[str], seconds: float = 120) -> 
 
 @pytest.fixture
 def project(home: Path, tiny_model_dir: Path, tmp_path: Path) -> str:
-    project_id = run_cli_json(home, "project", "create", "Train")["id"]
-    run_cli_json(home, "model", "set", project_id, str(tiny_model_dir))
-    run_cli_json(home, "dataset", "import", project_id, str(arithmetic_dataset(tmp_path / "d")))
-    return project_id
+    return training_project(home, tiny_model_dir, tmp_path)
 
 
 def test_two_trainings_of_one_project_one_is_refused(home: Path, project: str) -> None:

@@ -16,6 +16,7 @@ from finetuneflow.core.generation.tasks import TaskType
 from finetuneflow.core.project_settings import ModelRef, ProjectSettings
 from finetuneflow.core.training.config import preset_config
 from finetuneflow.storage.db import Database, alembic_config, make_engine, upgrade_to_head
+from tests.helpers.migrations import database_at
 
 LLM = LLMSettings(provider="ollama", base_url="http://127.0.0.1:11434", model="qwen3:4b")
 TRAINING = preset_config("quick", lora_r=4)
@@ -29,6 +30,7 @@ GARBAGE = {"model": "not an object", "chunking": {"max_tokens": "lots"}, "llm": 
            "training": [1, 2], "note": 5, "sample": "yes"}
 
 
+
 def _insert(db: sqlite3.Connection, project_id: str, base_model: str | None,
             settings: str, task: str = "{}") -> None:
     db.execute("INSERT INTO projects (id, name, created_at, updated_at, base_model, task_config, "
@@ -40,11 +42,7 @@ def _insert(db: sqlite3.Connection, project_id: str, base_model: str | None,
 def db_path(tmp_path: Path) -> Path:
     """A database at revision 0001 with projects whose settings hold each key, and children."""
     path = tmp_path / "finetuneflow.db"
-    engine = make_engine(path)
-    with engine.connect() as connection:
-        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-        command.upgrade(alembic_config(connection), "0001")
-        connection.commit()
+    engine = database_at(path, "0001")
     engine.dispose()
     with sqlite3.connect(path) as db:
         _insert(db, "full", MODEL["model"], json.dumps(FULL), json.dumps({"type": "summary"}))

@@ -26,12 +26,17 @@ def arithmetic_dataset(path: Path, count: int = 60) -> Path:
     return path
 
 
+def training_project(home: Path, model_dir: Path, folder: Path) -> str:
+    """A project made with the CLI: the tiny model and arithmetic examples."""
+    project_id = run_cli_json(home, "project", "create", "Train")["id"]
+    run_cli_json(home, "model", "set", project_id, str(model_dir))
+    run_cli_json(home, "dataset", "import", project_id, str(arithmetic_dataset(folder / "d")))
+    return project_id
+
+
 @pytest.fixture
 def project(home: Path, tiny_model_dir: Path, tmp_path: Path) -> str:
-    project_id = run_cli_json(home, "project", "create", "Train")["id"]
-    run_cli_json(home, "model", "set", project_id, str(tiny_model_dir))
-    run_cli_json(home, "dataset", "import", project_id, str(arithmetic_dataset(tmp_path / "d")))
-    return project_id
+    return training_project(home, tiny_model_dir, tmp_path)
 
 
 def test_cli_train_streams_json_events_and_stores_the_run(home: Path, project: str) -> None:
