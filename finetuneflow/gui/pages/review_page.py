@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 from finetuneflow.core.steps import Step
 from finetuneflow.gui.colours import set_tone
 from finetuneflow.gui.errors import show_error
-from finetuneflow.gui.example_table import ExampleTableModel
+from finetuneflow.gui.example_table import COLUMNS, ExampleTableModel
 from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.widgets.length_histogram import LengthHistogram
 from finetuneflow.gui.workers import TaskRunner
@@ -128,10 +128,11 @@ class ReviewPage(StepPage):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)  # prompt, reply, source
         # Status, split, tokens: as wide as their longest word. Measured once, not fitted to
         # the contents: that asks every loaded row on each layout (a 500-row page: ~25k calls).
-        metrics = self.table.fontMetrics()
-        for column, longest in ((2, "accepted"), (3, "preview"), (4, "Tokens 00000")):
+        metrics = header.fontMetrics()
+        for column, longest in ((2, "accepted"), (3, "preview"), (4, "00000")):
+            words = (COLUMNS[column], longest)
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Fixed)
-            header.resizeSection(column, metrics.horizontalAdvance(longest) + 24)
+            header.resizeSection(column, max(map(metrics.horizontalAdvance, words)) + 20)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.table)
