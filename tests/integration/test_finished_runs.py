@@ -55,7 +55,8 @@ def test_export_results_are_the_succeeded_export_jobs_newest_first(context: AppC
         session.add(Job(project_id=project_id, kind=JobKind.TRAIN, status=JobStatus.SUCCEEDED,
                         result={"run_id": 5}))
     with context.transaction() as tx:
-        assert tx.runs.export_results(project_id) == [{"run_id": 3}, {"run_id": 1}]
+        assert tx.jobs.results_of_succeeded(project_id, JobKind.EXPORT) == [
+            {"run_id": 3}, {"run_id": 1}]
 
 
 def test_asking_for_a_run_that_is_not_finished_names_the_finished_ones(
