@@ -86,8 +86,11 @@ def make_client(server: FakeLLMServer) -> Iterator[Callable[..., LLMClient]]:
     def make(
         api: str = "native", stream: bool = True, retry: RetryPolicy = FAST, **changes: Any
     ) -> LLMClient:
+        # A short read timeout: once in a few hundred runs a request on a pooled connection
+        # gets no answer from the test server, and the default 300 s wait outlasts the test.
         fields: dict[str, Any] = {"provider": "ollama", "base_url": server.base_url,
-                                  "model": MODEL, "api": api, "stream": stream, **changes}
+                                  "model": MODEL, "api": api, "stream": stream,
+                                  "read_timeout": 20.0, **changes}
         client = LLMClient(LLMSettings(**fields), KEY, retry=retry)
         clients.append(client)
         return client
