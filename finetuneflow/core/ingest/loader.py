@@ -12,7 +12,7 @@ from .detect import (
     kind_from_extension,
     sniff,
 )
-from .model import Document, IngestLimits, error_document
+from .model import DEFAULT_LIMITS, Document, IngestLimits, error_document
 from .pdf import load_pdf
 from .text import load_text
 from .word import load_docx
@@ -48,7 +48,6 @@ READ_AS = (
     "{extension} to avoid confusion."
 )
 
-DEFAULT_LIMITS = IngestLimits()
 
 _FORMAT_NAMES = {"pdf": "a PDF", "docx": "a Word document"}
 _EXTENSIONS = {"pdf": ".pdf", "docx": ".docx", "text": ".txt", "markdown": ".md"}
@@ -81,7 +80,7 @@ def load_document(
             name=name, suffix=path.suffix, expected=_FORMAT_NAMES[claimed]
         )
         return error_document(claimed, message)
-    document = _load(data, sniffed.kind, password=password, name=name)
+    document = _load(data, sniffed.kind, password=password, name=name, limits=limits)
     if claimed is not None and _family(claimed) != _family(sniffed.kind):
         note = READ_AS.format(
             name=name, suffix=path.suffix, what=sniffed.what, extension=_EXTENSIONS[sniffed.kind]
@@ -105,11 +104,12 @@ def _check_file(path: Path, limits: IngestLimits) -> str | None:
     return None
 
 
-def _load(data: bytes, kind: str, *, password: str | None, name: str) -> Document:
+def _load(data: bytes, kind: str, *, password: str | None, name: str,
+          limits: IngestLimits) -> Document:
     if kind == "pdf":
         return load_pdf(data, password=password, label=name)
     if kind == "docx":
-        return load_docx(data)
+        return load_docx(data, limits)
     return load_text(data, kind=kind, name=name)
 
 

@@ -45,9 +45,19 @@ class Document:
 
 @dataclass(frozen=True)
 class IngestLimits:
-    """Limits a user can change in the settings."""
+    """Limits on what a document may cost to read, checked before the memory is spent."""
 
-    max_bytes: int = 200 * 1024 * 1024
+    max_bytes: int = 200 * 1024 * 1024  # the file itself (a user can change it in Settings)
+    # Zip-based documents (.docx): each part unpacked, all parts together, and how many times
+    # larger than packed a big part may be. Word's own XML packs about 5–20 times; a zip bomb
+    # packs hundreds of times.
+    max_part_bytes: int = 128 * 1024 * 1024
+    max_unpacked_bytes: int = 512 * 1024 * 1024
+    max_ratio: float = 200.0
+    ratio_from_bytes: int = 8 * 1024 * 1024  # small parts may pack as well as they like
+
+
+DEFAULT_LIMITS = IngestLimits()
 
 
 def error_document(kind: DocumentKind, message: str, *, needs_password: bool = False) -> Document:

@@ -24,7 +24,7 @@ from lxml import etree
 from .assemble import TextAssembler
 from .garble import looks_garbled
 from .messages import garbled_warning
-from .model import Document, error_document
+from .model import DEFAULT_LIMITS, Document, IngestLimits, error_document
 from .ooxml import (
     BLOCK_CONTAINERS,
     Element,
@@ -66,6 +66,16 @@ LITTLE_TEXT = (
     "save it as PDF, run it through OCR (e.g. ocrmypdf) and add it again."
 )
 
+TOO_BIG_UNPACKED = (
+    "This document was not read: unpacked, {part} would take {size} (the limit is {limit}). "
+    "If it is a real document, split it into smaller files and add them."
+)
+PACKED_TOO_TIGHT = (
+    "This document was not read: its part {part} is packed {ratio:.0f} times smaller than its "
+    "{size} unpacked, which real documents never are (a zip bomb looks like this). If you "
+    "trust it, open it in Word, save it again and add the new file."
+)
+
 _STRICT_NAMESPACE = b"http://purl.oclc.org/ooxml/"
 _ZIP_ERRORS = (
     zipfile.BadZipFile,
@@ -97,8 +107,11 @@ class _Style:
     based_on: str | None
 
 
-def load_docx(data: bytes) -> Document:
-    """Load a .docx given as bytes; a damaged or foreign file becomes an error document."""
+def load_docx(data: bytes, limits: IngestLimits = DEFAULT_LIMITS) -> Document:
+    """Load a .docx given as bytes; a damaged or foreign file becomes an error document, and
+    one that would unpack beyond the limits is refused before anything is unpacked."""
+    if problem := unpacked_size_problem(data, limits):
+        return error_document("docx", problem)
     strict = _is_strict(data)
     try:
         main = _main_part(data)
@@ -106,6 +119,35 @@ def load_docx(data: bytes) -> Document:
         return reader.read()
     except _Unreadable as problem:
         return error_document("docx", STRICT_UNREADABLE if strict else str(problem))
+
+
+def unpacked_size_problem(data: bytes, limits: IngestLimits) -> str | None:
+    """Why unpacking this zip would cost too much memory, from the sizes its directory
+    declares (Python's zipfile never yields more than a member's declared size); None if not."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except _ZIP_ERRORS:
+        return None  # not readable as a ZIP: _main_part reports it
+    total = 0
+    for member in members:
+        total += member.file_size
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > limits.max_part_bytes:
+            return TOO_BIG_UNPACKED.format(part=member.filename,
+                                           size=_size(member.file_size),
+                                           limit=f"{_size(limits.max_part_bytes)} per part")
+        if member.file_size > limits.ratio_from_bytes and ratio > limits.max_ratio:
+            return PACKED_TOO_TIGHT.format(part=member.filename, ratio=ratio,
+                                           size=_size(member.file_size))
+    if total > limits.max_unpacked_bytes:
+        return TOO_BIG_UNPACKED.format(part="all its parts", size=_size(total),
+                                       limit=f"{_size(limits.max_unpacked_bytes)} in all")
+    return None
+
+
+def _size(size: int) -> str:
+    return f"{size / 1024**3:.1f} GB" if size >= 1024**3 else f"{size / 1024**2:.0f} MB"
 
 
 def _is_strict(data: bytes) -> bool:
