@@ -34,7 +34,7 @@ def cmd_model_set(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from finetuneflow.core.chunking import ChunkSettings
-    from finetuneflow.services.ingest import IngestService
+    from finetuneflow.services.ingest import IngestService, printable
 
     service = IngestService(open_context())
     if args.chunk_tokens is not None or args.overlap is not None:
@@ -49,8 +49,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     else:
         for o in outcomes:
             pages = "-" if o.pages is None else o.pages
-            print(f"{o.name}\t{o.status}\t{o.message or '-'}\tpages={pages}\tchars={o.chars}"
-                  f"\tchunks={o.chunks}")
+            print(f"{printable(o.name)}\t{o.status}\t{o.message or '-'}\tpages={pages}"
+                  f"\tchars={o.chars}\tchunks={o.chunks}")
     if not outcomes:
         print("finetuneflow: error: no supported files found (PDF, DOCX, TXT, MD)",
               file=sys.stderr)

@@ -90,17 +90,53 @@ class RemovedFile:
     examples: int  # examples generated from its chunks (kept, now without a source chunk)
 
 
-def expand_paths(paths: Iterable[Path]) -> list[Path]:
-    """Files as given, plus the supported files found (recursively) in given folders."""
+@dataclass(frozen=True)
+class SkippedFile:
+    path: Path
+    reason: str
+
+    def describe(self) -> str:
+        return f"Skipped {printable(self.path.name)}: {self.reason}"
+
+
+def expand_paths(paths: Iterable[Path]) -> tuple[list[Path], list[SkippedFile]]:
+    """Files as given, plus the supported files found (recursively) in given folders; and what
+    a folder held that is not read, with why: hidden files, and links that lead outside it
+    (a link to /etc/passwd must not become training text)."""
     found: list[Path] = []
+    skipped: list[SkippedFile] = []
     for path in paths:
-        if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*")
-                                if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS
-                                and not p.name.startswith(".")))
-        else:
+        if not path.is_dir():
             found.append(path)
-    return found
+            continue
+        root = path.resolve()
+        for folder, subfolders, names in os.walk(path):  # links to folders are not followed
+            subfolders.sort()
+            for name in sorted(names):
+                candidate = Path(folder) / name
+                if candidate.suffix.lower() not in SUPPORTED_EXTENSIONS:
+                    continue
+                reason = _skip_reason(candidate, root)
+                if reason:
+                    skipped.append(SkippedFile(candidate, reason))
+                else:
+                    found.append(candidate)
+    return found, skipped
+
+
+def _skip_reason(candidate: Path, root: Path) -> str | None:
+    if candidate.name.startswith("."):
+        return "a hidden file"
+    if candidate.is_symlink() and not candidate.resolve().is_relative_to(root):
+        return "a link to a file outside the folder"
+    if not candidate.is_file():
+        return "not a regular file"
+    return None
+
+
+def printable(name: str) -> str:
+    """A file name on one line: newlines, tabs and other control characters escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
 
 
 def sha256_of(path: Path) -> str:
@@ -178,7 +214,9 @@ class IngestService:
         The work is an `ingest` job, so the job rules (one running per project) cover it.
         """
         project_id = self._projects.get(project_ref).id
-        files = expand_paths(paths)
+        files, skipped = expand_paths(paths)
+        for skip in skipped:
+            progress(0.0, skip.describe())
         job_id = self._jobs.create(project_id, JobKind.INGEST, {"files": len(files)})
         job_progress = ThrottledProgress(self._jobs, job_id)
 
@@ -188,7 +226,8 @@ class IngestService:
 
         try:
             self._jobs.start(job_id)  # refused while another ingest of the project runs
-            outcomes = self._ingest_files(project_id, files, password, report, cancel)
+            outcomes = self._ingest_files(project_id, files, password, report, cancel,
+                                          len(skipped))
         except BaseException as error:
             self._jobs.fail(job_id, str(error) or type(error).__name__)
             raise
@@ -209,7 +248,8 @@ class IngestService:
         return [FileOutcome(**value) for value in values]
 
     def _ingest_files(self, project_id: str, files: Sequence[Path], password: str | None,
-                      progress: ProgressSink, cancel: CancelToken | None) -> list[FileOutcome]:
+                      progress: ProgressSink, cancel: CancelToken | None,
+                      skipped: int) -> list[FileOutcome]:
         counter = self._token_counter(project_id)
         settings = self.chunk_settings(project_id)
         unfinished = self._unfinished(project_id) if counter is not None else {}
@@ -217,7 +257,7 @@ class IngestService:
         for index, path in enumerate(files):
             if cancel is not None and cancel.cancelled:
                 break
-            progress(index / max(len(files), 1), f"Reading {path.name}")
+            progress(index / max(len(files), 1), f"Reading {printable(path.name)}")
             outcomes.append(self._ingest_one(project_id, path, password, counter, settings,
                                              unfinished))
         if counter is not None and not (cancel is not None and cancel.cancelled):
@@ -225,7 +265,8 @@ class IngestService:
             for file in unfinished.values():
                 if file.id not in added_again:
                     self._recut(project_id, file, counter, settings)
-        progress(1.0, f"{len(outcomes)} of {len(files)} files processed")
+        also = f", {skipped} skipped (named above)" if skipped else ""
+        progress(1.0, f"{len(outcomes)} of {len(files)} files processed{also}")
         self._projects.touch(project_id)
         return outcomes
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 from tests.helpers.cli import run_cli, run_cli_json
@@ -90,3 +91,31 @@ def test_the_size_limit_is_a_setting(home: Path, tiny_model_dir: Path, corpus_di
     assert refused["status"] == "error" and "over the 1 MB limit" in refused["message"]
     bad = run_cli(home, "settings", "--max-file-mb", "0")
     assert bad.returncode == 1 and "between 1 MB" in bad.stderr
+
+
+def test_a_folder_is_read_without_links_outside_it_or_hidden_files(
+        home: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A link inside a dropped folder that leads outside it is not followed (/etc/passwd must
+    not become training text), hidden files are skipped, and both are named on stderr; a
+    newline in a file name keeps its line."""
+    project = _project_with_model(home, tiny_model_dir)
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("The vault code is 4242. " * 20, encoding="utf-8")
+    folder = tmp_path / "docs"
+    (folder / "inner").mkdir(parents=True)
+    (folder / "manual.txt").write_text("The pump is checked weekly. " * 20, encoding="utf-8")
+    (folder / "inner" / "odd\nname.txt").write_text("Valves are oiled. " * 20, encoding="utf-8")
+    (folder / ".notes.txt").write_text("Hidden thoughts. " * 20, encoding="utf-8")
+    (folder / "vault.txt").symlink_to(secret)
+    (folder / "alias.txt").symlink_to(folder / "manual.txt")  # inside the folder: read
+    result = run_cli(home, "ingest", project, str(folder))
+    assert result.returncode == 0, result.stderr
+    names = [line.split("\t")[0] for line in result.stdout.splitlines()]
+    assert names == ["alias.txt", "manual.txt", "odd\\nname.txt"]
+    assert "Skipped .notes.txt: a hidden file" in result.stderr
+    assert "Skipped vault.txt: a link to a file outside the folder" in result.stderr
+    assert "3 of 3 files processed, 2 skipped (named above)" in result.stderr
+    with sqlite3.connect(home / "finetuneflow.db") as db:
+        texts = [row[0] for row in db.execute("SELECT text FROM chunks")]
+    assert texts and not any("4242" in text for text in texts)
