@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from finetuneflow import __version__
-from finetuneflow.cli import documents, export, generation, projects, training
+from finetuneflow.cli import doctor, documents, export, generation, projects, training
 from finetuneflow.cli.common import EXIT_USAGE, EXIT_USER_ERROR, Handler, Parser, subcommands
 from finetuneflow.core.steps import STEP_KEYS
 from finetuneflow.services.data_folder import default_home
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     generation.register(commands)
     training.register(commands)
     export.register(commands)
+    doctor.register(commands)
     _register_gui(commands)
     return parser
 

@@ -30,6 +30,7 @@ class ProjectService:
         with self._context.transaction() as tx:
             summary = _summary(tx.projects.create(name))
         self._context.home.create_project_dirs(summary.id)
+        self._context.home.write_manifest(summary.id, summary.name)
         return summary
 
     def list(self) -> list[ProjectSummary]:
@@ -45,7 +46,9 @@ class ProjectService:
 
     def rename(self, ref: str, name: str) -> ProjectSummary:
         with self._context.transaction() as tx:
-            return _summary(tx.projects.rename(ref, name))
+            summary = _summary(tx.projects.rename(ref, name))
+        self._context.home.write_manifest(summary.id, summary.name)
+        return summary
 
     def duplicate(self, ref: str, name: str | None = None) -> ProjectSummary:
         """A new project with this one's settings, task, documents (rows, originals and
@@ -60,6 +63,7 @@ class ProjectService:
                 home.create_project_dirs(copy_id)
                 _copy_files(home, source_id, copy_id, file_ids)
                 summary = _summary(copy)
+                home.write_manifest(copy_id, summary.name)
         except BaseException:
             if copy_id is not None:
                 shutil.rmtree(home.project_dir(copy_id), ignore_errors=True)

@@ -5,15 +5,19 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from finetuneflow.core.errors import UserError
 from finetuneflow.core.resources import app_root
 from finetuneflow.storage.transaction import Transaction
 
@@ -23,10 +27,26 @@ if TYPE_CHECKING:  # Alembic loads only when a migration runs (start-up time)
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
+BACKUP_INFIX = ".before-upgrade-"  # finetuneflow.db.before-upgrade-0004-20261203-120000
+BACKUPS_KEPT = 3
 
 
 class MigrationError(RuntimeError):
     """The database could not be brought to the current schema."""
+
+
+class DatabaseDamaged(UserError):
+    """The database file is not a database, or SQLite finds it damaged."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        backups = sorted(path.parent.glob(f"{path.name}{BACKUP_INFIX}*"))
+        restore = (f"or put back the copy made before the last upgrade, {backups[-1].name}"
+                   if backups else "or restore it from your own backup")
+        super().__init__(
+            f"The database {path} is damaged ({detail}). Your documents and models in "
+            f"{path.parent / 'storage'} are untouched. Close FineTuneFlow, move the damaged "
+            f"file aside and start again to begin with an empty list ({restore}); "
+            "`finetuneflow doctor` lists the project folders it finds.")
 
 
 def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -65,9 +85,16 @@ class Database:
 
     @classmethod
     def open(cls, path: Path) -> Database:
-        """Open the file (created if missing) and bring its schema to the head revision."""
+        """Open the file (created if missing) and bring its schema to the head revision. A
+        file that is not a database, or a damaged one, raises DatabaseDamaged."""
         database = cls(path)
-        upgrade_to_head(database.engine)
+        try:
+            upgrade_to_head(database.engine)
+        except DBAPIError as error:
+            database.close()
+            if not is_damage(error):
+                raise
+            raise DatabaseDamaged(path, str(error.orig)) from error
         return database
 
     @contextmanager
@@ -81,6 +108,12 @@ class Database:
         """A raw session, for the repositories' tests and tools that inspect the database."""
         with self._sessions() as session, session.begin():
             yield session
+
+    def integrity_problems(self) -> list[str]:
+        """What SQLite's integrity check finds (at most 20 lines); empty when all is well."""
+        with self.engine.connect() as connection:
+            rows = [row[0] for row in connection.exec_driver_sql("PRAGMA integrity_check(20)")]
+        return [] if rows == ["ok"] else [str(row) for row in rows]
 
     def release(self) -> None:
         """Fold the write-ahead log into the database file and close every pooled connection,
@@ -126,16 +159,54 @@ def upgrade_to_head(engine: Engine, script_location: Path | None = None) -> None
             return
     from alembic import command
 
+    backup = back_up_before_upgrade(engine)
+    kept = f"; the database as it was before is in {backup}" if backup else ""
     with engine.connect() as connection:
         connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
         try:
             command.upgrade(alembic_config(connection, script_location), "head")
             connection.commit()
             violations = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        except DBAPIError as error:
+            if is_damage(error):
+                raise  # Database.open says so
+            raise MigrationError(f"the database could not be upgraded ({error.orig}){kept}"
+                                 ) from error
         finally:
             connection.exec_driver_sql("PRAGMA foreign_keys=ON")
     if violations:
-        raise MigrationError(f"foreign key check failed after migration: {violations[:5]}")
+        raise MigrationError(
+            f"foreign key check failed after migration: {violations[:5]}{kept}")
+
+
+def is_damage(error: DBAPIError) -> bool:
+    """SQLite's "file is not a database" or "database disk image is malformed", as opposed to
+    a busy or locked file (OperationalError), which is no damage."""
+    return isinstance(error.orig, sqlite3.DatabaseError) and not isinstance(
+        error.orig, sqlite3.OperationalError)
+
+
+def back_up_before_upgrade(engine: Engine) -> Path | None:
+    """A consistent copy of a database that holds data (SQLite's online backup), taken before
+    its schema changes, named after its revision; the newest few are kept. None when there is
+    nothing to keep (a new, empty database)."""
+    path = Path(engine.url.database or "")
+    revisions = stored_revisions(engine)
+    if not revisions or not path.is_file():
+        return None
+    target = path.with_name(f"{path.name}{BACKUP_INFIX}{'-'.join(sorted(revisions))}-"
+                            f"{datetime.now(UTC):%Y%m%d-%H%M%S}")
+    source, copy = sqlite3.connect(path), sqlite3.connect(target)
+    try:
+        source.backup(copy)
+        copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside
+    finally:
+        source.close()
+        copy.close()
+    for old in sorted(path.parent.glob(f"{path.name}{BACKUP_INFIX}*"))[:-BACKUPS_KEPT]:
+        old.unlink(missing_ok=True)
+    log.info("copied the database to %s before upgrading it", target)
+    return target
 
 
 def head_revisions(versions_root: Path) -> set[str]:

@@ -18,6 +18,7 @@ HOME_ENV = "FINETUNEFLOW_HOME"
 CONFIG_ENV = "FINETUNEFLOW_CONFIG_DIR"  # where the chosen home folder is recorded (tests)
 LOCATION_FILE = "location.json"
 PROJECT_SUBDIRS = ("raw", "chunks", "datasets", "artifacts", "logs", "exports")
+MANIFEST = "project.json"
 
 
 def default_home() -> Path:
@@ -100,6 +101,25 @@ class Home:
         for name in PROJECT_SUBDIRS:
             (root / name).mkdir(parents=True, exist_ok=True)
         return root
+
+    def write_manifest(self, project_uuid: str, name: str) -> None:
+        """`project.json` in the project's folder: its id and name, so a folder can be told
+        apart (and named) when the database no longer lists it."""
+        atomic_write_text(self.project_dir(project_uuid) / MANIFEST, json.dumps(
+            {"id": project_uuid, "name": name}, ensure_ascii=False))
+
+    def manifest_name(self, project_uuid: str) -> str | None:
+        try:
+            return str(json.loads((self.project_dir(project_uuid) / MANIFEST)
+                                  .read_text(encoding="utf-8"))["name"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def project_folder_ids(self) -> list[str]:
+        """The ids of the project folders under storage/."""
+        if not self.storage_dir.is_dir():
+            return []
+        return sorted(entry.name for entry in self.storage_dir.iterdir() if entry.is_dir())
 
     def project_file(self, project_uuid: str, subdir: str, *parts: str) -> Path:
         """A path under one of the project's folders; refuses anything that would escape it."""
