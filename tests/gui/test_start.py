@@ -114,7 +114,9 @@ def test_a_database_that_cannot_be_opened_is_shown_in_a_dialog(
     # On a desktop, where a person sees the dialog (offscreen, the error is raised instead).
     monkeypatch.setattr(QGuiApplication, "platformName", lambda: "xcb")
     assert fill_window(window, broken) is None
-    assert len(answer_yes) == 1 and "log file" in answer_yes[0]
+    assert len(answer_yes) == 1
+    assert f"The database {broken.db_path} is damaged (file is not a database)" in answer_yes[0]
+    assert "move the damaged file aside" in answer_yes[0]
     assert window.stack.currentWidget() is window.placeholder  # no half-filled window
     assert isinstance(window.stack.currentWidget(), DashboardPlaceholder)
 
@@ -126,5 +128,5 @@ def test_offscreen_a_start_failure_is_one_line_for_the_command_line(home: Path,
     assert result.returncode != 0
     # Qt's offscreen plugin may add its own notes about the window that showed.
     ours = [line for line in result.stderr.splitlines() if line.startswith("finetuneflow")]
-    assert len(ours) == 1 and "details are in" in ours[0], result.stderr
+    assert len(ours) == 1 and "is damaged (file is not a database)" in ours[0], result.stderr
     assert "Traceback" not in result.stderr
