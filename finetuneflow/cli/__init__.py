@@ -16,6 +16,7 @@ from finetuneflow import __version__
 from finetuneflow.cli import doctor, documents, export, generation, projects, training
 from finetuneflow.cli.common import EXIT_USAGE, EXIT_USER_ERROR, Handler, Parser, subcommands
 from finetuneflow.core.steps import STEP_KEYS
+from finetuneflow.core.write_errors import write_problem
 from finetuneflow.services.data_folder import default_home
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.logs import LOG_FILE_NAME
@@ -77,8 +78,11 @@ def run_cli(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("finetuneflow: interrupted", file=sys.stderr)
         return 130
-    except Exception:  # a bug: one line for the person, the traceback for the log
+    except Exception as error:  # a bug: one line for the person, the traceback for the log
         logging.getLogger(__name__).exception("unexpected error in %s", argv[:1])
+        if problem := write_problem(error, default_home()):  # a full disk is no bug
+            print(f"finetuneflow: error: {problem}", file=sys.stderr)
+            return EXIT_USER_ERROR
         log_file = default_home() / "logs" / LOG_FILE_NAME
         print(f"finetuneflow: unexpected error; details are in {log_file}", file=sys.stderr)
         return EXIT_BUG

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from finetuneflow.core.write_errors import write_problem
 from finetuneflow.services.errors import UserError
 
 
@@ -13,6 +14,8 @@ def describe(error: BaseException, log_file: Path) -> tuple[str, bool]:
     """(text to show, is it a bug?)"""
     if isinstance(error, UserError):
         return str(error), False
+    if problem := write_problem(error, log_file.parent.parent):  # the data folder
+        return problem, False
     return (f"Something went wrong: {error}\n\nThe details are in the log file:\n{log_file}",
             True)
 

@@ -47,6 +47,11 @@ class RedactingFilter(logging.Filter):
 REDACTOR = RedactingFilter()
 
 
+# A log line that cannot be written (a full disk) is dropped, not printed as a traceback over
+# the message that says what happened.
+logging.raiseExceptions = False
+
+
 def configure_logging(logs_dir: Path, level: int = logging.INFO) -> Path:
     """Send the app's logs to logs_dir/finetuneflow.log (rotated); return the file's path."""
     logs_dir.mkdir(parents=True, exist_ok=True)

@@ -6,14 +6,13 @@ classifies failures that happen before (or while) the ML stack imports.
 
 from __future__ import annotations
 
-import errno
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from finetuneflow.core import child_protocol as protocol
 from finetuneflow.core.child_protocol import ErrorEvent
+from finetuneflow.core.write_errors import error_chain, is_disk_full
 from finetuneflow.trainer.data import DatasetError
 
 DETAIL_LINES = 30
@@ -47,38 +46,20 @@ def error_event(error: BaseException, context: RunContext) -> ErrorEvent:
 
 
 def classify(error: BaseException, context: RunContext) -> tuple[str, str]:
-    for link in _chain(error):
+    for link in error_chain(error):
         if isinstance(link, DatasetError):
             return protocol.DATASET, str(link)
         if isinstance(link, ModelNotFoundError):
             return protocol.MODEL_NOT_FOUND, str(link)
         if isinstance(link, ConfigError):
             return protocol.CONFIG, str(link)
-        if _is_disk_full(link):
+        if is_disk_full(link):
             return protocol.DISK_FULL, _disk_full_message(context)
         if _is_out_of_memory(link):
             return protocol.OOM, _oom_message(link, context)
     return protocol.INTERNAL, (
         f"{context.activity} failed unexpectedly ({type(error).__name__}: {_first_line(error)}). "
         "The log file has the details.")
-
-
-def _chain(error: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-def _is_disk_full(error: BaseException) -> bool:
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
-        return True
-    text = str(error)
-    # torch.save and safetensors wrap the OSError in their own exception types.
-    return any(marker in text for marker in (
-        "No space left on device", "StorageFull", "Disk quota exceeded", "file write failed"))
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
