@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -9,17 +11,26 @@ from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetuneflow.core.dataset.formats import FORMATS, CsvColumns, read_dataset
-from finetuneflow.core.dataset.jsonl import write_jsonl
+from finetuneflow.core.dataset.formats import FORMATS, CsvColumns, ImportedRow, iter_dataset
+from finetuneflow.core.dataset.jsonl import RAW_LIMIT, truncate, write_jsonl
 from finetuneflow.core.dataset.split import DEFAULT_EVAL_FRACTION, DEFAULT_SEED
+from finetuneflow.core.progress import CancelToken, ProgressSink, ignore_progress
+from finetuneflow.core.training.config import TrainingConfig
+from finetuneflow.core.units import format_bytes
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.ingest import sha256_of, store_original
 from finetuneflow.services.projects import ProjectService
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from finetuneflow.services.context import AppContext
+    from finetuneflow.storage.examples import ImportCounts
 
 SHOWN_ERRORS = 5
+IMPORT_BATCH = 5000  # rows per transaction: a stop keeps every batch stored
+MAX_DATASET_BYTES = 2 * 1024**3
+LONGEST_EXAMPLE_FACTOR = 8  # characters per token of the training's max length, generously
 
 
 @dataclass(frozen=True)
@@ -30,10 +41,57 @@ class ImportSummary:
     rejected: int
     duplicates: int
     errors: list[str] = field(default_factory=list)  # the first few, with line numbers
+    stopped: bool = False  # cancelled: the batches stored so far are kept
 
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "format": self.format, "imported": self.imported,
-                "rejected": self.rejected, "duplicates": self.duplicates, "errors": self.errors}
+                "rejected": self.rejected, "duplicates": self.duplicates, "errors": self.errors,
+                "stopped": self.stopped}
+
+
+@dataclass
+class _Tally:
+    """An import's counts, added up batch by batch; only the first few errors are kept."""
+
+    imported: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, counts: ImportCounts) -> None:
+        self.imported += counts.imported
+        self.duplicates += counts.duplicates
+        self.rejected += len(counts.rejected)
+        room = SHOWN_ERRORS - len(self.errors)
+        self.errors += [f"line {row.line}: {row.error}" for row in counts.rejected[:room]]
+
+
+class _ReadProgress:
+    """Progress through the file by line (its lines counted first: ~1 s a gigabyte)."""
+
+    def __init__(self, path: Path, size: int, sink: ProgressSink) -> None:
+        self._sink = sink
+        with path.open("rb") as file:
+            self._lines = max(1, sum(block.count(b"\n") for block in
+                                     iter(lambda: file.read(1 << 20), b"")))
+        self._name = path.name
+
+    def report(self, line: int, imported: int) -> None:
+        self._sink(min(line / self._lines, 1.0),
+                   f"{self._name}: line {line:,} of {self._lines:,}, {imported:,} imported")
+
+
+def _within(row: ImportedRow, longest: int) -> ImportedRow:
+    """A row whose text is longer than `longest` characters is rejected with that reason:
+    training would cut it anyway, and a giant one must not reach the database."""
+    if row.messages is None:
+        return row
+    length = sum(len(turn["content"]) for turn in row.messages)
+    if length <= longest:
+        return row
+    reason = (f"an example of {length:,} characters, longer than {longest:,} "
+              f"({LONGEST_EXAMPLE_FACTOR}× the training's max length in tokens)")
+    return ImportedRow(row.line, None, reason, truncate(json.dumps(row.messages)[:RAW_LIMIT]))
 
 
 @dataclass(frozen=True)
@@ -71,25 +129,49 @@ class DatasetService:
         self._projects = ProjectService(context)
 
     def import_file(self, project_ref: str, path: Path, *, format: str = "auto",
-                    system_prompt: str | None = None,
-                    csv_columns: CsvColumns | None = None) -> ImportSummary:
-        """Import good rows as accepted examples; bad rows are kept as rejected, with reasons."""
+                    system_prompt: str | None = None, csv_columns: CsvColumns | None = None,
+                    progress: ProgressSink = ignore_progress,
+                    cancel: CancelToken | None = None) -> ImportSummary:
+        """Import good rows as accepted examples; bad rows are kept as rejected, with reasons.
+
+        The file is read line by line and stored in batches, each its own transaction: a
+        stop (cancel, Ctrl-C, a killed process) keeps the batches stored, and importing the
+        file again adds only what is missing."""
         if format != "auto" and format not in FORMATS:
             raise UserError(f"Unknown format {format!r}: use auto or one of {', '.join(FORMATS)}.")
         if not path.is_file():
             raise UserError(f"{path} is not a file.")
-        project_id = self._projects.get(project_ref).id
+        size = path.stat().st_size
+        if size > MAX_DATASET_BYTES:
+            raise UserError(f"{path.name} is {format_bytes(size)}; a dataset file can have at "
+                            f"most {format_bytes(MAX_DATASET_BYTES)}: split it and import the "
+                            "parts.")
+        with self._context.transaction() as tx:
+            project_id = tx.projects.resolve(project_ref).id
+            training = tx.projects.settings(project_id).training or TrainingConfig()
+        longest = LONGEST_EXAMPLE_FACTOR * training.max_seq_length
         try:
-            result = read_dataset(path, format=format, system_prompt=system_prompt or None,
-                                  csv_columns=csv_columns)
+            found, rows = iter_dataset(path, format=format, system_prompt=system_prompt or None,
+                                       csv_columns=csv_columns)
+            self._keep_copy(project_id, path)
+            counts = self._store_in_batches(project_id, (_within(row, longest) for row in rows),
+                                            _ReadProgress(path, size, progress), cancel)
         except ValueError as error:
             raise UserError(f"{path.name}: {error}") from None
-        self._keep_copy(project_id, path)
-        with self._context.transaction() as tx:
-            counts = tx.examples.add_imported(project_id, result.rows)
-        errors = [f"line {row.line}: {row.error}" for row in counts.rejected[:SHOWN_ERRORS]]
-        return ImportSummary(path.name, result.format, counts.imported, len(counts.rejected),
-                             counts.duplicates, errors)
+        return ImportSummary(path.name, found, counts.imported, counts.rejected,
+                             counts.duplicates, counts.errors,
+                             stopped=cancel is not None and cancel.cancelled)
+
+    def _store_in_batches(self, project_id: str, rows: Iterator[ImportedRow],
+                          progress: _ReadProgress, cancel: CancelToken | None) -> _Tally:
+        tally = _Tally()
+        while batch := list(itertools.islice(rows, IMPORT_BATCH)):
+            with self._context.transaction() as tx:
+                tally.add(tx.examples.add_imported(project_id, batch))
+            progress.report(batch[-1].line, tally.imported)
+            if cancel is not None and cancel.cancelled:
+                break
+        return tally
 
     def _keep_copy(self, project_id: str, path: Path) -> None:
         store_original(self._context.home, project_id, path, sha256_of(path))

@@ -15,7 +15,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Select, String, cast, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    cast,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from finetuneflow.core.dataset.split import assign_splits
 from finetuneflow.core.generation.quality import content_hash
@@ -26,6 +37,7 @@ from finetuneflow.storage.tables import (
     ExampleSplit,
     ExampleStatus,
     SourceFile,
+    utcnow,
 )
 
 if TYPE_CHECKING:
@@ -66,7 +78,7 @@ class ExampleFilter:
     include_preview: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass
 class ImportCounts:
     imported: int  # new kept rows
     rejected: list[ImportedRow]  # bad lines stored as rejected rows
@@ -100,32 +112,39 @@ class ExampleRepository:
 
     # --- writing --------------------------------------------------------------------------------
 
-    def add_imported(self, project_id: str, rows: Iterable[ImportedRow]) -> ImportCounts:
-        """Good lines become kept examples and bad ones rejected rows holding the raw line.
-        A line whose example is already in the project (kept or rejected, a bad line imported
-        before too) is skipped: importing the same file again adds nothing."""
+    def add_imported(self, project_id: str, rows: Sequence[ImportedRow]) -> ImportCounts:
+        """One batch of an import. Good lines become kept examples and bad ones rejected rows
+        holding the raw line. A line whose example is already in the project (kept or rejected,
+        a bad line imported before too) is skipped: importing the same file again adds
+        nothing. Only this batch's hashes are looked up, so a million-line import needs no
+        set of every hash in memory; rows go in with one multi-row INSERT."""
+        digests = [content_hash(_turns_of(row)) for row in rows]
         known = set(self._session.scalars(select(DatasetExample.content_hash).where(
-            *_dataset(project_id))))
-        imported, duplicates, rejected = 0, 0, []
-        for row in rows:
-            # The raw line is a bad row's only turn, so the person can see and fix it.
-            messages = (row.messages if row.messages is not None
-                        else [{"role": "user", "content": row.raw}])
-            digest = content_hash(messages)
+            *_dataset(project_id), DatasetExample.content_hash.in_(set(digests)))))
+        now = utcnow()
+        values: list[dict[str, Any]] = []
+        counts = ImportCounts(0, [], 0)
+        for row, digest in zip(rows, digests, strict=True):
             if digest in known:
-                duplicates += 1
-            elif row.error is None:
+                counts.duplicates += 1
+                continue
+            if row.error is None:
                 # Only good lines join `known`: two equal bad lines in one file are both
                 # stored, with their own line numbers.
                 known.add(digest)
-                imported += 1
-                self._add(project_id, messages, digest, ExampleSource.IMPORTED)
+                counts.imported += 1
             else:
-                rejected.append(row)
-                self._add(project_id, messages, digest, ExampleSource.IMPORTED,
-                          reject_reason=f"line {row.line}: {row.error}")
-        self._session.flush()
-        return ImportCounts(imported, rejected, duplicates)
+                counts.rejected.append(row)
+            reason = None if row.error is None else f"line {row.line}: {row.error}"[:MAX_REASON]
+            values.append({
+                "project_id": project_id, "chunk_id": None, "split": ExampleSplit.TRAIN,
+                "messages": _turns_of(row), "content_hash": digest, "token_count": None,
+                "status": ExampleStatus.REJECTED if reason else ExampleStatus.ACCEPTED,
+                "reject_reason": reason, "source": ExampleSource.IMPORTED,
+                "created_at": now, "updated_at": now})
+        if values:
+            self._session.execute(insert(DatasetExample.__table__), values)
+        return counts
 
     def add_generated(self, project_id: str, split: ExampleSplit, result: ChunkResult) -> None:
         """One chunk's examples, flagged ones and unreadable replies (kept raw) included. An
@@ -325,6 +344,11 @@ class ExampleRepository:
         return [(row.id, row.original_name) for row in self._session.execute(
             select(SourceFile.id, SourceFile.original_name)
             .where(SourceFile.project_id == project_id).order_by(SourceFile.id))]
+
+
+def _turns_of(row: ImportedRow) -> Messages:
+    # The raw line is a bad row's only turn, so the person can see and fix it.
+    return row.messages if row.messages is not None else [{"role": "user", "content": row.raw}]
 
 
 def _dataset(project_id: str) -> tuple[ColumnElement[bool], ...]:

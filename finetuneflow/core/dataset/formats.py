@@ -170,6 +170,20 @@ def read_dataset(
     put first in every example that has no system turn; an example's own system turn is kept
     as it is. `csv_columns` maps CSV columns; without it the usual header names are recognised.
     """
+    format, rows = iter_dataset(path, format=format, system_prompt=system_prompt,
+                                csv_columns=csv_columns)
+    return ImportResult(format, list(rows))
+
+
+def iter_dataset(
+    path: Path,
+    *,
+    format: str = "auto",
+    system_prompt: str | None = None,
+    csv_columns: CsvColumns | None = None,
+) -> tuple[str, Iterator[ImportedRow]]:
+    """`read_dataset` as a stream: the format, and the rows one by one (a file of a million
+    lines is never held whole, except a JSON array, which is one value)."""
     path = Path(path)
     if format == "auto":
         format = detect_format(path)
@@ -178,13 +192,13 @@ def read_dataset(
             f"Unknown dataset format {format!r}; expected one of {', '.join(FORMATS)}."
         )
     if format == "csv":
-        rows = list(_read_csv(path, csv_columns))
+        rows = _read_csv(path, csv_columns)
     else:
         convert = _CONVERTERS[format]
-        rows = [_convert(record, convert) for record in iter_json_records(path)]
+        rows = (_convert(record, convert) for record in iter_json_records(path))
     if system_prompt and system_prompt.strip():
-        rows = [_with_system_prompt(row, system_prompt) for row in rows]
-    return ImportResult(format, rows)
+        rows = (_with_system_prompt(row, system_prompt) for row in rows)
+    return format, rows
 
 
 # --- JSON formats -----------------------------------------------------------------------------

@@ -13,9 +13,10 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 RAW_LIMIT = 4096  # characters of a source record kept to show next to its error
+MAX_LINE_BYTES = 8 * 1024 * 1024  # a longer JSONL line is refused before it is read whole
 _BOM = "\ufeff"
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
@@ -47,10 +48,17 @@ def iter_json_records(path: Path) -> Iterator[SourceRecord]:
     return iter_jsonl(path)
 
 
-def iter_jsonl(path: Path) -> Iterator[SourceRecord]:
-    """One record per non-blank line; handles a BOM, CRLF and invalid UTF-8 on single lines."""
+def iter_jsonl(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[SourceRecord]:
+    """One record per non-blank line; handles a BOM, CRLF and invalid UTF-8 on single lines.
+    A line longer than `max_line_bytes` is an error record, skipped without being held."""
     with path.open("rb") as file:
-        for number, data in enumerate(file, start=1):
+        for number, data in enumerate(iter(lambda: file.readline(max_line_bytes + 1), b""),
+                                      start=1):
+            if len(data) > max_line_bytes and not data.endswith(b"\n"):
+                _skip_rest_of_line(file)
+                yield SourceRecord(number, None, f"a line longer than {max_line_bytes:,} bytes",
+                                   truncate(data[:RAW_LIMIT].decode("utf-8", errors="replace")))
+                continue
             try:
                 line = data.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -65,12 +73,19 @@ def iter_jsonl(path: Path) -> Iterator[SourceRecord]:
                 yield _parse_line(number, line)
 
 
+def _skip_rest_of_line(file: BinaryIO) -> None:
+    while (piece := file.readline(1 << 20)) and not piece.endswith(b"\n"):
+        pass
+
+
 def _parse_line(number: int, line: str) -> SourceRecord:
     try:
         value = json.loads(line)
     except json.JSONDecodeError as exc:
         reason = f"not valid JSON ({exc.msg} at column {exc.colno})"
         return SourceRecord(number, None, reason, truncate(line))
+    except RecursionError:
+        return SourceRecord(number, None, "JSON nested too deeply", truncate(line))
     return SourceRecord(number, value, None, truncate(line))
 
 

@@ -1,0 +1,71 @@
+"""Importing a large dataset (run by hand): 1,000,000 short `messages` lines.
+
+    python -m tests.bench.import [LINES]
+
+Prints the import's time ÷ a plain `json.loads` loop over the same file (measured in the same
+run), and the import's peak memory (RSS, in a child process of its own). Targets: <= 5x and
+<= 400 MB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+IMPORT = """
+import resource, sys, time
+from pathlib import Path
+from finetuneflow.services.context import AppContext
+from finetuneflow.services.datasets import DatasetService
+from finetuneflow.services.projects import ProjectService
+context = AppContext.open()
+project = ProjectService(context).create("Bench")
+started = time.perf_counter()
+summary = DatasetService(context).import_file(project.id, Path(sys.argv[1]))
+elapsed = time.perf_counter() - started
+assert summary.imported == int(sys.argv[2]), summary
+print(elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def write_file(path: Path, lines: int) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(lines):
+            out.write(json.dumps({"messages": [
+                {"role": "user", "content": f"What is {i} plus 1?"},
+                {"role": "assistant", "content": f"It is {i + 1}."}]}) + "\n")
+
+
+def json_loop(path: Path) -> float:
+    started = time.perf_counter()
+    with path.open("rb") as file:
+        for line in file:
+            json.loads(line)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    lines = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    folder = Path(tempfile.mkdtemp())
+    path = folder / "big.jsonl"
+    write_file(path, lines)
+    baseline = json_loop(path)
+    env = dict(os.environ, FINETUNEFLOW_HOME=str(folder / "home"), PYTHONPATH=str(REPO_ROOT))
+    result = subprocess.run([sys.executable, "-c", IMPORT, str(path), str(lines)], env=env,
+                            capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    seconds, peak_kb = (float(value) for value in result.stdout.split())
+    ratio = seconds / baseline
+    print(f"{lines:,} lines ({path.stat().st_size / 1e6:.0f} MB): import {seconds:.1f} s ÷ "
+          f"json.loads loop {baseline:.2f} s = {ratio:.1f}x  [{'ok' if ratio <= 5 else 'SLOW'}]")
+    print(f"peak memory of the import: {peak_kb / 1024:.0f} MB  "
+          f"[{'ok' if peak_kb / 1024 <= 400 else 'HIGH'}]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Hostile or huge dataset files: every line meets a limit before its memory is spent, the
+import streams in batches, and a stop keeps what was stored."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from finetuneflow.core.progress import CancelToken
+from finetuneflow.services import datasets
+from finetuneflow.services.context import AppContext
+from finetuneflow.services.datasets import IMPORT_BATCH, DatasetService
+from finetuneflow.services.errors import UserError
+from finetuneflow.services.projects import ProjectService
+
+
+def _line(i: int) -> str:
+    return json.dumps({"messages": [{"role": "user", "content": f"What is {i} plus 1?"},
+                                    {"role": "assistant", "content": f"{i + 1}."}]})
+
+
+def _kept(context: AppContext, project_id: str) -> int:
+    with sqlite3.connect(context.home.db_path) as db:
+        return int(db.execute("SELECT COUNT(*) FROM dataset_examples WHERE project_id = ? "
+                              "AND status != 'rejected'", (project_id,)).fetchone()[0])
+
+
+def test_giant_deep_and_long_lines_are_rejected_with_their_reason(
+        context: AppContext, tmp_path: Path) -> None:
+    project_id = ProjectService(context).create("Limits").id
+    giant = '{"messages": [{"role": "user", "content": "' + "x" * (9 * 1024 * 1024) + '"}]}'
+    long_answer = json.dumps({"messages": [{"role": "user", "content": "Tell me all."},
+                                           {"role": "assistant", "content": "y" * 10_000}]})
+    path = tmp_path / "hostile.jsonl"
+    path.write_text("\n".join([_line(1), giant, "[" * 10_000 + "]" * 10_000, long_answer,
+                               _line(2)]) + "\n", encoding="utf-8")
+    summary = DatasetService(context).import_file(project_id, path)
+    assert (summary.imported, summary.rejected) == (2, 3)
+    assert summary.errors[0] == "line 2: a line longer than 8,388,608 bytes"
+    assert summary.errors[1] == "line 3: JSON nested too deeply"
+    assert summary.errors[2].startswith("line 4: an example of 10,012 characters, longer than "
+                                        "8,192")
+    assert _kept(context, project_id) == 2
+
+
+def test_a_stopped_import_keeps_its_batches_and_the_rest_follows(
+        context: AppContext, tmp_path: Path) -> None:
+    project_id = ProjectService(context).create("Big").id
+    path = tmp_path / "many.jsonl"
+    path.write_text("\n".join(_line(i) for i in range(IMPORT_BATCH * 2 + 500)) + "\n",
+                    encoding="utf-8")
+    cancel = CancelToken()
+    seen: list[str] = []
+
+    def progress(fraction: float, message: str) -> None:
+        seen.append(message)
+        cancel.cancel()  # stop after the first batch
+
+    stopped = DatasetService(context).import_file(project_id, path, progress=progress,
+                                                  cancel=cancel)
+    assert stopped.stopped and stopped.imported == IMPORT_BATCH == _kept(context, project_id)
+    assert seen == [f"many.jsonl: line {IMPORT_BATCH:,} of {IMPORT_BATCH * 2 + 500:,}, "
+                    f"{IMPORT_BATCH:,} imported"]
+    rest = DatasetService(context).import_file(project_id, path)
+    assert (rest.imported, rest.duplicates) == (IMPORT_BATCH + 500, IMPORT_BATCH)
+    assert _kept(context, project_id) == IMPORT_BATCH * 2 + 500
+
+
+def test_a_file_over_the_size_limit_is_refused_before_reading(
+        context: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project_id = ProjectService(context).create("Huge").id
+    path = tmp_path / "huge.jsonl"
+    path.write_text(_line(1) * 100, encoding="utf-8")
+    monkeypatch.setattr(datasets, "MAX_DATASET_BYTES", 1024)
+    with pytest.raises(UserError, match=r"huge.jsonl is \d+ KB; a dataset file can have at most "
+                                        r"1 KB: split it"):
+        DatasetService(context).import_file(project_id, path)
+    assert _kept(context, project_id) == 0
