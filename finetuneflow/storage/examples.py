@@ -143,7 +143,7 @@ class ExampleRepository:
                 "reject_reason": reason, "source": ExampleSource.IMPORTED,
                 "created_at": now, "updated_at": now})
         if values:
-            self._session.execute(insert(DatasetExample.__table__), values)
+            self._session.execute(insert(DatasetExample), values)
         return counts
 
     def add_generated(self, project_id: str, split: ExampleSplit, result: ChunkResult) -> None:
