@@ -10,6 +10,7 @@ replaces and training never reads, so a full run may repeat them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +23,6 @@ from sqlalchemy import (
     cast,
     delete,
     func,
-    insert,
     or_,
     select,
     update,
@@ -121,8 +121,8 @@ class ExampleRepository:
         digests = [content_hash(_turns_of(row)) for row in rows]
         known = set(self._session.scalars(select(DatasetExample.content_hash).where(
             *_dataset(project_id), DatasetExample.content_hash.in_(set(digests)))))
-        now = utcnow()
-        values: list[dict[str, Any]] = []
+        now = str(utcnow())  # as SQLAlchemy stores a DateTime in SQLite
+        values: list[tuple[Any, ...]] = []
         counts = ImportCounts(0, [], 0)
         for row, digest in zip(rows, digests, strict=True):
             if digest in known:
@@ -136,14 +136,14 @@ class ExampleRepository:
             else:
                 counts.rejected.append(row)
             reason = None if row.error is None else f"line {row.line}: {row.error}"[:MAX_REASON]
-            values.append({
-                "project_id": project_id, "chunk_id": None, "split": ExampleSplit.TRAIN,
-                "messages": _turns_of(row), "content_hash": digest, "token_count": None,
-                "status": ExampleStatus.REJECTED if reason else ExampleStatus.ACCEPTED,
-                "reject_reason": reason, "source": ExampleSource.IMPORTED,
-                "created_at": now, "updated_at": now})
+            status = ExampleStatus.REJECTED if reason else ExampleStatus.ACCEPTED
+            values.append((project_id, ExampleSplit.TRAIN.value,
+                           json.dumps(_turns_of(row), ensure_ascii=False), status.value, reason,
+                           digest, ExampleSource.IMPORTED.value, now, now))
         if values:
-            self._session.execute(insert(DatasetExample), values)
+            # The driver's executemany: an import is thousands of rows, and SQLAlchemy's
+            # per-row parameter processing took half the time.
+            self._session.connection().exec_driver_sql(IMPORT_INSERT, values)
         return counts
 
     def add_generated(self, project_id: str, split: ExampleSplit, result: ChunkResult) -> None:
@@ -344,6 +344,11 @@ class ExampleRepository:
         return [(row.id, row.original_name) for row in self._session.execute(
             select(SourceFile.id, SourceFile.original_name)
             .where(SourceFile.project_id == project_id).order_by(SourceFile.id))]
+
+
+IMPORT_INSERT = (
+    "INSERT INTO dataset_examples (project_id, split, messages, status, reject_reason, "
+    "content_hash, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 def _turns_of(row: ImportedRow) -> Messages:
