@@ -72,7 +72,12 @@ class PreviewPage(StepPage):
                             alignment=Qt.AlignmentFlag.AlignCenter)
         self.chunks.currentRowChanged.connect(self._show_group)
         on_theme_change(self._show_current_group)  # a rejected example's badge has a tone
-        self.chunks.setWordWrap(True)
+        # One passage, two short lines (where, how many kept): no wrapping, no sideways
+        # scrolling; a long file name is elided in the middle, whole in the tooltip.
+        self.chunks.setWordWrap(False)
+        self.chunks.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.chunks.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.chunks.setSpacing(2)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         for title, widget in (("Passages", self.chunks), ("The passage", self.chunk_text),
                               ("Examples written from it", self.examples)):
@@ -133,7 +138,8 @@ class PreviewPage(StepPage):
         self.chunks.clear()
         for group in groups:
             kept = sum(e["status"] != "rejected" for e in group.examples)
-            item = QListWidgetItem(f"{group.source}\n{kept} of {len(group.examples)} kept")
+            item = QListWidgetItem(_passage_label(group.source, kept, len(group.examples)))
+            item.setToolTip(group.source)
             self.chunks.addItem(item)
         self.empty.setVisible(not groups)
         if groups:
@@ -160,6 +166,14 @@ class PreviewPage(StepPage):
     def validatePage(self) -> bool:
         self.save_llm_settings()  # keep what was typed, even without a preview
         return True
+
+
+def _passage_label(source: str, kept: int, written: int) -> str:
+    """"file name" over "chunk 3 · 2 of 3 kept": each line short enough to read at a glance."""
+    name, _sep, chunk = source.rpartition(" · ")
+    if not name:
+        return f"{source}\n{kept} of {written} kept"
+    return f"{name}\n{chunk} · {kept} of {written} kept"
 
 
 def _titled(title: str, widget: QWidget) -> QWidget:
