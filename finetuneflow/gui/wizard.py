@@ -26,6 +26,21 @@ from finetuneflow.services.staleness import StalenessService
 PAGE_CLASSES: dict[str, type] = {"model": ModelPage, "task": TaskPage, "data": DataPage,
                                  "preview": PreviewPage, "review": ReviewPage,
                                  "hardware": HardwarePage, "export": ExportPage}
+# Why Next is off, per step, when the page holds it back (its isComplete() is False). A page
+# may say it better with a `next_blocked_reason()` method of its own.
+NEXT_BLOCKED = {
+    "model": "Next is off until a base model is chosen: pick one in the list, type a Hub id "
+             "or choose a folder.",
+    "task": "Next is off until the task is complete.",
+    "data": "Next is off until there is something to train on: add a document or import a "
+            "dataset.",
+    "preview": "Next is off until the preview is done.",
+    "review": "Next is off until at least one example is kept: generate the dataset, import "
+              "one, or Keep a rejected example.",
+    "hardware": "Next is off until this computer has been checked and a training plan is "
+                "shown.",
+    "train": "Next is off until a training run has finished: start one (or resume the last).",
+}
 DONE_MARK = "✓"
 NOT_DONE_MARK = "\u2003"  # an em space: the titles stay aligned with and without the mark
 
@@ -90,6 +105,9 @@ class ProjectWizard(QWizard):
         self.steps.currentRowChanged.connect(self.go_to_index)
         self.currentIdChanged.connect(self._on_page_changed)
         self._add_keyboard_navigation(pages)
+        for page in pages:
+            page.completeChanged.connect(self.explain_next)
+        self.currentIdChanged.connect(lambda _id: self.explain_next())
 
     def _add_keyboard_navigation(self, pages: list[QWizardPage]) -> None:
         """Tab runs through the page, then Back, Next, Finish, Projects and the step list;
@@ -108,6 +126,24 @@ class ProjectWizard(QWizard):
         """Mark the steps whose result exists (read again on every page change)."""
         facts = ProgressService(self.context).of(self.project.id)
         self.steps.mark_completed(completed_steps(facts))
+
+    def next_blocked_reason(self) -> str:
+        """Why Next is off on the current page; "" when it is on (or there is no Next)."""
+        page = self.currentPage()
+        if page is None or self.currentId() >= len(STEPS) - 1 or page.isComplete():
+            return ""
+        own = getattr(page, "next_blocked_reason", None)
+        return (own() if callable(own) else "") or NEXT_BLOCKED[STEPS[self.currentId()].key]
+
+    def explain_next(self) -> None:
+        """Say why Next is off, under the step's purpose and on the button itself."""
+        page = self.currentPage()
+        if page is None:
+            return
+        reason = self.next_blocked_reason()
+        purpose = STEPS[self.currentId()].purpose
+        page.setSubTitle(f"{purpose}\n⚠ {reason}" if reason else purpose)
+        self.button(QWizard.WizardButton.NextButton).setToolTip(reason)
 
     def start_at(self, step_key: str) -> None:
         self.refresh_progress()

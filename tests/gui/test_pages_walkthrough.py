@@ -60,3 +60,37 @@ def test_preview_passages_read_in_two_short_lines(
     assert page.chunks.textElideMode() == Qt.TextElideMode.ElideMiddle
     assert not horizontal_scroll_needed(page.chunks)
     shoot(window, "preview_passages")
+
+
+def test_model_sizes_have_units(window: MainWindow, qtbot: QtBot) -> None:
+    project = window.dashboard.create_project("Model sizes")
+    window.resize(1100, 760)
+    window.show()
+    page = window.open_project(project.id, "model").currentPage()
+    sizes = [page.table.item(row, 1).text() for row in range(page.table.rowCount())]
+    assert sizes and all(" parameters · about " in size and size.split()[-1] in {"MB", "GB"}
+                         for size in sizes), sizes
+    assert "Parameters" in page.table.item(0, 1).toolTip()
+    qtbot.wait(50)
+    shoot(window, "model_sizes")
+
+
+def test_a_disabled_next_says_why(window: MainWindow, context: AppContext,
+                                  tiny_model_dir: Path, qtbot: QtBot) -> None:
+    from PySide6.QtWidgets import QWizard
+
+    project = window.dashboard.create_project("Why not next")
+    window.resize(1100, 760)
+    window.show()
+    wizard = window.open_project(project.id, "model")
+    next_button = wizard.button(QWizard.WizardButton.NextButton)
+    assert not next_button.isEnabled()
+    assert "base model" in wizard.currentPage().subTitle()
+    assert "base model" in next_button.toolTip()
+    qtbot.wait(50)
+    shoot(window, "next_blocked")
+    ModelService(context).choose(project.id, str(tiny_model_dir))
+    page = wizard.currentPage()
+    page._show_choice(ModelService(context).current(project.id))
+    assert next_button.isEnabled() and "Next is off" not in page.subTitle()
+    assert next_button.toolTip() == ""

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from finetuneflow.core.model_catalogue import CuratedModel, curated_models, format_params
 from finetuneflow.core.steps import Step
+from finetuneflow.core.units import format_bytes
 from finetuneflow.gui.colours import set_tone
 from finetuneflow.gui.errors import describe
 from finetuneflow.gui.pages.step_page import StepPage
@@ -33,10 +34,20 @@ from finetuneflow.services.projects import ProjectSummary
 from finetuneflow.services.secrets import Secret, set_secret
 
 COLUMNS = ("Model", "Size", "Licence", "Access", "Ollama")
+SIZE_TIP = ("Parameters (M: million, B: billion) and the size of the weights to download "
+            "(16-bit); QLoRA training holds them in about a quarter of that.")
+
+
+WEIGHT_BYTES = 2  # a parameter in the 16-bit weights the Hub serves
+
+
+def describe_size(params: int) -> str:
+    """"135M parameters · about 258 MB": the count with its unit, and the download it means."""
+    return f"{format_params(params)} parameters · about {format_bytes(params * WEIGHT_BYTES)}"
 
 
 def _row(model: CuratedModel) -> tuple[str, ...]:
-    return (model.id, format_params(model.params), model.licence,
+    return (model.id, describe_size(model.params), model.licence,
             "gated: needs a token" if model.gated else "open",
             "yes" if model.ollama_merged else "needs GGUF")
 
@@ -85,7 +96,7 @@ class ModelPage(StepPage):
         for row, model in enumerate(self._curated):
             for column, value in enumerate(_row(model)):
                 item = QTableWidgetItem(value)
-                item.setToolTip(model.note or model.id)
+                item.setToolTip(SIZE_TIP if column == 1 else model.note or model.id)
                 table.setItem(row, column, item)
         table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         table.resizeColumnsToContents()
