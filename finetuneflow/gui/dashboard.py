@@ -108,6 +108,7 @@ class Dashboard(QWidget):
         self.tasks = TaskRunner(self)
         self._summaries: list[ProjectSummary] = early_list or []
         self._progress: dict[str, ProgressFacts] = {}
+        self._notes: dict[str, str] = {}  # the sample's note, worked out from its state
         self.attached = False
 
         heading = QLabel(PROJECTS_HEADING, objectName="heading")
@@ -227,9 +228,11 @@ class Dashboard(QWidget):
         """Reload the list, keeping (or moving to) the selected project."""
         current = self.selected_project()
         from finetuneflow.services.progress import ProgressService
+        from finetuneflow.services.samples import SampleService
 
         self._summaries = self.projects.list()
         self._progress = ProgressService(self.context).all()
+        self._notes = SampleService(self.context).notes()
         self._show_list(select_id or (current.id if current else None))
 
     def _show_list(self, select_id: str | None = None) -> None:
@@ -243,7 +246,7 @@ class Dashboard(QWidget):
         self._update_buttons()
 
     def _fill_row(self, row: int, project: ProjectSummary) -> None:
-        tips = {0: project.note, 2: _step_tip(project)}
+        tips = {0: self.note_of(project), 2: _step_tip(project)}
         for column, value in enumerate(_row_values(project, self._progress.get(project.id))):
             item = QTableWidgetItem(value)
             item.setToolTip(tips.get(column) or value)
@@ -265,8 +268,12 @@ class Dashboard(QWidget):
             button.setEnabled(project is not None and not busy)
         for button in (self.new_button, self.sample_button, self.settings_button):
             button.setEnabled(not busy)
-        self.note.setText(project.note if project else "")
-        self.note.setVisible(bool(project and project.note))
+        note = self.note_of(project) if project else ""
+        self.note.setText(note)
+        self.note.setVisible(bool(note))
+
+    def note_of(self, project: ProjectSummary) -> str:
+        return self._notes.get(project.id, project.note)
 
     def _show_menu(self, position: QPoint) -> None:
         if self.selected_project() is None or self.tasks.busy():

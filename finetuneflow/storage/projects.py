@@ -298,6 +298,11 @@ class ProjectRepository:
             training_set=row.training is not None, runs_succeeded=runs.get(row.id, 0),
             exports=exports.get(row.id, 0)) for row in self._session.execute(projects)}
 
+    def sample_models(self) -> dict[str, str | None]:
+        """The sample projects (copies of one included), each with its base model's name."""
+        return {project_id: model for project_id, model in self._session.execute(
+            select(Project.id, Project.base_model).where(Project.is_sample))}
+
     def _count_by_project(self, query: Select[str, int]) -> dict[str, int]:
         """(project id, count) rows of a query, grouped by its first column."""
         grouped = query.group_by(query.selected_columns[0])

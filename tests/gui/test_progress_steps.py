@@ -112,3 +112,23 @@ def test_a_failed_generation_reads_failed(window: MainWindow, context: AppContex
     window.dashboard.refresh()
     assert window.dashboard.table.item(0, 4).text() == "Generation failed"
     assert window.dashboard.table.item(0, 4).font().bold()
+
+
+def test_the_sample_note_follows_the_project(window: MainWindow, context: AppContext,
+                                             tiny_model_dir: Path, tmp_path: Path) -> None:
+    from finetuneflow.services.samples import EXPORTED, TRAINED, SampleService, sample_note
+
+    project = SampleService(context).create(hf_cache=tmp_path / "empty-cache")
+    window.dashboard.refresh(project.id)
+    assert "choose a base model" in window.dashboard.note.text()
+    ModelService(context).choose(project.id, str(tiny_model_dir))
+    window.dashboard.refresh(project.id)
+    note = window.dashboard.note.text()
+    assert "choose a base model" not in note and "Hardware (step 6)" in note
+    assert "tiny" in note  # the model chosen, by name
+    page = window.open_project(project.id, "model").currentPage()
+    assert page.project_note.text() == note
+    trained = ProgressFacts(model_chosen=True, imported_examples=5, runs_succeeded=1)
+    assert TRAINED in sample_note(trained, "m") and "5 reviewed" in sample_note(trained, "m")
+    exported = sample_note(ProgressFacts(model_chosen=True, runs_succeeded=1, exports=1), "m")
+    assert EXPORTED in exported and "needs an LLM" not in exported

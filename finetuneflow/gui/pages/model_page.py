@@ -31,6 +31,7 @@ from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.ingest import IngestService
 from finetuneflow.services.projects import ProjectSummary
+from finetuneflow.services.samples import SampleService
 from finetuneflow.services.secrets import Secret, set_secret
 
 COLUMNS = ("Model", "Size", "Licence", "Access", "Ollama")
@@ -61,7 +62,10 @@ class ModelPage(StepPage):
         self._last_ref = ""
         self._token_wanted_for: str | None = None  # a gated model whose check just failed
         self._curated = curated_models()
-        self.add_project_note(project.note)
+        self.samples = SampleService(context)
+        self.project_note = QLabel(objectName="projectNote", wordWrap=True)
+        self.body.addWidget(self.project_note)
+        self._show_note(project.note)
 
         self.filter = QLineEdit(placeholderText="Filter: family, size, licence…")
         self.filter.setClearButtonEnabled(True)
@@ -207,7 +211,15 @@ class ModelPage(StepPage):
             set_tone(self.status, None)
             self.download.setVisible(not choice.weights_ready)
             self.hub_id.setText("" if choice.ref in {m.id for m in self._curated} else choice.ref)
+            self._show_note(self.project_note.text())
         self.completeChanged.emit()
+
+    def _show_note(self, stored: str = "") -> None:
+        """The project's note: the sample's follows its state (a model chosen here changes
+        what it says next); another project's is the one it was given."""
+        note = self.samples.note(self.project_id) or stored
+        self.project_note.setText(note)
+        self.project_note.setVisible(bool(note))
 
     def _show_failure(self, error: BaseException) -> None:
         text, _is_bug = describe(error, self.context.log_file)

@@ -31,6 +31,7 @@ from finetuneflow.services.errors import UserError
 from finetuneflow.services.generation import GenerationResult, GenerationService
 from finetuneflow.services.projects import ProjectSummary
 from finetuneflow.services.review import PreviewGroup, ReviewService
+from finetuneflow.services.samples import SampleService
 
 EMPTY_HINT = ("Set up the LLM above, then “Generate preview”: a few passages from your documents, "
               "each with the examples the LLM writes from it. Change the task (Back) and "
@@ -43,7 +44,7 @@ class PreviewPage(StepPage):
         self.generation = GenerationService(context)
         self.review = ReviewService(context)
         self.runner = TaskRunner(self)
-        self.add_project_note(project.note)
+        self.add_project_note(SampleService(context).note(project.id) or project.note)
         self.llm = LLMSettingsBox(context, self.generation.llm_settings(project.id))
         self.body.addWidget(self.llm)
         self.body.addLayout(self._build_run_row())
