@@ -100,14 +100,16 @@ class Dashboard(QWidget):
     projects: ProjectService
 
     def __init__(self, context: AppContext | None = None,
-                 early_list: list[ProjectSummary] | None = None) -> None:
+                 early_list: list[ProjectSummary] | None = None,
+                 early_progress: dict[str, ProgressFacts] | None = None) -> None:
         """With a context, a working dashboard. Without one, the list read at start-up
-        (`early_list`), its actions disabled until `attach(context)`."""
+        (`early_list`, with how far each project is: `early_progress`), its actions disabled
+        until `attach(context)`."""
         super().__init__()
         self.setObjectName("dashboard")
         self.tasks = TaskRunner(self)
         self._summaries: list[ProjectSummary] = early_list or []
-        self._progress: dict[str, ProgressFacts] = {}
+        self._progress: dict[str, ProgressFacts] = early_progress or {}
         self._notes: dict[str, str] = {}  # the sample's note, worked out from its state
         self.attached = False
 

@@ -22,6 +22,7 @@ from finetuneflow.services.datasets import DatasetService
 from finetuneflow.services.ingest import IngestService
 from finetuneflow.services.jobs import JobService
 from finetuneflow.services.projects import ProjectService
+from finetuneflow.storage.quick_read import read_progress
 from finetuneflow.storage.tables import JobKind
 
 
@@ -72,6 +73,8 @@ def test_step_column_and_marks_follow_the_database(window: MainWindow, context: 
         from finetuneflow.services.progress import ProgressService
         facts = ProgressService(context).of(project.id)
         assert facts == facts_from_database(db, context.home.root, project.id)
+        # The window's first paint reads the same facts without SQLAlchemy.
+        assert read_progress(db, context.home.storage_dir) == ProgressService(context).all()
         assert step_cell(window) == expected
 
     check("Not started")
