@@ -234,7 +234,7 @@ class Dashboard(QWidget):
 
         self._summaries = self.projects.list()
         self._progress = ProgressService(self.context).all()
-        self._notes = SampleService(self.context).notes()
+        self._notes = SampleService(self.context).notes(self._progress)
         self._show_list(select_id or (current.id if current else None))
 
     def _show_list(self, select_id: str | None = None) -> None:

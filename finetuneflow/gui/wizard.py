@@ -107,6 +107,8 @@ class ProjectWizard(QWizard):
         self._add_keyboard_navigation(pages)
         for page in pages:
             page.completeChanged.connect(self.explain_next)
+            # What made the page complete (a model chosen, examples kept) may finish a step.
+            page.completeChanged.connect(self.refresh_progress)
         self.currentIdChanged.connect(lambda _id: self.explain_next())
 
     def _add_keyboard_navigation(self, pages: list[QWizardPage]) -> None:

@@ -106,14 +106,14 @@ class SampleService:
         self._mark(project.id, choice)
         return self._projects.get(project.id)
 
-    def notes(self) -> dict[str, str]:
+    def notes(self, progress: dict[str, ProgressFacts] | None = None) -> dict[str, str]:
         """The sample projects' notes as they stand now, by project id (other projects keep
-        the note they were given)."""
+        the note they were given). `progress`: the facts, when the caller has read them."""
         with self._context.transaction() as tx:
             samples = tx.projects.sample_models()
         if not samples:
             return {}
-        progress = ProgressService(self._context).all()
+        progress = progress if progress is not None else ProgressService(self._context).all()
         return {project_id: sample_note(progress.get(project_id, ProgressFacts()), model)
                 for project_id, model in samples.items()}
 

@@ -93,4 +93,5 @@ def test_a_disabled_next_says_why(window: MainWindow, context: AppContext,
     page = wizard.currentPage()
     page._show_choice(ModelService(context).current(project.id))
     assert next_button.isEnabled() and "Next is off" not in page.subTitle()
+    assert wizard.steps.item(0).text().startswith("✓")  # marked at once, not on leaving
     assert next_button.toolTip() == ""
