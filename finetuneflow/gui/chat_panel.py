@@ -25,6 +25,10 @@ from finetuneflow.gui.workers import TaskRunner
 from finetuneflow.services.chat import ChatService
 from finetuneflow.services.context import AppContext
 
+PLACEHOLDERS = {
+    BASE: "The base model's answer, as it was before training, appears here as it is written.",
+    FINETUNED: "The fine-tuned model's answer to the same prompt appears here, after the "
+               "base model's: compare the two."}
 SPEAKING = {BASE: "The base model is answering…", FINETUNED: "The fine-tuned model is answering…"}
 
 
@@ -84,14 +88,19 @@ class ChatPanel(QWidget):
         return row
 
     def _build_answers(self) -> QSplitter:
-        self.answers = {BASE: QPlainTextEdit(objectName="baseAnswer", readOnly=True),
-                        FINETUNED: QPlainTextEdit(objectName="finetunedAnswer", readOnly=True)}
+        self.answers = {
+            BASE: QPlainTextEdit(objectName="baseAnswer", readOnly=True,
+                                 placeholderText=PLACEHOLDERS[BASE]),
+            FINETUNED: QPlainTextEdit(objectName="finetunedAnswer", readOnly=True,
+                                      placeholderText=PLACEHOLDERS[FINETUNED])}
         self.boxes = {variant: QGroupBox() for variant in self.answers}
-        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter = QSplitter(Qt.Orientation.Horizontal, objectName="chatAnswers")
+        splitter.setChildrenCollapsible(False)  # the point is to see both, side by side
         for variant, pane in self.answers.items():
             box_layout = QVBoxLayout(self.boxes[variant])
             box_layout.addWidget(pane)
             splitter.addWidget(self.boxes[variant])
+            splitter.setStretchFactor(splitter.count() - 1, 1)
         return splitter
 
     def set_run(self, run_id: int) -> None:

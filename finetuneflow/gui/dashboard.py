@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from finetuneflow.core.project_summary import ProjectSummary
 from finetuneflow.core.statuses import JobStatus
-from finetuneflow.core.steps import STEPS, step_index
+from finetuneflow.core.steps import STEPS, ProgressFacts, describe_progress, step_index
 from finetuneflow.gui.dashboard_frame import PROJECTS_HEADING
 from finetuneflow.gui.errors import show_error
 from finetuneflow.gui.workers import TaskRunner, Work
@@ -78,11 +78,18 @@ def describe_when(moment: datetime, now: datetime | None = None) -> str:
     return f"{local:%Y-%m-%d %H:%M}"
 
 
-def _row_values(project: ProjectSummary) -> tuple[str, ...]:
-    number = step_index(project.current_step)
+def _row_values(project: ProjectSummary, facts: ProgressFacts | None) -> tuple[str, ...]:
+    """The row's texts; the Step column is how far the project is (blank until the facts are
+    read, on the list shown before the database layer has loaded)."""
     return (project.name, project.base_model or "not chosen yet",
-            f"{number + 1}. {STEPS[number].title}",
+            "" if facts is None else describe_progress(facts),
             describe_when(project.last_activity or project.updated_at), describe_job(project))
+
+
+def _step_tip(project: ProjectSummary) -> str:
+    number = step_index(project.current_step)
+    return (f"The furthest step whose result exists. Opens at step {number + 1}, "
+            f"{STEPS[number].title}, where you last were.")
 
 
 class Dashboard(QWidget):
@@ -93,13 +100,17 @@ class Dashboard(QWidget):
     projects: ProjectService
 
     def __init__(self, context: AppContext | None = None,
-                 early_list: list[ProjectSummary] | None = None) -> None:
+                 early_list: list[ProjectSummary] | None = None,
+                 early_progress: dict[str, ProgressFacts] | None = None) -> None:
         """With a context, a working dashboard. Without one, the list read at start-up
-        (`early_list`), its actions disabled until `attach(context)`."""
+        (`early_list`, with how far each project is: `early_progress`), its actions disabled
+        until `attach(context)`."""
         super().__init__()
         self.setObjectName("dashboard")
         self.tasks = TaskRunner(self)
         self._summaries: list[ProjectSummary] = early_list or []
+        self._progress: dict[str, ProgressFacts] = early_progress or {}
+        self._notes: dict[str, str] = {}  # the sample's note, worked out from its state
         self.attached = False
 
         heading = QLabel(PROJECTS_HEADING, objectName="heading")
@@ -218,7 +229,12 @@ class Dashboard(QWidget):
     def refresh(self, select_id: str | None = None) -> None:
         """Reload the list, keeping (or moving to) the selected project."""
         current = self.selected_project()
+        from finetuneflow.services.progress import ProgressService
+        from finetuneflow.services.samples import SampleService
+
         self._summaries = self.projects.list()
+        self._progress = ProgressService(self.context).all()
+        self._notes = SampleService(self.context).notes(self._progress)
         self._show_list(select_id or (current.id if current else None))
 
     def _show_list(self, select_id: str | None = None) -> None:
@@ -232,9 +248,10 @@ class Dashboard(QWidget):
         self._update_buttons()
 
     def _fill_row(self, row: int, project: ProjectSummary) -> None:
-        for column, value in enumerate(_row_values(project)):
+        tips = {0: self.note_of(project), 2: _step_tip(project)}
+        for column, value in enumerate(_row_values(project, self._progress.get(project.id))):
             item = QTableWidgetItem(value)
-            item.setToolTip(project.note if column == 0 and project.note else value)
+            item.setToolTip(tips.get(column) or value)
             if column == len(COLUMNS) - 1 and project.latest_job_status in NOTABLE:
                 font = QFont(item.font())
                 font.setBold(True)
@@ -253,8 +270,12 @@ class Dashboard(QWidget):
             button.setEnabled(project is not None and not busy)
         for button in (self.new_button, self.sample_button, self.settings_button):
             button.setEnabled(not busy)
-        self.note.setText(project.note if project else "")
-        self.note.setVisible(bool(project and project.note))
+        note = self.note_of(project) if project else ""
+        self.note.setText(note)
+        self.note.setVisible(bool(note))
+
+    def note_of(self, project: ProjectSummary) -> str:
+        return self._notes.get(project.id, project.note)
 
     def _show_menu(self, position: QPoint) -> None:
         if self.selected_project() is None or self.tasks.busy():

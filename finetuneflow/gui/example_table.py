@@ -6,6 +6,8 @@ of what is loaded, so 100,000 examples cost what the visible ones cost.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
@@ -17,7 +19,8 @@ from finetuneflow.services.review import ExampleFilter, ExampleRow, ReviewServic
 
 PAGE_SIZE = 500
 COLUMNS = ("Question / prompt", "Answer", "Status", "Split", "Tokens", "Source")
-STATUS_TONES = {"rejected": "error", "edited": "info"}
+REJECTED = "rejected"
+STATUS_TONES = {REJECTED: "error", "edited": "info"}
 Index = QModelIndex | QPersistentModelIndex
 
 
@@ -29,6 +32,8 @@ class ExampleTableModel(QAbstractTableModel):
         self._filters = ExampleFilter()
         self._rows: list[ExampleRow] = []
         self._exhausted = False
+        self._phase = 0  # which of _phases() is being read
+        self._after = 0  # the last id read in this phase
         self.max_tokens: int | None = None  # rows above it show their length in red
 
     @property
@@ -43,6 +48,7 @@ class ExampleTableModel(QAbstractTableModel):
         self.beginResetModel()
         self._rows = []
         self._exhausted = False
+        self._phase, self._after = 0, 0
         self.endResetModel()
         self.fetchMore(QModelIndex())
 
@@ -79,15 +85,34 @@ class ExampleTableModel(QAbstractTableModel):
     def canFetchMore(self, parent: Index) -> bool:
         return not parent.isValid() and not self._exhausted
 
+    def _phases(self) -> list[tuple[ExampleFilter, Callable[[ExampleRow], bool]]]:
+        """The reads that make up the list. Without a status filter, the kept examples come
+        first and the rejected ones after them: a run's rejects would otherwise fill the top."""
+        if self._filters.status:
+            return [(self._filters, lambda _row: True)]
+        return [(self._filters, lambda row: row.status != REJECTED),
+                (replace(self._filters, status=REJECTED), lambda _row: True)]
+
     def fetchMore(self, parent: Index) -> None:
         if parent.isValid() or self._exhausted:
             return
-        after = self._rows[-1].id if self._rows else 0
-        try:
-            page = self._review.page(self._project_id, self._filters, after, PAGE_SIZE)
-        except NotFoundError:  # the project was deleted (here or from the command line)
-            page = []
-        self._exhausted = len(page) < PAGE_SIZE
+        page: list[ExampleRow] = []
+        phases = self._phases()
+        # Up to a page of rows: a page of rejects gives no kept row, and the end of one phase
+        # goes on into the next.
+        while len(page) < PAGE_SIZE and not self._exhausted:
+            filters, wanted = phases[self._phase]
+            asked = PAGE_SIZE - len(page)
+            try:
+                found = self._review.page(self._project_id, filters, self._after, asked)
+            except NotFoundError:  # the project was deleted (here or from the command line)
+                found = []
+            page += [row for row in found if wanted(row)]
+            if found:
+                self._after = found[-1].id
+            if len(found) < asked:  # this phase is read: on to the next, if any
+                self._phase, self._after = self._phase + 1, 0
+                self._exhausted = self._phase >= len(phases)
         if page:
             start = len(self._rows)
             self.beginInsertRows(QModelIndex(), start, start + len(page) - 1)
@@ -108,8 +133,9 @@ class ExampleTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return (row.prompt, row.reply, row.status, row.split,
                     "" if row.tokens is None else row.tokens, row.source)[column]
-        if role == Qt.ItemDataRole.ToolTipRole and row.reject_reason:
-            return row.reject_reason
+        if role == Qt.ItemDataRole.ToolTipRole:
+            # The cells elide long text: the tooltip has it whole (up to the preview length).
+            return {0: row.prompt, 1: row.reply}.get(column, row.reject_reason)
         if role == Qt.ItemDataRole.ForegroundRole:
             return self._colour(row, column)
         if role == Qt.ItemDataRole.TextAlignmentRole and column == 4:

@@ -82,14 +82,14 @@ class MainWindow(QMainWindow):
     def _early_dashboard(home: Home) -> QWidget:
         """The projects list read straight from the file (no SQLAlchemy), its actions waiting
         for `attach`; or, when there is none to show, a heading and 'Opening your projects…'."""
-        from finetuneflow.services.data_folder import projects_at_start
+        from finetuneflow.services.data_folder import progress_at_start, projects_at_start
 
         early_list = projects_at_start(home)
         if not early_list:  # "No projects yet" waits for the database: it offers actions
             return DashboardPlaceholder()
         from finetuneflow.gui.dashboard import Dashboard
 
-        return Dashboard(early_list=early_list)
+        return Dashboard(early_list=early_list, early_progress=progress_at_start(home))
 
     def attach(self, context: AppContext) -> None:
         """Fill the frame: the working dashboard, the banner, the status bar."""

@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget, QWizard, QWizardPage
 
-from finetuneflow.core.steps import STEPS, step_index
+from finetuneflow.core.steps import STEPS, completed_steps, step_index
 from finetuneflow.gui.focus import chain_tab_order, layout_order
 from finetuneflow.gui.pages.data_page import DataPage
 from finetuneflow.gui.pages.export_page import ExportPage
@@ -19,12 +19,30 @@ from finetuneflow.gui.pages.task_page import TaskPage
 from finetuneflow.gui.pages.train_page import TrainPage
 from finetuneflow.gui.training_controller import TrainingController
 from finetuneflow.services.context import AppContext
+from finetuneflow.services.progress import ProgressService
 from finetuneflow.services.projects import ProjectService, ProjectSummary
 from finetuneflow.services.staleness import StalenessService
 
 PAGE_CLASSES: dict[str, type] = {"model": ModelPage, "task": TaskPage, "data": DataPage,
                                  "preview": PreviewPage, "review": ReviewPage,
                                  "hardware": HardwarePage, "export": ExportPage}
+# Why Next is off, per step, when the page holds it back (its isComplete() is False). A page
+# may say it better with a `next_blocked_reason()` method of its own.
+NEXT_BLOCKED = {
+    "model": "Next is off until a base model is chosen: pick one in the list, type a Hub id "
+             "or choose a folder.",
+    "task": "Next is off until the task is complete.",
+    "data": "Next is off until there is something to train on: add a document or import a "
+            "dataset.",
+    "preview": "Next is off until the preview is done.",
+    "review": "Next is off until at least one example is kept: generate the dataset, import "
+              "one, or Keep a rejected example.",
+    "hardware": "Next is off until this computer has been checked and a training plan is "
+                "shown.",
+    "train": "Next is off until a training run has finished: start one (or resume the last).",
+}
+DONE_MARK = "✓"
+NOT_DONE_MARK = "\u2003"  # an em space: the titles stay aligned with and without the mark
 
 
 def build_pages(context: AppContext, project: ProjectSummary,
@@ -40,12 +58,23 @@ class StepList(QListWidget):
     def __init__(self, parent: QWidget) -> None:
         super().__init__(parent)  # a parent now, so the tab order can include it at once
         self.setObjectName("stepList")
-        for number, step in enumerate(STEPS, start=1):
-            item = QListWidgetItem(f"{number}. {step.title}")
+        for step in STEPS:
+            item = QListWidgetItem()
             item.setToolTip(step.purpose)
             self.addItem(item)
+        self.mark_completed(frozenset())
         self.setFixedWidth(170)
         self.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+
+    def mark_completed(self, done: frozenset[str]) -> None:
+        """A check mark before each step whose result exists (the same facts as the Step
+        column of the projects list)."""
+        for number, step in enumerate(STEPS, start=1):
+            item = self.item(number - 1)
+            mark = DONE_MARK if step.key in done else NOT_DONE_MARK
+            item.setText(f"{mark} {number}. {step.title}")
+            state = "done" if step.key in done else "not done yet"
+            item.setToolTip(f"{step.purpose}\n({state})")
 
 
 class ProjectWizard(QWizard):
@@ -76,6 +105,11 @@ class ProjectWizard(QWizard):
         self.steps.currentRowChanged.connect(self.go_to_index)
         self.currentIdChanged.connect(self._on_page_changed)
         self._add_keyboard_navigation(pages)
+        for page in pages:
+            page.completeChanged.connect(self.explain_next)
+            # What made the page complete (a model chosen, examples kept) may finish a step.
+            page.completeChanged.connect(self.refresh_progress)
+        self.currentIdChanged.connect(lambda _id: self.explain_next())
 
     def _add_keyboard_navigation(self, pages: list[QWizardPage]) -> None:
         """Tab runs through the page, then Back, Next, Finish, Projects and the step list;
@@ -90,7 +124,31 @@ class ProjectWizard(QWizard):
             shortcut.setContext(Qt.ShortcutContext.WindowShortcut)  # only a shown wizard's
             shortcut.activated.connect(lambda index=index: self.go_to_index(index))
 
+    def refresh_progress(self) -> None:
+        """Mark the steps whose result exists (read again on every page change)."""
+        facts = ProgressService(self.context).of(self.project.id)
+        self.steps.mark_completed(completed_steps(facts))
+
+    def next_blocked_reason(self) -> str:
+        """Why Next is off on the current page; "" when it is on (or there is no Next)."""
+        page = self.currentPage()
+        if page is None or self.currentId() >= len(STEPS) - 1 or page.isComplete():
+            return ""
+        own = getattr(page, "next_blocked_reason", None)
+        return (own() if callable(own) else "") or NEXT_BLOCKED[STEPS[self.currentId()].key]
+
+    def explain_next(self) -> None:
+        """Say why Next is off, under the step's purpose and on the button itself."""
+        page = self.currentPage()
+        if page is None:
+            return
+        reason = self.next_blocked_reason()
+        purpose = STEPS[self.currentId()].purpose
+        page.setSubTitle(f"{purpose}\n⚠ {reason}" if reason else purpose)
+        self.button(QWizard.WizardButton.NextButton).setToolTip(reason)
+
     def start_at(self, step_key: str) -> None:
+        self.refresh_progress()
         self.restart()
         self.go_to_index(step_index(step_key))
 
@@ -122,6 +180,7 @@ class ProjectWizard(QWizard):
 
     def _arrive(self, page_id: int) -> None:
         self._sync_step_list()
+        self.refresh_progress()
         ProjectService(self.context).set_step(self.project.id, STEPS[page_id].key)
         self.show_stale_results()
         self._focus_first_field()

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Select, Table, func, insert, select
 
 from finetuneflow.core.chunking import ChunkSettings
 from finetuneflow.core.errors import NotFoundError, UserError
@@ -26,7 +26,14 @@ from finetuneflow.core.project_settings import (
     ModelSource,
     ProjectSettings,
 )
-from finetuneflow.core.steps import STEP_KEYS, step_index
+from finetuneflow.core.statuses import (
+    ExampleSource,
+    ExampleSplit,
+    ExampleStatus,
+    JobKind,
+    JobStatus,
+)
+from finetuneflow.core.steps import STEP_KEYS, ProgressFacts, step_index
 from finetuneflow.core.training.config import TrainingConfig
 from finetuneflow.storage.tables import (
     Base,
@@ -34,6 +41,7 @@ from finetuneflow.storage.tables import (
     DatasetExample,
     Job,
     Project,
+    Run,
     SourceFile,
     new_uuid,
     utcnow,
@@ -259,6 +267,46 @@ class ProjectRepository:
 
     def save_training(self, ref: str, training: TrainingConfig) -> None:
         _store(self.resolve(ref), TRAINING, training)
+
+    # --- how far each project is (issue 14: the furthest completed step) ----------------------
+
+    def progress_facts(self, project_id: str | None = None) -> dict[str, ProgressFacts]:
+        """What each project (or the one given) has made, by project id. The dataset files
+        are on disk, not here: `dataset_written` is left False for the caller to fill."""
+        projects = select(Project.id, Project.base_model_folder, Project.task_config,
+                          Project.training)
+        if project_id is not None:
+            projects = projects.where(Project.id == project_id)
+        documents = self._count_by_project(select(
+            Chunk.project_id, func.count(func.distinct(Chunk.file_id))))
+        kept = (DatasetExample.status != ExampleStatus.REJECTED,
+                DatasetExample.split != ExampleSplit.PREVIEW)
+        previews = self._count_by_project(select(DatasetExample.project_id, func.count()).where(
+            DatasetExample.split == ExampleSplit.PREVIEW))
+        imported = self._count_by_project(select(DatasetExample.project_id, func.count()).where(
+            *kept, DatasetExample.source == ExampleSource.IMPORTED))
+        generated = self._count_by_project(select(DatasetExample.project_id, func.count()).where(
+            *kept, DatasetExample.source != ExampleSource.IMPORTED))
+        runs = self._count_by_project(select(Run.project_id, func.count()).where(
+            Run.status == JobStatus.SUCCEEDED))
+        exports = self._count_by_project(select(Job.project_id, func.count()).where(
+            Job.kind == JobKind.EXPORT, Job.status == JobStatus.SUCCEEDED))
+        return {row.id: ProgressFacts(
+            model_chosen=row.base_model_folder is not None, task_chosen=bool(row.task_config),
+            documents=documents.get(row.id, 0), preview_examples=previews.get(row.id, 0),
+            generated_examples=generated.get(row.id, 0), imported_examples=imported.get(row.id, 0),
+            training_set=row.training is not None, runs_succeeded=runs.get(row.id, 0),
+            exports=exports.get(row.id, 0)) for row in self._session.execute(projects)}
+
+    def sample_models(self) -> dict[str, str | None]:
+        """The sample projects (copies of one included), each with its base model's name."""
+        return {project_id: model for project_id, model in self._session.execute(
+            select(Project.id, Project.base_model).where(Project.is_sample))}
+
+    def _count_by_project(self, query: Select[str, int]) -> dict[str, int]:
+        """(project id, count) rows of a query, grouped by its first column."""
+        grouped = query.group_by(query.selected_columns[0])
+        return {project: int(count) for project, count in self._session.execute(grouped)}
 
 
 def _model_ref(project: Project) -> ModelRef | None:

@@ -6,12 +6,14 @@ the full data layer then opens the file and says what is wrong.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from finetuneflow.core.project_summary import ProjectSummary
 from finetuneflow.core.statuses import JobStatus
+from finetuneflow.core.steps import ProgressFacts
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -59,3 +61,46 @@ def _moment(value: object) -> datetime:
     if not isinstance(value, str):
         raise TypeError(f"not a stored time: {value!r}")
     return datetime.fromisoformat(value)
+
+
+# --- how far each project is, for the list's Step column (issue 14) ---------------------------
+
+_KEPT = "status != 'rejected' AND split != 'preview'"
+PROGRESS_COUNTS = {  # the same facts as ProjectRepository.progress_facts, in plain SQL
+    "documents": "SELECT project_id, COUNT(DISTINCT file_id) FROM chunks GROUP BY project_id",
+    "preview_examples": "SELECT project_id, COUNT(*) FROM dataset_examples "
+                        "WHERE split = 'preview' GROUP BY project_id",
+    "generated_examples": f"SELECT project_id, COUNT(*) FROM dataset_examples WHERE {_KEPT} "
+                          "AND source != 'imported' GROUP BY project_id",
+    "imported_examples": f"SELECT project_id, COUNT(*) FROM dataset_examples WHERE {_KEPT} "
+                         "AND source = 'imported' GROUP BY project_id",
+    "runs_succeeded": "SELECT project_id, COUNT(*) FROM runs WHERE status = 'succeeded' "
+                      "GROUP BY project_id",
+    "exports": "SELECT project_id, COUNT(*) FROM jobs WHERE kind = 'export' "
+               "AND status = 'succeeded' GROUP BY project_id",
+}
+
+
+def read_progress(db_path: Path, storage_dir: Path) -> dict[str, ProgressFacts] | None:
+    """Each project's progress facts by id, read like the list above; None when it cannot
+    tell. `storage_dir` holds the projects' folders (their dataset files)."""
+    if not db_path.is_file():
+        return None
+    try:
+        connection = sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True, timeout=1.0)
+        try:
+            rows = connection.execute("SELECT id, base_model_folder, task_config, training "
+                                      "FROM projects").fetchall()
+            counts = {name: dict(connection.execute(sql).fetchall())
+                      for name, sql in PROGRESS_COUNTS.items()}
+        finally:
+            connection.close()
+        return {str(project_id): ProgressFacts(
+            model_chosen=folder is not None, task_chosen=bool(json.loads(task or "{}")),
+            training_set=training is not None,
+            dataset_written=(storage_dir / str(project_id) / "datasets" / "train.jsonl")
+            .is_file(),
+            **{name: int(found.get(project_id, 0)) for name, found in counts.items()})
+            for project_id, folder, task, training in rows}
+    except (sqlite3.Error, ValueError, TypeError):
+        return None

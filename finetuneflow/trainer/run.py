@@ -220,6 +220,10 @@ class Attempt:
             "reason": finished.reason,
             "steps": finished.step,
             "total_steps": self.trainer.state.max_steps,
+            # What was trained, not what was set: max steps overrides the epochs setting.
+            "epochs": self.trainer.state.epoch,
+            "train_examples": parts.started.train_examples,
+            "eval_examples": parts.started.eval_examples,
             "trainable_params": parts.started.trainable_params,
             "total_params": parts.started.total_params,
             "final_eval_loss": finished.final_eval_loss,

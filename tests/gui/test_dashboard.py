@@ -34,7 +34,7 @@ def test_a_row_shows_step_activity_and_the_latest_job(window: MainWindow,
     jobs.interrupt(jobs.create(project.id, JobKind.TRAIN))
     window.dashboard.refresh()
     row = [window.dashboard.table.item(0, column).text() for column in range(5)]
-    assert row[:3] == ["Garden", "not chosen yet", "1. Model"]
+    assert row[:3] == ["Garden", "not chosen yet", "Not started"]  # nothing made yet
     assert row[3] in {"just now", "1 min ago"}
     assert row[4] == "Training interrupted"
     assert window.dashboard.table.item(0, 4).font().bold()

@@ -132,7 +132,24 @@ def test_the_page_exports_the_zip_and_shows_the_report(
                                      QUrl(LOSS_CURVE))
     assert not curve.isNull() and curve.width() < page.report.viewport().width()
     assert page.chat.system_prompt.toPlainText() == SYSTEM
+    # The field shows the zip's name, the folder under it; the report fits the width.
+    assert page.destination is not None and page.zip_path.text() == page.destination.name
+    assert page.zip_folder.text() == f"in {page.destination.parent}"
+    metrics = page.zip_path.fontMetrics()
+    assert metrics.horizontalAdvance(page.zip_path.text()) < page.zip_path.width() - 8
+    assert page.report.horizontalScrollBar().maximum() == 0
     shot(page, tmp_path / "export-before.png")
+    page.tabs.setCurrentIndex(1)  # Try it: both answers side by side, each saying what it is
+    base, tuned = page.chat.answers.values()
+    assert base.placeholderText() and tuned.placeholderText()
+    assert base.mapTo(page, base.rect().topLeft()).x() < tuned.mapTo(
+        page, tuned.rect().topLeft()).x()
+    shot(page, tmp_path / "try-it.png")
+    if Path("/tmp/pages_shots").is_dir():  # kept to look at after a local run
+        page.window().grab().save("/tmp/pages_shots/export_try_it.png")
+    page.tabs.setCurrentIndex(0)
+    if Path("/tmp/pages_shots").is_dir():
+        page.window().grab().save("/tmp/pages_shots/export_before.png")
 
     progress: list[int] = []
     page.progress.valueChanged.connect(progress.append)

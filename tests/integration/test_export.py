@@ -213,6 +213,10 @@ def test_the_report_holds_the_real_metrics(exported: Exported) -> None:
     metrics = json.loads((root / "metrics.json").read_text())
     report = (root / "report.md").read_text()
     assert metrics["steps"] == 6 and metrics["run_id"] == 1
+    # What the run did, from the trainer (not the settings, nor the dataset files as now).
+    assert metrics["epochs"] > 0 and metrics["train_examples"] > 0
+    assert f"| Epochs | {metrics['epochs']:.1f}" in report
+    assert f"| Examples | {metrics['train_examples']} for training" in report
     assert [e["step"] for e in metrics["loss_history"]] == [1, 2, 3, 4, 5, 6]
     for number in (f"{metrics['final_eval_loss']:.4f}", f"{metrics['perplexity']:.2f}",
                    f"{metrics['train_loss']:.4f}", f"{metrics['tokens_seen']:,}"):

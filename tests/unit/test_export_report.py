@@ -125,3 +125,24 @@ def test_the_report_explains_what_ollama_cannot_do() -> None:
     assert "folded into the 16-bit weights" in render_report(qlora)
     without_merged = render_report(report_input(ollama=None, samples=[], examples=[]))
     assert "### In Ollama" not in without_merged and "## Before and after" not in without_merged
+
+
+def test_epochs_steps_and_examples_come_from_the_run() -> None:
+    """A run of 30 epochs set by max steps: the report says 30, not the Epochs setting (3.0);
+    the example counts are the trainer's, not those of dataset files rewritten since."""
+    config = TrainingConfig(max_steps=60, logging_steps=5).to_dict()
+    measured = trainer_metrics(steps=60, total_steps=60, epochs=30.0, train_examples=12,
+                               eval_examples=2, config=config)
+    report = render_report(report_input(metrics=export_metrics(measured), config=config))
+    assert "| Epochs | 30.0 (max steps 60 set the length, not the Epochs setting of 3.0) |" \
+        in report
+    assert "| Steps | 60 of 60 (completed) |" in report
+    assert "| Examples | 12 for training, 2 held out for evaluation |" in report
+    assert "12 training and 2 evaluation examples" in report
+    assert "| `3.0` (not used: max steps is set) | `num_epochs` |" in report
+
+    older = trainer_metrics(loss_history=[{"step": 8, "epoch": 2.0, "loss": 1.4}])
+    assert export_metrics(older)["epochs"] == 2.0  # no count stored: the last logged epoch
+    plain = render_report(report_input(metrics=export_metrics(older)))
+    assert "| Epochs | 2.0 |" in plain
+    assert "| Examples | 40 for training, 5 held out" in plain  # the files' count as before

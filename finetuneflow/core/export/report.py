@@ -42,6 +42,9 @@ def export_metrics(trainer_metrics: dict[str, Any], run_message: str = "") -> di
             "runtime_s", "tokens_seen", "tokens_per_second", "peak_memory_bytes")
     return {
         **{key: trainer_metrics.get(key) for key in kept},
+        "epochs": _epochs_trained(trainer_metrics),
+        "train_examples": trainer_metrics.get("train_examples"),
+        "eval_examples": trainer_metrics.get("eval_examples"),
         "best_eval_loss": min(evals) if evals else None,
         "early_stopping": {
             "enabled": bool(config.get("early_stopping_patience")) and bool(evals),
@@ -57,6 +60,18 @@ def export_metrics(trainer_metrics: dict[str, Any], run_message: str = "") -> di
         "loss_history": trainer_metrics.get("loss_history", []),
         "eval_history": trainer_metrics.get("eval_history", []),
     }
+
+
+def _epochs_trained(trainer_metrics: dict[str, Any]) -> float | None:
+    """The epochs the run went through: the trainer's count, or (metrics of older runs) the
+    last logged epoch. Never the setting, which max steps overrides."""
+    epochs = trainer_metrics.get("epochs")
+    if isinstance(epochs, int | float) and _finite(epochs):
+        return float(epochs)
+    logged = [entry.get("epoch") for entry in (*trainer_metrics.get("loss_history", []),
+                                              *trainer_metrics.get("eval_history", []))]
+    return max((float(e) for e in logged if isinstance(e, int | float) and _finite(e)),
+               default=None)
 
 
 def token_length_stats(lengths: list[int]) -> dict[str, Any]:
@@ -128,8 +143,9 @@ def _summary(data: ReportInput) -> str:
                    f"{data.config.get('lora_alpha')}; {_count(m.get('trainable_params'))} of "
                    f"{_count(m.get('total_params'))} parameters trained"),
         ("Task", f"{data.task_type}"),
-        ("Examples", f"{_count(data.dataset.get('train_examples'))} for training, "
-                     f"{_count(data.dataset.get('eval_examples'))} held out for evaluation"),
+        ("Examples", f"{_count(_examples(data, 'train_examples'))} for training, "
+                     f"{_count(_examples(data, 'eval_examples'))} held out for evaluation"),
+        ("Epochs", _epochs_text(data)),
         ("Steps", f"{m.get('steps')} of {m.get('total_steps')} ({_ending(m)})"),
         ("Final eval loss", f"{_number(m.get('final_eval_loss'))} "
                             f"(perplexity {_number(m.get('perplexity'), 2)})"),
@@ -145,6 +161,27 @@ def _summary(data: ReportInput) -> str:
         f"Run {data.run_id}, exported {data.exported_at} by FineTuneFlow. The numbers come "
         "from metrics.json; config.json has everything needed to train this run again.", "",
         _table(("Summary", ""), rows)])
+
+
+def _examples(data: ReportInput, key: str) -> Any:
+    """How many examples the run trained on (the trainer counted them), else the dataset
+    files' count (metrics of older runs; the files may have been rewritten since)."""
+    counted = data.metrics.get(key)
+    return counted if isinstance(counted, int) else data.dataset.get(key)
+
+
+def _epochs_text(data: ReportInput) -> str:
+    epochs = data.metrics.get("epochs")
+    trained = f"{epochs:.1f}" if _finite(epochs) else "n/a"
+    if _limited_by_steps(data.config):
+        return (f"{trained} (max steps {data.config.get('max_steps')} set the length, not the "
+                f"Epochs setting of {data.config.get('num_epochs')})")
+    return trained
+
+
+def _limited_by_steps(config: dict[str, Any]) -> bool:
+    max_steps = config.get("max_steps")
+    return isinstance(max_steps, int) and max_steps > 0
 
 
 def _ending(metrics: dict[str, Any]) -> str:
@@ -203,8 +240,8 @@ def _dataset_section(data: ReportInput) -> str:
     rejected = stats.get("rejected_by_reason") or {}
     lengths = stats.get("token_lengths") or {}
     lines = ["## Dataset", "",
-             f"{_count(stats.get('train_examples'))} training and "
-             f"{_count(stats.get('eval_examples'))} evaluation examples; "
+             f"{_count(_examples(data, 'train_examples'))} training and "
+             f"{_count(_examples(data, 'eval_examples'))} evaluation examples; "
              f"{_count(stats.get('rejected', 0))} rejected."]
     if rejected:
         rows = sorted(rejected.items(), key=lambda item: (-item[1], item[0]))
@@ -219,8 +256,10 @@ def _dataset_section(data: ReportInput) -> str:
 
 def _config_section(data: ReportInput) -> str:
     labels = field_metadata()
-    rows = [(str(labels.get(key, {}).get("label", key)), f"`{value}`", f"`{key}`")
-            for key, value in data.config.items()]
+    unused = {"num_epochs"} if _limited_by_steps(data.config) else set()
+    rows = [(str(labels.get(key, {}).get("label", key)),
+             f"`{value}`" + (" (not used: max steps is set)" if key in unused else ""),
+             f"`{key}`") for key, value in data.config.items()]
     return "\n".join(["## Training configuration", "",
                       _table(("Setting", "Value", "Key"), rows)])
 

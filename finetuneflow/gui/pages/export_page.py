@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QDesktopServices, QPalette
+from PySide6.QtGui import QDesktopServices, QPalette, QTextCursor, QTextOption
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QStackedWidget,
     QTabWidget,
+    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -117,7 +118,7 @@ class ExportPage(StepPage):
         splitter.addWidget(self._build_controls())
         splitter.addWidget(self.right)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([360, 540])
+        splitter.setSizes([320, 580])
         return splitter
 
     def _build_controls(self) -> QWidget:
@@ -154,12 +155,20 @@ class ExportPage(StepPage):
 
     def _build_destination(self) -> QGroupBox:
         box = QGroupBox("Zip file")
+        # The name in the field, the folder under it: a long path would show only its folder
+        # part in a narrow field, and never the name.
         self.zip_path = QLineEdit(objectName="zipPath", readOnly=True)
+        self.zip_folder = QLabel(objectName="zipFolder", wordWrap=True)
+        self.zip_folder.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.zip_folder.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         self.change_destination = QPushButton("Change…", objectName="changeDestination")
         self.change_destination.clicked.connect(self.choose_destination)
-        layout = QHBoxLayout(box)
-        layout.addWidget(self.zip_path, 1)
-        layout.addWidget(self.change_destination)
+        row = QHBoxLayout()
+        row.addWidget(self.zip_folder, 1)
+        row.addWidget(self.change_destination, 0, Qt.AlignmentFlag.AlignTop)
+        layout = QVBoxLayout(box)
+        layout.addWidget(self.zip_path)  # the whole width: the name is what matters
+        layout.addLayout(row)
         return box
 
     def _build_run_buttons(self) -> QHBoxLayout:
@@ -259,8 +268,11 @@ class ExportPage(StepPage):
         if path is not None and path.suffix.lower() != ".zip":
             path = path.with_name(f"{path.name}.zip")
         self.destination = path
-        self.zip_path.setText(str(path or ""))
+        self.zip_path.setText(path.name if path else "")
+        self.zip_path.setCursorPosition(0)
         self.zip_path.setToolTip(str(path or ""))
+        self.zip_folder.setText(f"in {path.parent}" if path else "")
+        self.zip_folder.setToolTip(str(path.parent) if path else "")
 
     def show_last_export(self, exported: ExportResult | None) -> None:
         self.exported = exported
@@ -299,10 +311,14 @@ class ExportPage(StepPage):
             "report", lambda _progress, _cancel: (
                 self.service.report_preview(self.project_id, run_id),
                 self.service.loss_curve(self.project_id, run_id)),
-            on_success=lambda report: self.report.show_report(*report),
+            on_success=lambda report: self._show_report(*report),
             on_failure=lambda error: self.report.setPlainText(
                 describe(error, self.context.log_file)[0]),
             on_finished=self._report_loaded)
+
+    def _show_report(self, markdown: str, curve_svg: str) -> None:
+        self.report.show_report(markdown, curve_svg)
+        fit_to_width(self.report)
 
     def _report_loaded(self) -> None:
         if self._report_stale:
@@ -419,6 +435,23 @@ class ExportPage(StepPage):
                                                     str(self.destination or ""), ZIP_FILTER)
         if name:
             self.set_destination(Path(name))
+
+
+def fit_to_width(view: QTextBrowser) -> None:
+    """No sideways scrolling in the report: its code blocks (commands, paths, prompts) wrap
+    like the text, at a word boundary where there is one, anywhere in a long path."""
+    view.setLineWrapMode(QTextBrowser.LineWrapMode.WidgetWidth)
+    view.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+    view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    cursor = QTextCursor(view.document())
+    block = view.document().begin()
+    while block.isValid():
+        if block.blockFormat().nonBreakableLines():
+            cursor.setPosition(block.position())
+            wrapped = block.blockFormat()
+            wrapped.setNonBreakableLines(False)
+            cursor.setBlockFormat(wrapped)
+        block = block.next()
 
 
 def _size(size: int) -> str:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from finetuneflow.core.model_catalogue import CuratedModel, curated_models, format_params
 from finetuneflow.core.steps import Step
+from finetuneflow.core.units import format_bytes
 from finetuneflow.gui.colours import set_tone
 from finetuneflow.gui.errors import describe
 from finetuneflow.gui.pages.step_page import StepPage
@@ -30,13 +31,24 @@ from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.ingest import IngestService
 from finetuneflow.services.projects import ProjectSummary
+from finetuneflow.services.samples import SampleService
 from finetuneflow.services.secrets import Secret, set_secret
 
 COLUMNS = ("Model", "Size", "Licence", "Access", "Ollama")
+SIZE_TIP = ("Parameters (M: million, B: billion) and the size of the weights to download "
+            "(16-bit); QLoRA training holds them in about a quarter of that.")
+
+
+WEIGHT_BYTES = 2  # a parameter in the 16-bit weights the Hub serves
+
+
+def describe_size(params: int) -> str:
+    """"135M parameters · about 258 MB": the count with its unit, and the download it means."""
+    return f"{format_params(params)} parameters · about {format_bytes(params * WEIGHT_BYTES)}"
 
 
 def _row(model: CuratedModel) -> tuple[str, ...]:
-    return (model.id, format_params(model.params), model.licence,
+    return (model.id, describe_size(model.params), model.licence,
             "gated: needs a token" if model.gated else "open",
             "yes" if model.ollama_merged else "needs GGUF")
 
@@ -50,7 +62,10 @@ class ModelPage(StepPage):
         self._last_ref = ""
         self._token_wanted_for: str | None = None  # a gated model whose check just failed
         self._curated = curated_models()
-        self.add_project_note(project.note)
+        self.samples = SampleService(context)
+        self.project_note = QLabel(objectName="projectNote", wordWrap=True)
+        self.body.addWidget(self.project_note)
+        self._show_note(project.note)
 
         self.filter = QLineEdit(placeholderText="Filter: family, size, licence…")
         self.filter.setClearButtonEnabled(True)
@@ -85,7 +100,7 @@ class ModelPage(StepPage):
         for row, model in enumerate(self._curated):
             for column, value in enumerate(_row(model)):
                 item = QTableWidgetItem(value)
-                item.setToolTip(model.note or model.id)
+                item.setToolTip(SIZE_TIP if column == 1 else model.note or model.id)
                 table.setItem(row, column, item)
         table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         table.resizeColumnsToContents()
@@ -196,7 +211,15 @@ class ModelPage(StepPage):
             set_tone(self.status, None)
             self.download.setVisible(not choice.weights_ready)
             self.hub_id.setText("" if choice.ref in {m.id for m in self._curated} else choice.ref)
+            self._show_note(self.project_note.text())
         self.completeChanged.emit()
+
+    def _show_note(self, stored: str = "") -> None:
+        """The project's note: the sample's follows its state (a model chosen here changes
+        what it says next); another project's is the one it was given."""
+        note = self.samples.note(self.project_id) or stored
+        self.project_note.setText(note)
+        self.project_note.setVisible(bool(note))
 
     def _show_failure(self, error: BaseException) -> None:
         text, _is_bug = describe(error, self.context.log_file)

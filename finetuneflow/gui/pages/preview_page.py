@@ -31,6 +31,7 @@ from finetuneflow.services.errors import UserError
 from finetuneflow.services.generation import GenerationResult, GenerationService
 from finetuneflow.services.projects import ProjectSummary
 from finetuneflow.services.review import PreviewGroup, ReviewService
+from finetuneflow.services.samples import SampleService
 
 EMPTY_HINT = ("Set up the LLM above, then “Generate preview”: a few passages from your documents, "
               "each with the examples the LLM writes from it. Change the task (Back) and "
@@ -43,7 +44,7 @@ class PreviewPage(StepPage):
         self.generation = GenerationService(context)
         self.review = ReviewService(context)
         self.runner = TaskRunner(self)
-        self.add_project_note(project.note)
+        self.add_project_note(SampleService(context).note(project.id) or project.note)
         self.llm = LLMSettingsBox(context, self.generation.llm_settings(project.id))
         self.body.addWidget(self.llm)
         self.body.addLayout(self._build_run_row())
@@ -72,7 +73,12 @@ class PreviewPage(StepPage):
                             alignment=Qt.AlignmentFlag.AlignCenter)
         self.chunks.currentRowChanged.connect(self._show_group)
         on_theme_change(self._show_current_group)  # a rejected example's badge has a tone
-        self.chunks.setWordWrap(True)
+        # One passage, two short lines (where, how many kept): no wrapping, no sideways
+        # scrolling; a long file name is elided in the middle, whole in the tooltip.
+        self.chunks.setWordWrap(False)
+        self.chunks.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.chunks.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.chunks.setSpacing(2)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         for title, widget in (("Passages", self.chunks), ("The passage", self.chunk_text),
                               ("Examples written from it", self.examples)):
@@ -133,7 +139,8 @@ class PreviewPage(StepPage):
         self.chunks.clear()
         for group in groups:
             kept = sum(e["status"] != "rejected" for e in group.examples)
-            item = QListWidgetItem(f"{group.source}\n{kept} of {len(group.examples)} kept")
+            item = QListWidgetItem(_passage_label(group.source, kept, len(group.examples)))
+            item.setToolTip(group.source)
             self.chunks.addItem(item)
         self.empty.setVisible(not groups)
         if groups:
@@ -160,6 +167,14 @@ class PreviewPage(StepPage):
     def validatePage(self) -> bool:
         self.save_llm_settings()  # keep what was typed, even without a preview
         return True
+
+
+def _passage_label(source: str, kept: int, written: int) -> str:
+    """"file name" over "chunk 3 · 2 of 3 kept": each line short enough to read at a glance."""
+    name, _sep, chunk = source.rpartition(" · ")
+    if not name:
+        return f"{source}\n{kept} of {written} kept"
+    return f"{name}\n{chunk} · {kept} of {written} kept"
 
 
 def _titled(title: str, widget: QWidget) -> QWidget:

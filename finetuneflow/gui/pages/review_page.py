@@ -122,6 +122,11 @@ class ReviewPage(StepPage):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setWordWrap(False)
+        # Questions drawn from one passage share their opening ("What does the text say
+        # about …"); what tells them apart is mostly at the end. Eliding in the middle keeps
+        # both the kind of question and its subject, needs no comparison between rows (stable
+        # while rows load or the filter changes), and the tooltip holds the whole text.
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(24)  # fixed rows: smooth scrolling
         header = self.table.horizontalHeader()
@@ -133,11 +138,18 @@ class ReviewPage(StepPage):
             words = (COLUMNS[column], longest)
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Fixed)
             header.resizeSection(column, max(map(metrics.horizontalAdvance, words)) + 20)
+        # The question gets the room (it is what tells rows apart); the answer and the
+        # source take a fixed share, which a drag of the header can change.
+        for column, width in ((1, 130), (5, 100)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
+            header.resizeSection(column, width)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.table)
         splitter.addWidget(self._build_side())
-        splitter.setSizes([620, 380])
+        splitter.setSizes([650, 320])
+        splitter.setStretchFactor(0, 1)  # a wider window widens the table, not the editor
+        splitter.setStretchFactor(1, 0)
         return splitter
 
     def _build_side(self) -> QWidget:
@@ -165,11 +177,14 @@ class ReviewPage(StepPage):
             buttons.addWidget(button)
         self.stats = QLabel(objectName="reviewStats", wordWrap=True)
         self.histogram = LengthHistogram()
+        self.no_lengths = QLabel(objectName="noLengths", wordWrap=True, visible=False)
+        self.no_lengths.setAlignment(Qt.AlignmentFlag.AlignTop)
         layout.addLayout(form, 3)
         layout.addWidget(self.reason)
         layout.addLayout(buttons)
         layout.addWidget(self.stats)
         layout.addWidget(self.histogram, 2)
+        layout.addWidget(self.no_lengths, 2)
         self._set_editor_enabled(False)
         return side
 
@@ -204,10 +219,26 @@ class ReviewPage(StepPage):
             f"<b>{stats.usable}</b> examples kept ({stats.edited} edited) · "
             f"<b>{stats.rejected}</b> rejected · {stats.duplicates_removed} duplicates removed"
             f"{reasons}")
-        self.histogram.show_lengths(stats.token_lengths, self.model.max_tokens)
+        self._show_lengths(stats)
         self._fill_reasons(stats)
         self.usable = stats.usable
         self.completeChanged.emit()
+
+    def _show_lengths(self, stats: ReviewStats) -> None:
+        """The histogram of lengths, or why there is none: an empty plot with a made-up axis
+        says nothing (imported examples have no token count until they are written)."""
+        lengths = stats.token_lengths
+        self.histogram.setVisible(bool(lengths))
+        self.no_lengths.setVisible(not lengths)
+        if lengths:
+            self.histogram.show_lengths(lengths, self.model.max_tokens)
+        elif stats.usable:
+            self.no_lengths.setText(
+                "No lengths to show: these examples have no token count yet (imported "
+                "examples get one when the dataset is measured for training). The Hardware "
+                "step counts them all.")
+        else:
+            self.no_lengths.setText("No examples yet: their lengths in tokens show here.")
 
     def _fill_reasons(self, stats: ReviewStats) -> None:
         self._refill(self.reason_filter, [("Any reason", None)] + [
@@ -252,10 +283,18 @@ class ReviewPage(StepPage):
         return [self.model.row_at(row).id for row in sorted(rows)]
 
     def _selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
-        ids = self.selected_ids()
-        self._show_example(ids[0] if len(ids) == 1 else None)
-        for button in (self.reject, self.restore, self.delete):
-            button.setEnabled(bool(ids))
+        self._show_example(self._update_row_buttons())
+
+    def _update_row_buttons(self) -> int | None:
+        """Reject only what is not rejected yet, Keep only what is; the one selected id."""
+        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        statuses = {self.model.row_at(row).status for row in rows}
+        self.reject.setEnabled(bool(statuses - {"rejected"}))
+        self.reject.setToolTip("" if not statuses or statuses - {"rejected"} else
+                               "Already rejected: Keep brings it back")
+        self.restore.setEnabled("rejected" in statuses)
+        self.delete.setEnabled(bool(rows))
+        return self.model.row_at(rows[0]).id if len(rows) == 1 else None
 
     def _show_example(self, example_id: int | None) -> None:
         self.current_id = example_id
@@ -317,6 +356,7 @@ class ReviewPage(StepPage):
     def _changed(self, ids: set[int]) -> None:
         self.model.refresh_rows(ids)
         self._show_stats(self.review.stats(self.project_id))
+        self._update_row_buttons()
         if self.current_id in ids:
             self._show_example(self.current_id)
 

@@ -24,13 +24,16 @@ class LengthHistogram(LazyPlot):
         self.plot.setLabel("bottom", "tokens per example")
         self.plot.setLabel("left", "examples")
         self.plot.setMouseEnabled(x=False, y=False)
-        self.limit = pg.InfiniteLine(angle=90)
+        # Labelled on the plot: a dashed line alone does not say what it marks.
+        self.limit = pg.InfiniteLine(angle=90, label="max length {value:.0f}",
+                                     labelOpts={"position": 0.9, "anchors": [(1, 0), (1, 0)]})
         self.limit.setVisible(False)
         self.plot.addItem(self.limit)
 
     def _theme(self) -> None:
         pg = self._pg
         self.limit.setPen(pg.mkPen(tone("accent"), width=2, style=pg.QtCore.Qt.PenStyle.DashLine))
+        self.limit.label.setColor(tone("accent"))
         if self.bars is not None:
             self.bars.setOpts(brush=tone("series"))
 
