@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from finetuneflow.cli import status
 from finetuneflow.cli.common import add_json, open_context, print_json, subcommands
 from finetuneflow.core.training.config import PRESETS
 from finetuneflow.services.projects import ProjectService
@@ -85,6 +86,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     delete = actions.add_parser("delete", help="delete a project and its files")
     delete.add_argument("id", help="project id, unique id prefix, or exact name")
     delete.set_defaults(handler=cmd_delete)
+    status.register(actions)
 
 
 def cmd_settings(args: argparse.Namespace) -> int:

@@ -361,6 +361,12 @@ class ExampleRepository:
         rejected = counts.pop(ExampleStatus.REJECTED, 0)
         return sum(counts.values()), rejected
 
+    def preview_count(self, project_id: str) -> int:
+        """Examples the last preview wrote."""
+        return int(self._session.scalar(select(func.count(DatasetExample.id)).where(
+            DatasetExample.project_id == project_id,
+            DatasetExample.split == ExampleSplit.PREVIEW)) or 0)
+
 
 IMPORT_INSERT = (
     "INSERT INTO dataset_examples (project_id, split, messages, status, reject_reason, "

@@ -1,0 +1,119 @@
+"""Where a project stands: its model, documents, examples, runs and exports, and what comes next.
+
+Every number is read from the database in one transaction, so what `project status` shows is
+what the pages and the other commands count. The next step is a key (`NextStep`), worded by each
+interface: the CLI names a command, the GUI a page.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from finetuneflow.services.datasets import reason_label
+from finetuneflow.services.projects import ProjectService
+from finetuneflow.storage.tables import ExampleStatus, JobKind, JobStatus
+
+if TYPE_CHECKING:
+    from finetuneflow.services.context import AppContext
+
+
+class NextStep(enum.StrEnum):
+    MODEL = "model"  # choose a base model
+    INGEST = "ingest"  # add documents (or import a dataset)
+    PREVIEW = "preview"  # try the LLM on a few chunks
+    GENERATE = "generate"  # the full generation
+    TRAIN = "train"
+    EXPORT = "export"
+    CHAT = "chat"  # everything is done: try the model
+
+
+@dataclass(frozen=True)
+class ProjectStatus:
+    id: str
+    name: str
+    model: str | None
+    files: list[tuple[str, str, int]]  # (name, status, chunks)
+    chunks: int
+    chunks_without_examples: int
+    examples: dict[str, int]  # status -> count, the preview left out
+    rejected_by_reason: dict[str, int]
+    preview_examples: int
+    runs: dict[str, int]  # status -> count
+    latest_run: tuple[int, str] | None  # (id, status)
+    exports: int
+    latest_export: str | None  # the zip's path
+    next_step: NextStep
+
+    @property
+    def kept(self) -> int:
+        return self.examples.get("accepted", 0) + self.examples.get("edited", 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "model": self.model,
+            "files": [{"name": name, "status": status, "chunks": chunks}
+                      for name, status, chunks in self.files],
+            "chunks": self.chunks, "chunks_without_examples": self.chunks_without_examples,
+            "examples": {status.value: self.examples.get(status.value, 0)
+                         for status in ExampleStatus},
+            "rejected_by_reason": self.rejected_by_reason,
+            "preview_examples": self.preview_examples,
+            "runs": self.runs,
+            "latest_run": ({"id": self.latest_run[0], "status": self.latest_run[1]}
+                           if self.latest_run else None),
+            "exports": self.exports, "latest_export": self.latest_export,
+            "next_step": self.next_step.value,
+        }
+
+
+class StatusService:
+    def __init__(self, context: AppContext) -> None:
+        self._context = context
+        self._projects = ProjectService(context)
+
+    def status(self, project_ref: str) -> ProjectStatus:
+        project = self._projects.get(project_ref)
+        with self._context.transaction() as tx:
+            model = tx.projects.settings(project.id).model
+            files = [(row.original_name, row.status.value, count)
+                     for row, count in tx.documents.files_with_chunk_counts(project.id)]
+            chunks = tx.documents.project_chunk_count(project.id)
+            without = tx.examples.count_chunks_without_examples(project.id)
+            examples = {status.value: count
+                        for status, count in tx.examples.status_counts(project.id).items()}
+            reasons = Counter[str]()
+            for reason, count in tx.examples.reject_reasons(project.id):
+                reasons[reason_label(reason)] += count
+            preview = tx.examples.preview_count(project.id)
+            runs = {status.value: count for status, count in tx.runs.status_counts(project.id)
+                    .items()}
+            latest = tx.runs.latest(project.id)
+            exports = tx.jobs.results_of_succeeded(project.id, JobKind.EXPORT)
+        status = ProjectStatus(
+            id=project.id, name=project.name, model=model.ref if model else None,
+            files=files, chunks=chunks, chunks_without_examples=without, examples=examples,
+            rejected_by_reason=dict(reasons), preview_examples=preview, runs=runs,
+            latest_run=(latest.id, latest.status.value) if latest else None,
+            exports=len(exports), latest_export=exports[0].get("zip") if exports else None,
+            next_step=NextStep.MODEL)
+        return _with_next_step(status)
+
+
+def _with_next_step(status: ProjectStatus) -> ProjectStatus:
+    return replace(status, next_step=next_step(status))
+
+
+def next_step(status: ProjectStatus) -> NextStep:
+    """The first thing still missing, in the order the wizard walks."""
+    if status.model is None:
+        return NextStep.MODEL
+    if status.kept == 0:
+        if status.chunks == 0:
+            return NextStep.INGEST
+        return NextStep.GENERATE if status.preview_examples else NextStep.PREVIEW
+    if not status.runs.get(JobStatus.SUCCEEDED.value):
+        return NextStep.TRAIN
+    return NextStep.CHAT if status.exports else NextStep.EXPORT
