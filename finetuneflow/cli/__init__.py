@@ -13,7 +13,15 @@ import sys
 from pathlib import Path
 
 from finetuneflow import __version__
-from finetuneflow.cli import doctor, documents, export, generation, projects, training
+from finetuneflow.cli import (
+    doctor,
+    documents,
+    examples,
+    export,
+    generation,
+    projects,
+    training,
+)
 from finetuneflow.cli.common import EXIT_USAGE, EXIT_USER_ERROR, Handler, Parser, subcommands
 from finetuneflow.core.steps import STEP_KEYS
 from finetuneflow.core.write_errors import write_problem
@@ -51,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     projects.register(commands)
     projects.register_settings(commands)
     documents.register(commands, dataset_actions)
+    examples.register(dataset_actions)
     generation.register(commands)
     training.register(commands)
     export.register(commands)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from finetuneflow.services.datasets import reason_label
+from finetuneflow.services.errors import NotFoundError
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.storage.tables import ExampleStatus, JobKind, JobStatus
 
@@ -117,3 +118,34 @@ def next_step(status: ProjectStatus) -> NextStep:
     if not status.runs.get(JobStatus.SUCCEEDED.value):
         return NextStep.TRAIN
     return NextStep.CHAT if status.exports else NextStep.EXPORT
+
+
+@dataclass(frozen=True)
+class ExampleDetail:
+    """One example in full, for `dataset show`."""
+
+    id: int
+    split: str
+    status: str
+    reject_reason: str | None
+    tokens: int | None
+    source: str
+    messages: list[dict[str, str]]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def example_detail(context: AppContext, project_ref: str, example_id: int) -> ExampleDetail:
+    """One example of this project (another project's id is not found: ids are global)."""
+    project_id = ProjectService(context).get(project_ref).id
+    with context.transaction() as tx:
+        found = tx.examples.sourced([example_id])
+        if not found or found[0].example.project_id != project_id:
+            raise NotFoundError(f"The project has no example {example_id}.")
+        example = found[0].example
+        source = ("imported" if found[0].file_name is None
+                  else f"{found[0].file_name} · chunk {(found[0].ordinal or 0) + 1}")
+        return ExampleDetail(example.id, example.split.value, example.status.value,
+                             example.reject_reason, example.token_count, source,
+                             [dict(m) for m in example.messages])
