@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 
 from finetuneflow.cli.common import add_json, open_context, print_json
-from finetuneflow.services.status import NextStep, ProjectStatus, StatusService
+from finetuneflow.services.missing_step import MissingStepError, NextStep
+from finetuneflow.services.status import ProjectStatus, StatusService
 
 # The command each next step asks for; PROJECT is filled in with the project's id.
 NEXT_COMMANDS = {
@@ -22,6 +24,19 @@ NEXT_COMMANDS = {
 
 def next_command(step: NextStep, project_id: str) -> str:
     return NEXT_COMMANDS[step].format(project=shlex.quote(project_id))
+
+
+def print_next(project_ref: str) -> None:
+    """The last line of a step in human mode: the command to run next (on stderr, so stdout
+    stays the step's data)."""
+    status = StatusService(open_context()).status(project_ref)
+    print(f"Next: {next_command(status.next_step, project_ref)}", file=sys.stderr)
+
+
+def missing_step_message(error: MissingStepError, project_ref: str | None) -> str:
+    """The cause and the command that fixes it, for the command line."""
+    project = project_ref or error.project_id or "PROJECT"
+    return f"{error.cause}: run {next_command(error.step, project)}"
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -39,6 +39,7 @@ from finetuneflow.core.progress import CancelToken, ProgressSink, both, ignore_p
 from finetuneflow.core.units import format_duration
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.jobs import JobService, ThrottledProgress
+from finetuneflow.services.missing_step import missing_chunks
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.secrets import Secret, get_secret
 from finetuneflow.services.settings import AppSettings
@@ -171,7 +172,7 @@ class GenerationService:
                    max_chunks: int | None) -> tuple[list[ChunkInput], set[int]]:
         chunks = self._chunks(project_id)
         if not chunks:
-            raise UserError("There are no chunks yet: add documents in the Data step first.")
+            raise missing_chunks(project_id)
         if preview:
             self._clear_preview(project_id)
             return pick_representative_chunks(chunks, PREVIEW_CHUNKS), set()
@@ -216,7 +217,7 @@ class GenerationService:
         with self._context.transaction() as tx:
             total = tx.examples.count_chunks_without_examples(project_id)
             if not total and not tx.examples.has_chunks(project_id):
-                raise UserError("There are no chunks yet: add documents in the Data step first.")
+                raise missing_chunks(project_id)
         return total
 
     def _last_measurement(self, project_id: str) -> Measurement | None:

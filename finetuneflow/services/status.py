@@ -7,28 +7,18 @@ interface: the CLI names a command, the GUI a page.
 
 from __future__ import annotations
 
-import enum
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from finetuneflow.services.datasets import reason_label
 from finetuneflow.services.errors import NotFoundError
+from finetuneflow.services.missing_step import MissingStepError, NextStep, missing_model
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.storage.tables import ExampleStatus, JobKind, JobStatus
 
 if TYPE_CHECKING:
     from finetuneflow.services.context import AppContext
-
-
-class NextStep(enum.StrEnum):
-    MODEL = "model"  # choose a base model
-    INGEST = "ingest"  # add documents (or import a dataset)
-    PREVIEW = "preview"  # try the LLM on a few chunks
-    GENERATE = "generate"  # the full generation
-    TRAIN = "train"
-    EXPORT = "export"
-    CHAT = "chat"  # everything is done: try the model
 
 
 @dataclass(frozen=True)
@@ -103,6 +93,19 @@ class StatusService:
         return _with_next_step(status)
 
 
+def check_can_train(context: AppContext, project_ref: str) -> None:
+    """Model, then data: what a training needs first, before its settings are checked."""
+    status = StatusService(context).status(project_ref)
+    if status.model is None:
+        raise missing_model(status.id)
+    if status.kept == 0:
+        step = NextStep.INGEST if status.chunks == 0 else (
+            NextStep.GENERATE if status.preview_examples else NextStep.PREVIEW)
+        raise MissingStepError(step, "The project has no examples to train on",
+                               "There are no examples to train on: add documents and generate "
+                               "examples first (the Data and Review steps).", status.id)
+
+
 def _with_next_step(status: ProjectStatus) -> ProjectStatus:
     return replace(status, next_step=next_step(status))
 
@@ -149,3 +152,9 @@ def example_detail(context: AppContext, project_ref: str, example_id: int) -> Ex
         return ExampleDetail(example.id, example.split.value, example.status.value,
                              example.reject_reason, example.token_count, source,
                              [dict(m) for m in example.messages])
+
+
+def has_own_llm(context: AppContext, project_ref: str) -> bool:
+    """Whether the project saved LLM settings (an earlier run), not the app's defaults."""
+    with context.transaction() as tx:
+        return tx.projects.settings(project_ref).llm is not None
