@@ -41,7 +41,7 @@ def missing_step_message(error: MissingStepError, project_ref: str | None) -> st
 
 def cmd_status(args: argparse.Namespace) -> int:
     status = StatusService(open_context()).status(args.project)
-    command = next_command(status.next_step, status.id)
+    command = next_command(status.next_step, args.project)
     if args.json:
         print_json(status.to_json() | {"next_command": command})
         return 0
