@@ -13,13 +13,23 @@ import sys
 from pathlib import Path
 
 from finetuneflow import __version__
-from finetuneflow.cli import doctor, documents, export, generation, projects, training
+from finetuneflow.cli import (
+    doctor,
+    documents,
+    examples,
+    export,
+    generation,
+    projects,
+    training,
+)
 from finetuneflow.cli.common import EXIT_USAGE, EXIT_USER_ERROR, Handler, Parser, subcommands
+from finetuneflow.cli.status import missing_step_message
 from finetuneflow.core.steps import STEP_KEYS
 from finetuneflow.core.write_errors import write_problem
 from finetuneflow.services.data_folder import default_home
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.logs import LOG_FILE_NAME
+from finetuneflow.services.missing_step import MissingStepError
 
 EXIT_BUG = 70  # EX_SOFTWARE
 
@@ -51,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     projects.register(commands)
     projects.register_settings(commands)
     documents.register(commands, dataset_actions)
+    examples.register(dataset_actions)
     generation.register(commands)
     training.register(commands)
     export.register(commands)
@@ -72,6 +83,10 @@ def run_cli(argv: list[str]) -> int:
         return EXIT_USAGE
     try:
         return handler(args)
+    except MissingStepError as error:  # the CLI's words: the command that does the step
+        message = missing_step_message(error, getattr(args, "project", None))
+        print(f"finetuneflow: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except UserError as error:
         print(f"finetuneflow: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -14,6 +14,7 @@ from finetuneflow.cli.common import (
     stderr_progress,
     subcommands,
 )
+from finetuneflow.cli.status import print_next
 from finetuneflow.services.errors import UserError
 
 DATASET_FORMATS = ["auto", "messages", "prompt-completion", "alpaca", "sharegpt", "csv"]
@@ -29,6 +30,7 @@ def cmd_model_set(args: argparse.Namespace) -> int:
         print(f"{choice.ref}: {choice.facts.describe()}")
         if not choice.weights_ready:
             print("The weights will be downloaded before training.", file=sys.stderr)
+        print_next(args.project)
     return 0
 
 
@@ -55,7 +57,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print("finetuneflow: error: no supported files found (PDF, DOCX, TXT, MD)",
               file=sys.stderr)
         return EXIT_USER_ERROR
-    return 0 if any(o.status != "error" for o in outcomes) else EXIT_USER_ERROR
+    if not any(o.status != "error" for o in outcomes):
+        return EXIT_USER_ERROR
+    if not args.json:
+        print_next(args.project)
+    return 0
 
 
 def cmd_dataset_import(args: argparse.Namespace) -> int:
@@ -79,6 +85,8 @@ def cmd_dataset_import(args: argparse.Namespace) -> int:
             print(f"  {error}")
         if summary.rejected > len(summary.errors):
             print(f"  … and {summary.rejected - len(summary.errors)} more rejected lines")
+        if summary.imported or summary.duplicates:
+            print_next(args.project)
     return 0 if summary.imported or summary.duplicates else EXIT_USER_ERROR
 
 
@@ -93,6 +101,7 @@ def cmd_dataset_export(args: argparse.Namespace) -> int:
         print(f"{files.eval_path}\t{files.eval} examples")
         for reason, count in sorted(files.rejected_by_reason.items()):
             print(f"rejected\t{count}\t{reason}", file=sys.stderr)
+        print_next(args.project)
     return 0
 
 

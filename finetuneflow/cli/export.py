@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from finetuneflow.cli.common import add_json, open_context, print_json, stderr_progress
+from finetuneflow.cli.status import print_next
 from finetuneflow.core.progress import Cancelled, CancelToken
 from finetuneflow.core.units import format_bytes
 from finetuneflow.services.chat import ChatService
@@ -57,6 +58,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print_json(result.to_json())
     else:
         print_result(result)
+        print_next(args.project)
     return 0
 
 
@@ -77,6 +79,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
     cancel = CancelToken()
+    # Loading a model takes seconds to minutes: say so, on stderr (stdout is the answer).
+    print(f"Loading the {'base' if args.base else 'fine-tuned'} model…", file=sys.stderr,
+          flush=True)
     with ctrl_c_cancels(cancel, "\nStopping…"):
         ChatService(open_context()).chat(
             args.project, args.prompt, run_id=args.run, base=args.base,

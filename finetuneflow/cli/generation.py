@@ -8,6 +8,12 @@ import sys
 from dataclasses import replace
 
 from finetuneflow.cli.common import add_json, open_context, print_json, stderr_progress
+from finetuneflow.cli.status import print_next
+from finetuneflow.core.generation.settings import (
+    DEFAULT_BASE_URLS,
+    DEFAULT_CONCURRENCY,
+    LLMSettings,
+)
 from finetuneflow.core.progress import CancelToken
 
 TASKS = ["qa", "instructions", "summary", "extraction", "custom"]
@@ -23,6 +29,7 @@ def cmd_task_set(args: argparse.Namespace) -> int:
         print_json(settings.to_dict())
     else:
         print(f"{settings.type.value}: {settings.examples_per_chunk} examples per chunk")
+        print_next(args.project)
     return 0
 
 
@@ -36,6 +43,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         ("concurrency", args.concurrency)) if value is not None}
     if changes:
         service.set_llm_settings(args.project, replace(llm, **changes))
+    elif not args.json:
+        _announce_reused(args.project, llm)
     if args.full:  # the same estimate the Review page shows before a full run
         print(service.estimate(args.project, args.max_chunks).describe(), file=sys.stderr)
     cancel = CancelToken()
@@ -55,7 +64,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
     else:
         print(f"{result.chunks_done} chunks: {result.accepted} examples accepted, "
               f"{result.rejected} rejected" + (" (stopped early)" if result.cancelled else ""))
+        if not result.cancelled:
+            print_next(args.project)
     return 0
+
+
+def _announce_reused(project_ref: str, llm: LLMSettings) -> None:
+    """No LLM flag given: say which settings the run takes, and from where."""
+    from finetuneflow.services.status import has_own_llm
+
+    origin = "from last time" if has_own_llm(open_context(), project_ref) else "(app default)"
+    url = llm.base_url or DEFAULT_BASE_URLS.get(llm.provider, "")
+    model = llm.resolved_model or "no model"
+    print(f"Using the LLM {origin}: {llm.provider} at {url}, model {model}, "
+          f"{llm.resolved_concurrency} at once (change with --provider, --base-url, --llm)",
+          file=sys.stderr)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -77,7 +100,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     generate.add_argument("--provider", choices=PROVIDERS)
     generate.add_argument("--base-url", metavar="URL")
     generate.add_argument("--llm", metavar="MODEL", help="the LLM's model name")
-    generate.add_argument("--concurrency", type=int, metavar="N")
+    defaults = ", ".join(f"{n} for {p}" for p, n in DEFAULT_CONCURRENCY.items())
+    generate.add_argument("--concurrency", type=int, metavar="N",
+                          help=f"requests at once (default: {defaults}, as in the app)")
     generate.add_argument("--max-chunks", type=int, metavar="N",
                           help="with --full: do at most N more chunks (a budget)")
     add_json(generate)

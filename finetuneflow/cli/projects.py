@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from finetuneflow.cli.common import add_json, open_context, print_json, subcommands
+from finetuneflow.cli import status
+from finetuneflow.cli.common import EXIT_USER_ERROR, add_json, open_context, print_json, subcommands
 from finetuneflow.core.training.config import PRESETS
 from finetuneflow.services.projects import ProjectService
 
@@ -54,9 +55,28 @@ def cmd_duplicate(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    project = ProjectService(open_context()).delete(args.id)
+    service = ProjectService(open_context())
+    found = service.get(args.id)  # a wrong name fails before any question
+    if not args.yes and not _confirmed(f"Delete project {found.name!r} ({found.id}) and all "
+                                       "its files? [y/N] "):
+        return EXIT_USER_ERROR
+    project = service.delete(found.id)
     print(f"Deleted project {project.name!r} ({project.id}).", file=sys.stderr)
     return 0
+
+
+def _confirmed(question: str) -> bool:
+    """Ask on a terminal. Without one (a script, a pipe) refuse: a script that deletes must say
+    so with --yes, rather than lose a project to a command typed in the wrong place."""
+    if not sys.stdin.isatty():
+        print("finetuneflow: error: project delete asks before deleting; pass --yes to delete "
+              "without a terminal", file=sys.stderr)
+        return False
+    print(question, end="", file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip().lower() in {"y", "yes"}:
+        return True
+    print("Nothing deleted.", file=sys.stderr)
+    return False
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -84,7 +104,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     duplicate.set_defaults(handler=cmd_duplicate)
     delete = actions.add_parser("delete", help="delete a project and its files")
     delete.add_argument("id", help="project id, unique id prefix, or exact name")
+    delete.add_argument("--yes", "-y", action="store_true",
+                        help="delete without asking (needed when stdin is not a terminal)")
     delete.set_defaults(handler=cmd_delete)
+    status.register(actions)
 
 
 def cmd_settings(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from finetuneflow.cli.common import (
     print_json,
     stderr_progress,
 )
+from finetuneflow.cli.status import print_next
 from finetuneflow.core.child_protocol import (
     ErrorEvent,
     EvalEvent,
@@ -87,6 +88,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         prepared = service.prepare_resume(args.project)
     else:
+        from finetuneflow.services.status import check_can_train
+
+        check_can_train(context, args.project)  # model, then data, before the settings
         config = service.config_for(args.project, args.preset, args.method, args.max_steps)
         prepared = service.prepare(args.project, config, progress=stderr_progress)
     final = _run_once(context, prepared, args.json, args.processes)
@@ -95,7 +99,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("Out of memory: retrying once with smaller settings.", file=sys.stderr)
         prepared = service.prepare(args.project, smaller, progress=stderr_progress)
         final = _run_once(context, prepared, args.json, args.processes)
-    return _report(final, prepared.run_id, args.json)
+    code = _report(final, prepared.run_id, args.json)
+    if isinstance(final, FinishedEvent) and not args.json:
+        print_next(args.project)
+    return code
 
 
 def _run_once(context: AppContext, prepared: PreparedRun, as_json: bool,

@@ -15,6 +15,7 @@ from finetuneflow.core.export import bundle
 from finetuneflow.core.generation.tasks import Task
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.generation import GenerationService
+from finetuneflow.services.missing_step import missing_finished_run
 from finetuneflow.services.projects import ProjectService
 
 if TYPE_CHECKING:
@@ -77,8 +78,7 @@ class FinishedRuns:
             rows = {run.id: (dict(run.config), dict(run.metrics))
                     for run in tx.runs.exportable(project.id)}
         if not rows:
-            raise UserError("There is no finished training run to export: train the model "
-                            "first (the Train step).")
+            raise missing_finished_run(project.id)
         if run_id is not None and run_id not in rows:
             raise UserError(f"Run {run_id} is not a finished run of this project; finished "
                             f"runs: {', '.join(map(str, rows))}.")

@@ -39,6 +39,7 @@ from finetuneflow.core.progress import CancelToken, ProgressSink, both, ignore_p
 from finetuneflow.core.units import format_duration
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.jobs import JobService, ThrottledProgress
+from finetuneflow.services.missing_step import missing_chunks
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.secrets import Secret, get_secret
 from finetuneflow.services.settings import AppSettings
@@ -157,9 +158,11 @@ class GenerationService:
             client, task, chunks, on_result=writer.store, n=per_chunk, cancel=cancel,
             skip_done=done, quality=self.quality_options(project_id),
             dedup=self._seeded_dedup(project_id, task), start_worker=start_worker)
+        # The counts are the stored rows' (the writer reads them back): the engine's tallies
+        # counted a flagged example twice and missed duplicates found on storing.
         result = GenerationResult(
-            job_id, summary.chunks_done, summary.chunks_skipped, summary.examples,
-            summary.accepted, summary.examples - summary.accepted + summary.rejects,
+            job_id, summary.chunks_done, summary.chunks_skipped, writer.kept + writer.rejected,
+            writer.kept, writer.rejected,
             summary.usage.prompt_tokens, summary.usage.completion_tokens, summary.cancelled)
         measured = measure(writer.results, per_chunk or task.settings.examples_per_chunk)
         self._close_job(job_id, summary.error, summary.cancelled, result, measured)
@@ -169,7 +172,7 @@ class GenerationService:
                    max_chunks: int | None) -> tuple[list[ChunkInput], set[int]]:
         chunks = self._chunks(project_id)
         if not chunks:
-            raise UserError("There are no chunks yet: add documents in the Data step first.")
+            raise missing_chunks(project_id)
         if preview:
             self._clear_preview(project_id)
             return pick_representative_chunks(chunks, PREVIEW_CHUNKS), set()
@@ -214,7 +217,7 @@ class GenerationService:
         with self._context.transaction() as tx:
             total = tx.examples.count_chunks_without_examples(project_id)
             if not total and not tx.examples.has_chunks(project_id):
-                raise UserError("There are no chunks yet: add documents in the Data step first.")
+                raise missing_chunks(project_id)
         return total
 
     def _last_measurement(self, project_id: str) -> Measurement | None:
@@ -273,7 +276,8 @@ class _ChunkWriter:
         self._total = max(total, 1)
         self._done = 0
         self._progress = progress
-        self._examples = 0
+        self.kept = 0  # examples stored as accepted, read back from the database
+        self.rejected = 0
         self._usage = TokenUsage()
         self._started = time.monotonic()
         self.results: list[ChunkResult] = []  # a preview's, to measure latency and tokens
@@ -281,18 +285,24 @@ class _ChunkWriter:
     def store(self, result: ChunkResult) -> None:
         with self._context.transaction() as tx:
             tx.examples.add_generated(self._project_id, self._split, result)
+            kept, rejected = tx.examples.chunk_status_counts(
+                self._project_id, result.chunk_id,
+                preview=self._split == ExampleSplit.PREVIEW)
+        self.kept += kept
+        self.rejected += rejected
         if self._split == ExampleSplit.PREVIEW:
             self.results.append(result)
         self._done += 1
-        self._examples += len(result.examples)
         self._usage.merge(result.usage)
         self._progress(self._done / self._total, self._describe_progress())
 
     def _describe_progress(self) -> str:
-        """"12 of 40 chunks · 36 examples (54/min) · 5,400 tokens · about 2 min left"."""
+        """"12 of 40 chunks · 30 kept, 6 rejected (54/min) · 5,400 tokens · about 2 min
+        left"."""
         elapsed = max(time.monotonic() - self._started, 1e-6)
+        stored = self.kept + self.rejected
         parts = [f"{self._done} of {self._total} chunks",
-                 f"{self._examples} examples ({self._examples * 60 / elapsed:.0f}/min)"]
+                 f"{self.kept} kept, {self.rejected} rejected ({stored * 60 / elapsed:.0f}/min)"]
         if self._usage.requests > self._usage.requests_without_usage:
             parts.append(f"{self._usage.total_tokens:,} tokens")
         if self._done < self._total:

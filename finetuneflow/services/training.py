@@ -45,6 +45,7 @@ from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.datasets import DatasetService
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.jobs import JobService, ThrottledProgress
+from finetuneflow.services.missing_step import missing_model
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.settings import AppSettings
 from finetuneflow.storage.tables import JobKind, JobStatus
@@ -137,7 +138,7 @@ class TrainingService:
         `lengths` are the examples' token counts, if already counted (it takes a while)."""
         choice = ModelService(self._context).current(project_ref)
         if choice is None:
-            raise UserError("Choose a base model first (the Model step).")
+            raise missing_model(self._projects.get(project_ref).id)
         model_config = json.loads((choice.folder / "config.json").read_text(encoding="utf-8"))
         if lengths is None:
             lengths = self.example_token_lengths(project_ref)
@@ -197,7 +198,7 @@ class TrainingService:
                       cancel: CancelToken | None) -> Path:
         models = ModelService(self._context)
         if models.current(project_id) is None:
-            raise UserError("Choose a base model first (the Model step).")
+            raise missing_model(project_id)
         return models.download_weights(project_id, progress, cancel).folder
 
     def _dataset_files(self, project_id: str) -> tuple[Path, Path | None]:

@@ -11,7 +11,7 @@ replaces and training never reads, so a full run may repeat them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -344,6 +344,28 @@ class ExampleRepository:
         return [(row.id, row.original_name) for row in self._session.execute(
             select(SourceFile.id, SourceFile.original_name)
             .where(SourceFile.project_id == project_id).order_by(SourceFile.id))]
+
+    # --- counts shown to people (issue 14): read back from the rows, never tallied apart ------
+
+    def chunk_status_counts(self, project_id: str, chunk_id: Hashable, *,
+                            preview: bool) -> tuple[int, int]:
+        """(kept, rejected) examples stored for one chunk, in the preview or in the dataset:
+        what a generation run reports is what the database holds."""
+        where = ((DatasetExample.project_id == project_id,
+                  DatasetExample.split == ExampleSplit.PREVIEW) if preview
+                 else _dataset(project_id))
+        rows = self._session.execute(
+            select(DatasetExample.status, func.count()).where(
+                *where, DatasetExample.chunk_id == chunk_id).group_by(DatasetExample.status))
+        counts = {status: int(count) for status, count in rows.all()}
+        rejected = counts.pop(ExampleStatus.REJECTED, 0)
+        return sum(counts.values()), rejected
+
+    def preview_count(self, project_id: str) -> int:
+        """Examples the last preview wrote."""
+        return int(self._session.scalar(select(func.count(DatasetExample.id)).where(
+            DatasetExample.project_id == project_id,
+            DatasetExample.split == ExampleSplit.PREVIEW)) or 0)
 
 
 IMPORT_INSERT = (

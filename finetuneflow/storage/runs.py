@@ -180,3 +180,11 @@ class RunRepository:
         if run is None:
             raise LookupError(f"there is no run {run_id}")
         return run
+
+    # --- project status (issue 14) --------------------------------------------------------------
+
+    def status_counts(self, project_id: str) -> dict[JobStatus, int]:
+        """The project's training runs by status."""
+        return {status: int(count) for status, count in self._session.execute(
+            select(Run.status, func.count()).where(Run.project_id == project_id)
+            .group_by(Run.status)).all()}

@@ -23,7 +23,7 @@ def test_project_create_list_delete(home: Path) -> None:
     assert {p["name"] for p in listed} == {"Tax forms", "Manuals"}
     assert {"id", "name", "base_model", "current_step", "latest_job"} <= set(listed[0])
 
-    deleted = run_cli(home, "project", "delete", created["id"])
+    deleted = run_cli(home, "project", "delete", created["id"], "--yes")
     assert deleted.returncode == 0 and deleted.stdout == ""
     assert [p["name"] for p in run_cli_json(home, "project", "list")] == ["Manuals"]
 
