@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from PySide6.QtWidgets import QScrollArea
 from pytestqt.qtbot import QtBot
 
 from finetuneflow.gui.main_window import MainWindow
@@ -29,13 +31,28 @@ def test_hardware_page_probes_and_recommends(window: MainWindow, qtbot: QtBot,
     qtbot.waitUntil(page.isComplete, timeout=120_000)
     assert "CPU" in page.findings.text() and "LORA" in page.recommendation.text()
     assert "Only 40 examples" in page.warnings.text()
+    assert re.search(r"Only \d evaluation examples", page.warnings.text())
     assert page.bar.parts() and page.bar.budget > 0
+    # The time is measured here, in the trainer child: steps × seconds a step, not a constant.
+    qtbot.waitUntil(lambda: "measured on cpu" in page.duration.text(), timeout=240_000)
+    assert " steps × " in page.duration.text()
+    # Numbers as people write them, a zero that says what it means, no scroll area inside.
+    assert page.form.editors["learning_rate"].text() == "0.0002"
+    assert page.form.editors["lora_dropout"].text() == "0.05"
+    assert page.form.editors["max_steps"].text() == "0 (run the epochs)"
+    assert not page.findChildren(QScrollArea)
     page.preset.setCurrentIndex(page.preset.findData("quick"))
     page.preset.activated.emit(page.preset.currentIndex())
     assert TrainingService(page.context).config_for(project_id).max_steps == 60
+    assert page.preset.currentText() == "Quick test"  # after fitting it to this computer
+    # New settings, new measurement (max steps alone reuses it: only the step count changes).
+    qtbot.waitUntil(lambda: "measured on cpu" in page.duration.text(), timeout=240_000)
+    assert "60 steps × " in page.duration.text()
     shot = tmp_path / "hardware.png"
     window.grab().save(str(shot))
     assert_not_blank(shot)
+    reopened = window.open_project(project_id, "hardware").currentPage()
+    assert isinstance(reopened, HardwarePage) and reopened.preset.currentText() == "Quick test"
 
 
 def test_train_page_runs_the_child_fills_the_chart_and_stops(
@@ -54,6 +71,7 @@ def test_train_page_runs_the_child_fills_the_chart_and_stops(
     qtbot.waitUntil(lambda: len(page.chart.train[0]) >= 3, timeout=180_000)
     assert page.progress.maximum() == 400 and "/ 400" in page.stats["Step"].text()
     assert page.stats["Memory"].text().endswith("B")  # peak memory, live
+    assert page.eta.step_s is not None and page.stats["ETA"].text()[0].isdigit()  # smoothed
     page.stop_button.click()
     qtbot.waitUntil(lambda: not window.training.running, timeout=180_000)
     assert "Stopped at step" in page.state.text()
