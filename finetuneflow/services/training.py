@@ -211,9 +211,14 @@ class TrainingService:
             raise UserError("Choose a base model first (the Model step).")
         if not choice.weights_ready:
             return None
+        hardware = HardwareService(self._context)
+        if (refresh or hardware.cached_speed(choice.folder, config) is None) and \
+                self._jobs.alive(kind=JobKind.TRAIN):
+            raise UserError("A training is running: timing steps now would slow it down and "
+                            "give a wrong figure. The time is measured once it has finished.")
         with self._context.transaction() as tx:
             chats = tx.examples.training_chats(project_id)
-        speed = HardwareService(self._context).measure_speed(
+        speed = hardware.measure_speed(
             choice.folder, config, chats, refresh=refresh, cancel=cancel)
         train_examples, eval_examples = self.split_counts(project_id, len(chats))
         return estimate_run(speed, config, train_examples, eval_examples, processes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QColor, QPainter, QPaintEvent
+from PySide6.QtGui import QColor, QPainter, QPaintEvent, QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -234,6 +234,7 @@ class HardwarePage(StepPage):
         self.duration.setWordWrap(True)
         self._refresh_speed = False
         self._timing: TrainingConfig | None = None  # the settings being timed
+        self._time_when_shown = False
         self.warnings = QLabel()
         self.warnings.setWordWrap(True)
         set_tone(self.warnings, "warning")
@@ -317,6 +318,9 @@ class HardwarePage(StepPage):
         the background (a few seconds to a minute); until then the rough guess, so labelled."""
         if self.plan is None:
             return
+        if not self.isVisible():  # built or initialised on the way to another page
+            self._time_when_shown = True
+            return
         config, processes = self.plan.config, self._processes()
         cached = None if self._refresh_speed else self.training.cached_time(
             self.project_id, config, processes)
@@ -329,14 +333,20 @@ class HardwarePage(StepPage):
             return
         refresh, self._refresh_speed = self._refresh_speed, False
         self._timing = config
+        # Bound methods, not lambdas: a page closed meanwhile is not called back.
         self.tasks.start("speed", lambda _p, cancel: self.training.estimate_time(
             self.project_id, config, refresh=refresh, cancel=cancel, processes=processes),
-            on_success=lambda estimate: self._show_measured(estimate, config),
-            on_failure=lambda error: self._show_time_failure(error, config),
+            on_success=self._show_measured, on_failure=self._show_time_failure,
             on_finished=self._after_timing)
 
-    def _show_measured(self, estimate: RunEstimate | None, config: TrainingConfig) -> None:
-        if self.plan is None or self.plan.config != config:
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._time_when_shown:
+            self._time_when_shown = False
+            self.show_time()
+
+    def _show_measured(self, estimate: RunEstimate | None) -> None:
+        if self.plan is None or self.plan.config != self._timing:
             return  # timed for settings that have changed since
         if estimate is None:
             rough = self.plan.recommendation.estimated_seconds
@@ -346,8 +356,8 @@ class HardwarePage(StepPage):
             return
         self.duration.setText(f"Expected time: {estimate.summary()}.")
 
-    def _show_time_failure(self, error: BaseException, config: TrainingConfig) -> None:
-        if self.plan is None or self.plan.config != config:
+    def _show_time_failure(self, error: BaseException) -> None:
+        if self.plan is None or self.plan.config != self._timing:
             return  # cancelled because the settings changed
         self.duration.setText("Expected time: unknown — " +
                               describe(error, self.context.log_file)[0])
