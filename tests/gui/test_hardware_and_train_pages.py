@@ -11,6 +11,7 @@ from finetuneflow.gui.main_window import MainWindow
 from finetuneflow.gui.pages.hardware_page import HardwarePage
 from finetuneflow.gui.pages.train_page import TrainPage
 from finetuneflow.services.context import AppContext
+from finetuneflow.services.hardware import HardwareService
 from finetuneflow.services.training import TrainingService
 from tests.helpers.gui_projects import project_with_examples
 from tests.helpers.images import assert_not_blank
@@ -102,3 +103,18 @@ def test_a_run_that_cannot_be_prepared_says_why_and_starts_nothing(
     qtbot.waitUntil(lambda: "Choose a base model first" in page.state.text(), timeout=10_000)
     qtbot.waitUntil(page.start_button.isEnabled, timeout=5_000)
     assert not window.training.running and not page.stop_button.isEnabled()
+
+
+def test_qlora_without_cuda_is_refused_with_what_to_do(
+        window: MainWindow, qtbot: QtBot, project_id: str, context: AppContext) -> None:
+    if HardwareService(context).probe().cuda_available:
+        pytest.skip("this computer has CUDA")
+    service = TrainingService(context)
+    service.save_config(project_id, service.config_for(project_id, "quick").replace(
+        method="qlora"))
+    page = window.open_project(project_id, "train").currentPage()
+    assert isinstance(page, TrainPage)
+    page.start_button.click()
+    qtbot.waitUntil(lambda: "QLoRA needs an NVIDIA GPU" in page.state.text(), timeout=120_000)
+    assert page.state.text().endswith("Choose LoRA as the Method on the Hardware step.")
+    assert not window.training.running and service.latest_run(project_id) is None

@@ -36,7 +36,7 @@ from finetuneflow.services.errors import UserError
 from finetuneflow.services.hardware import HardwareService
 from finetuneflow.services.projects import ProjectSummary
 from finetuneflow.services.settings import AppSettings
-from finetuneflow.services.training import PreparedRun, TrainingService
+from finetuneflow.services.training import PreparedRun, QLoRAWithoutCuda, TrainingService
 
 MAX_LOG_LINES = 2000
 
@@ -140,11 +140,16 @@ class TrainPage(StepPage):
         self.tasks.start(
             "prepare", prepare, on_success=self._start_prepared,
             on_progress=lambda _fraction, message: self.state.setText(message),
-            on_failure=lambda error: self.state.setText(
-                describe(error, self.context.log_file)[0]),
+            on_failure=self._show_failure,
             on_cancel=lambda: self.state.setText("Preparing the run was cancelled."),
             on_finished=self._update_buttons)
         self._update_buttons()
+
+    def _show_failure(self, error: BaseException) -> None:
+        text = describe(error, self.context.log_file)[0]
+        if isinstance(error, QLoRAWithoutCuda):
+            text += " Choose LoRA as the Method on the Hardware step."
+        self.state.setText(text)
 
     def _start_prepared(self, prepared: PreparedRun) -> None:
         self.eta = EtaSmoother()
