@@ -22,25 +22,35 @@ from finetuneflow.core.child_protocol import (
     Event,
     FinishedEvent,
     LogEvent,
+    ProbeEvent,
     StatusEvent,
     StoppedEvent,
     encode,
 )
 from finetuneflow.core.progress import CancelToken
-from finetuneflow.core.training.config import PRESETS
+from finetuneflow.core.training.config import (
+    METHOD_LABELS,
+    PRESETS,
+    TrainingConfig,
+    describe_settings,
+)
+from finetuneflow.core.training.timing import EtaSmoother
 from finetuneflow.core.units import format_duration
 from finetuneflow.services.context import AppContext
+from finetuneflow.services.errors import UserError
 from finetuneflow.services.settings import AppSettings
-from finetuneflow.services.training import PreparedRun
+from finetuneflow.services.training import PreparedRun, QLoRAWithoutCuda, TrainingService
 
 
 def cmd_hardware(args: argparse.Namespace) -> int:
     from finetuneflow.core.units import format_bytes
     from finetuneflow.services.hardware import HardwareService
 
-    probe = HardwareService(open_context()).probe(refresh=args.refresh)
+    context = open_context()
+    probe = HardwareService(context).probe(refresh=args.refresh)
+    plan = _project_plan(context, args.project, probe, args.refresh) if args.project else None
     if args.json:
-        print_json(asdict(probe))
+        print_json({**asdict(probe), **({"plan": plan} if plan is not None else {})})
         return 0
     for gpu in probe.gpus:
         bf16 = "yes" if gpu.get("bf16") else "no"
@@ -55,34 +65,80 @@ def cmd_hardware(args: argparse.Namespace) -> int:
               f"{format_bytes(probe.ram_total_bytes)}")
     if probe.disk_free_bytes is not None:
         print(f"Disk: {format_bytes(probe.disk_free_bytes)} free in {probe.disk_path}")
+    if plan is not None:
+        _print_plan(plan)
     return 0
 
 
-def _describe(event: Event) -> str | None:
+def _project_plan(context: AppContext, project: str, probe: ProbeEvent,
+                  refresh: bool) -> dict[str, Any]:
+    """The recommendation for the project's model and data on this computer, and the time a
+    run takes here (timed in the trainer child: a few seconds to a minute the first time)."""
+    service = TrainingService(context)
+    plan = service.plan(project, service.config_for(project), probe)
+    rec = plan.recommendation
+    print("Timing a few training steps of the model on this computer…", file=sys.stderr)
+    measured = service.estimate_time(project, plan.config, refresh=refresh,
+                                     processes=max(1, len(probe.gpus)))
+    if measured is not None:
+        estimate = {**asdict(measured), "measured": True}
+    else:
+        estimate = {"seconds": rec.estimated_seconds, "measured": False}
+    return {"method": rec.method, "device": rec.device, "fits": rec.fits, "reason": rec.reason,
+            "per_device_batch_size": rec.per_device_batch_size,
+            "gradient_accumulation_steps": rec.gradient_accumulation_steps,
+            "max_seq_length": rec.max_seq_length,
+            "activation_checkpointing": rec.activation_checkpointing,
+            "memory_bytes": rec.estimate.total, "memory": rec.estimate.summary(),
+            "budget_bytes": rec.budget_bytes, "examples": plan.examples,
+            "train_examples": plan.train_examples, "eval_examples": plan.eval_examples,
+            "warnings": plan.warnings, "estimate": estimate,
+            "summary": measured.summary() if measured is not None else None}
+
+
+def _print_plan(plan: dict[str, Any]) -> None:
+    print(f"Recommendation: {METHOD_LABELS[plan['method']]} on {plan['device'].upper()} — "
+          f"{plan['reason']}")
+    print(f"Examples: {plan['train_examples']} to train on, {plan['eval_examples']} held out "
+          "for evaluation")
+    if plan["summary"] is not None:
+        print(f"Expected time: {plan['summary']}")
+    else:
+        print(f"Expected time: roughly {format_duration(plan['estimate']['seconds'])} (a guess "
+              "from the model's size: the weights are not downloaded yet, so nothing was timed)")
+    for warning in plan["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def _describe(event: Event, eta: EtaSmoother | None = None) -> str | None:
     if isinstance(event, StatusEvent):
         return event.message
     if isinstance(event, LogEvent):
         parts = [f"step {event.step}/{event.total_steps}"]
         if event.loss is not None:
             parts.append(f"loss {event.loss:.4f}")
-        if event.eta_s is not None:
-            parts.append(f"ETA {format_duration(event.eta_s)}")
+        # Smoothed over recent steps: one slow step does not make the ETA jump.
+        smoothed = eta.update(event.step, event.elapsed_s, event.total_steps) if eta else None
+        remaining = smoothed if smoothed is not None else event.eta_s
+        if remaining is not None:
+            parts.append(f"ETA {format_duration(remaining)}")
         return " · ".join(parts)
     if isinstance(event, EvalEvent) and event.eval_loss is not None:
         return f"eval loss {event.eval_loss:.4f} at step {event.step}"
     return None
 
 
-def _final_json(event: Event | None, run_id: int) -> dict[str, Any]:
-    """The last --json line: how the run ended (finished, stopped, error or interrupted)."""
+def _final_json(event: Event | None, run_id: int,
+                settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The last --json line: how the run ended (finished, stopped, error or interrupted), and
+    the settings it trained with."""
+    extra = {"settings": settings} if settings is not None else {}
     if event is None:
-        return {"type": "result", "run_id": run_id, "status": "interrupted"}
-    return {"type": "result", "run_id": run_id, "status": event.TYPE, **asdict(event)}
+        return {"type": "result", "run_id": run_id, "status": "interrupted", **extra}
+    return {"type": "result", "run_id": run_id, "status": event.TYPE, **asdict(event), **extra}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from finetuneflow.services.training import TrainingService
-
     context = open_context()
     service = TrainingService(context)
     if args.resume:
@@ -92,17 +148,24 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         check_can_train(context, args.project)  # model, then data, before the settings
         config = service.config_for(args.project, args.preset, args.method, args.max_steps)
-        prepared = service.prepare(args.project, config, progress=stderr_progress)
+        prepared = _prepare(service, args.project, config)
     final = _run_once(context, prepared, args.json, args.processes)
     smaller = service.suggested_config(args.project)
     if smaller is not None and AppSettings.load(context.home).retry_smaller_on_oom:
         print("Out of memory: retrying once with smaller settings.", file=sys.stderr)
-        prepared = service.prepare(args.project, smaller, progress=stderr_progress)
+        prepared = _prepare(service, args.project, smaller)
         final = _run_once(context, prepared, args.json, args.processes)
-    code = _report(final, prepared.run_id, args.json)
+    code = _report(final, prepared, args.json)
     if isinstance(final, FinishedEvent) and not args.json:
         print_next(args.project)
     return code
+
+
+def _prepare(service: TrainingService, project: str, config: TrainingConfig) -> PreparedRun:
+    try:
+        return service.prepare(project, config, progress=stderr_progress)
+    except QLoRAWithoutCuda as error:
+        raise UserError(f"{error} Train with --method lora, or on a computer with one.") from None
 
 
 def _run_once(context: AppContext, prepared: PreparedRun, as_json: bool,
@@ -114,6 +177,7 @@ def _run_once(context: AppContext, prepared: PreparedRun, as_json: bool,
     recorder = RunRecorder(context, prepared)
     recorder.begin()  # refused while another job trains this project
     cancel = CancelToken()
+    eta = EtaSmoother()
 
     def on_line(line: str) -> None:
         event = recorder.handle_line(line)
@@ -121,7 +185,7 @@ def _run_once(context: AppContext, prepared: PreparedRun, as_json: bool,
             return
         if as_json:
             print(encode(event), flush=True)
-        elif (text := _describe(event)) is not None:
+        elif (text := _describe(event, eta)) is not None:
             print(text, file=sys.stderr, flush=True)
 
     def stop(_signum: int, _frame: object) -> None:
@@ -130,6 +194,11 @@ def _run_once(context: AppContext, prepared: PreparedRun, as_json: bool,
 
     previous = signal.signal(signal.SIGINT, stop)  # Ctrl-C: a graceful stop, not a traceback
     print(f"Run {prepared.run_id}: log in {prepared.log_path}", file=sys.stderr)
+    if not as_json:
+        print("Settings: " + describe_settings(TrainingConfig.from_dict(prepared.job.config)),
+              file=sys.stderr)
+    for warning in prepared.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     try:
         code = run_trainer(["run", str(prepared.job_path)], prepared.log_path, on_line, cancel,
                            processes=processes)
@@ -139,9 +208,9 @@ def _run_once(context: AppContext, prepared: PreparedRun, as_json: bool,
     return recorder.final
 
 
-def _report(final: Event | None, run_id: int, as_json: bool) -> int:
+def _report(final: Event | None, prepared: PreparedRun, as_json: bool) -> int:
     if as_json:
-        print_json(_final_json(final, run_id))
+        print_json(_final_json(final, prepared.run_id, prepared.job.config))
     if isinstance(final, FinishedEvent):
         if not as_json:
             print(final.adapter_dir)
@@ -161,6 +230,9 @@ def _report(final: Event | None, run_id: int, as_json: bool) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     hardware = commands.add_parser("hardware", help="what this computer can train on")
     hardware.add_argument("--refresh", action="store_true", help="probe again, ignore the cache")
+    hardware.add_argument("--project", metavar="PROJECT",
+                          help="also recommend settings for this project and time a few "
+                               "training steps to estimate how long its run takes here")
     add_json(hardware)
     hardware.set_defaults(handler=cmd_hardware)
 

@@ -190,6 +190,20 @@ class ProbeEvent:
         return bool(self.gpus)
 
 
+@dataclass
+class SpeedEvent:
+    """How fast this computer trains the job's model at its settings (`trainer speed`).
+
+    step_s: the median seconds per optimiser step after warm-up; startup_s: from the parent
+    starting the child to the first step (imports, tokenizer, model, trainer set-up)."""
+
+    TYPE: ClassVar[str] = "speed"
+    step_s: float
+    startup_s: float
+    device: str = ""
+    steps_timed: int = 0
+
+
 # Which model answers in `trainer chat` and in the export's before/after samples.
 BASE = "base"
 FINETUNED = "finetuned"
@@ -233,12 +247,12 @@ class ExportedEvent:
 
 Event = (StatusEvent | StartedEvent | LogEvent | EvalEvent | CheckpointEvent | WarningEvent
          | FinishedEvent | StoppedEvent | ErrorEvent | ProbeEvent | TokenEvent | AnswerEvent
-         | ExportedEvent)
+         | ExportedEvent | SpeedEvent)
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.TYPE: cls for cls in (
     StatusEvent, StartedEvent, LogEvent, EvalEvent, CheckpointEvent, WarningEvent,
     FinishedEvent, StoppedEvent, ErrorEvent, ProbeEvent, TokenEvent, AnswerEvent,
-    ExportedEvent)}
+    ExportedEvent, SpeedEvent)}
 
 
 def _finite(value: Any) -> Any:
@@ -393,4 +407,21 @@ class ChatJob(JobFile):
     temperature: float = 0.7  # 0: greedy
     max_new_tokens: int = 256
     seed: int = 0
+    version: int = JOB_VERSION
+
+
+@dataclass
+class SpeedJob(JobFile):
+    """`trainer speed`: time `warmup_steps` + `timed_steps` optimiser steps of `model_path`
+    with `config` on the examples in `train_path` (a sample of the real ones).
+
+    spawned_at: the parent's clock (epoch seconds) just before it started the child."""
+
+    model_path: str
+    train_path: str
+    work_dir: str  # scratch space for the trainer's output; removed afterwards
+    config: dict[str, Any] = field(default_factory=dict)
+    warmup_steps: int = 2
+    timed_steps: int = 3
+    spawned_at: float = 0.0
     version: int = JOB_VERSION

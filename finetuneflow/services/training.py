@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -32,6 +32,7 @@ from finetuneflow.core.child_protocol import (
     TrainJob,
     decode,
 )
+from finetuneflow.core.dataset.split import DEFAULT_EVAL_FRACTION
 from finetuneflow.core.progress import CancelToken, ProgressSink, ignore_progress
 from finetuneflow.core.training.config import TrainingConfig, preset_config
 from finetuneflow.core.training.recommend import (
@@ -41,6 +42,7 @@ from finetuneflow.core.training.recommend import (
     next_smaller,
     recommend,
 )
+from finetuneflow.core.training.timing import RunEstimate, estimate_run
 from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.datasets import DatasetService
 from finetuneflow.services.errors import UserError
@@ -58,6 +60,26 @@ RESUMABLE = (JobStatus.INTERRUPTED, JobStatus.CANCELLED, JobStatus.FAILED)
 
 
 TINY_DATASET = 50
+SMALL_EVAL_SET = 10  # fewer held-out examples give an evaluation loss that is mostly noise
+
+
+class QLoRAWithoutCuda(UserError):
+    """QLoRA was asked for on a computer without CUDA. Each interface adds what to do."""
+
+    def __init__(self) -> None:
+        super().__init__("QLoRA needs an NVIDIA GPU with CUDA (bitsandbytes loads the model in "
+                         "4-bit there), and none was found on this computer.")
+
+
+def eval_set_warning(eval_examples: int) -> str | None:
+    if eval_examples == 0:
+        return ("No evaluation set: the evaluation loss, early stopping and the best-checkpoint "
+                "choice are off. Add examples so that some can be held out.")
+    if eval_examples < SMALL_EVAL_SET:
+        return (f"Only {eval_examples} evaluation example{'s' if eval_examples > 1 else ''}: "
+                f"the evaluation loss will be noisy. Aim for at least {SMALL_EVAL_SET} "
+                "(add examples; a tenth of them are held out).")
+    return None
 
 
 @dataclass(frozen=True)
@@ -68,6 +90,8 @@ class TrainingPlan:
     config: TrainingConfig
     warnings: list[str]
     examples: int
+    train_examples: int = 0
+    eval_examples: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,6 +103,7 @@ class PreparedRun:
     log_path: Path
     events_path: Path
     job: TrainJob
+    warnings: tuple[str, ...] = ()
 
 
 def complete_checkpoints(folder: Path) -> list[Path]:
@@ -152,7 +177,66 @@ class TrainingService:
         if too_long:
             warnings.append(f"{too_long} examples are longer than the max sequence length "
                             f"({recommendation.max_seq_length} tokens) and will be truncated.")
-        return TrainingPlan(recommendation, recommendation.apply(config), warnings, len(lengths))
+        train_examples, eval_examples = self.split_counts(project_ref, len(lengths))
+        if lengths and (eval_warning := eval_set_warning(eval_examples)):
+            warnings.append(eval_warning)
+        return TrainingPlan(recommendation, recommendation.apply(config), warnings, len(lengths),
+                            train_examples, eval_examples)
+
+    def split_counts(self, project_ref: str, examples: int | None = None) -> tuple[int, int]:
+        """(train, eval) examples: exact when the dataset files are current, else the split's
+        expected share (writing the files is left to the run)."""
+        project_id = self._projects.get(project_ref).id
+        datasets = DatasetService(self._context)
+        if datasets.files_are_current(project_id):
+            home = self._context.home
+            return tuple(_line_count(home.project_file(project_id, "datasets", name))
+                         for name in ("train.jsonl", "eval.jsonl"))  # type: ignore[return-value]
+        if examples is None:
+            with self._context.transaction() as tx:
+                examples = len(tx.examples.training_chats(project_id))
+        held_out = 0 if examples < 2 else max(1, round(examples * DEFAULT_EVAL_FRACTION))
+        return examples - held_out, held_out
+
+    def estimate_time(self, project_ref: str, config: TrainingConfig, *,
+                      refresh: bool = False, cancel: CancelToken | None = None,
+                      processes: int = 1) -> RunEstimate | None:
+        """The run's time from a speed measured on this machine (the trainer child times a few
+        steps of this model at these settings; cached). None when the model's weights are not
+        downloaded yet: there is nothing to time."""
+        from finetuneflow.services.hardware import HardwareService
+
+        project_id = self._projects.get(project_ref).id
+        choice = ModelService(self._context).current(project_id)
+        if choice is None:
+            raise UserError("Choose a base model first (the Model step).")
+        if not choice.weights_ready:
+            return None
+        hardware = HardwareService(self._context)
+        if (refresh or hardware.cached_speed(choice.folder, config) is None) and \
+                self._jobs.alive(kind=JobKind.TRAIN):
+            raise UserError("A training is running: timing steps now would slow it down and "
+                            "give a wrong figure. The time is measured once it has finished.")
+        with self._context.transaction() as tx:
+            chats = tx.examples.training_chats(project_id)
+        speed = hardware.measure_speed(
+            choice.folder, config, chats, refresh=refresh, cancel=cancel)
+        train_examples, eval_examples = self.split_counts(project_id, len(chats))
+        return estimate_run(speed, config, train_examples, eval_examples, processes)
+
+    def cached_time(self, project_ref: str, config: TrainingConfig,
+                    processes: int = 1) -> RunEstimate | None:
+        """The estimate from an earlier measurement only (never starts a child)."""
+        from finetuneflow.services.hardware import HardwareService
+
+        choice = ModelService(self._context).current(project_ref)
+        if choice is None:
+            return None
+        speed = HardwareService(self._context).cached_speed(choice.folder, config)
+        if speed is None:
+            return None
+        train_examples, eval_examples = self.split_counts(project_ref)
+        return estimate_run(speed, config, train_examples, eval_examples, processes)
 
     # --- starting -------------------------------------------------------------------------------
 
@@ -164,11 +248,24 @@ class TrainingService:
         project_id = self._projects.get(project_ref).id
         self._refuse_if_training()
         model_dir = self._model_folder(project_id, progress, cancel)
+        self._refuse_qlora_without_cuda(config)
         train_path, eval_path = self._dataset_files(project_id)
         with self._context.transaction() as tx:
             run_id = tx.runs.add(project_id, config.to_dict()).id
-        return self._write_job(project_id, run_id, model_dir, train_path, eval_path,
-                               config.to_dict(), resume=False)
+        prepared = self._write_job(project_id, run_id, model_dir, train_path, eval_path,
+                                   config.to_dict(), resume=False)
+        warning = eval_set_warning(_line_count(eval_path) if eval_path else 0)
+        return replace(prepared, warnings=(warning,)) if warning else prepared
+
+    def _refuse_qlora_without_cuda(self, config: TrainingConfig) -> None:
+        """Refused rather than switched to LoRA: the person asked for QLoRA by name, and LoRA
+        needs several times the memory, so a silent switch could fail or surprise later."""
+        if config.method != "qlora":
+            return
+        from finetuneflow.services.hardware import HardwareService
+
+        if not HardwareService(self._context).probe().cuda_available:
+            raise QLoRAWithoutCuda()
 
     def prepare_resume(self, project_ref: str) -> PreparedRun:
         """Continue the project's last unfinished run from its newest complete checkpoint."""
@@ -347,3 +444,11 @@ class RunRecorder:
     def _record_outcome(self, metrics: dict[str, Any], artifacts: dict[str, Any]) -> None:
         with self._context.transaction() as tx:
             tx.runs.record_outcome(self._prepared.run_id, metrics, artifacts)
+
+
+def _line_count(path: Path) -> int:
+    try:
+        with path.open(encoding="utf-8") as lines:
+            return sum(1 for line in lines if line.strip())
+    except OSError:
+        return 0

@@ -1,6 +1,7 @@
 """`finetuneflow trainer probe [--home PATH]`, `finetuneflow trainer run JOB.json`,
 `finetuneflow trainer launch ACCELERATE_ARGS` (several processes: see trainer/launch.py),
-`finetuneflow trainer export JOB.json` and `finetuneflow trainer chat JOB.json`.
+`finetuneflow trainer export JOB.json`, `finetuneflow trainer chat JOB.json` and
+`finetuneflow trainer speed JOB.json` (times a few steps: the training time estimate).
 
 stdout carries protocol events only (one JSON object per line); logs go to stderr. Exit codes:
 0 finished or stopped on request, 1 failed (an error event says why), 2 bad command line.
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="report the free disk space of this folder")
     for name, text in (("run", "train the job described by a job file"),
                        ("export", "answer sample prompts before and after, merge the adapter"),
-                       ("chat", "answer a chat token by token (base and fine-tuned)")):
+                       ("chat", "answer a chat token by token (base and fine-tuned)"),
+                       ("speed", "time a few training steps of the job's model")):
         command = commands.add_parser(name, help=text)
         command.add_argument("job", type=Path, help="the job file (JSON)")
     return parser
@@ -78,6 +80,10 @@ def _run(command: str, job: Path, channel: EventChannel) -> int:
         from finetuneflow.trainer.export import run_export
 
         return run_export(job, channel, stop)
+    if command == "speed":
+        from finetuneflow.trainer.speed import run_speed
+
+        return run_speed(job, channel, stop)
     if command == "chat":
         from finetuneflow.trainer.inference import run_chat
 

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from PySide6.QtWidgets import QScrollArea
 from pytestqt.qtbot import QtBot
 
 from finetuneflow.gui.main_window import MainWindow
 from finetuneflow.gui.pages.hardware_page import HardwarePage
 from finetuneflow.gui.pages.train_page import TrainPage
 from finetuneflow.services.context import AppContext
+from finetuneflow.services.hardware import HardwareService
 from finetuneflow.services.training import TrainingService
 from tests.helpers.gui_projects import project_with_examples
 from tests.helpers.images import assert_not_blank
@@ -29,13 +32,28 @@ def test_hardware_page_probes_and_recommends(window: MainWindow, qtbot: QtBot,
     qtbot.waitUntil(page.isComplete, timeout=120_000)
     assert "CPU" in page.findings.text() and "LORA" in page.recommendation.text()
     assert "Only 40 examples" in page.warnings.text()
+    assert re.search(r"Only \d evaluation examples", page.warnings.text())
     assert page.bar.parts() and page.bar.budget > 0
+    # The time is measured here, in the trainer child: steps × seconds a step, not a constant.
+    qtbot.waitUntil(lambda: "measured on cpu" in page.duration.text(), timeout=240_000)
+    assert " steps × " in page.duration.text()
+    # Numbers as people write them, a zero that says what it means, no scroll area inside.
+    assert page.form.editors["learning_rate"].text() == "0.0002"
+    assert page.form.editors["lora_dropout"].text() == "0.05"
+    assert page.form.editors["max_steps"].text() == "0 (run the epochs)"
+    assert not page.findChildren(QScrollArea)
     page.preset.setCurrentIndex(page.preset.findData("quick"))
     page.preset.activated.emit(page.preset.currentIndex())
     assert TrainingService(page.context).config_for(project_id).max_steps == 60
+    assert page.preset.currentText() == "Quick test"  # after fitting it to this computer
+    # New settings, new measurement (max steps alone reuses it: only the step count changes).
+    qtbot.waitUntil(lambda: "measured on cpu" in page.duration.text(), timeout=240_000)
+    assert "60 steps × " in page.duration.text()
     shot = tmp_path / "hardware.png"
     window.grab().save(str(shot))
     assert_not_blank(shot)
+    reopened = window.open_project(project_id, "hardware").currentPage()
+    assert isinstance(reopened, HardwarePage) and reopened.preset.currentText() == "Quick test"
 
 
 def test_train_page_runs_the_child_fills_the_chart_and_stops(
@@ -54,6 +72,7 @@ def test_train_page_runs_the_child_fills_the_chart_and_stops(
     qtbot.waitUntil(lambda: len(page.chart.train[0]) >= 3, timeout=180_000)
     assert page.progress.maximum() == 400 and "/ 400" in page.stats["Step"].text()
     assert page.stats["Memory"].text().endswith("B")  # peak memory, live
+    assert page.eta.step_s is not None and page.stats["ETA"].text()[0].isdigit()  # smoothed
     page.stop_button.click()
     qtbot.waitUntil(lambda: not window.training.running, timeout=180_000)
     assert "Stopped at step" in page.state.text()
@@ -84,3 +103,18 @@ def test_a_run_that_cannot_be_prepared_says_why_and_starts_nothing(
     qtbot.waitUntil(lambda: "Choose a base model first" in page.state.text(), timeout=10_000)
     qtbot.waitUntil(page.start_button.isEnabled, timeout=5_000)
     assert not window.training.running and not page.stop_button.isEnabled()
+
+
+def test_qlora_without_cuda_is_refused_with_what_to_do(
+        window: MainWindow, qtbot: QtBot, project_id: str, context: AppContext) -> None:
+    if HardwareService(context).probe().cuda_available:
+        pytest.skip("this computer has CUDA")
+    service = TrainingService(context)
+    service.save_config(project_id, service.config_for(project_id, "quick").replace(
+        method="qlora"))
+    page = window.open_project(project_id, "train").currentPage()
+    assert isinstance(page, TrainPage)
+    page.start_button.click()
+    qtbot.waitUntil(lambda: "QLoRA needs an NVIDIA GPU" in page.state.text(), timeout=120_000)
+    assert page.state.text().endswith("Choose LoRA as the Method on the Hardware step.")
+    assert not window.training.running and service.latest_run(project_id) is None

@@ -23,6 +23,7 @@ from finetuneflow.core.child_protocol import (
     LogEvent,
     ProbeEvent,
     ProtocolError,
+    SpeedEvent,
     StartedEvent,
     StatusEvent,
     StoppedEvent,
@@ -61,6 +62,7 @@ SAMPLES = [
     AnswerEvent(variant=protocol.FINETUNED, text="Paris.", new_tokens=3, stopped=False),
     ExportedEvent(samples=[{"base": "fish", "finetuned": "4"}], merged_dir="/e/merged",
                   merge_max_abs_diff=2e-6, dtype="bfloat16", message="Exported."),
+    SpeedEvent(step_s=0.62, startup_s=9.0, device="cpu", steps_timed=3),
 ]
 
 
@@ -68,7 +70,7 @@ def test_every_event_type_has_a_sample() -> None:
     assert {type(event).TYPE for event in SAMPLES} == set(EVENT_TYPES)
     assert set(EVENT_TYPES) == {"status", "started", "log", "eval", "checkpoint", "warning",
                                 "finished", "stopped", "error", "probe", "token", "answer",
-                                "exported"}
+                                "exported", "speed"}
 
 
 @pytest.mark.parametrize("event", SAMPLES, ids=lambda event: type(event).TYPE)

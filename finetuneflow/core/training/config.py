@@ -157,6 +157,33 @@ class TrainingConfig:
         return dataclasses.replace(self, **changes)
 
 
+def describe_settings(config: TrainingConfig) -> str:
+    """The settings a run trains with, in one line for people (the CLI prints it at the start)."""
+    length = (f"{config.max_steps} steps" if config.max_steps
+              else f"{_format_number(config.num_epochs)} epochs")
+    targets = (config.target_modules if isinstance(config.target_modules, str)
+               else ",".join(config.target_modules))
+    parts = [
+        f"{METHOD_LABELS.get(config.method, config.method)} rank {config.lora_r} "
+        f"(alpha {config.lora_alpha}, dropout {_format_number(config.lora_dropout)}, "
+        f"{targets})",
+        length,
+        f"batch {config.per_device_batch_size} × accumulation "
+        f"{config.gradient_accumulation_steps} = {config.effective_batch_size}",
+        f"max sequence {config.max_seq_length} tokens" + (", packed" if config.packing else ""),
+        f"learning rate {_format_number(config.learning_rate)} ({config.lr_scheduler}, "
+        f"warm-up {_format_number(config.warmup_ratio)})",
+        f"evaluate every {config.eval_steps}, checkpoint every {config.save_steps}, log every "
+        f"{config.logging_steps} steps",
+        ("early stopping after " + str(config.early_stopping_patience) + " evaluations"
+         if config.early_stopping_enabled else "no early stopping"),
+    ]
+    if config.activation_checkpointing:
+        parts.append("activation checkpointing")
+    parts.append(f"seed {config.seed}")
+    return " · ".join(parts)
+
+
 def field_metadata() -> dict[str, dict[str, Any]]:
     """Field name → metadata plus its default, in form order: what a settings form needs."""
     defaults = TrainingConfig()

@@ -26,7 +26,7 @@ from finetuneflow.core.training.estimate import (
     estimate_memory,
     model_shape,
 )
-from finetuneflow.core.units import format_bytes, format_duration
+from finetuneflow.core.units import format_bytes
 
 MARGIN = 0.10  # keep 10% of the free memory for everything the estimate cannot see
 USEFUL_BATCH = 2
@@ -233,9 +233,9 @@ def _result(config: TrainingConfig, device: str, fits: bool, reason: str,
                                cpu_cores=probe.cpu_cores)
     warnings = []
     if device != "cuda" and fits:
+        # No time here: this one is a guess from FLOPs; the time shown is measured.
         warnings.append(f"Training on {'the Apple GPU' if device == 'mps' else 'the CPU'} is "
-                        f"slow: expect about {format_duration(seconds)} for this dataset. An "
-                        "NVIDIA GPU is typically 20–100× faster.")
+                        "slow: an NVIDIA GPU is typically 20–100× faster.")
     if dataset.max_tokens > config.max_seq_length:
         warnings.append(f"Some examples are longer than {config.max_seq_length} tokens "
                         f"(the longest has {dataset.max_tokens}); their ends are cut off.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QColor, QPainter, QPaintEvent
+from PySide6.QtGui import QColor, QPainter, QPaintEvent, QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -15,8 +15,8 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
     QSpinBox,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -25,6 +25,7 @@ from finetuneflow.core.child_protocol import ProbeEvent
 from finetuneflow.core.steps import Step
 from finetuneflow.core.training.config import PRESETS, TrainingConfig, field_metadata, preset_config
 from finetuneflow.core.training.estimate import MemoryEstimate
+from finetuneflow.core.training.timing import RunEstimate
 from finetuneflow.core.units import format_bytes, format_duration
 from finetuneflow.gui.colours import set_tone, tone_colour
 from finetuneflow.gui.errors import describe
@@ -36,6 +37,13 @@ from finetuneflow.services.projects import ProjectSummary
 from finetuneflow.services.training import TrainingPlan, TrainingService
 
 INT_MAX = 2**31 - 1  # a QSpinBox holds a C int
+# What a zero means, shown in the box itself: "0" alone reads as "no steps at all".
+ZERO_MEANS = {"max_steps": "0 (run the epochs)", "early_stopping_patience": "0 (off)",
+              "divergence_factor": "0 (off)", "warmup_ratio": "0 (none)",
+              "lora_dropout": "0 (none)", "early_stopping_threshold": "0 (any drop)"}
+# Settings the recommender fits to this computer: a preset is still the preset after them.
+FITTED = ("method", "per_device_batch_size", "gradient_accumulation_steps", "max_seq_length",
+          "activation_checkpointing")
 SEGMENT_COLOURS = (("Model weights", "#4e79a7"), ("Adapter + optimizer", "#f28e2b"),
                    ("Activations", "#59a14f"), ("Overhead", "#bab0ac"))
 
@@ -100,18 +108,51 @@ def _legend() -> QLabel:
     return QLabel(items)
 
 
-class SettingsForm(QWidget):
-    """A form built from TrainingConfig's field metadata (label, help, range, choices)."""
+class NumberBox(QDoubleSpinBox):
+    """A float as people write it: 0.05 and 2e-4, not 0.050000 and 0.000200."""
+
+    def textFromValue(self, value: float) -> str:
+        return f"{value:g}"
+
+    def valueFromText(self, text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            return self.value()
+
+    def validate(self, text: str, position: int) -> object:
+        from PySide6.QtGui import QValidator
+
+        special = self.specialValueText()
+        if special and text == special:
+            return QValidator.State.Acceptable, text, position
+        try:
+            float(text)
+        except ValueError:
+            return QValidator.State.Intermediate, text, position
+        return QValidator.State.Acceptable, text, position
+
+
+class SettingsForm(QTabWidget):
+    """A form built from TrainingConfig's field metadata (label, help, range, choices), one
+    tab per group: every setting is in sight without a scroll area inside the page."""
 
     def __init__(self) -> None:
         super().__init__()
         self.editors: dict[str, QWidget] = {}
-        layout = QFormLayout(self)
+        groups: dict[str, QFormLayout] = {}
         for name, meta in field_metadata().items():
+            group = meta.get("group", "Other")
+            if group not in groups:
+                tab = QWidget()
+                groups[group] = QFormLayout(tab)
+                self.addTab(tab, group)
             editor = self._editor(meta)
             editor.setToolTip(meta.get("help", ""))
+            if name in ZERO_MEANS and isinstance(editor, QSpinBox | QDoubleSpinBox):
+                editor.setSpecialValueText(ZERO_MEANS[name])  # shown at the minimum, 0
             self.editors[name] = editor
-            layout.addRow(meta.get("label", name) + ":", editor)
+            groups[group].addRow(meta.get("label", name) + ":", editor)
 
     @staticmethod
     def _editor(meta: dict[str, Any]) -> QWidget:
@@ -127,8 +168,8 @@ class SettingsForm(QWidget):
             spin.setRange(int(meta.get("min", 0)), min(int(meta.get("max", INT_MAX)), INT_MAX))
             return spin
         if isinstance(default, float):
-            double = QDoubleSpinBox()
-            double.setDecimals(6)
+            double = NumberBox()
+            double.setDecimals(8)  # precision kept; NumberBox shows only the digits it needs
             double.setRange(float(meta.get("min", 0.0)), float(meta.get("max", 1e6)))
             return double
         return QLabel(str(default))  # lists (target modules) are shown, edited as text later
@@ -157,6 +198,15 @@ class SettingsForm(QWidget):
         return base.replace(**changes)
 
 
+def matching_preset(config: TrainingConfig) -> str | None:
+    """The preset whose settings these are, apart from those fitted to the computer."""
+    for key in PRESETS:
+        fitted = {name: getattr(config, name) for name in FITTED}
+        if preset_config(key).replace(**fitted) == config:
+            return key
+    return None
+
+
 class HardwarePage(StepPage):
     def __init__(self, step: Step, context: AppContext, project: ProjectSummary) -> None:
         super().__init__(step, context, project)
@@ -180,12 +230,18 @@ class HardwarePage(StepPage):
         self.bar = MemoryBar()
         self.recommendation = QLabel()
         self.recommendation.setWordWrap(True)
+        self.duration = QLabel()
+        self.duration.setWordWrap(True)
+        self._refresh_speed = False
+        self._timing: TrainingConfig | None = None  # the settings being timed
+        self._time_when_shown = False
         self.warnings = QLabel()
         self.warnings.setWordWrap(True)
         set_tone(self.warnings, "warning")
         fit = QGroupBox("Recommendation")
         fit_layout = QVBoxLayout(fit)
-        for widget in (self.bar, _legend(), self.recommendation, self.warnings):
+        for widget in (self.bar, _legend(), self.recommendation, self.duration,
+                       self.warnings):
             fit_layout.addWidget(widget)
 
         self.preset = QComboBox()
@@ -198,11 +254,9 @@ class HardwarePage(StepPage):
         self.preset.activated.connect(self._apply_preset)
         self.form = SettingsForm()
         self.form.load(self.config)
+        self._show_preset()
         apply = QPushButton("Save settings")
         apply.clicked.connect(self._save_form)
-        scroll = QScrollArea()
-        scroll.setWidget(self.form)
-        scroll.setWidgetResizable(True)
         settings = QGroupBox("Training settings")
         settings_layout = QVBoxLayout(settings)
         row = QHBoxLayout()
@@ -210,7 +264,7 @@ class HardwarePage(StepPage):
         row.addWidget(self.preset, 1)
         row.addWidget(apply)
         settings_layout.addLayout(row)
-        settings_layout.addWidget(scroll, 1)
+        settings_layout.addWidget(self.form, 1)
 
         self.body.addWidget(machine)
         self.body.addWidget(fit)
@@ -225,6 +279,7 @@ class HardwarePage(StepPage):
         if self.tasks.is_running("probe"):
             return
         self.findings.setText("Inspecting this computer…")
+        self._refresh_speed = refresh
         # The examples are counted here too: with many of them that takes seconds.
         self.tasks.start("probe", lambda _p, _c: (
             self.hardware.probe(refresh=refresh),
@@ -250,16 +305,78 @@ class HardwarePage(StepPage):
             return
         rec = self.plan.recommendation
         self.bar.show_estimate(rec.estimate, rec.budget_bytes)
-        duration = (f" Expected time: about {format_duration(rec.estimated_seconds)}."
-                    if rec.estimated_seconds else "")
         self.recommendation.setText(f"<b>{rec.method.upper()}</b> on {rec.device.upper()} — "
-                                    f"{rec.reason}{duration}")
+                                    f"{rec.reason}")
         self.warnings.setText("\n".join(f"⚠ {w}" for w in self.plan.warnings))
+        self.show_time()
         self.completeChanged.emit()
+
+    # --- the time a run takes ------------------------------------------------------------------
+
+    def show_time(self) -> None:
+        """The measured estimate: from the cache at once, else timed in the trainer child in
+        the background (a few seconds to a minute); until then the rough guess, so labelled."""
+        if self.plan is None:
+            return
+        if not self.isVisible():  # built or initialised on the way to another page
+            self._time_when_shown = True
+            return
+        config, processes = self.plan.config, self._processes()
+        cached = None if self._refresh_speed else self.training.cached_time(
+            self.project_id, config, processes)
+        if cached is not None:
+            self.duration.setText(f"Expected time: {cached.summary()}.")
+            return
+        self.duration.setText("Expected time: timing a few training steps on this computer…")
+        if self.tasks.is_running("speed"):
+            self.tasks.cancel("speed")  # settings changed: the newest ones are timed next
+            return
+        refresh, self._refresh_speed = self._refresh_speed, False
+        self._timing = config
+        # Bound methods, not lambdas: a page closed meanwhile is not called back.
+        self.tasks.start("speed", lambda _p, cancel: self.training.estimate_time(
+            self.project_id, config, refresh=refresh, cancel=cancel, processes=processes),
+            on_success=self._show_measured, on_failure=self._show_time_failure,
+            on_finished=self._after_timing)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._time_when_shown:
+            self._time_when_shown = False
+            self.show_time()
+
+    def _show_measured(self, estimate: RunEstimate | None) -> None:
+        if self.plan is None or self.plan.config != self._timing:
+            return  # timed for settings that have changed since
+        if estimate is None:
+            rough = self.plan.recommendation.estimated_seconds
+            self.duration.setText(
+                f"Expected time: roughly {format_duration(rough)} — a guess from the model's "
+                "size; it is timed on this computer once the weights are downloaded.")
+            return
+        self.duration.setText(f"Expected time: {estimate.summary()}.")
+
+    def _show_time_failure(self, error: BaseException) -> None:
+        if self.plan is None or self.plan.config != self._timing:
+            return  # cancelled because the settings changed
+        self.duration.setText("Expected time: unknown — " +
+                              describe(error, self.context.log_file)[0])
+
+    def _after_timing(self) -> None:
+        """Settings changed while a measurement ran: time the newest ones."""
+        if self.plan is not None and self.plan.config != self._timing:
+            self.show_time()
+
+    def _processes(self) -> int:
+        return max(1, len(self.probe.gpus)) if self.probe is not None else 1
 
     def _apply_preset(self, index: int) -> None:
         self.config = preset_config(self.preset.itemData(index))
         self._store(self.config)
+
+    def _show_preset(self) -> None:
+        """The preset the settings are (after fitting them to this computer), or none."""
+        self.preset.setCurrentIndex(self.preset.findData(matching_preset(self.config)))
 
     def _save_form(self) -> None:
         try:
@@ -275,6 +392,7 @@ class HardwarePage(StepPage):
             self.config = self.plan.config
             self.training.save_config(self.project_id, self.config)
         self.form.load(self.config)
+        self._show_preset()
 
     def isComplete(self) -> bool:
         return self.plan is not None

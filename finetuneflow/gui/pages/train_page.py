@@ -24,6 +24,7 @@ from finetuneflow.core.child_protocol import (
     WarningEvent,
 )
 from finetuneflow.core.steps import Step
+from finetuneflow.core.training.timing import EtaSmoother
 from finetuneflow.core.units import format_bytes, format_duration
 from finetuneflow.gui.errors import describe
 from finetuneflow.gui.pages.step_page import StepPage
@@ -35,7 +36,7 @@ from finetuneflow.services.errors import UserError
 from finetuneflow.services.hardware import HardwareService
 from finetuneflow.services.projects import ProjectSummary
 from finetuneflow.services.settings import AppSettings
-from finetuneflow.services.training import PreparedRun, TrainingService
+from finetuneflow.services.training import PreparedRun, QLoRAWithoutCuda, TrainingService
 
 MAX_LOG_LINES = 2000
 
@@ -66,6 +67,7 @@ class TrainPage(StepPage):
         self.training = TrainingService(context)
         self.controller = controller
         self.tasks = TaskRunner(self)
+        self.eta = EtaSmoother()  # the ETA over recent steps: one slow step does not swing it
 
         self.start_button = QPushButton("Start training")
         self.start_button.clicked.connect(self.start)
@@ -138,13 +140,19 @@ class TrainPage(StepPage):
         self.tasks.start(
             "prepare", prepare, on_success=self._start_prepared,
             on_progress=lambda _fraction, message: self.state.setText(message),
-            on_failure=lambda error: self.state.setText(
-                describe(error, self.context.log_file)[0]),
+            on_failure=self._show_failure,
             on_cancel=lambda: self.state.setText("Preparing the run was cancelled."),
             on_finished=self._update_buttons)
         self._update_buttons()
 
+    def _show_failure(self, error: BaseException) -> None:
+        text = describe(error, self.context.log_file)[0]
+        if isinstance(error, QLoRAWithoutCuda):
+            text += " Choose LoRA as the Method on the Hardware step."
+        self.state.setText(text)
+
     def _start_prepared(self, prepared: PreparedRun) -> None:
+        self.eta = EtaSmoother()
         if not prepared.job.resume:
             self.chart.clear()
             self.log_view.clear()
@@ -198,7 +206,9 @@ class TrainPage(StepPage):
         self.progress.setValue(event.step)
         self.stats["Step"].setText(f"{event.step} / {event.total_steps}")
         self.stats["Epoch"].setText("—" if event.epoch is None else f"{event.epoch:.2f}")
-        self.stats["ETA"].setText(format_duration(event.eta_s))
+        smoothed = self.eta.update(event.step, event.elapsed_s, event.total_steps)
+        self.stats["ETA"].setText(format_duration(smoothed if smoothed is not None
+                                                  else event.eta_s))
         self.stats["Tokens/s"].setText("—" if event.tokens_per_second is None
                                        else f"{event.tokens_per_second:,.0f}")
         if event.peak_memory_bytes:
