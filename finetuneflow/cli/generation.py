@@ -33,7 +33,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     llm = service.llm_settings(args.project)
     changes = {name: value for name, value in (
         ("provider", args.provider), ("base_url", args.base_url), ("model", args.llm),
-        ("concurrency", args.concurrency)) if value is not None}
+        ("concurrency", args.concurrency), ("read_timeout", args.read_timeout))
+        if value is not None}
     if changes:
         service.set_llm_settings(args.project, replace(llm, **changes))
     if args.full:  # the same estimate the Review page shows before a full run
@@ -50,6 +51,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
                              cancel=cancel, max_chunks=args.max_chunks)
     finally:
         signal.signal(signal.SIGINT, previous)
+    if result.failures:  # some chunks failed after their retries: one line, grouped by cause
+        print(f"finetuneflow: warning: {result.failures}; run the same command again to "
+              "retry them (details in the log).", file=sys.stderr)
     if args.json:
         print_json(result.to_json())
     else:
@@ -78,6 +82,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     generate.add_argument("--base-url", metavar="URL")
     generate.add_argument("--llm", metavar="MODEL", help="the LLM's model name")
     generate.add_argument("--concurrency", type=int, metavar="N")
+    generate.add_argument("--read-timeout", type=float, metavar="SECONDS",
+                          help="give up on a request after this long without an answer (300)")
     generate.add_argument("--max-chunks", type=int, metavar="N",
                           help="with --full: do at most N more chunks (a budget)")
     add_json(generate)

@@ -17,6 +17,7 @@ import random
 import ssl
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ from finetuneflow.core.generation.errors import (
     BadResponseError,
     ConfigurationError,
     ForbiddenError,
+    InvalidRequestError,
     LLMError,
     ModelNotFoundError,
     NetworkError,
@@ -360,18 +362,23 @@ class LLMClient:
     def _with_retries(
         self, call: Callable[[], T], cancel: CancelHook | None, policy: RetryPolicy, what: str
     ) -> T:
+        same_kind: Counter[type[LLMError]] = Counter()  # for errors with their own retry limit
         for attempt in range(1, max(1, policy.attempts) + 1):
             if cancel is not None:
                 cancel.raise_if_cancelled()
             try:
                 return call()
             except LLMError as error:
-                if not error.retryable or attempt >= policy.attempts:
+                same_kind[type(error)] += 1
+                limit = policy.attempts
+                over_own_limit = (error.max_retries is not None
+                                  and same_kind[type(error)] > error.max_retries)
+                if not error.retryable or attempt >= limit or over_own_limit:
                     raise
                 delay = policy.delay(attempt, getattr(error, "retry_after", None))
                 log.warning(
                     "LLM %s failed (%s); attempt %d of %d, next in %.1f s",
-                    what, error, attempt, policy.attempts, delay,
+                    what, error, attempt, limit, delay,
                 )
                 if self._sleep(delay, cancel):
                     raise Cancelled() from error
@@ -407,11 +414,13 @@ class LLMClient:
             ) from exc
         except httpx.TimeoutException as exc:
             raise NetworkError(
-                f"{base} sent nothing for {self.settings.read_timeout:g} s (read timeout)."
+                f"{base} sent nothing for {self.settings.read_timeout:g} s (read timeout).",
+                cause="timed out",
             ) from exc
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
             raise NetworkError(
-                self._scrub(f"The connection to {base} was dropped mid-answer ({exc}).")
+                self._scrub(f"The connection to {base} was dropped mid-answer ({exc})."),
+                cause="connection dropped",
             ) from exc
         except httpx.HTTPError as exc:
             raise NetworkError(self._scrub(f"HTTP error talking to {base}: {exc}")) from exc
@@ -426,6 +435,11 @@ class LLMClient:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         signin_url = wire.signin_url_from_body(response.content) if status == 401 else None
         url = str(response.request.url)
+        if status >= 500 and status != 501 and wire.says_request_invalid(response.content):
+            # Never retried as a transient 500: the same request would fail the same way.
+            raise InvalidRequestError(
+                f"The server rejected the request as invalid ({status}): {detail}",
+                status=status, detail=detail, cause=f"HTTP {status} invalid request")
         raise self._error_for(status, detail, retry_after, url, listing, signin_url)
 
     def _error_for(
