@@ -6,6 +6,8 @@ project's settings (OLLAMA_API_KEY, when set, wins and is shown as such).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
@@ -19,7 +21,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from finetuneflow.core.generation import ConnectionCheck, LLMSettings
+from finetuneflow.core.generation import (
+    AuthError,
+    ConnectionCheck,
+    LLMSettings,
+    ModelNotFoundError,
+    QuotaExhaustedError,
+)
 from finetuneflow.core.generation.settings import (
     DEFAULT_BASE_URLS,
     DEFAULT_CONCURRENCY,
@@ -29,11 +37,29 @@ from finetuneflow.gui.colours import set_tone
 from finetuneflow.gui.errors import describe
 from finetuneflow.gui.workers import TaskRunner
 from finetuneflow.services.context import AppContext
-from finetuneflow.services.generation import GenerationService
+from finetuneflow.services.generation import GenerationFailed, GenerationService
 from finetuneflow.services.secrets import Secret, secret_source, set_secret
 
 PROVIDERS = {"ollama-cloud": "Ollama Cloud", "ollama": "Local Ollama",
              "openai": "OpenAI-compatible server"}
+
+
+def run_failure_text(error: BaseException, log_file: Path) -> str:
+    """A failed generation run: its cause, then what to do about it, for a status label."""
+    text, is_bug = describe(error, log_file)
+    if is_bug:
+        return " ".join(text.split())
+    cause = error.error if isinstance(error, GenerationFailed) else None
+    if isinstance(cause, ModelNotFoundError):
+        hint = "pick a model the server lists in Model above (Test connection fills the list)"
+    elif isinstance(cause, AuthError):
+        hint = "paste a valid API key above and press Save key"
+    elif isinstance(cause, QuotaExhaustedError):
+        hint = "wait for the limit to reset, or change plan, and generate again"
+    else:
+        hint = ("check the server and the LLM settings above (Test connection says what is "
+                "wrong), then generate again")
+    return f"{text} What to do: {hint}."
 
 
 class LLMSettingsBox(QGroupBox):
