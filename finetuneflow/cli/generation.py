@@ -6,9 +6,14 @@ import argparse
 import signal
 import sys
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from finetuneflow.cli.common import add_json, open_context, print_json, stderr_progress
 from finetuneflow.core.progress import CancelToken
+from finetuneflow.services.errors import UserError
+
+if TYPE_CHECKING:
+    from finetuneflow.services.generation import GenerationFailed
 
 TASKS = ["qa", "instructions", "summary", "extraction", "custom"]
 PROVIDERS = ["ollama-cloud", "ollama", "openai"]
@@ -27,7 +32,7 @@ def cmd_task_set(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from finetuneflow.services.generation import GenerationService
+    from finetuneflow.services.generation import GenerationFailed, GenerationService
 
     service = GenerationService(open_context())
     llm = service.llm_settings(args.project)
@@ -49,6 +54,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     try:
         result = service.run(args.project, preview=args.preview, progress=stderr_progress,
                              cancel=cancel, max_chunks=args.max_chunks)
+    except GenerationFailed as failure:
+        raise UserError(_cli_hint(failure)) from failure
     finally:
         signal.signal(signal.SIGINT, previous)
     if result.failures:  # some chunks failed after their retries: one line, grouped by cause
@@ -60,6 +67,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"{result.chunks_done} chunks: {result.accepted} examples accepted, "
               f"{result.rejected} rejected" + (" (stopped early)" if result.cancelled else ""))
     return 0
+
+
+def _cli_hint(failure: GenerationFailed) -> str:
+    """The service's cause, with what to do worded in flags."""
+    from finetuneflow.core.generation.errors import ModelNotFoundError
+
+    error = failure.error
+    if isinstance(error, ModelNotFoundError) and error.available:
+        offered = ", ".join(error.available[:20])
+        return f"{failure} Choose one with --llm NAME (the server offers: {offered})."
+    return str(failure)
 
 
 def register(commands: argparse._SubParsersAction) -> None:

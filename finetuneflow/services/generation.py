@@ -39,7 +39,13 @@ from finetuneflow.core.generation import (
     run_generation,
     test_connection,
 )
-from finetuneflow.core.progress import CancelToken, ProgressSink, both, ignore_progress
+from finetuneflow.core.progress import (
+    Cancelled,
+    CancelToken,
+    ProgressSink,
+    both,
+    ignore_progress,
+)
 from finetuneflow.core.units import format_duration
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.jobs import JobService, ThrottledProgress
@@ -193,6 +199,7 @@ class GenerationService:
         job_id = self._jobs.create(project_id, JobKind.PREVIEW if preview else JobKind.GENERATE,
                                    {"chunks": len(chunks), "skipped": len(done)})
         self._jobs.start(job_id)
+        self._preflight(job_id, client, cancel)
         sink = both(ThrottledProgress(self._jobs, job_id), progress)
         split = ExampleSplit.PREVIEW if preview else ExampleSplit.TRAIN
         writer = _ChunkWriter(self._context, project_id, split, len(chunks) - len(done), sink)
@@ -210,6 +217,22 @@ class GenerationService:
         measured = measure(writer.results, per_chunk or task.settings.examples_per_chunk)
         self._close_job(job_id, summary, result, measured)
         return result
+
+    def _preflight(self, job_id: int, client: LLMClient, cancel: CancelToken | None) -> None:
+        """Reach the server, check the key and the model before any chunk: a run that cannot
+        work fails at once with the cause."""
+        try:
+            client.preflight(cancel=cancel)
+        except LLMError as error:
+            client.close()
+            log.error("Generation job %s: the preflight failed: %s", job_id, error)
+            cause = one_line(str(error))
+            self._jobs.fail(job_id, cause)
+            raise GenerationFailed(cause, error) from error
+        except Cancelled:
+            client.close()
+            self._jobs.cancel(job_id)
+            raise
 
     def _work_list(self, project_id: str, preview: bool,
                    max_chunks: int | None) -> tuple[list[ChunkInput], set[int]]:

@@ -638,6 +638,7 @@ class _Settings:
     ping_comments: bool = False  # `: ping` SSE comment lines between events
     stream_usage: bool = True  # False: ignore stream_options.include_usage
     context_size: int | None = None  # 400 exceed_context_size_error above it; /props, /api/show
+    answer_any_model: bool = False  # llama-server: one model loaded, any name answered
 
 
 @dataclass
@@ -809,6 +810,11 @@ class FakeLLMServer:
         with self._lock:
             self._settings.stream_usage = report
 
+    def set_answer_any_model(self, any_model: bool = True) -> None:
+        """Answer whatever model name a chat asks for (llama.cpp's servers do)."""
+        with self._lock:
+            self._settings.answer_any_model = any_model
+
     def set_context_size(self, tokens: int | None) -> None:
         """Refuse prompts over `tokens` with llama-server's 400, and report the size."""
         with self._lock:
@@ -912,6 +918,8 @@ class FakeLLMServer:
 
     def _knows_model(self, name: str) -> bool:
         with self._lock:
+            if self._settings.answer_any_model:
+                return True
             known = {normalize_model_name(m) for m in self._settings.models}
         return normalize_model_name(name) in known
 

@@ -64,6 +64,13 @@ RESUME_HINTS = {
     "monthly": "Resume next month, when the monthly limit resets",
 }
 MAX_LISTED_MODELS = 20
+# Test connection sends a schema, as generation does: a server that rejects structured
+# output must fail the test, not every generation request after it.
+PROBE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"ok": {"type": "boolean"}},
+    "required": ["ok"],
+}
 
 
 class CancelHook(Protocol):
@@ -325,18 +332,48 @@ class LLMClient:
             self._models_cache = (time.monotonic(), tuple(names))
         return names
 
+    def preflight(self, *, cancel: CancelHook | None = None) -> tuple[str, ...]:
+        """Before a run, one cheap call: the server answers, a key is there when one is
+        needed, and the model is in the server's list (when it gives one). Raises the cause."""
+        if self.settings.needs_key and not self._api_key:
+            host = urlsplit(self.settings.root_url).hostname or "the server"
+            raise AuthError(f"{host} needs an API key and none is set: set OLLAMA_API_KEY or "
+                            f"save a key in the LLM settings (create one at {KEYS_URL}).")
+        try:
+            models = tuple(self.list_models(cancel=cancel))
+        except (ConfigurationError, BadResponseError, RequestRejectedError) as error:
+            # Some servers list nothing at /models; the first request will tell.
+            log.info("No model list from %s (%s); the model is not checked", self, error)
+            return ()
+        self.require_listed_model(models)
+        return models
+
+    def require_listed_model(self, models: tuple[str, ...]) -> None:
+        """ModelNotFoundError naming what the server offers, when its list lacks the model."""
+        model = self.settings.resolved_model
+        if not models or any(_same_model(model, name) for name in models):
+            return
+        listed = ", ".join(models[:MAX_LISTED_MODELS])
+        more = " …" if len(models) > MAX_LISTED_MODELS else ""
+        raise ModelNotFoundError(
+            f"The server has no model {model!r}; it offers: {listed}{more}.",
+            status=None, detail="not in the server's model list", available=models)
+
     def check_connection(self, *, cancel: CancelHook | None = None) -> ConnectionCheck:
-        """A one-token chat tells a bad key, no access, an unknown model and no server apart."""
+        """A one-token chat shaped as the generation's (schema and streaming included) tells
+        a bad key, no access, an unknown model and no server apart; the model must also be in
+        the server's list, when it gives one."""
         models = self._models_or_empty(cancel)
         started = time.monotonic()
         try:
             self.chat(
                 [{"role": "user", "content": "ping"}],
+                schema=PROBE_SCHEMA,
                 max_tokens=1,
-                stream=False,
                 cancel=cancel,
                 retry=_quick(self.retry),
             )
+            self.require_listed_model(models)
         except LLMError as error:
             return ConnectionCheck(_status_of(error), str(error), models)
         latency = time.monotonic() - started
@@ -608,6 +645,15 @@ def _model_names(data: Any) -> list[str]:
     else:
         raise BadResponseError("The model list has neither `models` nor `data`.")
     return [e[key] for e in entries if isinstance(e, dict) and isinstance(e.get(key), str)]
+
+
+def _same_model(wanted: str, listed: str) -> bool:
+    """Ollama names without a tag mean `:latest`."""
+    def full(name: str) -> str:
+        name = name.strip()
+        return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+    return wanted.strip() == listed.strip() or full(wanted) == full(listed)
 
 
 def _quick(policy: RetryPolicy) -> RetryPolicy:
