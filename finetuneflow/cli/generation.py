@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 TASKS = ["qa", "instructions", "summary", "extraction", "custom"]
 PROVIDERS = ["ollama-cloud", "ollama", "openai"]
+STRUCTURED_MODES = ["auto", "json_schema", "json_object", "text"]
 
 
 def cmd_task_set(args: argparse.Namespace) -> int:
@@ -38,8 +39,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     llm = service.llm_settings(args.project)
     changes = {name: value for name, value in (
         ("provider", args.provider), ("base_url", args.base_url), ("model", args.llm),
-        ("concurrency", args.concurrency), ("read_timeout", args.read_timeout))
-        if value is not None}
+        ("concurrency", args.concurrency), ("read_timeout", args.read_timeout),
+        ("structured_mode", args.structured_output)) if value is not None}
+    if args.structured_output is not None:
+        changes["structured_output"] = True  # the mode says it all, "text" included
     if changes:
         service.set_llm_settings(args.project, replace(llm, **changes))
     if args.full:  # the same estimate the Review page shows before a full run
@@ -102,6 +105,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     generate.add_argument("--concurrency", type=int, metavar="N")
     generate.add_argument("--read-timeout", type=float, metavar="SECONDS",
                           help="give up on a request after this long without an answer (300)")
+    generate.add_argument("--structured-output", choices=STRUCTURED_MODES,
+                          help="how the JSON shape is asked for: auto tries json_schema, then "
+                          "json_object, then the schema in the prompt (auto)")
     generate.add_argument("--max-chunks", type=int, metavar="N",
                           help="with --full: do at most N more chunks (a budget)")
     add_json(generate)

@@ -42,6 +42,9 @@ from finetuneflow.services.secrets import Secret, secret_source, set_secret
 
 PROVIDERS = {"ollama-cloud": "Ollama Cloud", "ollama": "Local Ollama",
              "openai": "OpenAI-compatible server"}
+STRUCTURED_MODES = {"auto": "Automatic (what the server takes)",
+                    "json_schema": "JSON schema", "json_object": "Any JSON object",
+                    "text": "Plain text (schema in the prompt)"}
 
 
 def run_failure_text(error: BaseException, log_file: Path) -> str:
@@ -85,6 +88,12 @@ class LLMSettingsBox(QGroupBox):
         self.key = QLineEdit(objectName="llmKey", echoMode=QLineEdit.EchoMode.Password)
         self.save_key = QPushButton("Save key", objectName="saveKey")
         self.concurrency = QSpinBox(objectName="llmConcurrency", minimum=1, maximum=64)
+        self.structured = QComboBox(objectName="llmStructuredOutput")
+        for key, label in STRUCTURED_MODES.items():
+            self.structured.addItem(label, key)
+        self.structured.setToolTip(
+            "How the examples' JSON shape is asked for. Automatic tries a JSON schema, then "
+            "any JSON object, then the schema written in the prompt, as far as the server needs.")
         self.test = QPushButton("Test connection", objectName="testConnection")
         self.result = QLabel(objectName="connectionResult", wordWrap=True)
         key_row = QHBoxLayout()
@@ -99,10 +108,11 @@ class LLMSettingsBox(QGroupBox):
         form.addRow("Model:", self.model)
         form.addRow("API key:", key_row)
         form.addRow("Requests at once:", self.concurrency)
+        form.addRow("Structured output:", self.structured)
         form.addRow(test_row)
         self.provider.currentIndexChanged.connect(self._provider_changed)
         for signal in (self.base_url.textEdited, self.model.currentTextChanged,
-                       self.concurrency.valueChanged):
+                       self.concurrency.valueChanged, self.structured.currentIndexChanged):
             signal.connect(self.changed)
         self.save_key.clicked.connect(self._save_key)
         self.test.clicked.connect(self.run_test)
@@ -113,7 +123,8 @@ class LLMSettingsBox(QGroupBox):
         return LLMSettings(
             provider=provider, base_url=self.base_url.text().strip(),
             model=self.model.currentText().strip(),
-            concurrency=None if concurrency == DEFAULT_CONCURRENCY[provider] else concurrency)
+            concurrency=None if concurrency == DEFAULT_CONCURRENCY[provider] else concurrency,
+            structured_mode=self.structured.currentData())
 
     def set_settings(self, settings: LLMSettings) -> None:
         self.provider.blockSignals(True)
@@ -123,6 +134,10 @@ class LLMSettingsBox(QGroupBox):
         self.base_url.setText(settings.base_url)
         self.model.setCurrentText(settings.model)
         self.concurrency.setValue(settings.resolved_concurrency)
+        self.structured.blockSignals(True)
+        self.structured.setCurrentIndex(
+            max(0, self.structured.findData(settings.resolved_structured_mode)))
+        self.structured.blockSignals(False)
         self._show_key_state()
 
     def _provider_changed(self) -> None:

@@ -251,22 +251,26 @@ class LLMClient:
     ) -> ChatResult:
         """Send one chat; retry what is retryable; raise a typed LLMError or Cancelled."""
         use_stream = self.settings.stream if stream is None else stream
-        body = wire.chat_body(
-            self.settings,
-            messages,
-            schema=schema if self.settings.structured_output else None,
-            schema_name=schema_name,
-            stream=use_stream,
-            max_tokens=max_tokens if max_tokens is not None else self.settings.max_tokens,
-            temperature=self.settings.temperature if temperature is None else temperature,
-        )
         attempt = 0
+
+        def body_for(mode: str) -> dict[str, Any]:
+            return wire.chat_body(
+                self.settings,
+                messages,
+                schema=schema,
+                schema_name=schema_name,
+                stream=use_stream,
+                max_tokens=max_tokens if max_tokens is not None else self.settings.max_tokens,
+                temperature=self.settings.temperature if temperature is None else temperature,
+                mode=mode,
+            )
 
         def once() -> ChatResult:
             nonlocal attempt
             attempt += 1
             started = time.monotonic()
-            completion = self._post_chat(body, use_stream, cancel)
+            completion = self._post_with_fallback(body_for, schema is not None, use_stream,
+                                                  cancel)
             return ChatResult(
                 content=wire.strip_leading_think(completion.content),
                 done_reason=completion.done_reason,
@@ -280,6 +284,29 @@ class LLMClient:
         with self._lock:
             self._usage.add(result.prompt_tokens, result.completion_tokens)
         return result
+
+    def _post_with_fallback(
+        self,
+        body_for: Callable[[str], dict[str, Any]],
+        has_schema: bool,
+        stream: bool,
+        cancel: CancelHook | None,
+    ) -> wire.Completion:
+        """Post in the structured-output mode this server takes: in auto mode, a request the
+        server calls invalid falls back json_schema → json_object → text, and the server's
+        mode is remembered for the process."""
+        wanted = self.settings.resolved_structured_mode
+        if not has_schema or wanted != "auto":
+            return self._post_chat(body_for(wanted if has_schema else "text"), stream, cancel)
+        mode = structured_mode_of(self.settings.root_url)
+        while True:
+            try:
+                return self._post_chat(body_for(mode), stream, cancel)
+            except LLMError as error:
+                following = _next_mode(mode)
+                if following is None or not _rejects_the_format(error):
+                    raise
+                mode = _remember_mode(self.settings.root_url, mode, following, error)
 
     def _post_chat(
         self, body: dict[str, Any], stream: bool, cancel: CancelHook | None
@@ -645,6 +672,43 @@ def _model_names(data: Any) -> list[str]:
     else:
         raise BadResponseError("The model list has neither `models` nor `data`.")
     return [e[key] for e in entries if isinstance(e, dict) and isinstance(e.get(key), str)]
+
+
+FALLBACK_MODES = ("json_schema", "json_object", "text")
+_server_modes: dict[str, str] = {}  # base URL -> the structured-output mode it takes
+_server_modes_lock = threading.Lock()
+
+
+def structured_mode_of(base_url: str) -> str:
+    """The mode auto uses for this server: json_schema until the server refused it."""
+    with _server_modes_lock:
+        return _server_modes.get(base_url, FALLBACK_MODES[0])
+
+
+def _next_mode(mode: str) -> str | None:
+    index = FALLBACK_MODES.index(mode) if mode in FALLBACK_MODES else len(FALLBACK_MODES)
+    return FALLBACK_MODES[index + 1] if index + 1 < len(FALLBACK_MODES) else None
+
+
+def _rejects_the_format(error: LLMError) -> bool:
+    """The server called the request invalid (any status), or a 4xx names the format."""
+    if isinstance(error, InvalidRequestError):
+        return True
+    text = f"{error.detail} {error}".lower()
+    return isinstance(error, RequestRejectedError) and any(
+        word in text for word in ("response_format", "json_schema", "json_object", "format"))
+
+
+def _remember_mode(base_url: str, failed: str, following: str, error: LLMError) -> str:
+    """Switch this server to `following`, saying so once (other threads may get there too)."""
+    with _server_modes_lock:
+        current = _server_modes.get(base_url, FALLBACK_MODES[0])
+        if FALLBACK_MODES.index(current) >= FALLBACK_MODES.index(following):
+            return current
+        _server_modes[base_url] = following
+    log.warning("%s does not take structured output as %s (%s); using %s from now on",
+                base_url, failed, error.detail or error, following)
+    return following
 
 
 def _same_model(wanted: str, listed: str) -> bool:

@@ -55,10 +55,33 @@ def chat_body(
     stream: bool,
     max_tokens: int | None,
     temperature: float,
+    mode: str = "json_schema",
 ) -> dict[str, Any]:
+    """`mode`: json_schema (the schema enforced), json_object (any JSON) or text (the schema
+    written into the last message, for servers that take neither)."""
+    if schema is not None and mode != "json_schema":
+        messages = _with_schema_in_prompt(messages, schema) if mode == "text" else messages
     if settings.resolved_api == "native":
-        return _native_body(settings, messages, schema, stream, max_tokens, temperature)
-    return _openai_body(settings, messages, schema, schema_name, stream, max_tokens, temperature)
+        body = _native_body(settings, messages, schema if mode == "json_schema" else None,
+                            stream, max_tokens, temperature)
+        if schema is not None and mode == "json_object":
+            body["format"] = "json"
+        return body
+    body = _openai_body(settings, messages, schema if mode == "json_schema" else None,
+                        schema_name, stream, max_tokens, temperature)
+    if schema is not None and mode == "json_object":
+        body["response_format"] = {"type": "json_object"}
+    return body
+
+
+def _with_schema_in_prompt(messages: list[Message], schema: Mapping[str, Any]) -> list[Message]:
+    note = ("\n\nAnswer with one JSON object and nothing else. It must match this JSON "
+            f"schema:\n{json.dumps(schema, ensure_ascii=False)}")
+    if not messages:
+        return [{"role": "user", "content": note.strip()}]
+    last = dict(messages[-1])
+    last["content"] = last.get("content", "") + note
+    return [*messages[:-1], last]
 
 
 def _native_body(
