@@ -61,6 +61,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UserError(_cli_hint(failure)) from failure
     finally:
         signal.signal(signal.SIGINT, previous)
+    if not args.json and result.chunks_done:
+        print(_usage_line(result.prompt_tokens, result.completion_tokens), file=sys.stderr)
     if result.failures:  # some chunks failed after their retries: one line, grouped by cause
         print(f"finetuneflow: warning: {result.failures}; run the same command again to "
               "retry them (details in the log).", file=sys.stderr)
@@ -70,6 +72,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"{result.chunks_done} chunks: {result.accepted} examples accepted, "
               f"{result.rejected} rejected" + (" (stopped early)" if result.cancelled else ""))
     return 0
+
+
+def _usage_line(prompt: int | None, completion: int | None) -> str:
+    if prompt is None or completion is None:  # never shown as 0
+        return "Tokens: unknown (the server did not report its usage)."
+    return f"Tokens: {prompt:,} prompt + {completion:,} completion."
 
 
 def _cli_hint(failure: GenerationFailed) -> str:

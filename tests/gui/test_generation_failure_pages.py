@@ -72,3 +72,17 @@ def test_the_review_page_shows_why_every_502_failed(
     text = page.run_status.text()
     assert "HTTP 502" in text and "What to do:" in text and "Done:" not in text
     assert not page.isComplete()
+
+
+def test_the_structured_output_mode_is_picked_in_the_llm_settings(
+        window: MainWindow, context: AppContext, project_id: str) -> None:
+    service = GenerationService(context)
+    service.set_llm_settings(project_id, LLMSettings(
+        provider="openai", base_url="http://127.0.0.1:8000/v1", model="tiny.gguf",
+        structured_mode="json_object"))
+    page = window.open_project(project_id, "preview").currentPage()
+    assert isinstance(page, PreviewPage)
+    assert page.llm.structured.currentData() == "json_object"
+    page.llm.structured.setCurrentIndex(page.llm.structured.findData("text"))
+    assert page.save_llm_settings()
+    assert service.llm_settings(project_id).resolved_structured_mode == "text"

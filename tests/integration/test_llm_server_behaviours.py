@@ -127,9 +127,12 @@ def test_usage_missing_from_streams_is_unknown(fake_llm: FakeLLMServer) -> None:
 def test_a_prompt_over_the_context_size_is_refused_once(fake_llm: FakeLLMServer) -> None:
     fake_llm.set_context_size(20)
     long_prompt = [{"role": "user", "content": "word " * 200}]
-    with client(fake_llm) as llm, pytest.raises(RequestRejectedError, match="context size"):
+    with client(fake_llm) as llm, pytest.raises(RequestRejectedError) as caught:
         llm.chat(long_prompt)
-    assert len(chat_payloads(fake_llm)) == 1
+    assert len(chat_payloads(fake_llm)) == 1  # not retried
+    message = str(caught.value)
+    assert "does not fit the server's context (20 tokens)" in message
+    assert "smaller chunks" in message and caught.value.cause == "prompt over the context size"
     error = httpx.post(f"{fake_llm.base_url}/v1/chat/completions",
                        json={"model": "m", "messages": long_prompt}).json()["error"]
     assert error["type"] == "exceed_context_size_error" and error["n_ctx"] == 20
@@ -154,5 +157,8 @@ def test_cli_structured_output_flag_and_unknown_usage(
     assert out["prompt_tokens"] is None and out["completion_tokens"] is None
     assert out["chunks_done"] >= 1
     assert set(formats(fake_llm)) == {"json_object"}
+    human = run_cli(home, "generate", project, "--full", "--max-chunks", "1")
+    assert human.returncode == 0, human.stderr
+    assert "Tokens: unknown" in human.stderr and "0 prompt" not in human.stderr
     bad = run_cli(home, "generate", project, "--preview", "--structured-output", "xml")
     assert bad.returncode == 2

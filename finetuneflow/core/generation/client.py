@@ -499,6 +499,10 @@ class LLMClient:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         signin_url = wire.signin_url_from_body(response.content) if status == 401 else None
         url = str(response.request.url)
+        sizes = wire.context_sizes_from_body(response.content) if status == 400 else None
+        if sizes is not None:
+            raise RequestRejectedError(_context_message(*sizes), status=status, detail=detail,
+                                       cause="prompt over the context size")
         if status >= 500 and status != 501 and wire.says_request_invalid(response.content):
             # Never retried as a transient 500: the same request would fail the same way.
             raise InvalidRequestError(
@@ -709,6 +713,15 @@ def _remember_mode(base_url: str, failed: str, following: str, error: LLMError) 
     log.warning("%s does not take structured output as %s (%s); using %s from now on",
                 base_url, failed, error.detail or error, following)
     return following
+
+
+def _context_message(prompt: int | None, context: int | None) -> str:
+    sizes = (f"the prompt ({prompt:,} tokens) does not fit the server's context "
+             f"({context:,} tokens)" if prompt and context
+             else "the prompt does not fit the server's context")
+    return (f"The server refused the request (400): {sizes}. Use smaller chunks (ingest again "
+            "with fewer tokens per chunk) or give the server a larger context (llama-server "
+            "-c N, Ollama num_ctx).")
 
 
 def _same_model(wanted: str, listed: str) -> bool:

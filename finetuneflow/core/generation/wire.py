@@ -249,6 +249,22 @@ _INVALID_REQUEST = re.compile(
 )
 
 
+def context_sizes_from_body(body: bytes) -> tuple[int | None, int | None] | None:
+    """(prompt tokens, context tokens) of llama-server's exceed_context_size_error, or of a
+    message about the context size; None for any other error."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict) and error.get("type") == "exceed_context_size_error":
+        return _count(error.get("n_prompt_tokens")), _count(error.get("n_ctx"))
+    text = error_text(data).lower()
+    if "context size" in text or "context length" in text or "context window" in text:
+        return None, None
+    return None
+
+
 def says_request_invalid(body: bytes) -> bool:
     return bool(_INVALID_REQUEST.search(body.decode("utf-8", errors="replace")))
 
