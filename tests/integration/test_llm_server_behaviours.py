@@ -5,6 +5,7 @@ comments, no usage in streams, context-size 400s."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from finetuneflow.core.generation import (
     Task,
     run_generation,
 )
+from finetuneflow.core.generation.client import forget_structured_modes
 from finetuneflow.core.generation.engine import ChunkInput, ChunkResult
 from tests.helpers.cli import run_cli, run_cli_json
 from tests.helpers.fake_llm import FakeLLMServer, Fault
@@ -28,6 +30,14 @@ from tests.helpers.fake_llm import FakeLLMServer, Fault
 FAST = RetryPolicy(attempts=5, base_s=0.01, cap_s=0.05)
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}}
 PROMPT = [{"role": "user", "content": "Say something."}]
+
+
+@pytest.fixture(autouse=True)
+def fresh_modes() -> Iterator[None]:
+    """A later test's server may get this one's port: it must not inherit its mode."""
+    forget_structured_modes()
+    yield
+    forget_structured_modes()
 
 
 def client(server: FakeLLMServer, **changes: Any) -> LLMClient:

@@ -689,6 +689,12 @@ def structured_mode_of(base_url: str) -> str:
         return _server_modes.get(base_url, FALLBACK_MODES[0])
 
 
+def forget_structured_modes() -> None:
+    """Forget what each server took (a server restarted with other options, tests)."""
+    with _server_modes_lock:
+        _server_modes.clear()
+
+
 def _next_mode(mode: str) -> str | None:
     index = FALLBACK_MODES.index(mode) if mode in FALLBACK_MODES else len(FALLBACK_MODES)
     return FALLBACK_MODES[index + 1] if index + 1 < len(FALLBACK_MODES) else None
