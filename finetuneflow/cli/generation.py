@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from finetuneflow.cli.common import add_json, open_context, print_json, stderr_progress
 from finetuneflow.cli.status import print_next
@@ -15,9 +16,14 @@ from finetuneflow.core.generation.settings import (
     LLMSettings,
 )
 from finetuneflow.core.progress import CancelToken
+from finetuneflow.services.errors import UserError
+
+if TYPE_CHECKING:
+    from finetuneflow.services.generation import GenerationFailed
 
 TASKS = ["qa", "instructions", "summary", "extraction", "custom"]
 PROVIDERS = ["ollama-cloud", "ollama", "openai"]
+STRUCTURED_MODES = ["auto", "json_schema", "json_object", "text"]
 
 
 def cmd_task_set(args: argparse.Namespace) -> int:
@@ -34,13 +40,16 @@ def cmd_task_set(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from finetuneflow.services.generation import GenerationService
+    from finetuneflow.services.generation import GenerationFailed, GenerationService
 
     service = GenerationService(open_context())
     llm = service.llm_settings(args.project)
     changes = {name: value for name, value in (
         ("provider", args.provider), ("base_url", args.base_url), ("model", args.llm),
-        ("concurrency", args.concurrency)) if value is not None}
+        ("concurrency", args.concurrency), ("read_timeout", args.read_timeout),
+        ("structured_mode", args.structured_output)) if value is not None}
+    if args.structured_output is not None:
+        changes["structured_output"] = True  # the mode says it all, "text" included
     if changes:
         service.set_llm_settings(args.project, replace(llm, **changes))
     elif not args.json:
@@ -57,8 +66,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     try:
         result = service.run(args.project, preview=args.preview, progress=stderr_progress,
                              cancel=cancel, max_chunks=args.max_chunks)
+    except GenerationFailed as failure:
+        raise UserError(_cli_hint(failure)) from failure
     finally:
         signal.signal(signal.SIGINT, previous)
+    if not args.json and result.chunks_done:
+        print(_usage_line(result.prompt_tokens, result.completion_tokens), file=sys.stderr)
+    if result.failures:  # some chunks failed after their retries: one line, grouped by cause
+        print(f"finetuneflow: warning: {result.failures}; run the same command again to "
+              "retry them (details in the log).", file=sys.stderr)
     if args.json:
         print_json(result.to_json())
     else:
@@ -79,6 +95,23 @@ def _announce_reused(project_ref: str, llm: LLMSettings) -> None:
     print(f"Using the LLM {origin}: {llm.provider} at {url}, model {model}, "
           f"{llm.resolved_concurrency} at once (change with --provider, --base-url, --llm)",
           file=sys.stderr)
+
+
+def _usage_line(prompt: int | None, completion: int | None) -> str:
+    if prompt is None or completion is None:  # never shown as 0
+        return "Tokens: unknown (the server did not report its usage)."
+    return f"Tokens: {prompt:,} prompt + {completion:,} completion."
+
+
+def _cli_hint(failure: GenerationFailed) -> str:
+    """The service's cause, with what to do worded in flags."""
+    from finetuneflow.core.generation.errors import ModelNotFoundError
+
+    error = failure.error
+    if isinstance(error, ModelNotFoundError) and error.available:
+        offered = ", ".join(error.available[:20])
+        return f"{failure} Choose one with --llm NAME (the server offers: {offered})."
+    return str(failure)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -103,6 +136,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     defaults = ", ".join(f"{n} for {p}" for p, n in DEFAULT_CONCURRENCY.items())
     generate.add_argument("--concurrency", type=int, metavar="N",
                           help=f"requests at once (default: {defaults}, as in the app)")
+    generate.add_argument("--read-timeout", type=float, metavar="SECONDS",
+                          help="give up on a request after this long without an answer (300)")
+    generate.add_argument("--structured-output", choices=STRUCTURED_MODES,
+                          help="how the JSON shape is asked for: auto tries json_schema, then "
+                          "json_object, then the schema in the prompt (auto)")
     generate.add_argument("--max-chunks", type=int, metavar="N",
                           help="with --full: do at most N more chunks (a budget)")
     add_json(generate)

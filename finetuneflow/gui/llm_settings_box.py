@@ -6,6 +6,8 @@ project's settings (OLLAMA_API_KEY, when set, wins and is shown as such).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
@@ -19,7 +21,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from finetuneflow.core.generation import ConnectionCheck, LLMSettings
+from finetuneflow.core.generation import (
+    AuthError,
+    ConnectionCheck,
+    LLMSettings,
+    ModelNotFoundError,
+    QuotaExhaustedError,
+)
 from finetuneflow.core.generation.settings import (
     DEFAULT_BASE_URLS,
     DEFAULT_CONCURRENCY,
@@ -29,11 +37,32 @@ from finetuneflow.gui.colours import set_tone
 from finetuneflow.gui.errors import describe
 from finetuneflow.gui.workers import TaskRunner
 from finetuneflow.services.context import AppContext
-from finetuneflow.services.generation import GenerationService
+from finetuneflow.services.generation import GenerationFailed, GenerationService
 from finetuneflow.services.secrets import Secret, secret_source, set_secret
 
 PROVIDERS = {"ollama-cloud": "Ollama Cloud", "ollama": "Local Ollama",
              "openai": "OpenAI-compatible server"}
+STRUCTURED_MODES = {"auto": "Automatic (what the server takes)",
+                    "json_schema": "JSON schema", "json_object": "Any JSON object",
+                    "text": "Plain text (schema in the prompt)"}
+
+
+def run_failure_text(error: BaseException, log_file: Path) -> str:
+    """A failed generation run: its cause, then what to do about it, for a status label."""
+    text, is_bug = describe(error, log_file)
+    if is_bug:
+        return " ".join(text.split())
+    cause = error.error if isinstance(error, GenerationFailed) else None
+    if isinstance(cause, ModelNotFoundError):
+        hint = "pick a model the server lists in Model above (Test connection fills the list)"
+    elif isinstance(cause, AuthError):
+        hint = "paste a valid API key above and press Save key"
+    elif isinstance(cause, QuotaExhaustedError):
+        hint = "wait for the limit to reset, or change plan, and generate again"
+    else:
+        hint = ("check the server and the LLM settings above (Test connection says what is "
+                "wrong), then generate again")
+    return f"{text} What to do: {hint}."
 
 
 class LLMSettingsBox(QGroupBox):
@@ -59,6 +88,12 @@ class LLMSettingsBox(QGroupBox):
         self.key = QLineEdit(objectName="llmKey", echoMode=QLineEdit.EchoMode.Password)
         self.save_key = QPushButton("Save key", objectName="saveKey")
         self.concurrency = QSpinBox(objectName="llmConcurrency", minimum=1, maximum=64)
+        self.structured = QComboBox(objectName="llmStructuredOutput")
+        for key, label in STRUCTURED_MODES.items():
+            self.structured.addItem(label, key)
+        self.structured.setToolTip(
+            "How the examples' JSON shape is asked for. Automatic tries a JSON schema, then "
+            "any JSON object, then the schema written in the prompt, as far as the server needs.")
         self.test = QPushButton("Test connection", objectName="testConnection")
         self.result = QLabel(objectName="connectionResult", wordWrap=True)
         key_row = QHBoxLayout()
@@ -73,10 +108,11 @@ class LLMSettingsBox(QGroupBox):
         form.addRow("Model:", self.model)
         form.addRow("API key:", key_row)
         form.addRow("Requests at once:", self.concurrency)
+        form.addRow("Structured output:", self.structured)
         form.addRow(test_row)
         self.provider.currentIndexChanged.connect(self._provider_changed)
         for signal in (self.base_url.textEdited, self.model.currentTextChanged,
-                       self.concurrency.valueChanged):
+                       self.concurrency.valueChanged, self.structured.currentIndexChanged):
             signal.connect(self.changed)
         self.save_key.clicked.connect(self._save_key)
         self.test.clicked.connect(self.run_test)
@@ -87,7 +123,8 @@ class LLMSettingsBox(QGroupBox):
         return LLMSettings(
             provider=provider, base_url=self.base_url.text().strip(),
             model=self.model.currentText().strip(),
-            concurrency=None if concurrency == DEFAULT_CONCURRENCY[provider] else concurrency)
+            concurrency=None if concurrency == DEFAULT_CONCURRENCY[provider] else concurrency,
+            structured_mode=self.structured.currentData())
 
     def set_settings(self, settings: LLMSettings) -> None:
         self.provider.blockSignals(True)
@@ -97,6 +134,10 @@ class LLMSettingsBox(QGroupBox):
         self.base_url.setText(settings.base_url)
         self.model.setCurrentText(settings.model)
         self.concurrency.setValue(settings.resolved_concurrency)
+        self.structured.blockSignals(True)
+        self.structured.setCurrentIndex(
+            max(0, self.structured.findData(settings.resolved_structured_mode)))
+        self.structured.blockSignals(False)
         self._show_key_state()
 
     def _provider_changed(self) -> None:

@@ -7,6 +7,8 @@ once it has stored examples (accepted or rejected), so a resumed run skips it.
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -23,7 +25,9 @@ from finetuneflow.core.generation import (
     Measurement,
     QualityOptions,
     QuotaExhaustedError,
+    RetryPolicy,
     RunEstimate,
+    RunSummary,
     StartWorker,
     Task,
     TaskSettings,
@@ -35,7 +39,13 @@ from finetuneflow.core.generation import (
     run_generation,
     test_connection,
 )
-from finetuneflow.core.progress import CancelToken, ProgressSink, both, ignore_progress
+from finetuneflow.core.progress import (
+    Cancelled,
+    CancelToken,
+    ProgressSink,
+    both,
+    ignore_progress,
+)
 from finetuneflow.core.units import format_duration
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.jobs import JobService, ThrottledProgress
@@ -48,6 +58,9 @@ from finetuneflow.storage.tables import ExampleSplit, JobKind
 if TYPE_CHECKING:
     from finetuneflow.services.context import AppContext
 
+log = logging.getLogger(__name__)
+
+RETRY_BASE_ENV = "FINETUNEFLOW_LLM_RETRY_BASE_S"
 PREVIEW_CHUNKS = 4
 PREVIEW_PER_CHUNK = 3
 
@@ -63,6 +76,8 @@ class GenerationResult:
     prompt_tokens: int | None
     completion_tokens: int | None
     cancelled: bool
+    failed_requests: int = 0  # chunks whose request failed after its retries
+    failures: str | None = None  # "7 requests failed: 5 timed out, 2 HTTP 502"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +101,39 @@ class FullRunEstimate:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class GenerationFailed(UserError):
+    """A run that produced nothing, or was stopped by an error: the cause, on one line.
+
+    `error` is the LLM client's typed error, so each interface can word its own hint."""
+
+    def __init__(self, message: str, error: LLMError) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+def retry_policy() -> RetryPolicy:
+    """The client's backoff; FINETUNEFLOW_LLM_RETRY_BASE_S shortens (tests) or lengthens
+    (a flaky link) the first wait, which the later ones double."""
+    try:
+        base = float(os.environ.get(RETRY_BASE_ENV, ""))
+    except ValueError:
+        return RetryPolicy()
+    return RetryPolicy(base_s=base, cap_s=max(base * 16, base)) if base > 0 else RetryPolicy()
+
+
+def one_line(text: str) -> str:
+    """Error texts go to one line of stderr or one status label: no line breaks."""
+    return " ".join(text.split())
+
+
+def _failure_cause(error: LLMError, summary: RunSummary) -> str:
+    """The error, preceded by how many requests failed when more than one did."""
+    failures = summary.describe_failures()
+    if failures and summary.failed_requests > 1:
+        return one_line(f"{failures}. {error}")
+    return one_line(str(error))
 
 
 class GenerationService:
@@ -145,12 +193,14 @@ class GenerationService:
         in the GUI)."""
         project_id = self._projects.get(project_ref).id
         task = Task(self.task_settings(project_id))
-        client = LLMClient(self.llm_settings(project_id), get_secret(Secret.LLM_API_KEY))
+        client = LLMClient(self.llm_settings(project_id), get_secret(Secret.LLM_API_KEY),
+                           retry=retry_policy())
         chunks, done = self._work_list(project_id, preview, max_chunks)
         per_chunk = min(PREVIEW_PER_CHUNK, task.settings.examples_per_chunk) if preview else None
         job_id = self._jobs.create(project_id, JobKind.PREVIEW if preview else JobKind.GENERATE,
                                    {"chunks": len(chunks), "skipped": len(done)})
         self._jobs.start(job_id)
+        self._preflight(job_id, client, cancel)
         sink = both(ThrottledProgress(self._jobs, job_id), progress)
         split = ExampleSplit.PREVIEW if preview else ExampleSplit.TRAIN
         writer = _ChunkWriter(self._context, project_id, split, len(chunks) - len(done), sink)
@@ -160,13 +210,32 @@ class GenerationService:
             dedup=self._seeded_dedup(project_id, task), start_worker=start_worker)
         # The counts are the stored rows' (the writer reads them back): the engine's tallies
         # counted a flagged example twice and missed duplicates found on storing.
+        usage = summary.usage
+        known = usage.complete and usage.requests > 0  # unreported usage is unknown, not 0
         result = GenerationResult(
             job_id, summary.chunks_done, summary.chunks_skipped, writer.kept + writer.rejected,
             writer.kept, writer.rejected,
-            summary.usage.prompt_tokens, summary.usage.completion_tokens, summary.cancelled)
+            usage.prompt_tokens if known else None, usage.completion_tokens if known else None,
+            summary.cancelled, summary.failed_requests, summary.describe_failures())
         measured = measure(writer.results, per_chunk or task.settings.examples_per_chunk)
-        self._close_job(job_id, summary.error, summary.cancelled, result, measured)
+        self._close_job(job_id, summary, result, measured)
         return result
+
+    def _preflight(self, job_id: int, client: LLMClient, cancel: CancelToken | None) -> None:
+        """Reach the server, check the key and the model before any chunk: a run that cannot
+        work fails at once with the cause."""
+        try:
+            client.preflight(cancel=cancel)
+        except LLMError as error:
+            client.close()
+            log.error("Generation job %s: the preflight failed: %s", job_id, error)
+            cause = one_line(str(error))
+            self._jobs.fail(job_id, cause)
+            raise GenerationFailed(cause, error) from error
+        except Cancelled:
+            client.close()
+            self._jobs.cancel(job_id)
+            raise
 
     def _work_list(self, project_id: str, preview: bool,
                    max_chunks: int | None) -> tuple[list[ChunkInput], set[int]]:
@@ -228,20 +297,29 @@ class GenerationService:
                 return Measurement(**result["measurement"])
         return None
 
-    def _close_job(self, job_id: int, error: LLMError | None, cancelled: bool,
-                   result: GenerationResult, measured: Measurement | None) -> None:
+    def _close_job(self, job_id: int, summary: RunSummary, result: GenerationResult,
+                   measured: Measurement | None) -> None:
+        error = summary.error
         if isinstance(error, QuotaExhaustedError):
-            self._jobs.interrupt(job_id, f"{error} Resume later: finished chunks are kept.")
-            raise UserError(str(error))
+            self._jobs.interrupt(job_id, one_line(f"{error} Resume later: finished chunks are "
+                                                  "kept."))
+            raise UserError(one_line(str(error)))
+        if error is None and summary.nothing_succeeded and not summary.cancelled:
+            error = summary.last_failure
         if error is not None:
-            self._jobs.fail(job_id, str(error))
-            raise UserError(str(error))
-        if cancelled:
+            cause = _failure_cause(error, summary)
+            log.error("Generation job %s failed: %s", job_id, error)
+            self._jobs.fail(job_id, cause)
+            raise GenerationFailed(cause, error)
+        if summary.cancelled:
             self._jobs.cancel(job_id)
             return
+        if result.failures:
+            log.warning("Generation job %s: %s", job_id, result.failures)
         outcome = result.to_json() | {"measurement": asdict(measured) if measured else None}
+        message = f"{result.accepted} examples accepted, {result.rejected} rejected"
         self._jobs.succeed(job_id, outcome,
-                           f"{result.accepted} examples accepted, {result.rejected} rejected")
+                           message + (f"; {result.failures}" if result.failures else ""))
 
     def _chunks(self, project_id: str) -> list[ChunkInput]:
         with self._context.transaction() as tx:

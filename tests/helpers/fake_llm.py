@@ -86,6 +86,8 @@ class Fault(StrEnum):
     THINK_TAGS = "think_tags"  # "<think>…</think>" inline before the answer
     CODE_FENCE = "code_fence"  # ```json … ``` around the answer
     THINKING = "thinking"  # a trace in message.thinking (native) / message.reasoning (openai)
+    BAD_GATEWAY = "bad_gateway"  # 502 with a proxy's HTML page
+    CUT_SHORT = "cut_short"  # llama.cpp under load: the role delta, then [DONE] (no finish)
 
 
 FaultMix = Mapping[Fault | str, float] | Iterable[Fault | str]  # kinds, or kinds with weights
@@ -108,6 +110,17 @@ HTTP_ERROR_FAULTS: dict[Fault, tuple[int, str]] = {
     Fault.SERVER_ERROR: (500, "llama runner process has terminated: exit status 2"),
     Fault.SERVER_BUSY: (503, "server busy, please try again.  maximum pending requests exceeded"),
 }
+BAD_GATEWAY_HTML = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+# llama-cpp-python's server: pydantic rejects response_format json_schema, answered as a 500.
+JSON_SCHEMA_REJECTED = (
+    "1 validation error for CreateChatCompletionRequest\nresponse_format.type\n  Input should "
+    "be 'text' or 'json_object' [type=literal_error, input_value='json_schema', "
+    "input_type=str]"
+)
 STREAM_ERROR_MESSAGE = "an error was encountered while running the model: unexpected EOF"
 DEFAULT_THINKING = (
     "Okay, the user wants question-answer pairs grounded in the passage. "
@@ -621,6 +634,11 @@ class _Settings:
     timeout_fault_s: float
     thinking: str | None
     pending_faults: deque[Fault] = field(default_factory=deque)
+    reject_json_schema: bool = False  # answer json_schema with llama-cpp-python's 500
+    ping_comments: bool = False  # `: ping` SSE comment lines between events
+    stream_usage: bool = True  # False: ignore stream_options.include_usage
+    context_size: int | None = None  # 400 exceed_context_size_error above it; /props, /api/show
+    answer_any_model: bool = False  # llama-server: one model loaded, any name answered
 
 
 @dataclass
@@ -777,6 +795,31 @@ class FakeLLMServer:
         with self._lock:
             self._settings.thinking = thinking
 
+    def set_reject_json_schema(self, reject: bool = True) -> None:
+        """Behave as llama-cpp-python: response_format json_schema gets a 500 validation body."""
+        with self._lock:
+            self._settings.reject_json_schema = reject
+
+    def set_ping_comments(self, ping: bool = True) -> None:
+        """Send `: ping` SSE comments between events, as llama-server does while busy."""
+        with self._lock:
+            self._settings.ping_comments = ping
+
+    def set_stream_usage(self, report: bool) -> None:
+        """False: never send a usage chunk in streams, whatever stream_options asks."""
+        with self._lock:
+            self._settings.stream_usage = report
+
+    def set_answer_any_model(self, any_model: bool = True) -> None:
+        """Answer whatever model name a chat asks for (llama.cpp's servers do)."""
+        with self._lock:
+            self._settings.answer_any_model = any_model
+
+    def set_context_size(self, tokens: int | None) -> None:
+        """Refuse prompts over `tokens` with llama-server's 400, and report the size."""
+        with self._lock:
+            self._settings.context_size = tokens
+
     def set_timeout_fault_s(self, seconds: float) -> None:
         with self._lock:
             self._settings.timeout_fault_s = seconds
@@ -865,8 +908,18 @@ class FakeLLMServer:
         """Wait, but wake at once on stop(); False when the server is stopping."""
         return not self._stopping.wait(seconds) if seconds > 0 else not self._stopping.is_set()
 
+    def _reports_stream_usage(self) -> bool:
+        with self._lock:
+            return self._settings.stream_usage
+
+    def _pings(self) -> bool:
+        with self._lock:
+            return self._settings.ping_comments
+
     def _knows_model(self, name: str) -> bool:
         with self._lock:
+            if self._settings.answer_any_model:
+                return True
             known = {normalize_model_name(m) for m in self._settings.models}
         return normalize_model_name(name) in known
 
@@ -975,6 +1028,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif route == ("GET", "/v1/models"):
             payload = openai_models_payload(self.server.fake.models)
             self._send(200, OPENAI_JSON, openai_json_body(payload))
+        elif route == ("GET", "/props") or route == ("GET", "/v1/props"):
+            self._send_props()
+        elif route == ("POST", "/api/show"):
+            self._send_show(request)
         elif route == ("GET", "/api/version"):
             self._send(200, NATIVE_JSON, native_json_body({"version": "0.13.5"}))
         elif route == ("GET", "/"):
@@ -1023,6 +1080,8 @@ class _Handler(BaseHTTPRequestHandler):
         if problem is not None:
             self._send_error(api, 400, problem)
             return
+        if self._refused_by_behaviour(request, api):
+            return
         fault = fake._draw_fault(request)
         if fault is Fault.TIMEOUT and not fake._sleep(fake._timeout_fault_s()):
             self._abort_connection()
@@ -1032,11 +1091,62 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._answer_chat(request, api, fault)
 
+    def _refused_by_behaviour(self, request: RecordedRequest, api: Api) -> bool:
+        """The scripted server behaviours that refuse a request before any fault is drawn."""
+        fake = self.server.fake
+        with fake._lock:
+            reject_schema = fake._settings.reject_json_schema
+            context = fake._settings.context_size
+        payload: dict[str, Any] = request.payload
+        response_format = payload.get("response_format")
+        if (reject_schema and api == "openai" and isinstance(response_format, dict)
+                and response_format.get("type") == "json_schema"):
+            self._send_error(api, 500, JSON_SCHEMA_REJECTED)
+            return True
+        prompt = _prompt_tokens(payload)
+        if context is not None and prompt > context:
+            self._send_context_error(api, prompt, context)
+            return True
+        return False
+
+    def _send_context_error(self, api: Api, prompt: int, context: int) -> None:
+        message = "the request exceeds the available context size, try increasing it"
+        if api == "native":
+            self._send_error(api, 400, message)
+            return
+        error = {"code": 400, "message": message, "type": "exceed_context_size_error",
+                 "n_prompt_tokens": prompt, "n_ctx": context}
+        self._send(400, OPENAI_JSON, openai_json_body({"error": error}))
+
+    def _send_props(self) -> None:
+        with self.server.fake._lock:
+            context = self.server.fake._settings.context_size
+        if context is None:
+            self._send(404, "text/plain", b"404 page not found")
+            return
+        props = {"default_generation_settings": {"n_ctx": context}, "total_slots": 1}
+        self._send(200, OPENAI_JSON, openai_json_body(props))
+
+    def _send_show(self, request: RecordedRequest) -> None:
+        with self.server.fake._lock:
+            context = self.server.fake._settings.context_size
+        payload = request.payload if isinstance(request.payload, dict) else {}
+        name = str(payload.get("model") or payload.get("name") or "")
+        if not self.server.fake._knows_model(name):
+            self._send_error("native", 404, f"model '{name}' not found")
+            return
+        info = {"general.architecture": "llama", "llama.context_length": context or 131072}
+        body = {"modelfile": "", "parameters": "", "template": "",
+                "details": _model_details(name), "model_info": info}
+        self._send(200, NATIVE_JSON, native_json_body(body))
+
     def _answer_chat(self, request: RecordedRequest, api: Api, fault: Fault | None) -> None:
         payload: dict[str, Any] = request.payload
         model: str = payload["model"]
         if fault is not None and fault in HTTP_ERROR_FAULTS:
             self._send_fault_error(api, fault, model)
+        elif fault is Fault.BAD_GATEWAY:
+            self._send(502, "text/html", BAD_GATEWAY_HTML)
         elif fault is Fault.DROP:
             self._abort_connection()
         elif not self.server.fake._knows_model(model):
@@ -1066,7 +1176,7 @@ class _Handler(BaseHTTPRequestHandler):
             answer=answer,
             received_ns=request.received_ns,
             completion_id=fake._draw_completion_id(),
-            include_usage=wants_usage_chunk(request.payload),
+            include_usage=wants_usage_chunk(request.payload) and fake._reports_stream_usage(),
         )
 
     def _send_chat_completion(self, api: Api, reply: Reply, fault: Fault | None) -> None:
@@ -1089,8 +1199,17 @@ class _Handler(BaseHTTPRequestHandler):
             content_type = SSE
             events, tail = openai_stream_events(reply), openai_stream_tail(reply)
         first_half = events[: max(1, len(events) // 2)]
+        if api == "openai" and self.server.fake._pings():
+            events = [piece for event in events for piece in (b": ping\n\n", event)]
         self._start_chunked(content_type)
-        if fault is Fault.TRUNCATED:
+        if fault is Fault.CUT_SHORT:
+            # What llama.cpp's server sends for a request it dropped: the role, then the end.
+            self._write_chunks(events[:1] if api == "native" else [
+                _sse_event(go_json(_openai_chunk(reply, [
+                    {"index": 0, "delta": {"role": "assistant", "content": ""},
+                     "finish_reason": None}]))),
+                _sse_event("[DONE]")])
+        elif fault is Fault.TRUNCATED:
             self._write_chunks(first_half)
         elif fault is Fault.DISCONNECT:
             self._write_chunks(first_half)

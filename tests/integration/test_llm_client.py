@@ -512,7 +512,9 @@ def test_connection_check_tells_the_cases_apart(
     assert check.models == ("gpt-oss:20b", "gpt-oss:120b", "gemma4:31b")
     probe = chat_requests(server)[-1].payload
     if api == "native":
-        assert probe["options"]["num_predict"] == 1 and probe["stream"] is False
+        # The same kind of request as the generation's: streamed, with a schema.
+        assert probe["options"]["num_predict"] == 1 and probe["stream"] is True
+        assert "format" in probe
     else:
         assert probe["max_tokens"] == 1
 

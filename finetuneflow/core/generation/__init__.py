@@ -35,6 +35,7 @@ from finetuneflow.core.generation.errors import (
     BadResponseError,
     ConfigurationError,
     ForbiddenError,
+    InvalidRequestError,
     LLMError,
     ModelNotFoundError,
     NetworkError,
@@ -42,6 +43,7 @@ from finetuneflow.core.generation.errors import (
     RateLimitedError,
     RequestRejectedError,
     ServerError,
+    StreamCutShortError,
     UnreachableError,
 )
 from finetuneflow.core.generation.parse import build_repair_messages, parse_answer
@@ -61,6 +63,7 @@ __all__ = [
     "Deduplicator",
     "ForbiddenError",
     "GeneratedExample",
+    "InvalidRequestError",
     "LLMClient",
     "LLMError",
     "LLMSettings",
@@ -77,6 +80,7 @@ __all__ = [
     "RunSummary",
     "ServerError",
     "StartWorker",
+    "StreamCutShortError",
     "Task",
     "TaskSettings",
     "TaskType",

@@ -17,6 +17,7 @@ import random
 import ssl
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ from finetuneflow.core.generation.errors import (
     BadResponseError,
     ConfigurationError,
     ForbiddenError,
+    InvalidRequestError,
     LLMError,
     ModelNotFoundError,
     NetworkError,
@@ -62,6 +64,13 @@ RESUME_HINTS = {
     "monthly": "Resume next month, when the monthly limit resets",
 }
 MAX_LISTED_MODELS = 20
+# Test connection sends a schema, as generation does: a server that rejects structured
+# output must fail the test, not every generation request after it.
+PROBE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"ok": {"type": "boolean"}},
+    "required": ["ok"],
+}
 
 
 class CancelHook(Protocol):
@@ -242,22 +251,26 @@ class LLMClient:
     ) -> ChatResult:
         """Send one chat; retry what is retryable; raise a typed LLMError or Cancelled."""
         use_stream = self.settings.stream if stream is None else stream
-        body = wire.chat_body(
-            self.settings,
-            messages,
-            schema=schema if self.settings.structured_output else None,
-            schema_name=schema_name,
-            stream=use_stream,
-            max_tokens=max_tokens if max_tokens is not None else self.settings.max_tokens,
-            temperature=self.settings.temperature if temperature is None else temperature,
-        )
         attempt = 0
+
+        def body_for(mode: str) -> dict[str, Any]:
+            return wire.chat_body(
+                self.settings,
+                messages,
+                schema=schema,
+                schema_name=schema_name,
+                stream=use_stream,
+                max_tokens=max_tokens if max_tokens is not None else self.settings.max_tokens,
+                temperature=self.settings.temperature if temperature is None else temperature,
+                mode=mode,
+            )
 
         def once() -> ChatResult:
             nonlocal attempt
             attempt += 1
             started = time.monotonic()
-            completion = self._post_chat(body, use_stream, cancel)
+            completion = self._post_with_fallback(body_for, schema is not None, use_stream,
+                                                  cancel)
             return ChatResult(
                 content=wire.strip_leading_think(completion.content),
                 done_reason=completion.done_reason,
@@ -271,6 +284,29 @@ class LLMClient:
         with self._lock:
             self._usage.add(result.prompt_tokens, result.completion_tokens)
         return result
+
+    def _post_with_fallback(
+        self,
+        body_for: Callable[[str], dict[str, Any]],
+        has_schema: bool,
+        stream: bool,
+        cancel: CancelHook | None,
+    ) -> wire.Completion:
+        """Post in the structured-output mode this server takes: in auto mode, a request the
+        server calls invalid falls back json_schema → json_object → text, and the server's
+        mode is remembered for the process."""
+        wanted = self.settings.resolved_structured_mode
+        if not has_schema or wanted != "auto":
+            return self._post_chat(body_for(wanted if has_schema else "text"), stream, cancel)
+        mode = structured_mode_of(self.settings.root_url)
+        while True:
+            try:
+                return self._post_chat(body_for(mode), stream, cancel)
+            except LLMError as error:
+                following = _next_mode(mode)
+                if following is None or not _rejects_the_format(error):
+                    raise
+                mode = _remember_mode(self.settings.root_url, mode, following, error)
 
     def _post_chat(
         self, body: dict[str, Any], stream: bool, cancel: CancelHook | None
@@ -323,18 +359,48 @@ class LLMClient:
             self._models_cache = (time.monotonic(), tuple(names))
         return names
 
+    def preflight(self, *, cancel: CancelHook | None = None) -> tuple[str, ...]:
+        """Before a run, one cheap call: the server answers, a key is there when one is
+        needed, and the model is in the server's list (when it gives one). Raises the cause."""
+        if self.settings.needs_key and not self._api_key:
+            host = urlsplit(self.settings.root_url).hostname or "the server"
+            raise AuthError(f"{host} needs an API key and none is set: set OLLAMA_API_KEY or "
+                            f"save a key in the LLM settings (create one at {KEYS_URL}).")
+        try:
+            models = tuple(self.list_models(cancel=cancel))
+        except (ConfigurationError, BadResponseError, RequestRejectedError) as error:
+            # Some servers list nothing at /models; the first request will tell.
+            log.info("No model list from %s (%s); the model is not checked", self, error)
+            return ()
+        self.require_listed_model(models)
+        return models
+
+    def require_listed_model(self, models: tuple[str, ...]) -> None:
+        """ModelNotFoundError naming what the server offers, when its list lacks the model."""
+        model = self.settings.resolved_model
+        if not models or any(_same_model(model, name) for name in models):
+            return
+        listed = ", ".join(models[:MAX_LISTED_MODELS])
+        more = " …" if len(models) > MAX_LISTED_MODELS else ""
+        raise ModelNotFoundError(
+            f"The server has no model {model!r}; it offers: {listed}{more}.",
+            status=None, detail="not in the server's model list", available=models)
+
     def check_connection(self, *, cancel: CancelHook | None = None) -> ConnectionCheck:
-        """A one-token chat tells a bad key, no access, an unknown model and no server apart."""
+        """A one-token chat shaped as the generation's (schema and streaming included) tells
+        a bad key, no access, an unknown model and no server apart; the model must also be in
+        the server's list, when it gives one."""
         models = self._models_or_empty(cancel)
         started = time.monotonic()
         try:
             self.chat(
                 [{"role": "user", "content": "ping"}],
+                schema=PROBE_SCHEMA,
                 max_tokens=1,
-                stream=False,
                 cancel=cancel,
                 retry=_quick(self.retry),
             )
+            self.require_listed_model(models)
         except LLMError as error:
             return ConnectionCheck(_status_of(error), str(error), models)
         latency = time.monotonic() - started
@@ -360,18 +426,23 @@ class LLMClient:
     def _with_retries(
         self, call: Callable[[], T], cancel: CancelHook | None, policy: RetryPolicy, what: str
     ) -> T:
+        same_kind: Counter[type[LLMError]] = Counter()  # for errors with their own retry limit
         for attempt in range(1, max(1, policy.attempts) + 1):
             if cancel is not None:
                 cancel.raise_if_cancelled()
             try:
                 return call()
             except LLMError as error:
-                if not error.retryable or attempt >= policy.attempts:
+                same_kind[type(error)] += 1
+                limit = policy.attempts
+                over_own_limit = (error.max_retries is not None
+                                  and same_kind[type(error)] > error.max_retries)
+                if not error.retryable or attempt >= limit or over_own_limit:
                     raise
                 delay = policy.delay(attempt, getattr(error, "retry_after", None))
                 log.warning(
                     "LLM %s failed (%s); attempt %d of %d, next in %.1f s",
-                    what, error, attempt, policy.attempts, delay,
+                    what, error, attempt, limit, delay,
                 )
                 if self._sleep(delay, cancel):
                     raise Cancelled() from error
@@ -407,11 +478,13 @@ class LLMClient:
             ) from exc
         except httpx.TimeoutException as exc:
             raise NetworkError(
-                f"{base} sent nothing for {self.settings.read_timeout:g} s (read timeout)."
+                f"{base} sent nothing for {self.settings.read_timeout:g} s (read timeout).",
+                cause="timed out",
             ) from exc
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
             raise NetworkError(
-                self._scrub(f"The connection to {base} was dropped mid-answer ({exc}).")
+                self._scrub(f"The connection to {base} was dropped mid-answer ({exc})."),
+                cause="connection dropped",
             ) from exc
         except httpx.HTTPError as exc:
             raise NetworkError(self._scrub(f"HTTP error talking to {base}: {exc}")) from exc
@@ -426,6 +499,15 @@ class LLMClient:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         signin_url = wire.signin_url_from_body(response.content) if status == 401 else None
         url = str(response.request.url)
+        sizes = wire.context_sizes_from_body(response.content) if status == 400 else None
+        if sizes is not None:
+            raise RequestRejectedError(_context_message(*sizes), status=status, detail=detail,
+                                       cause="prompt over the context size")
+        if status >= 500 and status != 501 and wire.says_request_invalid(response.content):
+            # Never retried as a transient 500: the same request would fail the same way.
+            raise InvalidRequestError(
+                f"The server rejected the request as invalid ({status}): {detail}",
+                status=status, detail=detail, cause=f"HTTP {status} invalid request")
         raise self._error_for(status, detail, retry_after, url, listing, signin_url)
 
     def _error_for(
@@ -594,6 +676,67 @@ def _model_names(data: Any) -> list[str]:
     else:
         raise BadResponseError("The model list has neither `models` nor `data`.")
     return [e[key] for e in entries if isinstance(e, dict) and isinstance(e.get(key), str)]
+
+
+FALLBACK_MODES = ("json_schema", "json_object", "text")
+_server_modes: dict[str, str] = {}  # base URL -> the structured-output mode it takes
+_server_modes_lock = threading.Lock()
+
+
+def structured_mode_of(base_url: str) -> str:
+    """The mode auto uses for this server: json_schema until the server refused it."""
+    with _server_modes_lock:
+        return _server_modes.get(base_url, FALLBACK_MODES[0])
+
+
+def forget_structured_modes() -> None:
+    """Forget what each server took (a server restarted with other options, tests)."""
+    with _server_modes_lock:
+        _server_modes.clear()
+
+
+def _next_mode(mode: str) -> str | None:
+    index = FALLBACK_MODES.index(mode) if mode in FALLBACK_MODES else len(FALLBACK_MODES)
+    return FALLBACK_MODES[index + 1] if index + 1 < len(FALLBACK_MODES) else None
+
+
+def _rejects_the_format(error: LLMError) -> bool:
+    """The server called the request invalid (any status), or a 4xx names the format."""
+    if isinstance(error, InvalidRequestError):
+        return True
+    text = f"{error.detail} {error}".lower()
+    return isinstance(error, RequestRejectedError) and any(
+        word in text for word in ("response_format", "json_schema", "json_object", "format"))
+
+
+def _remember_mode(base_url: str, failed: str, following: str, error: LLMError) -> str:
+    """Switch this server to `following`, saying so once (other threads may get there too)."""
+    with _server_modes_lock:
+        current = _server_modes.get(base_url, FALLBACK_MODES[0])
+        if FALLBACK_MODES.index(current) >= FALLBACK_MODES.index(following):
+            return current
+        _server_modes[base_url] = following
+    log.warning("%s does not take structured output as %s (%s); using %s from now on",
+                base_url, failed, error.detail or error, following)
+    return following
+
+
+def _context_message(prompt: int | None, context: int | None) -> str:
+    sizes = (f"the prompt ({prompt:,} tokens) does not fit the server's context "
+             f"({context:,} tokens)" if prompt and context
+             else "the prompt does not fit the server's context")
+    return (f"The server refused the request (400): {sizes}. Use smaller chunks (ingest again "
+            "with fewer tokens per chunk) or give the server a larger context (llama-server "
+            "-c N, Ollama num_ctx).")
+
+
+def _same_model(wanted: str, listed: str) -> bool:
+    """Ollama names without a tag mean `:latest`."""
+    def full(name: str) -> str:
+        name = name.strip()
+        return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+    return wanted.strip() == listed.strip() or full(wanted) == full(listed)
 
 
 def _quick(policy: RetryPolicy) -> RetryPolicy:

@@ -13,6 +13,7 @@ import math
 import statistics
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -260,6 +261,25 @@ class RunSummary:
     elapsed_s: float = 0.0
     cancelled: bool = False
     error: LLMError | None = None  # what stopped the run (quota, key, model…)
+    failures: Counter[str] = field(default_factory=Counter)  # cause -> failed chunks
+    last_failure: LLMError | None = None  # the latest chunk failure, for its full message
+
+    @property
+    def failed_requests(self) -> int:
+        return sum(self.failures.values())
+
+    @property
+    def nothing_succeeded(self) -> bool:
+        """Chunks were tried and none came back: a failed run, whatever stopped it."""
+        return self.chunks_done == 0 and self.failed_requests > 0
+
+    def describe_failures(self) -> str | None:
+        """"7 requests failed: 5 timed out, 2 HTTP 502", or None when none failed."""
+        if not self.failures:
+            return None
+        total = self.failed_requests
+        causes = ", ".join(f"{n} {cause}" for cause, n in self.failures.most_common())
+        return f"{total} request{'s' if total != 1 else ''} failed: {causes}"
 
     @property
     def stopped(self) -> bool:
@@ -327,6 +347,8 @@ class _Run:
     def fail_chunk(self, chunk: ChunkLike, error: LLMError) -> None:
         with self.deliver_lock:
             self.summary.chunks_failed[chunk.id] = str(error)
+            self.summary.failures[error.cause] += 1
+            self.summary.last_failure = error
             self.consecutive_failures += 1
             if self.consecutive_failures >= self.max_consecutive_failures:
                 self.stop_with(error)
@@ -410,6 +432,9 @@ def _worker(
             return
         except LLMError as error:
             if error.stops_run:
+                with run.deliver_lock:
+                    run.summary.failures[error.cause] += 1
+                    run.summary.last_failure = error
                 run.stop_with(error)
                 return
             log.warning("Chunk %s failed after its retries: %s", chunk.id, error)

@@ -19,19 +19,35 @@ class LLMError(Exception):
 
     retryable: ClassVar[bool] = False
     stops_run: ClassVar[bool] = False
+    max_retries: ClassVar[int | None] = None  # None: as many as the retry policy allows
 
-    def __init__(self, message: str, *, status: int | None = None, detail: str = "") -> None:
+    def __init__(self, message: str, *, status: int | None = None, detail: str = "",
+                 cause: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.detail = detail  # the server's own words, when it gave any
+        self._cause = cause
 
     def __str__(self) -> str:
         return self.message
 
+    @property
+    def cause(self) -> str:
+        """A few words to group failures by ("timed out", "HTTP 502"), for run summaries."""
+        if self._cause:
+            return self._cause
+        if self.status is not None:
+            return f"HTTP {self.status}"
+        return self.default_cause
+
+    default_cause: ClassVar[str] = "failed"
+
 
 class ConfigurationError(LLMError):
     """The settings cannot work: a wrong base URL, a redirect, a request the server rejects."""
+
+    default_cause = "misconfigured"
 
     stops_run = True
 
@@ -39,17 +55,23 @@ class ConfigurationError(LLMError):
 class AuthError(LLMError):
     """401: the API key is missing, wrong or revoked."""
 
+    default_cause = "API key rejected"
+
     stops_run = True
 
 
 class ForbiddenError(LLMError):
     """403: the account may not use this model (plan), or cloud models are disabled."""
 
+    default_cause = "no access"
+
     stops_run = True
 
 
 class ModelNotFoundError(LLMError):
     """404 for the model: a typo, a retired model, or a local model that was never pulled."""
+
+    default_cause = "unknown model"
 
     stops_run = True
 
@@ -104,6 +126,8 @@ class RateLimitedError(LLMError):
 class ServerError(LLMError):
     """5xx: the server failed or is busy."""
 
+    default_cause = "server error"
+
     retryable = True
 
     def __init__(
@@ -121,16 +145,39 @@ class ServerError(LLMError):
 class RequestRejectedError(LLMError):
     """400 and other 4xx: the server refused this one request (too long a prompt, a bad field)."""
 
+    default_cause = "request rejected"
+
 
 class NetworkError(LLMError):
     """No usable answer arrived: connect error, timeout, dropped connection, cut stream."""
 
+    default_cause = "network error"
+
     retryable = True
+
+
+class StreamCutShortError(NetworkError):
+    """The stream ended without saying it was finished (no finish_reason, no `done: true`):
+    a server that dropped the request under load. Retried once, then the chunk is rejected."""
+
+    max_retries = 1
+    default_cause = "stream cut short"
+
+
+class InvalidRequestError(RequestRejectedError):
+    """The server called the request itself invalid (whatever the status, even a 500):
+    retrying the same request cannot help, another request shape might."""
+
+    default_cause = "request invalid"
 
 
 class UnreachableError(NetworkError):
     """The server could not be reached at all (DNS, refused connection, connect timeout)."""
 
+    default_cause = "could not connect"
+
 
 class BadResponseError(LLMError):
     """The server answered, but not in a shape this client understands."""
+
+    default_cause = "unreadable answer"

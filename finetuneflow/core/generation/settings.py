@@ -9,6 +9,10 @@ from urllib.parse import urlsplit
 from finetuneflow.core.generation.errors import ConfigurationError
 
 Provider = Literal["ollama-cloud", "ollama", "openai"]
+# How the answer's JSON shape is asked for: auto tries json_schema, then json_object, then
+# plain text with the schema in the prompt, as far as the server needs.
+StructuredMode = Literal["auto", "json_schema", "json_object", "text"]
+STRUCTURED_MODES: tuple[StructuredMode, ...] = ("auto", "json_schema", "json_object", "text")
 ApiKind = Literal["native", "openai"]
 
 PROVIDERS: tuple[Provider, ...] = ("ollama-cloud", "ollama", "openai")
@@ -44,6 +48,7 @@ class LLMSettings:
     max_tokens: int | None = 8192  # room for a thinking trace plus a few examples
     stream: bool = True  # streaming notices cancel between chunks and survives idle proxies
     structured_output: bool = True  # send the schema (enforced locally, ignored by the cloud)
+    structured_mode: StructuredMode = "auto"  # how; structured_output False means "text"
     think: bool | str | None = None  # None: the model's default; "low"/"medium"/"high" or a bool
 
     @property
@@ -51,6 +56,10 @@ class LLMSettings:
         if self.api is not None:
             return self.api
         return "openai" if self.provider == "openai" else "native"
+
+    @property
+    def resolved_structured_mode(self) -> StructuredMode:
+        return self.structured_mode if self.structured_output else "text"
 
     @property
     def resolved_model(self) -> str:
@@ -104,6 +113,8 @@ class LLMSettings:
             found.append("Temperature must be between 0 and 2.")
         if self.read_timeout <= 0:
             found.append("The read timeout must be a positive number of seconds.")
+        if self.structured_mode not in STRUCTURED_MODES:
+            found.append(f"Structured output must be one of {', '.join(STRUCTURED_MODES)}.")
         if self.max_tokens is not None and self.max_tokens < 1:
             found.append("Max tokens must be at least 1 (or empty for the server's default).")
         return found

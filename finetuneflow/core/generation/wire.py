@@ -12,7 +12,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from finetuneflow.core.generation.errors import BadResponseError, NetworkError
+from finetuneflow.core.generation.errors import (
+    BadResponseError,
+    NetworkError,
+    StreamCutShortError,
+)
 from finetuneflow.core.generation.settings import LLMSettings
 
 Message = dict[str, str]
@@ -51,10 +55,33 @@ def chat_body(
     stream: bool,
     max_tokens: int | None,
     temperature: float,
+    mode: str = "json_schema",
 ) -> dict[str, Any]:
+    """`mode`: json_schema (the schema enforced), json_object (any JSON) or text (the schema
+    written into the last message, for servers that take neither)."""
+    if schema is not None and mode != "json_schema":
+        messages = _with_schema_in_prompt(messages, schema) if mode == "text" else messages
     if settings.resolved_api == "native":
-        return _native_body(settings, messages, schema, stream, max_tokens, temperature)
-    return _openai_body(settings, messages, schema, schema_name, stream, max_tokens, temperature)
+        body = _native_body(settings, messages, schema if mode == "json_schema" else None,
+                            stream, max_tokens, temperature)
+        if schema is not None and mode == "json_object":
+            body["format"] = "json"
+        return body
+    body = _openai_body(settings, messages, schema if mode == "json_schema" else None,
+                        schema_name, stream, max_tokens, temperature)
+    if schema is not None and mode == "json_object":
+        body["response_format"] = {"type": "json_object"}
+    return body
+
+
+def _with_schema_in_prompt(messages: list[Message], schema: Mapping[str, Any]) -> list[Message]:
+    note = ("\n\nAnswer with one JSON object and nothing else. It must match this JSON "
+            f"schema:\n{json.dumps(schema, ensure_ascii=False)}")
+    if not messages:
+        return [{"role": "user", "content": note.strip()}]
+    last = dict(messages[-1])
+    last["content"] = last.get("content", "") + note
+    return [*messages[:-1], last]
 
 
 def _native_body(
@@ -172,7 +199,9 @@ def read_native_stream(lines: Iterable[str]) -> Completion:
                 prompt_tokens=_count(event.get("prompt_eval_count")),
                 completion_tokens=_count(event.get("eval_count")),
             )
-    raise NetworkError("The answer stream ended before the server finished (no final message).")
+    # The body ended without the final object: a dropped connection, retried as such.
+    raise NetworkError("The answer stream ended before the server finished (no final message).",
+                       cause="stream cut short")
 
 
 def read_sse_stream(lines: Iterable[str]) -> Completion:
@@ -183,7 +212,7 @@ def read_sse_stream(lines: Iterable[str]) -> Completion:
     finished = False
     for line in lines:
         if not line.startswith("data:"):
-            continue  # blank separators, comments, `event:` lines
+            continue  # blank separators, `: ping` comments, `event:` lines
         data = line[5:].strip()
         if data == "[DONE]":
             finished = True
@@ -200,9 +229,44 @@ def read_sse_stream(lines: Iterable[str]) -> Completion:
             if isinstance(delta, dict):
                 pieces.append(_text(delta.get("content")))
             finish_reason = _optional_str(choice.get("finish_reason")) or finish_reason
-    if not finished and finish_reason is None:
-        raise NetworkError("The answer stream ended before the server finished (no [DONE]).")
+    if not finished and finish_reason is None:  # the body ended: a dropped connection
+        raise NetworkError("The answer stream ended before the server finished (no [DONE]).",
+                           cause="stream cut short")
+    if finish_reason is None:
+        # llama.cpp's server ends a request it dropped with the role delta and [DONE] alone.
+        raise StreamCutShortError(
+            "The answer stream ended without a finish_reason: the server cut the answer short."
+        )
     return Completion("".join(pieces), finish_reason, *usage)
+
+
+# Words of a server that found the request itself invalid, whatever status it sent (a
+# pydantic validation message in llama-cpp-python's 500, "invalid_request_error" in OpenAI's).
+_INVALID_REQUEST = re.compile(
+    r"validation error|invalid[_ ]request|input should be|unsupported|not supported"
+    r"|unknown (?:field|parameter)|extra (?:inputs|fields) are not permitted",
+    re.IGNORECASE,
+)
+
+
+def context_sizes_from_body(body: bytes) -> tuple[int | None, int | None] | None:
+    """(prompt tokens, context tokens) of llama-server's exceed_context_size_error, or of a
+    message about the context size; None for any other error."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict) and error.get("type") == "exceed_context_size_error":
+        return _count(error.get("n_prompt_tokens")), _count(error.get("n_ctx"))
+    text = error_text(data).lower()
+    if "context size" in text or "context length" in text or "context window" in text:
+        return None, None
+    return None
+
+
+def says_request_invalid(body: bytes) -> bool:
+    return bool(_INVALID_REQUEST.search(body.decode("utf-8", errors="replace")))
 
 
 def _json_line(text: str) -> dict[str, Any]:
@@ -230,12 +294,29 @@ def error_text(data: Any, fallback: str = "") -> str:
 
 
 def error_text_from_body(body: bytes) -> str:
+    """The server's words on one line: a JSON error's message, an HTML page's title."""
     text = body.decode("utf-8", errors="replace").strip()
     try:
         data = json.loads(text)
     except ValueError:
-        return text[:300]
-    return error_text(data, fallback=text[:300])
+        return _one_line(_html_title(text) or text)[:300]
+    return _one_line(error_text(data, fallback=text))[:300]
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _html_title(text: str) -> str | None:
+    """A proxy's HTML error page: its title, or its text without tags."""
+    if not text.lstrip().startswith("<"):
+        return None
+    match = _TITLE.search(text)
+    return match.group(1) if match else _TAG.sub(" ", text)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def signin_url_from_body(body: bytes) -> str | None:

@@ -21,9 +21,9 @@ from PySide6.QtWidgets import (
 )
 
 from finetuneflow.core.steps import Step
-from finetuneflow.gui.colours import on_theme_change, tone
+from finetuneflow.gui.colours import on_theme_change, set_tone, tone
 from finetuneflow.gui.errors import show_error
-from finetuneflow.gui.llm_settings_box import LLMSettingsBox
+from finetuneflow.gui.llm_settings_box import LLMSettingsBox, run_failure_text
 from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.workers import TaskRunner
 from finetuneflow.services.context import AppContext
@@ -101,6 +101,7 @@ class PreviewPage(StepPage):
         if self.runner.is_running("preview") or not self.save_llm_settings():
             return
         self._set_running(True)
+        set_tone(self.status, None)
         self.status.setText("Asking the LLM for examples…")
         self.runner.start(
             "preview", lambda progress, cancel: self.generation.run(
@@ -115,11 +116,20 @@ class PreviewPage(StepPage):
         self.status.setText(message)
 
     def _done(self, result: GenerationResult) -> None:
-        self.status.setText(f"{result.accepted} examples kept, {result.rejected} rejected, from "
-                            f"{result.chunks_done} passages. Happy with them? Go on to Review.")
+        counts = (f"{result.accepted} examples kept, {result.rejected} rejected, from "
+                  f"{result.chunks_done} passages")
+        failed = f" ({result.failures}: see the log)" if result.failures else ""
+        if result.accepted:
+            self.status.setText(f"{counts}{failed}. Happy with them? Go on to Review.")
+        else:  # nothing to be happy with: say so, and what to change
+            set_tone(self.status, "error")
+            self.status.setText(f"{counts}{failed}. No example was kept: change the task "
+                                "(Back) or the LLM, then generate again.")
 
     def _failed(self, error: BaseException) -> None:
-        self.status.setText("The preview stopped: see the message.")
+        set_tone(self.status, "error")
+        self.status.setText("The preview failed: "
+                            + run_failure_text(error, self.context.log_file))
         show_error(self, "Preview", error, self.context.log_file)
 
     def _finished(self) -> None:

@@ -28,6 +28,7 @@ from finetuneflow.core.steps import Step
 from finetuneflow.gui.colours import set_tone
 from finetuneflow.gui.errors import show_error
 from finetuneflow.gui.example_table import COLUMNS, ExampleTableModel
+from finetuneflow.gui.llm_settings_box import run_failure_text
 from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.widgets.length_histogram import LengthHistogram
 from finetuneflow.gui.workers import TaskRunner
@@ -368,6 +369,7 @@ class ReviewPage(StepPage):
         self.request_pool.setMaxThreadCount(
             self.generation.llm_settings(self.project_id).resolved_concurrency)
         budget = self.budget.value() or None
+        set_tone(self.run_status, None)
         self._set_running(True)
         self.runner.start(
             "generate", lambda progress, cancel: self.generation.run(
@@ -376,8 +378,7 @@ class ReviewPage(StepPage):
             on_progress=self._on_progress, on_success=self._generated,
             on_cancel=lambda: self.run_status.setText(
                 "Stopped. Everything written so far is kept; Generate continues from there."),
-            on_failure=lambda error: show_error(self, "Generating the dataset", error,
-                                                self.context.log_file),
+            on_failure=self._generation_failed,
             on_finished=self._generation_finished)
 
     def cancel_generation(self) -> None:
@@ -388,8 +389,16 @@ class ReviewPage(StepPage):
         self.run_status.setText(f"{fraction:.0%} · {message}")
 
     def _generated(self, result: GenerationResult) -> None:
+        failed = (f" {result.failures}: Generate retries them (details in the log)."
+                  if result.failures else "")
         self.run_status.setText(f"Done: {result.accepted} examples kept, {result.rejected} "
-                                f"rejected, from {result.chunks_done} chunks.")
+                                f"rejected, from {result.chunks_done} chunks.{failed}")
+
+    def _generation_failed(self, error: BaseException) -> None:
+        set_tone(self.run_status, "error")
+        self.run_status.setText("Generation failed: "
+                                + run_failure_text(error, self.context.log_file))
+        show_error(self, "Generating the dataset", error, self.context.log_file)
 
     def _generation_finished(self) -> None:
         self._set_running(False)
