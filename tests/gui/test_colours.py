@@ -160,7 +160,9 @@ def test_a_switch_recolours_the_open_pages(window: MainWindow, qtbot: QtBot, pro
                                            app_look: None) -> None:
     light = QApplication.palette()
     window.open_project(project_id, "review")
-    window.findChild(ReviewPage).histogram.show_lengths([40, 52, 61, 75, 90], 64)
+    histogram = window.findChild(ReviewPage).histogram
+    histogram.show()  # as the page does when it has lengths to show
+    histogram.show_lengths([40, 52, 61, 75, 90], 64)
     window.findChild(TrainPage).chart.build()  # as when the Train page is first shown
     preview = window.findChild(PreviewPage)
     preview.show_groups([PreviewGroup(None, "a.txt", "Valves are checked daily.", [

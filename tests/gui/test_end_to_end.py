@@ -34,6 +34,25 @@ def next_page(window: MainWindow, expected: str) -> object:
     return wizard.currentPage()
 
 
+def train_then_export(window: MainWindow, qtbot: QtBot, context: AppContext, project_id: str,
+                      steps: int) -> Path:
+    """From the Hardware page: Train (the chart follows every step), then export the zip; its
+    path, verified."""
+    page = next_page(window, "train")
+    page.start_button.click()
+    qtbot.waitUntil(lambda: len(page.chart.train[0]) >= 2, timeout=180_000)
+    next_button = window.wizard.button(QWizard.WizardButton.NextButton)
+    qtbot.waitUntil(lambda: page.isComplete() and next_button.isEnabled(), timeout=300_000)
+    assert page.chart.train[0][-1] == steps
+    page = next_page(window, "export")
+    page.export_button.click()
+    qtbot.waitUntil(lambda: page.last_box.isVisible() and page.export_button.isEnabled(),
+                    timeout=300_000)
+    exported = next(context.home.project_subdir(project_id, "exports").glob("*.zip"))
+    assert verify_archive(exported) == []
+    return exported
+
+
 def test_dashboard_to_exported_zip(window: MainWindow, qtbot: QtBot, context: AppContext,
                                    tiny_model_dir: Path, corpus_dir: Path,
                                    fake_llm: FakeLLMServer) -> None:
@@ -89,22 +108,8 @@ def test_dashboard_to_exported_zip(window: MainWindow, qtbot: QtBot, context: Ap
     training.save_config(project.id, training.config_for(project.id).replace(
         max_steps=20, logging_steps=2, eval_steps=10, save_steps=10))
 
-    # 8. Train 20 steps, with the chart updating.
-    page = next_page(window, "train")
-    page.start_button.click()
-    qtbot.waitUntil(lambda: len(page.chart.train[0]) >= 2, timeout=180_000)
-    next_button = window.wizard.button(QWizard.WizardButton.NextButton)
-    qtbot.waitUntil(lambda: page.isComplete() and next_button.isEnabled(), timeout=300_000)
-    assert page.chart.train[0][-1] == 20
-
-    # 9. Export the zip.
-    page = next_page(window, "export")
-    page.export_button.click()
-    qtbot.waitUntil(lambda: page.last_box.isVisible() and page.export_button.isEnabled(),
-                    timeout=300_000)
-
-    exported = next(context.home.project_subdir(project.id, "exports").glob("*.zip"))
-    assert verify_archive(exported) == []
+    # 8–9. Train 20 steps, with the chart updating, and export the zip.
+    exported = train_then_export(window, qtbot, context, project.id, steps=20)
     names = zipfile.ZipFile(exported).namelist()
     for part in ("adapter/adapter_model.safetensors", "adapter/adapter_config.json",
                  "config.json", "metrics.json", "report.md", "MANIFEST.sha256"):

@@ -8,15 +8,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QWizard
 from pytestqt.qtbot import QtBot
 
-from finetuneflow.core.export.archive import verify_archive
 from finetuneflow.gui.main_window import MainWindow
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.samples import SampleService
 from finetuneflow.services.training import TrainingService
-from tests.gui.test_end_to_end import next_page
+from tests.gui.test_end_to_end import next_page, train_then_export
 
 pytestmark = pytest.mark.slow
 
@@ -38,18 +36,7 @@ def test_the_sample_trains_and_exports_without_an_llm(
     training.save_config(project.id, training.config_for(project.id, preset="quick").replace(
         max_steps=6, logging_steps=2, eval_steps=3, save_steps=3))
 
-    page = next_page(window, "train")
-    page.start_button.click()
-    next_button = window.wizard.button(QWizard.WizardButton.NextButton)
-    qtbot.waitUntil(lambda: page.isComplete() and next_button.isEnabled(), timeout=300_000)
-    assert page.chart.train[0][-1] == 6
-
-    page = next_page(window, "export")
-    page.export_button.click()
-    qtbot.waitUntil(lambda: page.last_box.isVisible() and page.export_button.isEnabled(),
-                    timeout=300_000)
-    exported = next(context.home.project_subdir(project.id, "exports").glob("*.zip"))
-    assert verify_archive(exported) == []
+    exported = train_then_export(window, qtbot, context, project.id, steps=6)
     assert any(name.endswith("adapter/adapter_model.safetensors")
                for name in zipfile.ZipFile(exported).namelist())
 
