@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetuneflow.core.dataset.formats import FORMATS, CsvColumns, ImportedRow, iter_dataset
-from finetuneflow.core.dataset.jsonl import RAW_LIMIT, truncate, write_jsonl
+from finetuneflow.core.dataset.jsonl import truncate, write_jsonl
 from finetuneflow.core.dataset.split import DEFAULT_EVAL_FRACTION, DEFAULT_SEED
 from finetuneflow.core.progress import CancelToken, ProgressSink, ignore_progress
 from finetuneflow.core.training.config import TrainingConfig
@@ -69,7 +69,7 @@ class _Tally:
 class _ReadProgress:
     """Progress through the file by line (its lines counted first: ~1 s a gigabyte)."""
 
-    def __init__(self, path: Path, size: int, sink: ProgressSink) -> None:
+    def __init__(self, path: Path, sink: ProgressSink) -> None:
         self._sink = sink
         with path.open("rb") as file:
             self._lines = max(1, sum(block.count(b"\n") for block in
@@ -91,7 +91,7 @@ def _within(row: ImportedRow, longest: int) -> ImportedRow:
         return row
     reason = (f"an example of {length:,} characters, longer than {longest:,} "
               f"({LONGEST_EXAMPLE_FACTOR}× the training's max length in tokens)")
-    return ImportedRow(row.line, None, reason, truncate(json.dumps(row.messages)[:RAW_LIMIT]))
+    return ImportedRow(row.line, None, reason, truncate(json.dumps(row.messages)))
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ class DatasetService:
                                        csv_columns=csv_columns)
             self._keep_copy(project_id, path)
             counts = self._store_in_batches(project_id, (_within(row, longest) for row in rows),
-                                            _ReadProgress(path, size, progress), cancel)
+                                            _ReadProgress(path, progress), cancel)
         except ValueError as error:
             raise UserError(f"{path.name}: {error}") from None
         return ImportSummary(path.name, found, counts.imported, counts.rejected,

@@ -79,3 +79,43 @@ def test_a_file_over_the_size_limit_is_refused_before_reading(
                                         r"1 KB: split it"):
         DatasetService(context).import_file(project_id, path)
     assert _kept(context, project_id) == 0
+
+
+def test_a_killed_import_keeps_its_batches_and_a_rerun_adds_the_rest(
+        home: Path, tmp_path: Path) -> None:
+    """kill -9 of `dataset import` mid-file: the stored batches stay whole, and importing the
+    file again ends with every line exactly once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers.cli import REPO_ROOT, cli_env, run_cli_json
+
+    project_id = run_cli_json(home, "project", "create", "Killed")["id"]
+    lines = IMPORT_BATCH * 12
+    path = tmp_path / "many.jsonl"
+    path.write_text("\n".join(_line(i) for i in range(lines)) + "\n", encoding="utf-8")
+    child = subprocess.Popen([sys.executable, "-m", "finetuneflow", "dataset", "import",
+                              project_id, str(path)], env=cli_env(home), cwd=REPO_ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db_path = home / "finetuneflow.db"
+    deadline = time.monotonic() + 120
+    stored = 0
+    while stored < IMPORT_BATCH and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        if db_path.exists():
+            with sqlite3.connect(db_path, timeout=30) as db:
+                stored = db.execute("SELECT COUNT(*) FROM dataset_examples").fetchone()[0]
+    assert child.poll() is None, "the import ended before it could be killed"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    with sqlite3.connect(db_path, timeout=30) as db:
+        kept = db.execute("SELECT COUNT(*) FROM dataset_examples").fetchone()[0]
+    assert 0 < kept < lines and kept % IMPORT_BATCH == 0  # whole batches only
+    summary = run_cli_json(home, "dataset", "import", project_id, str(path))
+    assert (summary["imported"], summary["duplicates"]) == (lines - kept, kept)
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("SELECT COUNT(*), COUNT(DISTINCT content_hash) FROM "
+                          "dataset_examples").fetchone() == (lines, lines)
