@@ -1,4 +1,5 @@
-"""`finetuneflow project create|list|rename|duplicate|delete` and the app-wide `settings`."""
+"""`finetuneflow project create|list|rename|duplicate|delete|restore` and the app-wide
+`settings`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ import argparse
 import sys
 
 from finetuneflow.cli import status
-from finetuneflow.cli.common import EXIT_USER_ERROR, add_json, open_context, print_json, subcommands
+from finetuneflow.cli.common import (
+    EXIT_USER_ERROR,
+    add_json,
+    open_context,
+    print_json,
+    stderr_progress,
+    subcommands,
+)
 from finetuneflow.core.training.config import PRESETS
 from finetuneflow.services.projects import ProjectService
 
@@ -65,6 +73,19 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    from finetuneflow.services.restore import RestoreService
+
+    result = RestoreService(open_context()).restore(args.folder, args.name,
+                                                    progress=stderr_progress)
+    if args.json:
+        print_json(result.to_json())
+    else:
+        print(result.project_id)
+        print(result.describe(), file=sys.stderr)
+    return 0
+
+
 def _confirmed(question: str) -> bool:
     """Ask on a terminal. Without one (a script, a pipe) refuse: a script that deletes must say
     so with --yes, rather than lose a project to a command typed in the wrong place."""
@@ -107,6 +128,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     delete.add_argument("--yes", "-y", action="store_true",
                         help="delete without asking (needed when stdin is not a terminal)")
     delete.set_defaults(handler=cmd_delete)
+    restore = actions.add_parser(
+        "restore", help="bring back a project from a folder the database does not list "
+                        "(see `finetuneflow doctor`) and print its id")
+    restore.add_argument("folder", help="the project folder, its id, or a unique id prefix")
+    restore.add_argument("--name", help="the project's name (needed when its project.json "
+                                        "is missing or damaged)")
+    add_json(restore)
+    restore.set_defaults(handler=cmd_restore)
     status.register(actions)
 
 
@@ -120,7 +149,10 @@ def cmd_settings(args: argparse.Namespace) -> int:
     changes = {name: value for name, value in (
         ("max_file_mb", args.max_file_mb),
         ("retry_smaller_on_oom", args.retry_smaller_on_oom),
-        ("default_preset", args.default_preset)) if value is not None}
+        ("default_preset", args.default_preset),
+        ("max_part_mb", args.max_part_mb),
+        ("max_unpacked_mb", args.max_unpacked_mb),
+        ("max_zip_ratio", args.max_zip_ratio)) if value is not None}
     if changes:
         settings = replace(settings, **changes)
         settings.save(context.home)
@@ -141,6 +173,13 @@ def register_settings(commands: argparse._SubParsersAction) -> None:
                                "settings (no)")
     settings.add_argument("--default-preset", choices=list(PRESETS),
                           help="training preset new projects start with (balanced)")
+    settings.add_argument("--max-part-mb", type=int, metavar="N",
+                          help="refuse a .docx with a part that unpacks to more than N MB (128)")
+    settings.add_argument("--max-unpacked-mb", type=int, metavar="N",
+                          help="refuse a .docx whose parts unpack to more than N MB in all (512)")
+    settings.add_argument("--max-zip-ratio", type=int, metavar="N",
+                          help="refuse a .docx with a large part packed more than N times "
+                               "smaller than its size (200)")
     add_json(settings)
     settings.set_defaults(handler=cmd_settings)
 

@@ -4,6 +4,7 @@ the data is kept (with a safe move)."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl, Signal
@@ -108,6 +109,7 @@ class SettingsDialog(QDialog):
         size = QFormLayout(documents)
         size.addRow("Largest document accepted:", self.max_file_mb)
         size.addRow(_note("Larger files are refused before they are copied into a project."))
+        self._zip_limits(size, settings)
         tab = QWidget()
         layout = QVBoxLayout(tab)
         layout.addWidget(training)
@@ -115,15 +117,32 @@ class SettingsDialog(QDialog):
         layout.addStretch(1)
         return tab
 
+    def _zip_limits(self, form: QFormLayout, settings: AppSettings) -> None:
+        self.max_part_mb = QSpinBox(objectName="maxPartMb", minimum=1, maximum=100_000,
+                                    suffix=" MB", value=settings.max_part_mb)
+        self.max_unpacked_mb = QSpinBox(objectName="maxUnpackedMb", minimum=1, maximum=100_000,
+                                        suffix=" MB", value=settings.max_unpacked_mb)
+        self.max_zip_ratio = QSpinBox(objectName="maxZipRatio", minimum=2, maximum=100_000,
+                                      suffix=" ×", value=settings.max_zip_ratio)
+        form.addRow("Largest part of a Word file, unpacked:", self.max_part_mb)
+        form.addRow("All parts of a Word file, unpacked:", self.max_unpacked_mb)
+        form.addRow("Tightest packing of a large part:", self.max_zip_ratio)
+        form.addRow(_note("A .docx is a zip: these refuse one that would unpack to more "
+                          "memory than it is worth (a zip bomb) before it is unpacked."))
+
     def _show_preset(self) -> None:
         self.preset_about.setText(PRESETS[self.preset.currentData()].description)
 
     def save(self) -> None:
         try:
-            AppSettings(max_file_mb=self.max_file_mb.value(),
-                        retry_smaller_on_oom=self.retry_smaller.isChecked(),
-                        default_preset=self.preset.currentData(),
-                        ).with_default_llm(self.llm.settings()).save(self.context.home)
+            replace(AppSettings.load(self.context.home),  # keeps what this dialog does not show
+                    max_file_mb=self.max_file_mb.value(),
+                    retry_smaller_on_oom=self.retry_smaller.isChecked(),
+                    default_preset=self.preset.currentData(),
+                    max_part_mb=self.max_part_mb.value(),
+                    max_unpacked_mb=self.max_unpacked_mb.value(),
+                    max_zip_ratio=self.max_zip_ratio.value(),
+                    ).with_default_llm(self.llm.settings()).save(self.context.home)
         except UserError as error:
             QMessageBox.warning(self, "Settings", str(error))
             return

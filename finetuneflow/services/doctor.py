@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from finetuneflow.storage.db import BACKUP_INFIX, Database, DatabaseDamaged
-from finetuneflow.storage.home import Home
+from finetuneflow.storage.home import MANIFEST, BrokenManifest, Home
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,21 @@ class OrphanFolder:
     id: str
     path: str
     name: str | None  # from the folder's manifest, when it has one
+    manifest_problem: str | None = None  # why project.json cannot be used; None when it can
+
+    @classmethod
+    def of(cls, home: Home, folder_id: str) -> OrphanFolder:
+        try:
+            name, problem = str(home.read_manifest(folder_id)["name"]), None
+        except BrokenManifest as broken:
+            name, problem = None, f"its {MANIFEST} {broken.reason}"
+        return cls(folder_id, str(home.project_dir(folder_id)), name, problem)
+
+
+def orphan_folders(home: Home, known: set[str]) -> list[OrphanFolder]:
+    """The project folders under storage/ whose ids are not among the known projects."""
+    return [OrphanFolder.of(home, folder_id)
+            for folder_id in home.project_folder_ids() if folder_id not in known]
 
 
 @dataclass(frozen=True)
@@ -63,9 +78,7 @@ def examine(home: Home) -> DoctorReport:
                 _examine_database(database, report, known)
             finally:
                 database.close()
-    report.orphan_folders = [
-        OrphanFolder(folder_id, str(home.project_dir(folder_id)), home.manifest_name(folder_id))
-        for folder_id in home.project_folder_ids() if folder_id not in known]
+    report.orphan_folders = orphan_folders(home, known)
     return report
 
 
@@ -88,9 +101,11 @@ def describe(report: DoctorReport) -> list[str]:
     if report.backups:
         lines.append(f"  copies made before upgrades: {', '.join(map(_name, report.backups))}")
     for orphan in report.orphan_folders:
-        named = f"“{orphan.name}”" if orphan.name else "a project without a manifest"
-        lines.append(f"Project folder not in the database: {orphan.path} ({named}); its "
-                     "documents are in its raw/ folder, to add to a new project.")
+        named = f"“{orphan.name}”" if orphan.name else orphan.manifest_problem
+        restore = (f"finetuneflow project restore {orphan.id}" if orphan.name else
+                   f"finetuneflow project restore {orphan.id} --name NAME")
+        lines.append(f"Project folder not in the database: {orphan.path} ({named}); bring "
+                     f"it back with `{restore}`.")
     for half in report.half_added_files:
         lines.append(f"File added only half way: {half.file} in “{half.project}”; adding it "
                      "again to the project finishes it.")

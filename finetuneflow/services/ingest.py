@@ -153,6 +153,8 @@ def spans_of(segments: Sequence[Segment]) -> list[Span]:
 
 def store_original(home: Home, project_id: str, path: Path, digest: str) -> Path:
     """The project's copy of a file in `raw/`, under a generated safe name (made once)."""
+    if path.parent.resolve() == home.project_subdir(project_id, "raw").resolve():
+        return path  # the copy itself, read again (a restore)
     stem = slugify(path.stem, max_length=40)
     suffix = slugify(path.suffix.lstrip("."), max_length=10, fallback="bin").lower()
     target = home.project_file(project_id, "raw", f"{digest[:12]}-{stem}.{suffix}")
@@ -179,9 +181,7 @@ class IngestService:
         self._home = context.home
         self._projects = ProjectService(context)
         self._jobs = JobService(context)
-        if limits is None:
-            limits = IngestLimits(max_bytes=AppSettings.load(context.home).max_file_mb * MB)
-        self._limits = limits
+        self._limits = limits or AppSettings.load(context.home).ingest_limits()
 
     # --- settings -------------------------------------------------------------------------------
 

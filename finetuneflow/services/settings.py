@@ -12,9 +12,11 @@ from finetuneflow.core.training.config import PRESETS
 from finetuneflow.services.errors import UserError
 
 if TYPE_CHECKING:
+    from finetuneflow.core.ingest import IngestLimits
     from finetuneflow.storage.home import Home
 
 SETTINGS_FILE = "settings.json"
+MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -23,16 +25,41 @@ class AppSettings:
     retry_smaller_on_oom: bool = False  # after running out of GPU memory, retry once, smaller
     default_preset: str = "balanced"  # the training preset a new project starts with
     llm: dict[str, Any] | None = None  # LLMSettings a new project starts with (never a key)
+    # Zip-based documents (.docx): refused before unpacking when a part, or all parts, would
+    # unpack beyond these sizes, or a big part packs more tightly than the ratio (a zip bomb).
+    # The same defaults as IngestLimits (a test holds them equal; importing the loaders here
+    # would double the import time of this module).
+    max_part_mb: int = 128
+    max_unpacked_mb: int = 512
+    max_zip_ratio: int = 200
 
     def validate(self) -> AppSettings:
         if not 1 <= self.max_file_mb <= 100_000:
             raise UserError("The file size limit must be between 1 MB and 100,000 MB.")
+        self._validate_ingest_limits()
         if self.default_preset not in PRESETS:
             raise UserError(f"Unknown training preset {self.default_preset!r}: choose one of "
                             f"{', '.join(PRESETS)}.")
         if self.llm is not None and (problems := self.default_llm().problems()):
             raise UserError(" ".join(problems))
         return self
+
+    def _validate_ingest_limits(self) -> None:
+        if not 1 <= self.max_part_mb <= self.max_unpacked_mb <= 100_000:
+            raise UserError("The unpacked size limits of a document must be between 1 MB and "
+                            "100,000 MB, the limit per part no larger than the total.")
+        if not 2 <= self.max_zip_ratio <= 100_000:
+            raise UserError("The packing ratio limit of a document must be between 2 and "
+                            "100,000.")
+
+    def ingest_limits(self) -> IngestLimits:
+        """What a document may cost to read, as these settings set it."""
+        from finetuneflow.core.ingest.model import DEFAULT_LIMITS
+
+        return replace(DEFAULT_LIMITS, max_bytes=self.max_file_mb * MB,
+                       max_part_bytes=self.max_part_mb * MB,
+                       max_unpacked_bytes=self.max_unpacked_mb * MB,
+                       max_ratio=float(self.max_zip_ratio))
 
     def default_llm(self) -> LLMSettings:
         """The LLM settings for projects that have none of their own."""

@@ -408,9 +408,7 @@ class RunRecorder:
         self.final = event
         job_id = self._prepared.job_id
         if isinstance(event, FinishedEvent):
-            metrics = {k: v for k, v in asdict(event).items() if k not in {"adapter_dir"}}
-            self._record_outcome(metrics, {"adapter": event.adapter_dir,
-                                           "metrics": event.metrics_path})
+            self._record_outcome(*finished_outcome(event))
             self._jobs.succeed(job_id, {"run_id": self._prepared.run_id,
                                         "adapter": event.adapter_dir}, event.message or "Done")
         elif isinstance(event, StoppedEvent):
@@ -444,6 +442,12 @@ class RunRecorder:
     def _record_outcome(self, metrics: dict[str, Any], artifacts: dict[str, Any]) -> None:
         with self._context.transaction() as tx:
             tx.runs.record_outcome(self._prepared.run_id, metrics, artifacts)
+
+
+def finished_outcome(event: FinishedEvent) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A finished run's (metrics, artifacts) as its record keeps them."""
+    metrics = {k: v for k, v in asdict(event).items() if k != "adapter_dir"}
+    return metrics, {"adapter": event.adapter_dir, "metrics": event.metrics_path}
 
 
 def _line_count(path: Path) -> int:

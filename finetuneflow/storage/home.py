@@ -7,6 +7,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from finetuneflow.core.atomic import atomic_write_text
 from finetuneflow.core.safepath import safe_child
@@ -63,6 +64,15 @@ def record_home(folder: Path) -> None:
     atomic_write_text(location_file(), json.dumps({"home": str(folder)}, ensure_ascii=False))
 
 
+class BrokenManifest(ValueError):
+    """A project folder's `project.json` is missing or cannot be used."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Home:
     root: Path
@@ -102,17 +112,44 @@ class Home:
             (root / name).mkdir(parents=True, exist_ok=True)
         return root
 
-    def write_manifest(self, project_uuid: str, name: str) -> None:
-        """`project.json` in the project's folder: its id and name, so a folder can be told
-        apart (and named) when the database no longer lists it."""
-        atomic_write_text(self.project_dir(project_uuid) / MANIFEST, json.dumps(
-            {"id": project_uuid, "name": name}, ensure_ascii=False))
+    def write_manifest(self, project_uuid: str, name: str,
+                       settings: dict[str, Any] | None = None) -> None:
+        """`project.json` in the project's folder: its id, name and settings, so a folder can
+        be named, and its project restored, when the database no longer lists it. Without
+        `settings`, those already recorded are kept. A folder not made yet gets none."""
+        if not self.project_dir(project_uuid).is_dir():
+            return
+        try:
+            data = self.read_manifest(project_uuid)
+        except BrokenManifest:
+            data = {}
+        data.update(id=project_uuid, name=name)
+        if settings is not None:
+            data["settings"] = settings
+        atomic_write_text(self.project_dir(project_uuid) / MANIFEST,
+                          json.dumps(data, ensure_ascii=False, indent=1))
+
+    def read_manifest(self, project_uuid: str) -> dict[str, Any]:
+        """The folder's manifest, checked to name this folder's project."""
+        path = self.project_dir(project_uuid) / MANIFEST
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise BrokenManifest(path, "is missing") from None
+        except OSError as error:
+            raise BrokenManifest(path, f"cannot be read ({error.strerror})") from None
+        except ValueError as error:
+            raise BrokenManifest(path, f"is not valid JSON ({error})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            raise BrokenManifest(path, "has no project name")
+        if data.get("id") != project_uuid:
+            raise BrokenManifest(path, f"names another project ({data.get('id')!r:.60})")
+        return data
 
     def manifest_name(self, project_uuid: str) -> str | None:
         try:
-            return str(json.loads((self.project_dir(project_uuid) / MANIFEST)
-                                  .read_text(encoding="utf-8"))["name"])
-        except (OSError, ValueError, KeyError, TypeError):
+            return str(self.read_manifest(project_uuid)["name"])
+        except BrokenManifest:
             return None
 
     def project_folder_ids(self) -> list[str]:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from sqlalchemy import Select, Table, func, insert, select
+from sqlalchemy import Select, Table, event, func, insert, select
 
 from finetuneflow.core.chunking import ChunkSettings
 from finetuneflow.core.errors import NotFoundError, UserError
@@ -35,6 +35,7 @@ from finetuneflow.core.statuses import (
 )
 from finetuneflow.core.steps import STEP_KEYS, ProgressFacts, step_index
 from finetuneflow.core.training.config import TrainingConfig
+from finetuneflow.storage.home import Home
 from finetuneflow.storage.tables import (
     Base,
     Chunk,
@@ -58,6 +59,12 @@ MAX_MODEL_REF_LENGTH = 500
 LAST_STEP_OF_A_COPY = "hardware"
 # What a copy does not take from its source: its identity, its dates and its place in the wizard.
 NOT_COPIED = frozenset({"id", "name", "created_at", "updated_at", "current_step"})
+
+# What a project's manifest (project.json, storage/home.py) records besides its id and name, so
+# that its folder alone can bring the project back (services/restore.py).
+MANIFEST_COLUMNS = ("current_step", "base_model", "base_model_source", "base_model_folder",
+                    "task_config", "chunking", "llm", "training", "note", "is_sample")
+_PENDING_MANIFESTS = "finetuneflow.manifests"  # session.info key: projects changed
 
 # The sections stored as JSON: each is checked by `_problems` below.
 T = TypeVar("T", TaskSettings, ChunkSettings, LLMSettings, TrainingConfig)
@@ -154,20 +161,46 @@ class ProjectRepository:
         return project
 
     def rename(self, ref: str, name: str) -> Project:
-        project = self.resolve(ref)
+        project = self._changing(ref)
         project.name = _clean_name(name)
         self._session.flush()
         return project
 
     def set_step(self, ref: str, step: str) -> None:
         step_index(step)  # validates
-        self.resolve(ref).current_step = step
+        self._changing(ref).current_step = step
 
     def set_note(self, ref: str, note: str) -> None:
-        self.resolve(ref).note = note
+        self._changing(ref).note = note
 
     def mark_sample(self, ref: str) -> None:
-        self.resolve(ref).is_sample = True
+        self._changing(ref).is_sample = True
+
+    def restore(self, project_id: str, name: str, recorded: dict[str, Any]) -> Project:
+        """A project again, with the id, name and settings its folder's manifest recorded;
+        settings that cannot be used are left out (the defaults apply), listed in the log."""
+        if self._session.get(Project, project_id) is not None:
+            raise UserError(f"Project {project_id} is in the database already: there is "
+                            "nothing to restore.")
+        project = Project(id=project_id, name=_clean_name(name), **_restorable(recorded))
+        self._session.add(project)
+        self._session.flush()
+        self._remember(project)
+        return project
+
+    def _changing(self, ref: str) -> Project:
+        """The project, to be changed: its manifest is rewritten once the change commits."""
+        project = self.resolve(ref)
+        self._remember(project)
+        return project
+
+    def _remember(self, project: Project) -> None:
+        pending: dict[str, Project] | None = self._session.info.get(_PENDING_MANIFESTS)
+        if pending is None:
+            pending = self._session.info[_PENDING_MANIFESTS] = {}
+            event.listen(self._session, "before_commit", _note_manifests)
+            event.listen(self._session, "after_commit", _write_manifests)
+        pending[project.id] = project
 
     def touch(self, ref: str) -> None:
         self.resolve(ref).updated_at = utcnow()
@@ -188,6 +221,7 @@ class ProjectRepository:
                           if column.key not in NOT_COPIED})
         self._session.add(copy)
         self._session.flush()
+        self._remember(copy)
         file_ids = self._copy_rows(SourceFile, source.id, copy.id)
         chunk_ids = self._copy_rows(Chunk, source.id, copy.id,
                                     lambda row: row.update(file_id=file_ids[row["file_id"]]))
@@ -245,7 +279,7 @@ class ProjectRepository:
         if not model.ref.strip() or len(model.ref) > MAX_MODEL_REF_LENGTH:
             raise UserError(f"A base model needs a name or folder of 1 to "
                             f"{MAX_MODEL_REF_LENGTH} characters.")
-        project = self.resolve(ref)
+        project = self._changing(ref)
         changed = project.base_model != model.ref
         project.base_model = model.ref
         project.base_model_source = model.source
@@ -253,20 +287,20 @@ class ProjectRepository:
         return changed
 
     def save_task(self, ref: str, task: TaskSettings) -> None:
-        _store(self.resolve(ref), TASK, task)
+        _store(self._changing(ref), TASK, task)
 
     def save_chunking(self, ref: str, chunking: ChunkSettings) -> bool:
         """Store the chunk settings; True when they differ from before (the chunks are stale)."""
-        project = self.resolve(ref)
+        project = self._changing(ref)
         changed = (_load(project, CHUNKING) or ChunkSettings()) != chunking
         _store(project, CHUNKING, chunking)
         return changed
 
     def save_llm(self, ref: str, llm: LLMSettings) -> None:
-        _store(self.resolve(ref), LLM, llm)
+        _store(self._changing(ref), LLM, llm)
 
     def save_training(self, ref: str, training: TrainingConfig) -> None:
-        _store(self.resolve(ref), TRAINING, training)
+        _store(self._changing(ref), TRAINING, training)
 
     # --- how far each project is (issue 14: the furthest completed step) ----------------------
 
@@ -307,6 +341,53 @@ class ProjectRepository:
         """(project id, count) rows of a query, grouped by its first column."""
         grouped = query.group_by(query.selected_columns[0])
         return {project: int(count) for project, count in self._session.execute(grouped)}
+
+
+def _note_manifests(session: Session) -> None:
+    """Before the commit (the rows can still be read): what each changed project's manifest
+    is to say."""
+    pending: dict[str, Project] = session.info[_PENDING_MANIFESTS]
+    session.info[_PENDING_MANIFESTS + ".ready"] = [
+        (project.id, project.name, {key: getattr(project, key) for key in MANIFEST_COLUMNS})
+        for project in pending.values() if project in session]
+    pending.clear()
+
+
+def _write_manifests(session: Session) -> None:
+    """After the commit: write the manifests. A failed write is logged, never undoes the
+    commit (the manifest is a spare copy; the next change writes it again)."""
+    ready = session.info.pop(_PENDING_MANIFESTS + ".ready", [])
+    database = session.get_bind().engine.url.database
+    if not ready or not database:
+        return
+    home = Home(Path(database).parent)  # the database lies in the home folder (storage/home.py)
+    for project_id, name, recorded in ready:
+        try:
+            home.write_manifest(project_id, name, recorded)
+        except OSError as error:
+            log.warning("could not record project %s in its folder: %s", project_id, error)
+
+
+def _restorable(recorded: dict[str, Any]) -> dict[str, Any]:
+    """The recorded settings that fit the projects table; the rest is logged and left out."""
+    kept = {key: recorded[key] for key in MANIFEST_COLUMNS if key in recorded}
+    problems = []
+    model = [kept.pop(key, None) for key in ("base_model", "base_model_source",
+                                             "base_model_folder")]
+    if all(isinstance(value, str) for value in model) and model[1] in MODEL_SOURCES:
+        kept.update(base_model=model[0], base_model_source=model[1], base_model_folder=model[2])
+    elif any(value is not None for value in model):
+        problems.append("base model")
+    if kept.get("current_step") not in STEP_KEYS:
+        kept.pop("current_step", None)
+    for key, kind in (("task_config", dict), ("chunking", dict | None), ("llm", dict | None),
+                      ("training", dict | None), ("note", str), ("is_sample", bool)):
+        if key in kept and not isinstance(kept[key], kind):
+            problems.append(key)
+            del kept[key]
+    if problems:
+        log.warning("restored project: recorded %s left out (not usable)", ", ".join(problems))
+    return kept
 
 
 def _model_ref(project: Project) -> ModelRef | None:

@@ -164,6 +164,17 @@ class RunRepository:
             Run.project_id == project_id, Run.status == JobStatus.SUCCEEDED)
             .order_by(Run.id.desc()).limit(1)).first()
 
+    def restore_succeeded(self, project_id: str, run_id: int, config: dict[str, Any],
+                          metrics: dict[str, Any], artifacts: dict[str, Any]) -> bool:
+        """A finished run again, under the number its folders carry (artifacts/run-N); False
+        when another run has that number."""
+        if self.get(run_id) is not None:
+            return False
+        self._session.add(Run(id=run_id, project_id=project_id, config=config,
+                              status=JobStatus.SUCCEEDED, metrics=metrics, artifacts=artifacts))
+        self._session.flush()
+        return True
+
     def attach_job(self, run_id: int, job_id: int) -> None:
         """The job that carries this run (a new run, or a resume): its status follows."""
         self._load(run_id).job_id = job_id

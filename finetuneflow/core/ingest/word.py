@@ -68,7 +68,8 @@ LITTLE_TEXT = (
 
 TOO_BIG_UNPACKED = (
     "This document was not read: unpacked, {part} would take {size} (the limit is {limit}). "
-    "If it is a real document, split it into smaller files and add them."
+    "If it is a real document, split it into smaller files, or raise the limit in Settings "
+    "(finetuneflow settings --max-part-mb / --max-unpacked-mb)."
 )
 PACKED_TOO_TIGHT = (
     "This document was not read: its part {part} is packed {ratio:.0f} times smaller than its "
