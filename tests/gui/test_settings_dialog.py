@@ -52,6 +52,17 @@ def test_saved_defaults_are_what_a_new_project_starts_with(dialog: SettingsDialo
     assert TrainingService(context).config_for(project.id) == preset_config("quick")
 
 
+def test_the_document_limits_are_saved(dialog: SettingsDialog, context: AppContext) -> None:
+    assert dialog.max_part_mb.value() == 128 and dialog.max_zip_ratio.value() == 200
+    dialog.max_part_mb.setValue(16)
+    dialog.max_unpacked_mb.setValue(64)
+    dialog.max_zip_ratio.setValue(40)
+    dialog.buttons.button(dialog.buttons.StandardButton.Save).click()
+    saved = AppSettings.load(context.home)
+    assert (saved.max_part_mb, saved.max_unpacked_mb, saved.max_zip_ratio) == (16, 64, 40)
+    assert SettingsDialog(context).max_unpacked_mb.value() == 64
+
+
 def test_bad_defaults_keep_the_dialog_open(dialog: SettingsDialog, context: AppContext,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     warnings: list[str] = []
