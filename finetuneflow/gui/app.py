@@ -40,7 +40,7 @@ QLabel#projectNote { background: palette(alternate-base); border: 1px solid pale
     border-radius: 4px; padding: 8px; }
 QListWidget#stepList { border: none; font-size: 13px; }
 QListWidget#stepList::item { padding: 6px 4px; }
-QFrame#resumeBanner, QFrame#staleBanner { background: rgba(243, 156, 18, 0.16);
+QFrame#resumeBanner, QFrame#staleBanner, QFrame#orphanBanner { background: rgba(243, 156, 18, 0.16);
     border-bottom: 1px solid rgba(243, 156, 18, 0.6); }
 """
 

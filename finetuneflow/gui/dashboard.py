@@ -10,12 +10,14 @@ from PySide6.QtCore import QPoint, Signal
 from PySide6.QtGui import QFont, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QInputDialog,
     QLabel,
     QMenu,
     QMessageBox,
+    QProgressBar,
     QPushButton,
     QStackedWidget,
     QTableWidget,
@@ -38,7 +40,9 @@ if TYPE_CHECKING:
     from PySide6.QtCore import Qt
 
     from finetuneflow.services.context import AppContext
+    from finetuneflow.services.doctor import OrphanFolder
     from finetuneflow.services.projects import ProjectService
+    from finetuneflow.services.restore import RestoreResult
 
 COLUMNS = ("Project", "Base model", "Step", "Last activity", "Latest job")
 JOB_KINDS = {"preview": "Preview", "generate": "Generation", "train": "Training",
@@ -92,6 +96,82 @@ def _step_tip(project: ProjectSummary) -> str:
             f"{STEPS[number].title}, where you last were.")
 
 
+def describe_orphans(orphans: list[OrphanFolder]) -> str:
+    names = ", ".join(f"“{orphan.name}”" if orphan.name else orphan.id for orphan in orphans)
+    folders = "project folder is" if len(orphans) == 1 else "project folders are"
+    return (f"<b>{len(orphans)} {folders} not in this list</b> ({names}): the database does "
+            "not list them, perhaps because it was deleted or replaced. Restore brings back "
+            "their settings, documents, dataset and finished training runs.")
+
+
+def describe_restored(results: list[RestoreResult], failures: list[str]) -> str:
+    """What a restore brought back, and what it could not."""
+    lines = [result.describe() for result in results] + [
+        f"Could not restore: {failure}" for failure in failures]
+    return "\n".join(lines) or "Nothing was restored."
+
+
+class OrphanBanner(QFrame):
+    """Project folders the database does not list, with Restore and Dismiss."""
+
+    finished = Signal()  # a restore ended (the list has changed)
+
+    def __init__(self, tasks: TaskRunner) -> None:
+        super().__init__(objectName="orphanBanner", visible=False)
+        self.tasks = tasks
+        self.context: AppContext | None = None
+        self.text = QLabel(objectName="orphanText", wordWrap=True)
+        self.progress = QProgressBar(objectName="restoreProgress", visible=False)
+        self.restore_button = QPushButton("Restore", objectName="restoreOrphans")
+        self.dismiss_button = QPushButton("Dismiss", objectName="dismissOrphans")
+        self.restore_button.clicked.connect(self.restore)
+        self.dismiss_button.clicked.connect(self.hide)
+        row = QHBoxLayout()
+        row.addWidget(self.text, 1)
+        row.addWidget(self.restore_button)
+        row.addWidget(self.dismiss_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 6, 10, 6)
+        layout.addLayout(row)
+        layout.addWidget(self.progress)
+
+    def check(self, context: AppContext, known: set[str]) -> None:
+        """Show the banner when folders exist that are not among the known projects."""
+        from finetuneflow.services.doctor import orphan_folders
+
+        self.context = context
+        orphans = orphan_folders(context.home, known)
+        self.text.setText(describe_orphans(orphans))
+        self.restore_button.show()
+        self.setVisible(bool(orphans))
+
+    def restore(self) -> None:
+        from finetuneflow.services.restore import RestoreService
+
+        context = self.context
+        assert context is not None, "check() first"
+        service = RestoreService(context)
+        self.restore_button.setEnabled(False)
+        self.progress.setValue(0)
+        self.progress.show()
+        self.tasks.start(
+            "restore", lambda progress, cancel: service.restore_all(progress, cancel),
+            on_progress=lambda fraction, _text: self.progress.setValue(int(fraction * 100)),
+            on_success=self._restored,
+            on_failure=lambda error: show_error(self, "Restore projects", error,
+                                                context.log_file),
+            on_finished=self._finished, status_text="Restoring projects")
+
+    def _restored(self, outcome: tuple[list[RestoreResult], list[str]]) -> None:
+        self.text.setText(describe_restored(*outcome))
+        self.restore_button.hide()
+
+    def _finished(self) -> None:
+        self.progress.hide()
+        self.restore_button.setEnabled(True)
+        self.finished.emit()
+
+
 class Dashboard(QWidget):
     open_project = Signal(str)  # project id
     home_changed = Signal()  # the data folder was moved
@@ -126,6 +206,9 @@ class Dashboard(QWidget):
                        "Your work is saved as you go: open a project to continue where you left.",
                        wordWrap=True)
 
+        self.orphan_banner = OrphanBanner(self.tasks)
+        self.orphan_banner.finished.connect(self.refresh)
+        self.orphan_banner.restore_button.clicked.connect(self._update_buttons)  # now busy
         self.table = self._build_table()
         self.empty = QLabel(EMPTY_TEXT, objectName="emptyState", wordWrap=True)
         self.list_or_empty = QStackedWidget()
@@ -150,6 +233,7 @@ class Dashboard(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.orphan_banner)
         layout.addWidget(intro)
         layout.addWidget(self.list_or_empty, 1)
         layout.addWidget(self.note)
@@ -169,6 +253,7 @@ class Dashboard(QWidget):
         self.attached = True
         self._finish_setup()
         self.refresh()
+        self.orphan_banner.check(context, {project.id for project in self._summaries})
 
     def _finish_setup(self) -> None:
         """What needs PySide6's Qt namespace (~25 ms to load): done once the first frame is on

@@ -126,6 +126,8 @@ class Home:
         data.update(id=project_uuid, name=name)
         if settings is not None:
             data["settings"] = settings
+        else:  # a new project's settings are all the defaults; a changed one's are recorded
+            data.setdefault("settings", {})  # when the change commits (storage/projects.py)
         atomic_write_text(self.project_dir(project_uuid) / MANIFEST,
                           json.dumps(data, ensure_ascii=False, indent=1))
 
