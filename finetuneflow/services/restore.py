@@ -185,9 +185,13 @@ class RestoreService:
         files = [datasets / name for name in DATASET_FILES
                  if (datasets / name).is_file() and (datasets / name).stat().st_size]
         raw = self._home.project_subdir(result.project_id, "raw")
-        if not files and raw.is_dir():
-            files = sorted(path for path in raw.iterdir()
-                           if path.suffix.lower() in IMPORTED_DATASET_SUFFIXES)
+        if not files:
+            if result.documents:  # examples may have been written from them
+                result.not_restored.append("examples not yet written to the training files "
+                                           "in datasets/ (they were only in the database)")
+            if raw.is_dir():
+                files = sorted(path for path in raw.iterdir()
+                               if path.suffix.lower() in IMPORTED_DATASET_SUFFIXES)
         service = DatasetService(self._context)
         for path in files:
             progress(0.9, f"Importing {path.name}")

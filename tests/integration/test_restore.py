@@ -152,6 +152,22 @@ def test_a_broken_manifest_says_so_and_a_name_restores_it(context: AppContext) -
         context.close()
 
 
+def test_examples_not_written_to_training_files_are_named(
+        context: AppContext, tmp_path: Path, tiny_model_dir: Path) -> None:
+    project_id = ProjectService(context).create("Unwritten").id
+    ModelService(context).choose(project_id, str(tiny_model_dir))
+    (tmp_path / "notes.md").write_text("# Roses\n\nWater them at dawn.", encoding="utf-8")
+    IngestService(context).ingest(project_id, [tmp_path / "notes.md"])
+    context = _lose_database(context)
+    try:
+        result = RestoreService(context).restore(project_id)
+        assert (result.documents, result.examples) == (1, 0)
+        assert "examples not yet written to the training files in datasets/ (they were only " \
+               "in the database)" in result.not_restored
+    finally:
+        context.close()
+
+
 def test_settings_changes_are_recorded_in_the_folder(context: AppContext) -> None:
     project_id = ProjectService(context).create("Recorded").id
     ProjectService(context).set_note(project_id, NOTE)
