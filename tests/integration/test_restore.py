@@ -15,13 +15,14 @@ from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.datasets import DatasetService
 from finetuneflow.services.errors import UserError
+from finetuneflow.services.finished_runs import FinishedRuns
 from finetuneflow.services.generation import GenerationService
 from finetuneflow.services.ingest import IngestService
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.restore import RestoreService
 from finetuneflow.storage.home import MANIFEST
 from tests.helpers.cli import run_cli, run_cli_json
-from tests.helpers.finished_run import SYSTEM, arithmetic_chats
+from tests.helpers.finished_run import SYSTEM, arithmetic_chats, train
 
 RUN_ID = 7
 NOTE = "Keep the answers short."
@@ -120,6 +121,30 @@ def test_the_service_restores_what_the_folder_holds(
     assert service.orphans() == []
     raw = context.home.project_subdir(project_id, "raw")
     assert len([p for p in raw.iterdir() if p.suffix == ".txt"]) == 3  # read again, not copied
+
+
+def test_a_really_trained_run_comes_back_ready_to_export(
+        context: AppContext, tmp_path: Path, tiny_model_dir: Path) -> None:
+    project_id = ProjectService(context).create("Trained").id
+    ModelService(context).choose(project_id, str(tiny_model_dir))
+    DatasetService(context).import_file(project_id, arithmetic_chats(tmp_path / "a.jsonl"))
+    adapter = train(context, project_id)
+    [run_id] = FinishedRuns(context).ids(project_id)
+    with context.transaction() as tx:
+        recorded = tx.runs.get(run_id)
+        assert recorded is not None
+        metrics, artifacts = dict(recorded.metrics), dict(recorded.artifacts)
+    context = _lose_database(context)
+    try:
+        result = RestoreService(context).restore(project_id)
+        assert result.runs == 1 and result.examples == 100
+        run = FinishedRuns(context).get(project_id)
+        assert (run.id, run.adapter_dir, run.record_metrics) == (run_id, adapter, metrics)
+        with context.transaction() as tx:
+            restored = tx.runs.get(run_id)
+            assert restored is not None and dict(restored.artifacts) == artifacts
+    finally:
+        context.close()
 
 
 def test_a_project_the_database_lists_is_refused(context: AppContext) -> None:
