@@ -74,14 +74,14 @@ class RestoreService:
         `name` replaces the manifest's name, and lets a folder without a usable manifest
         come back with default settings."""
         folder_id = self._folder_id(ref)
-        recorded, name, problem = self._manifest(folder_id, name)
+        recorded, names, name, problem = self._manifest(folder_id, name)
         with self._context.transaction() as tx:
             project_id = tx.projects.restore(folder_id, name, recorded).id
         result = RestoreResult(project_id, name)
         if problem:
             result.not_restored.append(f"the settings: {problem}, so the defaults apply")
         progress(0.0, f"Restoring “{name}”")
-        self._documents(result, progress, cancel)
+        self._documents(result, names, progress, cancel)
         self._dataset(result, progress)
         self._runs(result)
         self._exports(result)
@@ -137,8 +137,9 @@ class RestoreService:
         return matches[0]
 
     def _manifest(self, folder_id: str, name: str | None
-                  ) -> tuple[dict[str, Any], str, str | None]:
-        """(recorded settings, name, why the settings could not be read or None)."""
+                  ) -> tuple[dict[str, Any], dict[str, str], str, str | None]:
+        """(recorded settings, documents' original names by stored path, name, why the
+        settings could not be read or None)."""
         try:
             manifest = self._home.read_manifest(folder_id)
         except BrokenManifest as broken:
@@ -148,16 +149,20 @@ class RestoreService:
                     f"{broken.reason}, so the project's name and settings are unknown. Give "
                     "it a name (project restore FOLDER --name NAME) to restore it with the "
                     "default settings.") from None
-            return {}, name, f"its {MANIFEST} {broken.reason}"
+            return {}, {}, name, f"its {MANIFEST} {broken.reason}"
+        files = manifest.get("files")
+        names = ({stored: original for stored, original in files.items()
+                  if isinstance(original, str) and original.strip()}
+                 if isinstance(files, dict) else {})
         recorded = manifest.get("settings")
         if not isinstance(recorded, dict):
             # Folders made before the manifest recorded settings have only an id and a name.
-            return {}, name or manifest["name"], "they were not recorded in the folder"
-        return recorded, name or manifest["name"], None
+            return {}, names, name or manifest["name"], "they were not recorded in the folder"
+        return recorded, names, name or manifest["name"], None
 
     # --- what the folder holds ----------------------------------------------------------------
 
-    def _documents(self, result: RestoreResult, progress: ProgressSink,
+    def _documents(self, result: RestoreResult, names: dict[str, str], progress: ProgressSink,
                    cancel: CancelToken | None) -> None:
         raw = self._home.project_subdir(result.project_id, "raw")
         documents, _skipped = expand_paths([raw]) if raw.is_dir() else ([], [])
@@ -177,8 +182,11 @@ class RestoreService:
         if done and not result.chunks:
             result.not_restored.append("the chunks: the project's base model is not on this "
                                        "computer; they are cut once it is chosen again")
-        result.not_restored.append("the documents' original names: they are named after "
-                                   "their copies in raw/")
+        with self._context.transaction() as tx:
+            named = tx.documents.give_names(result.project_id, names)
+        if named < len(outcomes):
+            result.not_restored.append(f"the original names of {len(outcomes) - named} "
+                                       "document(s): they are named after their copies in raw/")
 
     def _dataset(self, result: RestoreResult, progress: ProgressSink) -> None:
         datasets = self._home.project_subdir(result.project_id, "datasets")

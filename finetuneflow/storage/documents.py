@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, exists, func, select
 
 from finetuneflow.core.chunking import TextChunk, locate
+from finetuneflow.storage.projects import record_in_manifest
 from finetuneflow.storage.tables import Chunk, FileStatus, SourceFile
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class DocumentRepository:
         """Insert a file row, or overwrite row `replacing` (a retry of a failed or unfinished
         file keeps its id); its old chunks go. Returns the id; call `replace_chunks` next, in
         the same transaction."""
+        record_in_manifest(self._session, project_id)  # the folder keeps the file's name
         if replacing is None:
             row = SourceFile(project_id=project_id, **asdict(facts))
             self._session.add(row)
@@ -69,12 +71,25 @@ class DocumentRepository:
         self._session.flush()
         return row.id
 
+    def give_names(self, project_id: str, names: dict[str, str]) -> int:
+        """Give the project's files these original names, by stored path (a restore: the
+        files were read again from their copies); returns how many were named."""
+        rows = self._session.scalars(select(SourceFile).where(
+            SourceFile.project_id == project_id, SourceFile.stored_path.in_(names)))
+        named = 0
+        for row in rows:
+            row.original_name, named = names[row.stored_path], named + 1
+        if named:
+            record_in_manifest(self._session, project_id)
+        return named
+
     def mark_failed(self, file_id: int, message: str) -> None:
         row = self._session.get_one(SourceFile, file_id)
         row.status, row.message = FileStatus.ERROR, message
 
     def remove_file(self, row: SourceFile) -> None:
         """Delete the row; its chunks go with it (ON DELETE CASCADE)."""
+        record_in_manifest(self._session, row.project_id)
         self._session.delete(row)
 
     def parsed_files(self, project_id: str) -> list[SourceFile]:

@@ -20,6 +20,7 @@ CONFIG_ENV = "FINETUNEFLOW_CONFIG_DIR"  # where the chosen home folder is record
 LOCATION_FILE = "location.json"
 PROJECT_SUBDIRS = ("raw", "chunks", "datasets", "artifacts", "logs", "exports")
 MANIFEST = "project.json"
+MANIFEST_SECTIONS = ("settings", "files")  # see Home.write_manifest
 
 
 def default_home() -> Path:
@@ -112,22 +113,20 @@ class Home:
             (root / name).mkdir(parents=True, exist_ok=True)
         return root
 
-    def write_manifest(self, project_uuid: str, name: str,
-                       settings: dict[str, Any] | None = None) -> None:
-        """`project.json` in the project's folder: its id, name and settings, so a folder can
-        be named, and its project restored, when the database no longer lists it. Without
-        `settings`, those already recorded are kept. A folder not made yet gets none."""
+    def write_manifest(self, project_uuid: str, name: str, **recorded: dict[str, Any]) -> None:
+        """`project.json` in the project's folder: its id and name, and what else is
+        `recorded` (its settings, its documents' original names by stored path), so that the
+        folder can be named, and its project restored, when the database no longer lists it.
+        Sections not given are kept. A folder not made yet gets none."""
         if not self.project_dir(project_uuid).is_dir():
             return
         try:
             data = self.read_manifest(project_uuid)
         except BrokenManifest:
             data = {}
-        data.update(id=project_uuid, name=name)
-        if settings is not None:
-            data["settings"] = settings
-        else:  # a new project's settings are all the defaults; a changed one's are recorded
-            data.setdefault("settings", {})  # when the change commits (storage/projects.py)
+        data.update(id=project_uuid, name=name, **recorded)
+        for section in MANIFEST_SECTIONS:  # a new project's: the defaults, no documents; a
+            data.setdefault(section, {})  # changed one's are recorded when the change commits
         atomic_write_text(self.project_dir(project_uuid) / MANIFEST,
                           json.dumps(data, ensure_ascii=False, indent=1))
 

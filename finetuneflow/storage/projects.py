@@ -64,7 +64,7 @@ NOT_COPIED = frozenset({"id", "name", "created_at", "updated_at", "current_step"
 # that its folder alone can bring the project back (services/restore.py).
 MANIFEST_COLUMNS = ("current_step", "base_model", "base_model_source", "base_model_folder",
                     "task_config", "chunking", "llm", "training", "note", "is_sample")
-_PENDING_MANIFESTS = "finetuneflow.manifests"  # session.info key: projects changed
+_PENDING_MANIFESTS = "finetuneflow.manifests"  # session.info key: ids of projects changed
 
 # The sections stored as JSON: each is checked by `_problems` below.
 T = TypeVar("T", TaskSettings, ChunkSettings, LLMSettings, TrainingConfig)
@@ -195,12 +195,7 @@ class ProjectRepository:
         return project
 
     def _remember(self, project: Project) -> None:
-        pending: dict[str, Project] | None = self._session.info.get(_PENDING_MANIFESTS)
-        if pending is None:
-            pending = self._session.info[_PENDING_MANIFESTS] = {}
-            event.listen(self._session, "before_commit", _note_manifests)
-            event.listen(self._session, "after_commit", _write_manifests)
-        pending[project.id] = project
+        record_in_manifest(self._session, project.id)
 
     def touch(self, ref: str) -> None:
         self.resolve(ref).updated_at = utcnow()
@@ -343,13 +338,33 @@ class ProjectRepository:
         return {project: int(count) for project, count in self._session.execute(grouped)}
 
 
+def record_in_manifest(session: Session, project_id: str) -> None:
+    """Rewrite the project's manifest (its settings and its documents' names) once this
+    session's transaction commits."""
+    pending: set[str] | None = session.info.get(_PENDING_MANIFESTS)
+    if pending is None:
+        pending = session.info[_PENDING_MANIFESTS] = set()
+        event.listen(session, "before_commit", _note_manifests)
+        event.listen(session, "after_commit", _write_manifests)
+    pending.add(project_id)
+
+
 def _note_manifests(session: Session) -> None:
     """Before the commit (the rows can still be read): what each changed project's manifest
-    is to say."""
-    pending: dict[str, Project] = session.info[_PENDING_MANIFESTS]
-    session.info[_PENDING_MANIFESTS + ".ready"] = [
-        (project.id, project.name, {key: getattr(project, key) for key in MANIFEST_COLUMNS})
-        for project in pending.values() if project in session]
+    is to say. A project deleted meanwhile has none."""
+    pending: set[str] = session.info[_PENDING_MANIFESTS]
+    ready = []
+    for project_id in sorted(pending):
+        project = session.get(Project, project_id)
+        if project is None:
+            continue
+        files = session.execute(select(SourceFile.stored_path, SourceFile.original_name)
+                                .where(SourceFile.project_id == project_id)
+                                .order_by(SourceFile.id))
+        ready.append((project_id, project.name,
+                      {key: getattr(project, key) for key in MANIFEST_COLUMNS},
+                      {stored: original for stored, original in files}))
+    session.info[_PENDING_MANIFESTS + ".ready"] = ready
     pending.clear()
 
 
@@ -361,9 +376,9 @@ def _write_manifests(session: Session) -> None:
     if not ready or not database:
         return
     home = Home(Path(database).parent)  # the database lies in the home folder (storage/home.py)
-    for project_id, name, recorded in ready:
+    for project_id, name, settings, files in ready:
         try:
-            home.write_manifest(project_id, name, recorded)
+            home.write_manifest(project_id, name, settings=settings, files=files)
         except OSError as error:
             log.warning("could not record project %s in its folder: %s", project_id, error)
 

@@ -66,6 +66,7 @@ def test_restore_brings_the_projects_back(qtbot: QtBot, tmp_path: Path,
     text = banner.text.text()
     assert f"Restored “Garden” ({project_id}): documents 3, chunks {before['chunks']}, " \
            "examples 60, runs 1." in text
+    assert "original names" not in text
     [valves] = [line for line in text.splitlines() if line.startswith("Restored “Valves”")]
     assert valves.endswith("documents 0, chunks 0, examples 0, runs 0.")  # nothing missing
     _shot(window, tmp_path, "orphan-banner-restored.png")

@@ -107,6 +107,9 @@ def test_the_service_restores_what_the_folder_holds(
     assert after == {"files": 3, "chunks": before["chunks"], "dataset_examples": 60, "runs": 1}
     assert (result.documents, result.chunks, result.examples, result.runs) == (
         3, before["chunks"], 60, 1)
+    names = sorted(file.name for file in IngestService(context).list_files(project_id))
+    assert names == ["notes 0.txt", "notes 1.txt", "notes 2.txt"]  # as the person added them
+    assert not any("original names" in item for item in result.not_restored)
     assert any("review state of examples" in item for item in result.not_restored)
     assert any(item.startswith(f"run {RUN_ID + 1}: it did not finish")
                for item in result.not_restored)
@@ -193,13 +196,24 @@ def test_examples_not_written_to_training_files_are_named(
         context.close()
 
 
-def test_settings_changes_are_recorded_in_the_folder(context: AppContext) -> None:
+def test_settings_and_document_names_are_recorded_in_the_folder(
+        context: AppContext, tmp_path: Path) -> None:
     project_id = ProjectService(context).create("Recorded").id
+    path = context.home.project_dir(project_id) / MANIFEST
+    assert json.loads(path.read_text("utf-8")) == {
+        "id": project_id, "name": "Recorded", "settings": {}, "files": {}}
     ProjectService(context).set_note(project_id, NOTE)
     ProjectService(context).rename(project_id, "Renamed")
-    manifest = json.loads((context.home.project_dir(project_id) / MANIFEST).read_text("utf-8"))
+    (tmp_path / "Pump manual (v2).md").write_text("# Pumps\n\nCheck them.", encoding="utf-8")
+    [added] = IngestService(context).ingest(project_id, [tmp_path / "Pump manual (v2).md"])
+    manifest = json.loads(path.read_text("utf-8"))
     assert manifest["id"] == project_id and manifest["name"] == "Renamed"
     assert manifest["settings"]["note"] == NOTE
+    [(stored, original)] = manifest["files"].items()
+    assert original == "Pump manual (v2).md" and stored.startswith("raw/")
+    assert (context.home.project_dir(project_id) / stored).is_file()
+    IngestService(context).remove_file(project_id, added.file_id)
+    assert json.loads(path.read_text("utf-8"))["files"] == {}
 
 
 def test_the_cli_restores_after_the_database_is_deleted(
