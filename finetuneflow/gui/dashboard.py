@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -96,8 +97,13 @@ def _step_tip(project: ProjectSummary) -> str:
             f"{STEPS[number].title}, where you last were.")
 
 
-def describe_orphans(orphans: list[OrphanFolder]) -> str:
-    names = ", ".join(f"“{orphan.name}”" if orphan.name else orphan.id for orphan in orphans)
+def describe_orphans(orphans: list[OrphanFolder], shown: int = 5) -> str:
+    """The banner's rich text: how many folders, the first few named (escaped: a name is
+    the person's text, not markup)."""
+    names = ", ".join(html.escape(f"“{orphan.name}”" if orphan.name else orphan.id)
+                      for orphan in orphans[:shown])
+    if len(orphans) > shown:
+        names += f" and {len(orphans) - shown} more"
     folders = "project folder is" if len(orphans) == 1 else "project folders are"
     return (f"<b>{len(orphans)} {folders} not in this list</b> ({names}): the database does "
             "not list them, perhaps because it was deleted or replaced. Restore brings back "
@@ -163,7 +169,8 @@ class OrphanBanner(QFrame):
             on_finished=self._finished, status_text="Restoring projects")
 
     def _restored(self, outcome: tuple[list[RestoreResult], list[str]]) -> None:
-        self.text.setText(describe_restored(*outcome))
+        self.text.setText(html.escape(describe_restored(*outcome), quote=False)
+                          .replace("\n", "<br>"))  # rich text, as the label is
         self.restore_button.hide()
 
     def _finished(self) -> None:

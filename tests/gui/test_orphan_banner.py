@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
+from finetuneflow.gui.dashboard import describe_orphans
 from finetuneflow.gui.main_window import MainWindow
 from finetuneflow.services.context import AppContext
+from finetuneflow.services.doctor import OrphanFolder
 from finetuneflow.services.projects import ProjectService
 from tests.integration.test_restore import _build_project, _counts, _lose_database
 
@@ -67,7 +69,7 @@ def test_restore_brings_the_projects_back(qtbot: QtBot, tmp_path: Path,
     assert f"Restored “Garden” ({project_id}): documents 3, chunks {before['chunks']}, " \
            "examples 60, runs 1." in text
     assert "original names" not in text
-    [valves] = [line for line in text.splitlines() if line.startswith("Restored “Valves”")]
+    [valves] = [line for line in text.split("<br>") if line.startswith("Restored “Valves”")]
     assert valves.endswith("documents 0, chunks 0, examples 0, runs 0.")  # nothing missing
     _shot(window, tmp_path, "orphan-banner-restored.png")
     banner.dismiss_button.click()
@@ -82,6 +84,13 @@ def test_dismiss_restores_nothing(qtbot: QtBot,
     assert not window.dashboard.orphan_banner.isVisible()
     assert ProjectService(context).list() == []
     assert len(context.home.project_folder_ids()) == 2  # the folders are left as they are
+
+
+def test_many_folders_name_the_first_few_as_text() -> None:
+    orphans = [OrphanFolder(f"id-{n}", f"/p/id-{n}", f"<i>Project {n}</i>") for n in range(7)]
+    text = describe_orphans(orphans)
+    assert text.startswith("<b>7 project folders are not in this list</b> (“&lt;i&gt;Project 0")
+    assert "Project 4&lt;/i&gt;” and 2 more)" in text and "Project 5" not in text
 
 
 def test_no_banner_when_every_folder_is_listed(qtbot: QtBot, context: AppContext) -> None:
