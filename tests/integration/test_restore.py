@@ -243,3 +243,18 @@ def test_the_cli_restores_after_the_database_is_deleted(
     assert again.returncode == 1 and "which the database lists" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
     assert _counts(home / "finetuneflow.db", project_id) == {**before, "runs": 1}
+
+
+def test_the_cli_names_a_broken_manifest_in_one_line(home: Path) -> None:
+    project_id = run_cli_json(home, "project", "create", "Pumps")["id"]
+    for path in home.glob("finetuneflow.db*"):
+        path.unlink()
+    (home / "storage" / project_id / MANIFEST).unlink()
+    refused = run_cli(home, "project", "restore", project_id)
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
+    assert f"its {MANIFEST} is missing" in refused.stderr and "--name NAME" in refused.stderr
+    report = json.loads(run_cli(home, "doctor", "--json").stdout)
+    assert report["orphan_folders"][0]["manifest_problem"] == f"its {MANIFEST} is missing"
+    restored = run_cli_json(home, "project", "restore", project_id, "--name", "Pumps again")
+    assert restored["name"] == "Pumps again"
+    assert [p["name"] for p in run_cli_json(home, "project", "list")] == ["Pumps again"]
