@@ -32,9 +32,10 @@ class OrphanFolder:
 
 
 def orphan_folders(home: Home, known: set[str]) -> list[OrphanFolder]:
-    """The project folders under storage/ whose ids are not among the known projects."""
-    return [OrphanFolder.of(home, folder_id)
-            for folder_id in home.project_folder_ids() if folder_id not in known]
+    """The project folders under storage/ whose ids are not among the known projects, and
+    those whose restore was stopped part way (their rows are incomplete)."""
+    return [OrphanFolder.of(home, folder_id) for folder_id in home.project_folder_ids()
+            if folder_id not in known or home.restore_unfinished(folder_id)]
 
 
 @dataclass(frozen=True)

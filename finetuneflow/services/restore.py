@@ -74,8 +74,11 @@ class RestoreService:
         `name` replaces the manifest's name, and lets a folder without a usable manifest
         come back with default settings."""
         folder_id = self._folder_id(ref)
+        self._home.begin_restore(folder_id)
         recorded, names, name, problem = self._manifest(folder_id, name)
         with self._context.transaction() as tx:
+            if self._home.restore_unfinished(folder_id) and tx.projects.exists(folder_id):
+                tx.projects.delete(folder_id)  # a stopped restore's rows: start again
             project_id = tx.projects.restore(folder_id, name, recorded).id
         result = RestoreResult(project_id, name)
         if problem:
@@ -85,6 +88,8 @@ class RestoreService:
         self._dataset(result, progress)
         self._runs(result)
         self._exports(result)
+        if cancel is None or not cancel.cancelled:  # a stopped one can be run again
+            self._home.end_restore(folder_id)
         progress(1.0, result.describe())
         return result
 
@@ -130,7 +135,7 @@ class RestoreService:
         with self._context.transaction() as tx:
             known = {project.id: project.name
                      for project, _job in tx.projects.list_with_latest_job()}
-        if matches[0] in known:
+        if matches[0] in known and not self._home.restore_unfinished(matches[0]):
             raise UserError(f"The folder {storage / matches[0]} is project "
                             f"“{known[matches[0]]}”, which the database lists: there is "
                             "nothing to restore.")

@@ -21,6 +21,7 @@ LOCATION_FILE = "location.json"
 PROJECT_SUBDIRS = ("raw", "chunks", "datasets", "artifacts", "logs", "exports")
 MANIFEST = "project.json"
 MANIFEST_SECTIONS = ("settings", "files")  # see Home.write_manifest
+RESTORING = "project.restoring.json"  # the manifest as it was, while a restore is under way
 
 
 def default_home() -> Path:
@@ -146,6 +147,28 @@ class Home:
         if data.get("id") != project_uuid:
             raise BrokenManifest(path, f"names another project ({data.get('id')!r:.60})")
         return data
+
+    def begin_restore(self, project_uuid: str) -> None:
+        """Keep the manifest as it is before a restore writes rows (whose commits rewrite it).
+        A restore that was stopped part way (a crash, a kill) left the copy: the manifest is
+        put back from it, so the next attempt starts from what the folder first said."""
+        folder = self.project_dir(project_uuid)
+        kept, manifest = folder / RESTORING, folder / MANIFEST
+        if kept.exists():
+            if kept.stat().st_size:
+                atomic_write_text(manifest, kept.read_text(encoding="utf-8"))
+            else:
+                manifest.unlink(missing_ok=True)  # there was none to begin with
+            return
+        original = manifest.read_text(encoding="utf-8") if manifest.is_file() else ""
+        atomic_write_text(kept, original)
+
+    def restore_unfinished(self, project_uuid: str) -> bool:
+        """Whether a restore of this folder began and did not end."""
+        return (self.project_dir(project_uuid) / RESTORING).exists()
+
+    def end_restore(self, project_uuid: str) -> None:
+        (self.project_dir(project_uuid) / RESTORING).unlink(missing_ok=True)
 
     def manifest_name(self, project_uuid: str) -> str | None:
         try:

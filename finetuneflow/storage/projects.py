@@ -137,6 +137,9 @@ class ProjectRepository:
                 raise UserError(f"{ref!r} matches several projects: give more of the id.")
         raise NotFoundError(f"No project {ref!r}. See `finetuneflow project list`.")
 
+    def exists(self, project_id: str) -> bool:
+        return self._session.get(Project, project_id) is not None
+
     def list_with_latest_job(self) -> list[tuple[Project, Job | None]]:
         """Every project with its most recent job (None when it has none), by name."""
         latest = (select(Job.project_id, func.max(Job.id).label("job_id"))
@@ -203,6 +206,7 @@ class ProjectRepository:
     def delete(self, ref: str) -> None:
         """Delete the project's row; the database cascades to every row that belongs to it."""
         self._session.delete(self.resolve(ref))
+        self._session.flush()  # gone for the rest of the transaction (a restore writes it anew)
 
     def duplicate(self, ref: str, name: str | None = None) -> tuple[Project, dict[int, int]]:
         """A new project with this one's settings, documents (files and chunks) and dataset

@@ -258,3 +258,52 @@ def test_the_cli_names_a_broken_manifest_in_one_line(home: Path) -> None:
     restored = run_cli_json(home, "project", "restore", project_id, "--name", "Pumps again")
     assert restored["name"] == "Pumps again"
     assert [p["name"] for p in run_cli_json(home, "project", "list")] == ["Pumps again"]
+
+
+def test_a_restore_killed_part_way_is_listed_and_runs_again_in_full(
+        home: Path, tmp_path: Path, tiny_model_dir: Path) -> None:
+    """kill -9 once the project's row is written: the rows are incomplete and the manifest may
+    have been rewritten from them. Doctor still lists the folder, and a second restore starts
+    again from what the folder first said and ends with everything."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers.cli import REPO_ROOT, cli_env
+
+    context = AppContext.open()
+    try:
+        project_id = _build_project(context, tmp_path, tiny_model_dir)
+        before = _counts(context.home.db_path, project_id)
+    finally:
+        context.close()
+    for path in home.glob("finetuneflow.db*"):
+        path.unlink()
+    run_cli_json(home, "project", "list")  # a new, empty database
+    child = subprocess.Popen([sys.executable, "-m", "finetuneflow", "project", "restore",
+                              project_id], env=cli_env(home), cwd=REPO_ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, written = time.monotonic() + 120, 0
+    while not written and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+        with sqlite3.connect(home / "finetuneflow.db", timeout=30) as db:
+            written = db.execute("SELECT COUNT(*) FROM projects").fetchone()[0]
+    assert child.poll() is None, "the restore ended before it could be killed"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert _counts(home / "finetuneflow.db", project_id)["runs"] == 0  # stopped part way
+
+    doctor = run_cli(home, "doctor", "--json")
+    assert doctor.returncode == 1  # a problem found
+    assert [folder["id"] for folder in json.loads(doctor.stdout)["orphan_folders"]] == [
+        project_id]
+    result = run_cli_json(home, "project", "restore", project_id)
+
+    assert (result["name"], result["documents"], result["examples"], result["runs"]) == (
+        "Garden", 3, 60, 1)
+    assert _counts(home / "finetuneflow.db", project_id) == {**before, "runs": 1}
+    assert run_cli_json(home, "doctor")["orphan_folders"] == []
+    names = json.loads((home / "storage" / project_id / MANIFEST).read_text())["files"]
+    assert sorted(names.values()) == ["notes 0.txt", "notes 1.txt", "notes 2.txt"]
