@@ -12,6 +12,7 @@ from pathlib import Path
 from finetuneflow.cli.common import add_json, open_context, print_json, stderr_progress
 from finetuneflow.cli.status import print_next
 from finetuneflow.core.progress import Cancelled, CancelToken
+from finetuneflow.core.terminal import printable
 from finetuneflow.core.units import format_bytes
 from finetuneflow.services.chat import ChatService
 from finetuneflow.services.errors import UserError
@@ -75,7 +76,7 @@ def print_result(result: ExportResult) -> None:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     def show(text: str) -> None:
-        sys.stdout.write(text)
+        sys.stdout.write(printable(text))  # a model's escape sequences never reach the terminal
         sys.stdout.flush()
 
     cancel = CancelToken()

@@ -120,7 +120,10 @@ def cmd_settings(args: argparse.Namespace) -> int:
     changes = {name: value for name, value in (
         ("max_file_mb", args.max_file_mb),
         ("retry_smaller_on_oom", args.retry_smaller_on_oom),
-        ("default_preset", args.default_preset)) if value is not None}
+        ("default_preset", args.default_preset),
+        ("llm_max_answer_mb", args.llm_max_answer_mb),
+        ("llm_max_line_kb", args.llm_max_line_kb),
+        ("llm_deadline_s", args.llm_deadline)) if value is not None}
     if changes:
         settings = replace(settings, **changes)
         settings.save(context.home)
@@ -141,6 +144,12 @@ def register_settings(commands: argparse._SubParsersAction) -> None:
                                "settings (no)")
     settings.add_argument("--default-preset", choices=list(PRESETS),
                           help="training preset new projects start with (balanced)")
+    settings.add_argument("--llm-max-answer-mb", type=int, metavar="N",
+                          help="stop reading an LLM answer larger than N MB (8)")
+    settings.add_argument("--llm-max-line-kb", type=int, metavar="N",
+                          help="stop reading an LLM stream with a line longer than N KB (1024)")
+    settings.add_argument("--llm-deadline", type=float, metavar="SECONDS",
+                          help="end an LLM request still answering after this long (600)")
     add_json(settings)
     settings.set_defaults(handler=cmd_settings)
 

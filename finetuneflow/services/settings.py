@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from finetuneflow.core.atomic import atomic_write_text
-from finetuneflow.core.generation import LLMSettings
+from finetuneflow.core.generation import LLMSettings, ResponseLimits
+from finetuneflow.core.generation.settings import KB, MB
 from finetuneflow.core.training.config import PRESETS
 from finetuneflow.services.errors import UserError
 
@@ -23,8 +24,13 @@ class AppSettings:
     retry_smaller_on_oom: bool = False  # after running out of GPU memory, retry once, smaller
     default_preset: str = "balanced"  # the training preset a new project starts with
     llm: dict[str, Any] | None = None  # LLMSettings a new project starts with (never a key)
+    # What one LLM answer may cost, whatever the server sends (see ResponseLimits).
+    llm_max_answer_mb: int = 8
+    llm_max_line_kb: int = 1024
+    llm_deadline_s: float = 600.0
 
     def validate(self) -> AppSettings:
+        self._validate_llm_limits()
         if not 1 <= self.max_file_mb <= 100_000:
             raise UserError("The file size limit must be between 1 MB and 100,000 MB.")
         if self.default_preset not in PRESETS:
@@ -33,6 +39,20 @@ class AppSettings:
         if self.llm is not None and (problems := self.default_llm().problems()):
             raise UserError(" ".join(problems))
         return self
+
+    def _validate_llm_limits(self) -> None:
+        if not 1 <= self.llm_max_answer_mb <= 1024:
+            raise UserError("The largest LLM answer must be between 1 and 1,024 MB.")
+        if not 1 <= self.llm_max_line_kb <= 1024 * self.llm_max_answer_mb:
+            raise UserError("The longest LLM stream line must be between 1 KB and the largest "
+                            "answer.")
+        if not 0 < self.llm_deadline_s <= 24 * 3600:
+            raise UserError("The LLM request deadline must be between 0 and 86,400 seconds.")
+
+    def response_limits(self) -> ResponseLimits:
+        return ResponseLimits(max_answer_bytes=self.llm_max_answer_mb * MB,
+                              max_line_bytes=self.llm_max_line_kb * KB,
+                              deadline_s=self.llm_deadline_s)
 
     def default_llm(self) -> LLMSettings:
         """The LLM settings for projects that have none of their own."""
