@@ -319,7 +319,7 @@ class LLMClient:
         time are bounded whatever the server sends."""
         api = self.settings.resolved_api
         reader = BoundedReader(self.limits, cancel)
-        with self._translate_transport_errors(), self._http.stream(
+        with self._translate_transport_errors(reader), self._http.stream(
                 "POST", self.settings.chat_url, json=body, timeout=self._timeout(reader)
         ) as response:
             self._raise_for_status(response)
@@ -337,7 +337,7 @@ class LLMClient:
 
     def _get_json(self, url: str, *, listing: bool = False) -> Any:
         reader = BoundedReader(self.limits)
-        with self._translate_transport_errors(), self._http.stream(
+        with self._translate_transport_errors(reader), self._http.stream(
                 "GET", url, timeout=self._timeout(reader)) as response:
             self._raise_for_status(response, listing=listing)
             return wire.loads_answer(reader.body(response))
@@ -459,8 +459,11 @@ class LLMClient:
         return text
 
     @contextlib.contextmanager
-    def _translate_transport_errors(self) -> Iterator[None]:
-        """httpx's exceptions become NetworkError / UnreachableError, scrubbed of the key."""
+    def _translate_transport_errors(
+        self, reader: BoundedReader | None = None
+    ) -> Iterator[None]:
+        """httpx's exceptions become NetworkError / UnreachableError, scrubbed of the key; a
+        read timeout cut short by the request's deadline is that deadline."""
         base = self.settings.root_url
         try:
             yield
@@ -473,6 +476,8 @@ class LLMClient:
                             "the base URL right?")
             ) from exc
         except httpx.TimeoutException as exc:
+            if reader is not None and reader.expired():
+                raise reader.late() from exc
             raise NetworkError(
                 f"{base} sent nothing for {self.settings.read_timeout:g} s (read timeout).",
                 cause="timed out",

@@ -51,8 +51,8 @@ class BoundedReader:
                 self._head += piece[: RAW_KEPT_CHARS - len(self._head)]
             if total > self.limits.max_answer_bytes:
                 raise self._too_large()
-            if time.monotonic() > self.deadline:
-                raise self._late()
+            if self.expired():
+                raise self.late()
             if self.cancel is not None and self.cancel.cancelled:
                 raise Cancelled()
             yield piece
@@ -101,7 +101,10 @@ class BoundedReader:
             "the server, or raise the longest-line setting if such lines are expected.",
             reason=f"a stream line over {size}", raw=self._raw())
 
-    def _late(self) -> DeadlineError:
+    def expired(self) -> bool:
+        return time.monotonic() > self.deadline
+
+    def late(self) -> DeadlineError:
         took = format_duration(self.limits.deadline_s)
         return DeadlineError(
             f"The server was still answering after {took}, the request deadline: check the "
