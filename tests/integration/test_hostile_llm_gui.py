@@ -3,16 +3,23 @@ would cross the network in plain http. The real widgets, offscreen."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog
 from pytestqt.qtbot import QtBot
 
 from finetuneflow.core.generation import LLMSettings
+from finetuneflow.gui.example_table import ExampleTableModel
 from finetuneflow.gui.llm_settings_box import LLMSettingsBox
 from finetuneflow.gui.settings_dialog import SettingsDialog
 from finetuneflow.services.context import AppContext
+from finetuneflow.services.datasets import DatasetService
+from finetuneflow.services.projects import ProjectService
+from finetuneflow.services.review import ReviewService
 from finetuneflow.services.secrets import Secret, set_secret
 from finetuneflow.services.settings import AppSettings
 
@@ -71,3 +78,20 @@ def test_a_saved_key_counts_and_loopback_gets_no_warning(qtbot: QtBot,
     for url in ("http://localhost:11434", "http://127.0.0.1:11434", "http://[::1]:11434"):
         widget.base_url.setText(url)
         assert widget.key_warning.isHidden(), url
+
+
+def test_the_review_table_shows_control_characters_as_escapes(
+        qtbot: QtBot, context: AppContext, tmp_path: Path) -> None:
+    project = ProjectService(context).create("Escapes")
+    dataset = tmp_path / "hostile.jsonl"
+    messages = [{"role": "user", "content": "\x1b[2J\u202eWhat is it? Really?"},
+                {"role": "assistant", "content": "It is\x07 red\x1b[31m."}]
+    dataset.write_text(json.dumps({"messages": messages}) + "\n", encoding="utf-8")
+    DatasetService(context).import_file(project.id, dataset)
+
+    model = ExampleTableModel(ReviewService(context), project.id)
+    model.reload()
+    prompt, reply = (model.data(model.index(0, column)) for column in (0, 1))
+    assert prompt == "\\x1b[2J\\u202eWhat is it? Really?"
+    assert reply == "It is\\x07 red\\x1b[31m."
+    assert model.data(model.index(0, 0), Qt.ItemDataRole.ToolTipRole) == prompt
