@@ -206,3 +206,11 @@ def test_loopback_and_https_get_no_warning(url: str) -> None:
 def test_no_key_no_warning() -> None:
     settings = LLMSettings(provider="openai", base_url="http://10.0.0.5", model="m")
     assert plain_http_key_warning(settings, has_key=False) is None
+
+
+def test_chat_prints_each_streamed_piece_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    from finetuneflow.cli.export import show_token
+
+    for piece in ["Sure\x1b", "]0;owned\x07", "\x1b[31m red\n", "\tdone"]:
+        show_token(piece)
+    assert capsys.readouterr().out == "Sure\\x1b]0;owned\\x07\\x1b[31m red\n\tdone"
