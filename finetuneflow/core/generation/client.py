@@ -658,9 +658,12 @@ def _forbidden_message(model: str, detail: str) -> str:
 def _redirect_message(response: httpx.Response) -> str:
     """Names the target but never recommends it: a hostile server picks the Location."""
     url = str(response.request.url)
-    location = printable(response.headers.get("Location", ""))[:200]
+    location = response.headers.get("Location", "")
+    with contextlib.suppress(httpx.InvalidURL):  # a relative target, named in full
+        location = str(response.request.url.join(location)) if location else ""
+    target = printable(location)[:200] or "another address"
     return (
-        f"The server redirected {url} to {location or 'another address'} "
+        f"The server redirected {url} to {target} "
         f"({response.status_code}); redirects are not followed (they would drop the request "
         "body): check the base URL against the server's documentation."
     )
