@@ -18,12 +18,17 @@ import pytest
 
 from finetuneflow.core.generation import (
     AnswerUnreadableError,
+    ChunkInput,
+    ChunkResult,
     ConfigurationError,
     DeadlineError,
     LLMClient,
     LLMSettings,
     ResponseLimits,
     RetryPolicy,
+    Task,
+    TaskSettings,
+    run_generation,
 )
 from tests.helpers.cli import REPO_ROOT, cli_env, run_cli, run_cli_json
 from tests.helpers.fake_llm import FakeLLMServer, Fault
@@ -140,6 +145,21 @@ def test_a_redirect_to_a_file_url_is_named_never_recommended(server: FakeLLMServ
     message = str(caught.value)
     assert "to file:/etc/passwd (301)" in message
     assert "Set the base URL" not in message and "\n" not in message
+
+
+def test_unreadable_answers_in_a_row_stop_the_run_like_failures(server: FakeLLMServer) -> None:
+    server.set_hostile(size_bytes=2 * MB)
+    server.set_fault_rate(1.0, [Fault.GIANT_BODY])
+    chunks = [ChunkInput(i, f"Pump {i} is checked every {i} days.") for i in range(20)]
+    results: list[ChunkResult] = []
+    with client(server, max_answer_bytes=1 * MB) as llm_client:
+        summary = run_generation(llm_client, Task(TaskSettings()), chunks,
+                                 on_result=results.append, concurrency=1,
+                                 max_consecutive_failures=3)
+    assert isinstance(summary.error, AnswerUnreadableError)
+    assert summary.chunks_done == summary.unreadable == len(results) == 3
+    assert summary.nothing_succeeded and server.requests_served == 3
+    assert [r.rejects[0].reason for r in results] == ["unreadable answer: answer over 1 MB"] * 3
 
 
 # -- the CLI ------------------------------------------------------------------------------------

@@ -123,7 +123,6 @@ class ChunkResult:
     repaired_by_llm: bool = False
     unreadable: AnswerUnreadableError | None = None  # the answer itself could not be read
 
-
     @property
     def accepted(self) -> list[GeneratedExample]:
         return [e for e in self.examples if e.accepted]
