@@ -7,6 +7,7 @@ import sys
 
 from finetuneflow.cli.common import add_json, open_context, print_json
 from finetuneflow.core.statuses import ExampleStatus
+from finetuneflow.core.terminal import printable
 from finetuneflow.services.review import ExampleFilter, ExampleRow, ReviewService
 
 DEFAULT_LIMIT = 50
@@ -20,8 +21,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"total": total, "examples": [_row_json(row) for row in rows]})
         return 0
-    for row in rows:
-        print(f"{row.id}\t{row.status}\t{row.reject_reason or '-'}\t{row.source}\t{row.prompt}")
+    for row in rows:  # stored text came from a model: its escape sequences are shown, not run
+        print(printable(f"{row.id}\t{row.status}\t{row.reject_reason or '-'}\t{row.source}\t"
+                        f"{row.prompt}"))
     shown = f"{len(rows)} of {total}" if len(rows) < total else f"{total}"
     print(f"{shown} examples shown. Read one with: finetuneflow dataset show "
           f"{args.project} ID", file=sys.stderr)
@@ -43,11 +45,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     print(f"example {detail.id}\t{detail.status}\t{detail.split}\t{detail.source}")
     if detail.reject_reason:
-        print(f"rejected because: {detail.reject_reason}")
+        print(printable(f"rejected because: {detail.reject_reason}"))
     if detail.tokens is not None:
         print(f"tokens: {detail.tokens}")
     for message in detail.messages:
-        print(f"\n[{message.get('role', '?')}]\n{message.get('content', '')}")
+        print(printable(f"\n[{message.get('role', '?')}]\n{message.get('content', '')}"))
     return 0
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from finetuneflow.cli.common import add_json, open_context, print_json, stderr_progress
 from finetuneflow.cli.status import print_next
 from finetuneflow.core.progress import Cancelled, CancelToken
+from finetuneflow.core.terminal import printable
 from finetuneflow.core.units import format_bytes
 from finetuneflow.services.chat import ChatService
 from finetuneflow.services.errors import UserError
@@ -73,11 +74,13 @@ def print_result(result: ExportResult) -> None:
         print(note, file=sys.stderr)
 
 
-def cmd_chat(args: argparse.Namespace) -> int:
-    def show(text: str) -> None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+def show_token(text: str) -> None:
+    """One streamed piece of the answer; a model's escape sequences never reach the terminal."""
+    sys.stdout.write(printable(text))
+    sys.stdout.flush()
 
+
+def cmd_chat(args: argparse.Namespace) -> int:
     cancel = CancelToken()
     # Loading a model takes seconds to minutes: say so, on stderr (stdout is the answer).
     print(f"Loading the {'base' if args.base else 'fine-tuned'} model…", file=sys.stderr,
@@ -86,7 +89,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         ChatService(open_context()).chat(
             args.project, args.prompt, run_id=args.run, base=args.base,
             system_prompt=args.system, temperature=args.temperature,
-            max_tokens=args.max_tokens, on_token=show, cancel=cancel)
+            max_tokens=args.max_tokens, on_token=show_token, cancel=cancel)
     sys.stdout.write("\n")
     return EXIT_INTERRUPTED if cancel.cancelled else 0
 

@@ -51,9 +51,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.structured_output is not None:
         changes["structured_output"] = True  # the mode says it all, "text" included
     if changes:
-        service.set_llm_settings(args.project, replace(llm, **changes))
+        llm = replace(llm, **changes)
+        service.set_llm_settings(args.project, llm)
     elif not args.json:
         _announce_reused(args.project, llm)
+    if warning := service.key_warning(llm):
+        print(f"finetuneflow: warning: {warning}", file=sys.stderr)
     if args.full:  # the same estimate the Review page shows before a full run
         print(service.estimate(args.project, args.max_chunks).describe(), file=sys.stderr)
     cancel = CancelToken()
@@ -72,6 +75,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous)
     if not args.json and result.chunks_done:
         print(_usage_line(result.prompt_tokens, result.completion_tokens), file=sys.stderr)
+    if result.unreadable:  # rejected, so a rerun does not ask again: say why
+        print(f"finetuneflow: warning: {result.unreadable} answer(s) could not be read and "
+              f"were rejected: {result.unreadable_reason}", file=sys.stderr)
     if result.failures:  # some chunks failed after their retries: one line, grouped by cause
         print(f"finetuneflow: warning: {result.failures}; run the same command again to "
               "retry them (details in the log).", file=sys.stderr)

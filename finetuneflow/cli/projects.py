@@ -152,7 +152,10 @@ def cmd_settings(args: argparse.Namespace) -> int:
         ("default_preset", args.default_preset),
         ("max_part_mb", args.max_part_mb),
         ("max_unpacked_mb", args.max_unpacked_mb),
-        ("max_zip_ratio", args.max_zip_ratio)) if value is not None}
+        ("max_zip_ratio", args.max_zip_ratio),
+        ("llm_max_answer_mb", args.llm_max_answer_mb),
+        ("llm_max_line_kb", args.llm_max_line_kb),
+        ("llm_deadline_s", args.llm_deadline)) if value is not None}
     if changes:
         settings = replace(settings, **changes)
         settings.save(context.home)
@@ -180,6 +183,12 @@ def register_settings(commands: argparse._SubParsersAction) -> None:
     settings.add_argument("--max-zip-ratio", type=int, metavar="N",
                           help="refuse a .docx with a large part packed more than N times "
                                "smaller than its size (200)")
+    settings.add_argument("--llm-max-answer-mb", type=int, metavar="N",
+                          help="stop reading an LLM answer larger than N MB (8)")
+    settings.add_argument("--llm-max-line-kb", type=int, metavar="N",
+                          help="stop reading an LLM stream with a line longer than N KB (1024)")
+    settings.add_argument("--llm-deadline", type=float, metavar="SECONDS",
+                          help="end an LLM request still answering after this long (600)")
     add_json(settings)
     settings.set_defaults(handler=cmd_settings)
 

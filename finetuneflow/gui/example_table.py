@@ -13,6 +13,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
 
+from finetuneflow.core.terminal import printable
 from finetuneflow.gui.colours import tone_colour
 from finetuneflow.services.errors import NotFoundError
 from finetuneflow.services.review import ExampleFilter, ExampleRow, ReviewService
@@ -130,12 +131,15 @@ class ExampleTableModel(QAbstractTableModel):
             return None
         row = self._rows[index.row()]
         column = index.column()
+        # Text from a model: control characters and bidi overrides are shown as escapes.
         if role == Qt.ItemDataRole.DisplayRole:
-            return (row.prompt, row.reply, row.status, row.split,
-                    "" if row.tokens is None else row.tokens, row.source)[column]
+            value = (row.prompt, row.reply, row.status, row.split,
+                     "" if row.tokens is None else row.tokens, row.source)[column]
+            return printable(value) if isinstance(value, str) else value
         if role == Qt.ItemDataRole.ToolTipRole:
             # The cells elide long text: the tooltip has it whole (up to the preview length).
-            return {0: row.prompt, 1: row.reply}.get(column, row.reject_reason)
+            tip = {0: row.prompt, 1: row.reply}.get(column, row.reject_reason)
+            return printable(tip) if tip else tip
         if role == Qt.ItemDataRole.ForegroundRole:
             return self._colour(row, column)
         if role == Qt.ItemDataRole.TextAlignmentRole and column == 4:

@@ -27,6 +27,7 @@ from finetuneflow.core.generation import (
     LLMSettings,
     ModelNotFoundError,
     QuotaExhaustedError,
+    plain_http_key_warning,
 )
 from finetuneflow.core.generation.settings import (
     DEFAULT_BASE_URLS,
@@ -96,6 +97,8 @@ class LLMSettingsBox(QGroupBox):
             "any JSON object, then the schema written in the prompt, as far as the server needs.")
         self.test = QPushButton("Test connection", objectName="testConnection")
         self.result = QLabel(objectName="connectionResult", wordWrap=True)
+        self.key_warning = QLabel(objectName="llmKeyWarning", wordWrap=True, visible=False)
+        set_tone(self.key_warning, "warning")
         key_row = QHBoxLayout()
         key_row.addWidget(self.key, 1)
         key_row.addWidget(self.save_key)
@@ -107,6 +110,7 @@ class LLMSettingsBox(QGroupBox):
         form.addRow("Server address:", self.base_url)
         form.addRow("Model:", self.model)
         form.addRow("API key:", key_row)
+        form.addRow(self.key_warning)
         form.addRow("Requests at once:", self.concurrency)
         form.addRow("Structured output:", self.structured)
         form.addRow(test_row)
@@ -116,6 +120,9 @@ class LLMSettingsBox(QGroupBox):
             signal.connect(self.changed)
         self.save_key.clicked.connect(self._save_key)
         self.test.clicked.connect(self.run_test)
+        for signal in (self.base_url.textChanged, self.key.textChanged,
+                       self.provider.currentIndexChanged):
+            signal.connect(self._show_key_warning)
 
     def settings(self) -> LLMSettings:
         provider = self.provider.currentData()
@@ -164,6 +171,14 @@ class LLMSettingsBox(QGroupBox):
             "environment": "set by OLLAMA_API_KEY in the environment",
             "keychain": "saved in the system keychain (type a new one to replace it)",
         }.get(source or "", "paste your key (needed for Ollama Cloud)"))
+        self._show_key_warning()
+
+    def _show_key_warning(self) -> None:
+        """Before the key crosses the network unencrypted, say so (loopback is fine)."""
+        has_key = bool(self.key.text().strip()) or secret_source(Secret.LLM_API_KEY) is not None
+        warning = plain_http_key_warning(self.settings(), has_key)
+        self.key_warning.setText(warning or "")
+        self.key_warning.setVisible(warning is not None)
 
     def _save_key(self) -> None:
         value = self.key.text().strip()

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -85,8 +86,27 @@ class SettingsDialog(QDialog):
                                "you change them in the project's Preview step. The API key is "
                                "kept in the system keychain and shared by all projects."))
         layout.addWidget(self.llm)
+        layout.addWidget(self._llm_limits_box(settings))
         layout.addStretch(1)
         return tab
+
+    def _llm_limits_box(self, settings: AppSettings) -> QGroupBox:
+        self.llm_max_answer = QSpinBox(objectName="llmMaxAnswerMb", minimum=1, maximum=1024,
+                                       suffix=" MB", value=settings.llm_max_answer_mb)
+        self.llm_max_line = QSpinBox(objectName="llmMaxLineKb", minimum=1, maximum=1024 * 1024,
+                                     suffix=" KB", value=settings.llm_max_line_kb)
+        self.llm_deadline = QDoubleSpinBox(objectName="llmDeadline", minimum=0.1,
+                                           maximum=86_400, decimals=1, suffix=" s",
+                                           value=settings.llm_deadline_s)
+        box = QGroupBox("Limits on each answer")
+        form = QFormLayout(box)
+        form.addRow("Largest answer:", self.llm_max_answer)
+        form.addRow("Longest streamed line:", self.llm_max_line)
+        form.addRow("Longest request:", self.llm_deadline)
+        form.addRow(_note("A broken or hostile server cannot fill the memory or hold a request "
+                          "forever: an answer past these limits is stopped and its chunk "
+                          "rejected (or, past the time, tried again on the next run)."))
+        return box
 
     def _training_tab(self, settings: AppSettings) -> QWidget:
         self.preset = QComboBox(objectName="defaultPreset")
@@ -142,6 +162,9 @@ class SettingsDialog(QDialog):
                     max_part_mb=self.max_part_mb.value(),
                     max_unpacked_mb=self.max_unpacked_mb.value(),
                     max_zip_ratio=self.max_zip_ratio.value(),
+                    llm_max_answer_mb=self.llm_max_answer.value(),
+                    llm_max_line_kb=self.llm_max_line.value(),
+                    llm_deadline_s=self.llm_deadline.value(),
                     ).with_default_llm(self.llm.settings()).save(self.context.home)
         except UserError as error:
             QMessageBox.warning(self, "Settings", str(error))

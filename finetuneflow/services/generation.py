@@ -36,6 +36,7 @@ from finetuneflow.core.generation import (
     estimate_from_measurement,
     measure,
     pick_representative_chunks,
+    plain_http_key_warning,
     run_generation,
     test_connection,
 )
@@ -78,6 +79,8 @@ class GenerationResult:
     cancelled: bool
     failed_requests: int = 0  # chunks whose request failed after its retries
     failures: str | None = None  # "7 requests failed: 5 timed out, 2 HTTP 502"
+    unreadable: int = 0  # chunks rejected because their answer could not be read
+    unreadable_reason: str | None = None  # the last such answer's cause, in one line
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -183,6 +186,10 @@ class GenerationService:
         apart: key, access, model name, server)."""
         return test_connection(settings, get_secret(Secret.LLM_API_KEY))
 
+    def key_warning(self, settings: LLMSettings) -> str | None:
+        """Said before a run: the stored API key would cross the network unencrypted."""
+        return plain_http_key_warning(settings, get_secret(Secret.LLM_API_KEY) is not None)
+
     # --- running --------------------------------------------------------------------------------
 
     def run(self, project_ref: str, *, preview: bool, progress: ProgressSink = ignore_progress,
@@ -193,8 +200,9 @@ class GenerationService:
         in the GUI)."""
         project_id = self._projects.get(project_ref).id
         task = Task(self.task_settings(project_id))
+        limits = AppSettings.load(self._context.home).response_limits()
         client = LLMClient(self.llm_settings(project_id), get_secret(Secret.LLM_API_KEY),
-                           retry=retry_policy())
+                           retry=retry_policy(), limits=limits)
         chunks, done = self._work_list(project_id, preview, max_chunks)
         per_chunk = min(PREVIEW_PER_CHUNK, task.settings.examples_per_chunk) if preview else None
         job_id = self._jobs.create(project_id, JobKind.PREVIEW if preview else JobKind.GENERATE,
@@ -204,10 +212,16 @@ class GenerationService:
         sink = both(ThrottledProgress(self._jobs, job_id), progress)
         split = ExampleSplit.PREVIEW if preview else ExampleSplit.TRAIN
         writer = _ChunkWriter(self._context, project_id, split, len(chunks) - len(done), sink)
-        summary = run_generation(
-            client, task, chunks, on_result=writer.store, n=per_chunk, cancel=cancel,
-            skip_done=done, quality=self.quality_options(project_id),
-            dedup=self._seeded_dedup(project_id, task), start_worker=start_worker)
+        try:
+            summary = run_generation(
+                client, task, chunks, on_result=writer.store, n=per_chunk, cancel=cancel,
+                skip_done=done, quality=self.quality_options(project_id),
+                dedup=self._seeded_dedup(project_id, task), start_worker=start_worker)
+        except BaseException as bug:  # the job must not stay `running` after it died
+            self._jobs.fail(job_id, one_line(f"An unexpected error stopped the run "
+                                             f"({type(bug).__name__}); finished chunks are "
+                                             "kept, details are in the log."))
+            raise
         # The counts are the stored rows' (the writer reads them back): the engine's tallies
         # counted a flagged example twice and missed duplicates found on storing.
         usage = summary.usage
@@ -216,7 +230,9 @@ class GenerationService:
             job_id, summary.chunks_done, summary.chunks_skipped, writer.kept + writer.rejected,
             writer.kept, writer.rejected,
             usage.prompt_tokens if known else None, usage.completion_tokens if known else None,
-            summary.cancelled, summary.failed_requests, summary.describe_failures())
+            summary.cancelled, summary.failed_requests, summary.describe_failures(),
+            summary.unreadable,
+            one_line(str(summary.last_unreadable)) if summary.last_unreadable else None)
         measured = measure(writer.results, per_chunk or task.settings.examples_per_chunk)
         self._close_job(job_id, summary, result, measured)
         return result
@@ -305,7 +321,7 @@ class GenerationService:
                                                   "kept."))
             raise UserError(one_line(str(error)))
         if error is None and summary.nothing_succeeded and not summary.cancelled:
-            error = summary.last_failure
+            error = summary.failure
         if error is not None:
             cause = _failure_cause(error, summary)
             log.error("Generation job %s failed: %s", job_id, error)
@@ -318,6 +334,8 @@ class GenerationService:
             log.warning("Generation job %s: %s", job_id, result.failures)
         outcome = result.to_json() | {"measurement": asdict(measured) if measured else None}
         message = f"{result.accepted} examples accepted, {result.rejected} rejected"
+        if result.unreadable:
+            message += f"; {result.unreadable} unreadable answer(s): {result.unreadable_reason}"
         self._jobs.succeed(job_id, outcome,
                            message + (f"; {result.failures}" if result.failures else ""))
 

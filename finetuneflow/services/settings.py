@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from finetuneflow.core.atomic import atomic_write_text
-from finetuneflow.core.generation import LLMSettings
+from finetuneflow.core.generation import LLMSettings, ResponseLimits
+from finetuneflow.core.generation.settings import KB, MB
 from finetuneflow.core.training.config import PRESETS
 from finetuneflow.services.errors import UserError
 
@@ -16,7 +17,6 @@ if TYPE_CHECKING:
     from finetuneflow.storage.home import Home
 
 SETTINGS_FILE = "settings.json"
-MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,13 @@ class AppSettings:
     max_part_mb: int = 128
     max_unpacked_mb: int = 512
     max_zip_ratio: int = 200
+    # What one LLM answer may cost, whatever the server sends (see ResponseLimits).
+    llm_max_answer_mb: int = 8
+    llm_max_line_kb: int = 1024
+    llm_deadline_s: float = 600.0
 
     def validate(self) -> AppSettings:
+        self._validate_llm_limits()
         if not 1 <= self.max_file_mb <= 100_000:
             raise UserError("The file size limit must be between 1 MB and 100,000 MB.")
         self._validate_ingest_limits()
@@ -60,6 +65,19 @@ class AppSettings:
                        max_part_bytes=self.max_part_mb * MB,
                        max_unpacked_bytes=self.max_unpacked_mb * MB,
                        max_ratio=float(self.max_zip_ratio))
+    def _validate_llm_limits(self) -> None:
+        if not 1 <= self.llm_max_answer_mb <= 1024:
+            raise UserError("The largest LLM answer must be between 1 and 1,024 MB.")
+        if not 1 <= self.llm_max_line_kb <= 1024 * self.llm_max_answer_mb:
+            raise UserError("The longest LLM stream line must be between 1 KB and the largest "
+                            "answer.")
+        if not 0 < self.llm_deadline_s <= 24 * 3600:
+            raise UserError("The LLM request deadline must be between 0 and 86,400 seconds.")
+
+    def response_limits(self) -> ResponseLimits:
+        return ResponseLimits(max_answer_bytes=self.llm_max_answer_mb * MB,
+                              max_line_bytes=self.llm_max_line_kb * KB,
+                              deadline_s=self.llm_deadline_s)
 
     def default_llm(self) -> LLMSettings:
         """The LLM settings for projects that have none of their own."""

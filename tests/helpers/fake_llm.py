@@ -29,7 +29,7 @@ import threading
 import time
 import traceback
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -88,6 +88,14 @@ class Fault(StrEnum):
     THINKING = "thinking"  # a trace in message.thinking (native) / message.reasoning (openai)
     BAD_GATEWAY = "bad_gateway"  # 502 with a proxy's HTML page
     CUT_SHORT = "cut_short"  # llama.cpp under load: the role delta, then [DONE] (no finish)
+    # Hostile servers (issue 15): sizes and pace set with set_hostile().
+    GIANT_BODY = "giant_body"  # a 200 answer of `hostile_bytes` (stream: many valid lines)
+    NO_NEWLINE = "no_newline"  # a 200 stream of `hostile_bytes` that never sends a newline
+    ENDLESS = "endless"  # valid content lines every `hostile_interval_s`, never finished
+    DRIBBLE = "dribble"  # one space every `hostile_interval_s`, forever
+    DEEP_JSON = "deep_json"  # the answer's JSON itself nested DEEP_LEVELS deep
+    REDIRECT_FILE = "redirect_file"  # 301 to file:/etc/passwd
+    ESCAPES = "escapes"  # terminal escape sequences and a bidi override in every question
 
 
 FaultMix = Mapping[Fault | str, float] | Iterable[Fault | str]  # kinds, or kinds with weights
@@ -127,6 +135,12 @@ DEFAULT_THINKING = (
     "I should pick distinct sentences and quote them exactly."
 )
 THINK_TAGS_PREFIX = "<think>\nLet me find three distinct facts in the passage.\n</think>\n\n"
+HOSTILE_FAULTS = frozenset({Fault.GIANT_BODY, Fault.NO_NEWLINE, Fault.ENDLESS, Fault.DRIBBLE,
+                            Fault.DEEP_JSON, Fault.REDIRECT_FILE})
+DEEP_LEVELS = 10_000
+# Clear the screen, retitle the window, turn the text red, then reverse it (right-to-left).
+ESCAPE_SEQUENCES = "\x1b[2J\x1b]0;owned\x07\x1b[31m\u202e"
+HOSTILE_PIECE = 64 * 1024  # bytes written at a time by the giant and no-newline faults
 
 # Transient faults only: a benchmark with a random fault rate should still finish.
 DEFAULT_FAULT_MIX: dict[Fault, float] = {
@@ -529,7 +543,36 @@ def apply_content_fault(content: str, fault: Fault | None) -> tuple[str, str]:
         return THINK_TAGS_PREFIX + content, "stop"
     if fault is Fault.CODE_FENCE:
         return f"```json\n{content}\n```", "stop"
+    if fault is Fault.ESCAPES:
+        return with_escape_sequences(content), "stop"
     return content, "stop"
+
+
+def with_escape_sequences(content: str) -> str:
+    """Every question of a JSON list of items starts with ESCAPE_SEQUENCES."""
+    items = json.loads(content)
+    for item in items:
+        item["question"] = ESCAPE_SEQUENCES + item["question"]
+    return json.dumps(items, ensure_ascii=False, indent=2)
+
+
+def deep_json_answer(api: Api) -> bytes:
+    """A well-formed answer with one field nested DEEP_LEVELS arrays deep."""
+    deep = b"[" * DEEP_LEVELS + b"]" * DEEP_LEVELS
+    if api == "native":
+        return (b'{"model":"m","message":{"role":"assistant","content":"","deep":' + deep
+                + b'},"done":true,"done_reason":"stop"}')
+    return (b'{"choices":[{"index":0,"delta":{"content":""},"message":{"role":"assistant",'
+            b'"content":""},"finish_reason":"stop","deep":' + deep + b"}]}")
+
+
+def content_line(api: Api, content: str) -> bytes:
+    """One stream line carrying `content`, never the final one."""
+    if api == "native":
+        return _ndjson_line({"model": "m", "message": {"role": "assistant", "content": content},
+                             "done": False})
+    return _sse_event(go_json({"choices": [{"index": 0, "delta": {"content": content},
+                                             "finish_reason": None}]}))
 
 
 def token_limit(request_json: Mapping[str, Any], api: Api) -> int | None:
@@ -639,6 +682,8 @@ class _Settings:
     stream_usage: bool = True  # False: ignore stream_options.include_usage
     context_size: int | None = None  # 400 exceed_context_size_error above it; /props, /api/show
     answer_any_model: bool = False  # llama-server: one model loaded, any name answered
+    hostile_bytes: int = 64 * 2**20  # size of the giant-body and no-newline answers
+    hostile_interval_s: float = 0.05  # pace of the endless and dribbling answers
 
 
 @dataclass
@@ -819,6 +864,15 @@ class FakeLLMServer:
         """Refuse prompts over `tokens` with llama-server's 400, and report the size."""
         with self._lock:
             self._settings.context_size = tokens
+
+    def set_hostile(self, *, size_bytes: int | None = None,
+                    interval_s: float | None = None) -> None:
+        """Size of the giant and no-newline answers; pace of the endless and dribbling ones."""
+        with self._lock:
+            if size_bytes is not None:
+                self._settings.hostile_bytes = size_bytes
+            if interval_s is not None:
+                self._settings.hostile_interval_s = interval_s
 
     def set_timeout_fault_s(self, seconds: float) -> None:
         with self._lock:
@@ -1149,6 +1203,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(502, "text/html", BAD_GATEWAY_HTML)
         elif fault is Fault.DROP:
             self._abort_connection()
+        elif fault in HOSTILE_FAULTS:
+            self._send_hostile(api, fault, wants_stream(payload, api))
         elif not self.server.fake._knows_model(model):
             self._send_error(api, 404, f"model '{model}' not found")
         elif fault is Fault.STREAM_ERROR and not wants_stream(payload, api):
@@ -1220,6 +1276,51 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._write_chunks(events + tail)
         self._end_chunked()
+
+    # -- hostile answers ---------------------------------------------------------------------
+
+    def _send_hostile(self, api: Api, fault: Fault, stream: bool) -> None:
+        """Answers a broken or malicious server could send; each ends when the client hangs
+        up (a write then fails, which handle_error ignores) or the server stops."""
+        fake = self.server.fake
+        with fake._lock:
+            size, interval = fake._settings.hostile_bytes, fake._settings.hostile_interval_s
+        if fault is Fault.REDIRECT_FILE:
+            self._send(301, "text/plain", b"", {"Location": "file:/etc/passwd"})
+            return
+        if fault is Fault.DEEP_JSON:
+            body = deep_json_answer(api)
+            if not stream:
+                self._send(200, NATIVE_JSON if api == "native" else OPENAI_JSON, body)
+                return
+            self._start_chunked(NDJSON if api == "native" else SSE)
+            self._write_chunks([body + b"\n" if api == "native" else _sse_event(body.decode())])
+            self._end_chunked()
+            return
+        self._start_chunked(NDJSON if stream and api == "native" else
+                            SSE if stream else NATIVE_JSON)
+        self._write_chunks(self._hostile_pieces(api, fault, stream, size, interval))
+        self._end_chunked()
+
+    def _hostile_pieces(self, api: Api, fault: Fault, stream: bool, size: int,
+                        interval: float) -> Iterator[bytes]:
+        fake = self.server.fake
+        if fault is Fault.GIANT_BODY and stream:
+            line = content_line(api, "a" * (HOSTILE_PIECE // 4))
+            for _ in range(size // len(line) + 1):
+                yield line
+        elif fault in (Fault.GIANT_BODY, Fault.NO_NEWLINE):
+            yield b'{"model":"m","message":{"role":"assistant","content":"'
+            for _ in range(size // HOSTILE_PIECE + 1):
+                yield b"a" * HOSTILE_PIECE
+            if fault is Fault.GIANT_BODY:
+                yield b'"},"done":true}'
+        elif fault is Fault.ENDLESS:
+            while fake._sleep(interval):
+                yield content_line(api, "and on ")
+        else:  # DRIBBLE
+            while fake._sleep(interval):
+                yield b" "
 
     # -- errors ------------------------------------------------------------------------------
 

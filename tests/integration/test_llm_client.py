@@ -337,7 +337,7 @@ def test_a_rejected_request_is_not_retried(make_client: Callable[..., LLMClient]
     assert len(calls) == 1
 
 
-def test_a_redirect_is_a_configuration_error_that_names_the_right_url(
+def test_a_redirect_is_a_configuration_error_that_names_the_target(
     make_client: Callable[..., LLMClient],
 ) -> None:
     calls: list[str] = []
@@ -348,7 +348,8 @@ def test_a_redirect_is_a_configuration_error_that_names_the_right_url(
 
     with scripted_server(redirect) as url, pytest.raises(ConfigurationError) as caught:
         make_client(base_url=url).chat(PROMPT)
-    assert "Set the base URL to https://ollama.com." in str(caught.value)
+    assert "to https://ollama.com/api/chat (301)" in str(caught.value)
+    assert "Set the base URL" not in str(caught.value)  # named, never recommended
     assert calls == ["POST"]  # not followed
 
 

@@ -31,9 +31,11 @@ from finetuneflow.core.generation.engine import (
     run_generation,
 )
 from finetuneflow.core.generation.errors import (
+    AnswerUnreadableError,
     AuthError,
     BadResponseError,
     ConfigurationError,
+    DeadlineError,
     ForbiddenError,
     InvalidRequestError,
     LLMError,
@@ -48,10 +50,15 @@ from finetuneflow.core.generation.errors import (
 )
 from finetuneflow.core.generation.parse import build_repair_messages, parse_answer
 from finetuneflow.core.generation.quality import Deduplicator, content_hash, is_grounded
-from finetuneflow.core.generation.settings import LLMSettings
+from finetuneflow.core.generation.settings import (
+    LLMSettings,
+    ResponseLimits,
+    plain_http_key_warning,
+)
 from finetuneflow.core.generation.tasks import Task, TaskSettings, TaskType, load_prompt_template
 
 __all__ = [
+    "AnswerUnreadableError",
     "AuthError",
     "BadResponseError",
     "ChatResult",
@@ -60,6 +67,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionCheck",
     "ConnectionStatus",
+    "DeadlineError",
     "Deduplicator",
     "ForbiddenError",
     "GeneratedExample",
@@ -75,6 +83,7 @@ __all__ = [
     "RateLimitedError",
     "RejectedExample",
     "RequestRejectedError",
+    "ResponseLimits",
     "RetryPolicy",
     "RunEstimate",
     "RunSummary",
@@ -97,6 +106,7 @@ __all__ = [
     "measure",
     "parse_answer",
     "pick_representative_chunks",
+    "plain_http_key_warning",
     "run_generation",
     "test_connection",
 ]

@@ -47,8 +47,10 @@ from finetuneflow.core.generation.errors import (
     ServerError,
     UnreachableError,
 )
-from finetuneflow.core.generation.settings import CONNECT_TIMEOUT_S, LLMSettings
+from finetuneflow.core.generation.reading import BoundedReader, error_body
+from finetuneflow.core.generation.settings import CONNECT_TIMEOUT_S, LLMSettings, ResponseLimits
 from finetuneflow.core.progress import Cancelled
+from finetuneflow.core.terminal import printable
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +192,11 @@ class LLMClient:
         *,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
+        limits: ResponseLimits | None = None,
     ) -> None:
         settings.validate()
         self.settings = settings
+        self.limits = limits or ResponseLimits()
         self.retry = retry or RetryPolicy()
         self._api_key = api_key.strip() if api_key and api_key.strip() else None
         self._usage = TokenUsage()
@@ -311,37 +315,32 @@ class LLMClient:
     def _post_chat(
         self, body: dict[str, Any], stream: bool, cancel: CancelHook | None
     ) -> wire.Completion:
-        url = self.settings.chat_url
+        """Every answer is read in counted pieces (reading.py): its size, its lines and its
+        time are bounded whatever the server sends."""
         api = self.settings.resolved_api
-        with self._translate_transport_errors():
+        reader = BoundedReader(self.limits, cancel)
+        with self._translate_transport_errors(reader), self._http.stream(
+                "POST", self.settings.chat_url, json=body, timeout=self._timeout(reader)
+        ) as response:
+            self._raise_for_status(response)
             if not stream:
-                response = self._http.post(url, json=body)
-                self._raise_for_status(response)
-                return wire.parse_completion(api, self._json_of(response))
-            with self._http.stream("POST", url, json=body) as response:
-                if response.status_code >= 300:
-                    response.read()
-                    self._raise_for_status(response)
-                lines = self._cancellable_lines(response, cancel)
-                read = wire.read_native_stream if api == "native" else wire.read_sse_stream
-                completion = read(lines)
-                for _ in lines:  # read to the end, or the connection cannot be reused
-                    pass
-                return completion
+                return wire.parse_completion(api, wire.loads_answer(reader.body(response)))
+            lines = reader.lines(response)
+            read = wire.read_native_stream if api == "native" else wire.read_sse_stream
+            completion = read(lines)
+            _drain(lines)
+            return completion
 
-    def _cancellable_lines(
-        self, response: httpx.Response, cancel: CancelHook | None
-    ) -> Iterator[str]:
-        for line in response.iter_lines():
-            if cancel is not None and cancel.cancelled:
-                raise Cancelled()
-            yield line
+    def _timeout(self, reader: BoundedReader) -> httpx.Timeout:
+        read = reader.read_timeout(self.settings.read_timeout)
+        return httpx.Timeout(connect=CONNECT_TIMEOUT_S, read=read, write=read, pool=None)
 
-    def _json_of(self, response: httpx.Response) -> Any:
-        try:
-            return response.json()
-        except ValueError as exc:  # a body cut short by a proxy or a dying server
-            raise NetworkError("The server's answer was cut or is not JSON.") from exc
+    def _get_json(self, url: str, *, listing: bool = False) -> Any:
+        reader = BoundedReader(self.limits)
+        with self._translate_transport_errors(reader), self._http.stream(
+                "GET", url, timeout=self._timeout(reader)) as response:
+            self._raise_for_status(response, listing=listing)
+            return wire.loads_answer(reader.body(response))
 
     # -- listing and probing --------------------------------------------------------------
 
@@ -349,10 +348,7 @@ class LLMClient:
         """Model names from /api/tags or /v1/models (these endpoints do not check the key)."""
 
         def once() -> list[str]:
-            with self._translate_transport_errors():
-                response = self._http.get(self.settings.models_url)
-                self._raise_for_status(response, listing=True)
-                return _model_names(self._json_of(response))
+            return _model_names(self._get_json(self.settings.models_url, listing=True))
 
         names = self._with_retries(once, cancel, _quick(self.retry), "list models")
         with self._lock:
@@ -463,8 +459,11 @@ class LLMClient:
         return text
 
     @contextlib.contextmanager
-    def _translate_transport_errors(self) -> Iterator[None]:
-        """httpx's exceptions become NetworkError / UnreachableError, scrubbed of the key."""
+    def _translate_transport_errors(
+        self, reader: BoundedReader | None = None
+    ) -> Iterator[None]:
+        """httpx's exceptions become NetworkError / UnreachableError, scrubbed of the key; a
+        read timeout cut short by the request's deadline is that deadline."""
         base = self.settings.root_url
         try:
             yield
@@ -477,6 +476,8 @@ class LLMClient:
                             "the base URL right?")
             ) from exc
         except httpx.TimeoutException as exc:
+            if reader is not None and reader.expired():
+                raise reader.late() from exc
             raise NetworkError(
                 f"{base} sent nothing for {self.settings.read_timeout:g} s (read timeout).",
                 cause="timed out",
@@ -490,20 +491,22 @@ class LLMClient:
             raise NetworkError(self._scrub(f"HTTP error talking to {base}: {exc}")) from exc
 
     def _raise_for_status(self, response: httpx.Response, *, listing: bool = False) -> None:
+        """Of an error answer only its start is read (error_body): enough for its message."""
         status = response.status_code
         if status < 300:
             return
         if status < 400:
             raise ConfigurationError(self._scrub(_redirect_message(response)), status=status)
-        detail = self._scrub(wire.error_text_from_body(response.content))
+        content = error_body(response)
+        detail = self._scrub(wire.error_text_from_body(content))
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        signin_url = wire.signin_url_from_body(response.content) if status == 401 else None
+        signin_url = wire.signin_url_from_body(content) if status == 401 else None
         url = str(response.request.url)
-        sizes = wire.context_sizes_from_body(response.content) if status == 400 else None
+        sizes = wire.context_sizes_from_body(content) if status == 400 else None
         if sizes is not None:
             raise RequestRejectedError(_context_message(*sizes), status=status, detail=detail,
                                        cause="prompt over the context size")
-        if status >= 500 and status != 501 and wire.says_request_invalid(response.content):
+        if status >= 500 and status != 501 and wire.says_request_invalid(content):
             # Never retried as a transient 500: the same request would fail the same way.
             raise InvalidRequestError(
                 f"The server rejected the request as invalid ({status}): {detail}",
@@ -653,17 +656,25 @@ def _forbidden_message(model: str, detail: str) -> str:
 
 
 def _redirect_message(response: httpx.Response) -> str:
+    """Names the target but never recommends it: a hostile server picks the Location."""
     url = str(response.request.url)
     location = response.headers.get("Location", "")
-    target = str(response.request.url.join(location)) if location else ""
-    path = response.request.url.path
-    base = target[: -len(path)] if target and path and target.endswith(path) else target
-    suggestion = f" Set the base URL to {base}." if base else ""
+    with contextlib.suppress(httpx.InvalidURL):  # a relative target, named in full
+        location = str(response.request.url.join(location)) if location else ""
+    target = printable(location)[:200] or "another address"
     return (
-        f"The server redirected {url} to {target or 'another address'} "
-        f"({response.status_code}); redirects would drop the request body, so they are not "
-        f"followed.{suggestion}"
+        f"The server redirected {url} to {target} "
+        f"({response.status_code}); redirects are not followed (they would drop the request "
+        "body): check the base URL against the server's documentation."
     )
+
+
+def _drain(lines: Iterator[str]) -> None:
+    """Read a stream to its end so the connection can be reused; a server that keeps sending
+    after its final message only loses the connection (the answer is already complete)."""
+    with contextlib.suppress(LLMError):
+        for _ in lines:
+            pass
 
 
 def _model_names(data: Any) -> list[str]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from finetuneflow.core.generation.client import CancelHook, LLMClient, TokenUsage
-from finetuneflow.core.generation.errors import LLMError
+from finetuneflow.core.generation.errors import AnswerUnreadableError, LLMError
 from finetuneflow.core.generation.parse import (
     ParseOutcome,
     build_repair_messages,
@@ -121,6 +121,7 @@ class ChunkResult:
     latency_s: float  # wall time for the chunk, repairs and retries included
     requests: int
     repaired_by_llm: bool = False
+    unreadable: AnswerUnreadableError | None = None  # the answer itself could not be read
 
     @property
     def accepted(self) -> list[GeneratedExample]:
@@ -154,9 +155,12 @@ def generate_for_chunk(
     quality = quality or QualityOptions()
     started = time.monotonic()
     usage = TokenUsage()
-    answer = client.chat(
-        task.generation_messages(chunk_text, n), schema=task.response_schema(), cancel=cancel
-    )
+    try:
+        answer = client.chat(
+            task.generation_messages(chunk_text, n), schema=task.response_schema(),
+            cancel=cancel)
+    except AnswerUnreadableError as error:
+        return _unreadable_result(chunk_id, error, time.monotonic() - started)
     usage.add(answer.prompt_tokens, answer.completion_tokens)
     outcome = parse_answer(answer.content, task.item_schema)
     repaired_by_llm = False
@@ -175,6 +179,16 @@ def generate_for_chunk(
         requests=usage.requests,
         repaired_by_llm=repaired_by_llm,
     )
+
+
+def _unreadable_result(
+    chunk_id: Hashable, error: AnswerUnreadableError, latency_s: float
+) -> ChunkResult:
+    """An answer too large, too long a line or too deep: the chunk is done, rejected with the
+    reason and the answer's start, so a resumed run does not ask for it again."""
+    reject = RejectedExample(f"unreadable answer: {error.reason}"[:200], error.raw)
+    return ChunkResult(chunk_id=chunk_id, examples=[], rejects=[reject], usage=TokenUsage(),
+                       latency_s=latency_s, requests=1, unreadable=error)
 
 
 def _repair_with_llm(
@@ -263,6 +277,8 @@ class RunSummary:
     error: LLMError | None = None  # what stopped the run (quota, key, model…)
     failures: Counter[str] = field(default_factory=Counter)  # cause -> failed chunks
     last_failure: LLMError | None = None  # the latest chunk failure, for its full message
+    unreadable: int = 0  # chunks done whose answer could not be read (rejected, with why)
+    last_unreadable: AnswerUnreadableError | None = None
 
     @property
     def failed_requests(self) -> int:
@@ -270,8 +286,15 @@ class RunSummary:
 
     @property
     def nothing_succeeded(self) -> bool:
-        """Chunks were tried and none came back: a failed run, whatever stopped it."""
-        return self.chunks_done == 0 and self.failed_requests > 0
+        """Chunks were tried and no answer could be used (none came back, or none could be
+        read): a failed run, whatever stopped it."""
+        tried = self.failed_requests > 0 or self.unreadable > 0
+        return tried and self.chunks_done == self.unreadable
+
+    @property
+    def failure(self) -> LLMError | None:
+        """The error that explains a run where nothing succeeded."""
+        return self.last_failure or self.last_unreadable
 
     def describe_failures(self) -> str | None:
         """"7 requests failed: 5 timed out, 2 HTTP 502", or None when none failed."""
@@ -342,16 +365,25 @@ class _Run:
             s.accepted += len(result.accepted)
             s.rejects += len(result.rejects) + len(result.flagged)
             s.usage.merge(result.usage)
-            self.consecutive_failures = 0
+            if result.unreadable is None:
+                self.consecutive_failures = 0
+                return
+            # A server sending only unreadable answers stops the run as failures in a row do.
+            s.unreadable += 1
+            s.last_unreadable = result.unreadable
+            self._count_failure_in_a_row(result.unreadable)
+
+    def _count_failure_in_a_row(self, error: LLMError) -> None:
+        self.consecutive_failures += 1
+        if self.consecutive_failures >= self.max_consecutive_failures:
+            self.stop_with(error)
 
     def fail_chunk(self, chunk: ChunkLike, error: LLMError) -> None:
         with self.deliver_lock:
             self.summary.chunks_failed[chunk.id] = str(error)
             self.summary.failures[error.cause] += 1
             self.summary.last_failure = error
-            self.consecutive_failures += 1
-            if self.consecutive_failures >= self.max_consecutive_failures:
-                self.stop_with(error)
+            self._count_failure_in_a_row(error)
 
     def stop_with(self, error: LLMError) -> None:
         if self.summary.error is None:

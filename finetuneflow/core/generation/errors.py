@@ -181,3 +181,24 @@ class BadResponseError(LLMError):
     """The server answered, but not in a shape this client understands."""
 
     default_cause = "unreadable answer"
+
+
+class AnswerUnreadableError(BadResponseError):
+    """The answer cannot be read: over the size limit, a line over the line limit, nested too
+    deep to parse. Asking again would bring the same, so the chunk is rejected with this
+    reason and the run goes on. `raw` keeps the start of what came, for review."""
+
+    default_cause = "unreadable answer"
+
+    def __init__(self, message: str, *, reason: str, raw: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason  # short, for the reject reason column
+        self.raw = raw
+
+
+class DeadlineError(NetworkError):
+    """The request ran past its wall-clock deadline (an endless stream, a server dribbling
+    bytes under the read timeout). Not retried: the same request would take as long."""
+
+    retryable = False
+    default_cause = "deadline passed"

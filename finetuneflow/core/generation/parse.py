@@ -317,7 +317,17 @@ def _json_type_name(value: Any) -> str:
 
 
 def parse_answer(text: str, item_schema: Schema) -> ParseOutcome:
-    """Every item of the answer, valid or rejected with a reason; nothing silently dropped."""
+    """Every item of the answer, valid or rejected with a reason; nothing silently dropped.
+    JSON the parser gives up on (nested too deep, too large to hold) is a reason too."""
+    try:
+        return _parse_answer(text, item_schema)
+    except RecursionError:
+        return ParseOutcome(error="the answer's JSON is nested too deeply to parse")
+    except MemoryError:
+        return ParseOutcome(error="the answer is too large to parse in memory")
+
+
+def _parse_answer(text: str, item_schema: Schema) -> ParseOutcome:
     cleaned = clean_answer(text)
     if not cleaned:
         return ParseOutcome(error="the answer is empty (or only a thinking trace)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -28,6 +29,19 @@ DEFAULT_MODELS: dict[str, str] = {"ollama-cloud": "gpt-oss:120b", "ollama": "", 
 # Hosts that answer with a redirect that turns a POST into a GET: say the right one up front.
 WRONG_HOSTS: dict[str, str] = {"api.ollama.com": "https://ollama.com"}
 CONNECT_TIMEOUT_S = 10.0
+MB = 2**20
+KB = 2**10
+
+
+@dataclass(frozen=True)
+class ResponseLimits:
+    """What one answer may cost, whatever the server sends: app-wide settings, enforced while
+    reading, before the memory is spent. The deadline is separate from the read timeout,
+    which only bounds the silence between two pieces."""
+
+    max_answer_bytes: int = 8 * MB  # a whole body, or all the lines of a stream together
+    max_line_bytes: int = 1 * MB  # one line of a stream (a stream without newlines stops here)
+    deadline_s: float = 600.0  # one request, from sending it to the last byte
 
 
 @dataclass(frozen=True)
@@ -147,3 +161,24 @@ def _url_problems(url: str) -> list[str]:
     if right:
         return [f"{parts.hostname} is not Ollama's API host: use {right} as the base URL."]
     return []
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(
+            ".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def plain_http_key_warning(settings: LLMSettings, has_key: bool) -> str | None:
+    """A warning when an API key would travel unencrypted to another machine; None when the
+    URL is https, the server is on this machine (127.0.0.0/8, ::1, localhost) or no key is set."""
+    parts = urlsplit(settings.root_url)
+    host = parts.hostname or ""
+    if not has_key or parts.scheme != "http" or not host or _is_loopback(host):
+        return None
+    return (f"The API key is sent unencrypted (plain http) to {host}: use an https base URL, "
+            "or remove the key if this server needs none.")

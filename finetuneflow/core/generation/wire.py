@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from finetuneflow.core.generation.errors import (
+    AnswerUnreadableError,
     BadResponseError,
     NetworkError,
     StreamCutShortError,
 )
 from finetuneflow.core.generation.settings import LLMSettings
+from finetuneflow.core.terminal import printable
 
 Message = dict[str, str]
 
@@ -139,6 +141,31 @@ def _openai_body(
 
 
 # -- whole responses ------------------------------------------------------------------------
+
+
+def loads_answer(body: bytes | str) -> Any:
+    """JSON of an answer. A body that is not JSON was cut (retried as a dropped connection);
+    one too deep or too large for the parser is unreadable, and never a crash."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:  # cut short by a proxy or a dying server
+        raise NetworkError("The server's answer was cut or is not JSON.") from exc
+    except (RecursionError, MemoryError) as exc:
+        raise unreadable(body, exc) from exc
+
+
+def unreadable(body: bytes | str, error: BaseException) -> AnswerUnreadableError:
+    """The error for JSON the parser gave up on: nested too deep, or too large to hold."""
+    text = body if isinstance(body, str) else body[:2000].decode("utf-8", errors="replace")
+    if isinstance(error, RecursionError):
+        why = "nested too deeply to parse"
+        message = (f"The server's answer is JSON {why}: check the server and its model; "
+                   "the chunk is rejected.")
+    else:
+        why = "too large to parse in memory"
+        message = (f"The server's answer is {why}: lower the largest-answer setting, or "
+                   "check the server.")
+    return AnswerUnreadableError(message, reason=f"answer {why}", raw=text[:2000])
 
 
 def parse_completion(api: str, data: Any) -> Completion:
@@ -274,6 +301,8 @@ def _json_line(text: str) -> dict[str, Any]:
         event = json.loads(text)
     except ValueError as exc:
         raise NetworkError("The answer stream was cut or garbled (a line is not JSON).") from exc
+    except (RecursionError, MemoryError) as exc:
+        raise unreadable(text, exc) from exc
     if not isinstance(event, dict):
         raise NetworkError("The answer stream holds something other than JSON objects.")
     return event
@@ -283,14 +312,15 @@ def _json_line(text: str) -> dict[str, Any]:
 
 
 def error_text(data: Any, fallback: str = "") -> str:
-    """`error` as a string, or the `message` of an error object (OpenAI shape)."""
+    """`error` as a string, or the `message` of an error object (OpenAI shape); a server's
+    escape sequences are shown, never sent to a terminal."""
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, str):
-        return error
+        return printable(error)
     message = error.get("message") if isinstance(error, dict) else None
     if isinstance(message, str):
-        return message
-    return fallback
+        return printable(message)
+    return printable(fallback)
 
 
 def error_text_from_body(body: bytes) -> str:
@@ -299,7 +329,7 @@ def error_text_from_body(body: bytes) -> str:
     try:
         data = json.loads(text)
     except ValueError:
-        return _one_line(_html_title(text) or text)[:300]
+        return _one_line(printable(_html_title(text) or text))[:300]
     return _one_line(error_text(data, fallback=text))[:300]
 
 
