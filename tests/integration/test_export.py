@@ -39,7 +39,7 @@ from finetuneflow.storage.tables import JobKind, JobStatus
 from tests.helpers.cli import REPO_ROOT, cli_env, run_cli
 from tests.helpers.fake_ollama import fake_ollama as installed_fake_ollama
 from tests.helpers.finished_run import SYSTEM, arithmetic_chats, train
-from tests.helpers.gotemplate import ollama_values, render
+from tests.helpers.gotemplate import go_renderer
 from tests.helpers.memory_keyring import MemoryKeyring
 from tests.helpers.modelfile import parse_modelfile
 
@@ -184,7 +184,7 @@ def test_the_merged_model_matches_the_adapter(exported: Exported, tiny_model_dir
 # --- the Modelfile ----------------------------------------------------------------------------
 
 def test_the_modelfile_renders_chats_as_the_hf_chat_template_does(exported: Exported) -> None:
-    """The Go template executed by a test-side renderer (tests/helpers/gotemplate.py), not
+    """The Go template executed by Go's text/template (tests/helpers/gotemplate.py), not
     compared as text: what Ollama would feed the model is compared with what transformers
     feeds it, so a wrong newline or trim marker fails here."""
     from transformers import AutoTokenizer
@@ -199,9 +199,12 @@ def test_the_modelfile_renders_chats_as_the_hf_chat_template_does(exported: Expo
     chat = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "What is 1 plus 1?"},
             {"role": "assistant", "content": "2"}, {"role": "user", "content": "And 2 plus 2?"}]
     expected = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-    assert render(values["template"], ollama_values(chat)) == expected
     assert exported.result.ollama is not None
     assert exported.result.ollama.importable and exported.result.ollama.chat_format == "ChatML"
+    render, reason = go_renderer()
+    if render is None:
+        pytest.skip(reason)
+    assert render(values["template"], chat) == expected
 
 
 # --- report, metrics, config ------------------------------------------------------------------
