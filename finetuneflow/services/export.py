@@ -360,7 +360,8 @@ class ExportService:
         chat_format = model_chat_format(adapter)
         contents.chat_format = chat_format.label if chat_format else None
         text = render_modelfile(chat_format, system=contents.system_prompt,
-                                eos_token=load_special_tokens(adapter).get("eos_token"))
+                                eos_token=load_special_tokens(adapter).get("eos_token"),
+                                chat_template=load_chat_template(adapter))
         atomic_write_text(merged / bundle.MODELFILE, text)
 
     def _copy_dataset(self, run: FinishedRun, target: Path) -> None:

@@ -63,7 +63,7 @@ def test_the_modelfile_has_from_template_stops_and_system() -> None:
     commands = parse_modelfile(text)
     assert commands[0] == ("from", ".")
     values = dict(commands)
-    assert values["template"] == CHATML.template
+    assert values["template"] == CHATML.with_eos("<|im_end|>").template
     assert [v for name, v in commands if name == "stop"] == ["<|im_start|>", "<|im_end|>"]
     assert values["temperature"] == "0.3"
     assert values["system"] == 'Answer from the "manual".\nSay " " "exactly" " " when unsure.'
@@ -93,3 +93,9 @@ def test_model_names_are_what_ollama_create_accepts() -> None:
     assert ollama_model_name("My Project: Q&A (v2)") == "my-project-q-a-v2"
     assert ollama_model_name("…") == "finetuneflow-model"
     assert create_command("x") == "ollama create x -f Modelfile"
+
+
+def test_a_template_that_cannot_render_keeps_the_family_defaults() -> None:
+    refusing = "<|im_start|><|im_end|>{{ raise_exception('roles must alternate') }}"
+    assert CHATML.fitted(refusing, "<|im_end|>") is CHATML
+    assert CHATML.fitted("<|im_start|><|im_end|>{{ messages }}", "<|im_end|>") is CHATML

@@ -56,6 +56,21 @@ MISTRAL_V3 = (
     "    {%- endif %}\n{%- endfor %}\n")
 
 
+# The issue-17 case: a ChatML template written over several lines, where trim_blocks drops the
+# newline after `{% endgeneration %}`, so a reply ends `<|im_end|>` with no newline after it.
+CHATML_TRIM_BLOCKS = """{% for message in messages %}
+{% if message['role'] == 'assistant' %}
+<|im_start|>assistant
+{% generation %}{{ message['content'] }}<|im_end|>{% endgeneration %}
+{% else %}
+<|im_start|>{{ message['role'] }}
+{{ message['content'] }}<|im_end|>
+{% endif %}
+{% endfor %}
+{% if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
+
+
 @dataclass(frozen=True)
 class Family:
     """A model's HF chat template and the Modelfile format the export picks for it."""
@@ -74,6 +89,7 @@ def trl_template(name: str) -> str:
 
 FAMILIES = [
     Family("tiny-chatml", CHATML_TEMPLATE, CHATML, "<|im_end|>"),
+    Family("chatml-trim-blocks", CHATML_TRIM_BLOCKS, CHATML, "<|im_end|>"),
     Family("qwen2.5", trl_template("qwen2_5"), CHATML, "<|im_end|>"),
     Family("qwen3", trl_template("qwen3"), CHATML, "<|im_end|>"),
     Family("llama3", trl_template("llama3"), LLAMA3, "<|eot_id|>", "<|begin_of_text|>"),
@@ -112,7 +128,8 @@ def modelfile_template(family: Family) -> str:
     """The TEMPLATE of the Modelfile the export writes for a model with this template."""
     chat_format = detect_chat_format(family.template)
     assert chat_format is family.chat_format
-    text = render_modelfile(chat_format, system="", eos_token=family.eos)
+    text = render_modelfile(chat_format, system="", eos_token=family.eos,
+                            chat_template=family.template)
     return dict(parse_modelfile(text))["template"]
 
 
