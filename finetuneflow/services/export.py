@@ -68,6 +68,7 @@ from finetuneflow.core.export.report import (
     render_report,
     token_length_stats,
 )
+from finetuneflow.core.export.tokenizer_config import make_tokenizer_config_portable
 from finetuneflow.core.progress import (
     Cancelled,
     CancelToken,
@@ -327,6 +328,7 @@ class ExportService:
         for name in bundle.ADAPTER_FILES:
             if (run.adapter_dir / name).is_file():
                 shutil.copy2(run.adapter_dir / name, target / name)
+        make_tokenizer_config_portable(target)
         reference = bundle.hub_reference(run.model_dir)
         if reference is not None:
             config_path = target / "adapter_config.json"
