@@ -444,7 +444,8 @@ class ExportService:
             config=run.config, dataset=contents.dataset, examples=contents.examples,
             samples=contents.samples, samples_held_out=contents.held_out,
             sample_max_tokens=contents.options.sample_max_tokens, packages=_packages(),
-            ollama=self._ollama_info(contents), files=files)
+            ollama=self._ollama_info(contents), files=files,
+            base_local=base["source"] == "local")
 
     def _ollama_info(self, contents: _Contents) -> OllamaInfo | None:
         if not contents.merged:
