@@ -23,6 +23,7 @@ import pytest
 from finetuneflow.cli.export import print_result
 from finetuneflow.core.child_protocol import BASE, FINETUNED
 from finetuneflow.core.export.archive import MANIFEST, verify_archive
+from finetuneflow.core.export.tokenizer_config import LOADING_KEYS
 from finetuneflow.core.progress import CancelToken
 from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.chat import ChatService
@@ -245,6 +246,19 @@ def test_config_json_holds_what_reproduces_the_run(exported: Exported,
     assert config["dataset"]["train_examples"] + config["dataset"]["eval_examples"] == 100
     assert config["dataset"]["token_lengths"]["count"] == 100
     assert {"torch", "transformers", "peft", "trl", "python"} <= set(config["packages"])
+
+
+def test_files_other_tools_read_name_a_known_class_and_the_local_base(
+        exported: Exported, tiny_model_dir: Path) -> None:
+    """transformers 4.x reads the tokenizer configs (tests/unit/test_export_tokenizer_config.py
+    loads one there); the adapter names the local base, and the report says it is local."""
+    for folder in ("adapter", "merged"):
+        config = json.loads((exported.root / folder / "tokenizer_config.json").read_text())
+        assert config["tokenizer_class"] == "PreTrainedTokenizerFast", folder
+        assert not set(LOADING_KEYS) & set(config), folder
+    adapter = json.loads((exported.root / "adapter" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(tiny_model_dir)
+    assert "(a local folder, not a Hub id)" in (exported.root / "report.md").read_text()
 
 
 def test_what_the_export_page_shows_before_exporting(exported: Exported,
