@@ -29,8 +29,11 @@ def transformers4_python() -> tuple[Path | None, str]:
     python = final / "bin" / "python"
     if python.is_file():
         return python, ""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="tf4-build-", dir=final.parent))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="tf4-build-", dir=final.parent))
+    except OSError as error:
+        return None, f"a transformers 4.x venv cannot be made in {final}: {error}"
     try:
         subprocess.run([sys.executable, "-m", "venv", str(staging)], check=True,
                        capture_output=True)
