@@ -97,5 +97,5 @@ def test_model_names_are_what_ollama_create_accepts() -> None:
 
 def test_a_template_that_cannot_render_keeps_the_family_defaults() -> None:
     refusing = "<|im_start|><|im_end|>{{ raise_exception('roles must alternate') }}"
-    assert CHATML.fitted(refusing, "<|im_end|>") is CHATML
-    assert CHATML.fitted("<|im_start|><|im_end|>{{ messages }}", "<|im_end|>") is CHATML
+    assert CHATML.fitted(refusing, "<|im_end|>") == CHATML
+    assert CHATML.fitted("<|im_start|><|im_end|>{{ messages }}", "<|im_end|>") == CHATML

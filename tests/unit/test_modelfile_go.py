@@ -56,6 +56,14 @@ MISTRAL_V3 = (
     "    {%- endif %}\n{%- endfor %}\n")
 
 
+# SmolLM2-Instruct's template: ChatML with a default system turn when the chat has none.
+SMOLLM2 = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+    "Face<|im_end|>\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
 # The issue-17 case: a ChatML template written over several lines, where trim_blocks drops the
 # newline after `{% endgeneration %}`, so a reply ends `<|im_end|>` with no newline after it.
 CHATML_TRIM_BLOCKS = """{% for message in messages %}
@@ -90,9 +98,11 @@ def trl_template(name: str) -> str:
 FAMILIES = [
     Family("tiny-chatml", CHATML_TEMPLATE, CHATML, "<|im_end|>"),
     Family("chatml-trim-blocks", CHATML_TRIM_BLOCKS, CHATML, "<|im_end|>"),
+    Family("smollm2", SMOLLM2, CHATML, "<|im_end|>"),
     Family("qwen2.5", trl_template("qwen2_5"), CHATML, "<|im_end|>"),
     Family("qwen3", trl_template("qwen3"), CHATML, "<|im_end|>"),
     Family("llama3", trl_template("llama3"), LLAMA3, "<|eot_id|>", "<|begin_of_text|>"),
+    Family("llama3.2", trl_template("llama3_2"), LLAMA3, "<|eot_id|>", "<|begin_of_text|>"),
     Family("gemma2", trl_template("gemma"), GEMMA, "<end_of_turn>", "<bos>",
            cases=("no system",)),  # Gemma 2's template refuses a system message
     Family("gemma3", trl_template("gemma3"), GEMMA, "<end_of_turn>", "<bos>"),

@@ -11,6 +11,12 @@ request brings its own), with consecutive messages of one role merged; `$.System
 system messages. So the templates below render system messages from `.Messages`, except where
 the family puts the system text somewhere else (Gemma: inside the first user turn; Mistral:
 before the last user message).
+
+Each family's template is then fitted to the model's own chat template, rendered on probe
+chats (see ChatFormat.fitted), so the Modelfile reproduces it byte for byte where a family's
+members differ: the text after a reply, before a system prompt, and a default system turn. A
+template that writes today's date (Llama 3.1 and later) gets the export's date, fixed: Go
+templates in Ollama cannot write that date format.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ from finetuneflow.core.model_catalogue import OLLAMA_MERGED_ARCHITECTURES
 
 EOS = "{eos}"  # replaced by the tokenizer's end-of-sequence token
 REPLY_END = "{reply_end}"  # replaced by what the model's template writes after a reply
+SYSTEM_PREFIX = "{system_prefix}"  # replaced by what it writes before a system prompt
 DEFAULT_TEMPERATURE = 0.2
-PROBE_REPLY = "FTF-PROBE-REPLY"
+PROBE_SYSTEM, PROBE_USER, PROBE_REPLY = "FTF-PROBE-SYSTEM", "FTF-PROBE-USER", "FTF-PROBE-REPLY"
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,8 @@ class ChatFormat:
     user_start: str  # opens a user turn: a reply's ending runs up to it
     reply_end: str  # what the family's templates usually write after a reply's text
     excludes: tuple[str, ...] = ()  # a look-alike family has one of these
+    system_start: str | None = None  # opens a system turn, where the family has them
+    system_prefix: str = ""  # written before the system prompt (Llama 3.1's dates)
 
     def matches(self, text: str) -> bool:
         return (all(marker in text for marker in self.markers)
@@ -48,33 +57,54 @@ class ChatFormat:
         """The format with the end-of-sequence token filled in (empty when there is none)."""
         eos = eos_token or ""
         stops = tuple(stop.replace(EOS, eos) for stop in self.stops if stop.replace(EOS, eos))
-        template = self.template.replace(EOS, eos).replace(
+        prefix = (f'{{{{ if eq .Role "system" }}}}{_go_string(self.system_prefix)}{{{{ end }}}}'
+                  if self.system_prefix else "")
+        template = self.template.replace(EOS, eos).replace(SYSTEM_PREFIX, prefix).replace(
             REPLY_END, _go_string(self.reply_end.replace(EOS, eos)))
         return replace(self, template=template, stops=stops)
 
     def fitted(self, chat_template: str, eos_token: str | None) -> ChatFormat:
         """The format as this model's own template writes it, byte for byte: the text after a
-        reply (a template can drop the newline, e.g. `{% endgeneration %}` + trim_blocks), and
-        a default system turn written when the chat has none (Qwen2.5's). Unchanged when the
-        template cannot render a probe chat."""
-        probe = [{"role": "user", "content": "FTF-PROBE-USER"},
-                 {"role": "assistant", "content": PROBE_REPLY},
-                 {"role": "user", "content": "FTF-PROBE-USER"}]
-        try:  # BOS left empty: the runtime adds it when tokenizing, the template must not
-            text = ChatRenderer(chat_template, {"bos_token": "", "eos_token": eos_token or ""}
-                                ).render(probe, add_generation_prompt=True)
-        except Exception:  # a model's template may raise anything: keep the defaults
+        reply (a template can drop the newline, e.g. `{% endgeneration %}` + trim_blocks), the
+        text before a system prompt, and a default system turn written when the chat has none
+        (Qwen2.5's, SmolLM2's). A template that cannot render the probe chats keeps the
+        family's usual layout."""
+        chat = [{"role": "user", "content": PROBE_USER},
+                {"role": "assistant", "content": PROBE_REPLY},
+                {"role": "user", "content": PROBE_USER}]
+        text = _render(chat_template, eos_token, chat)
+        with_system = _render(chat_template, eos_token,
+                              [{"role": "system", "content": PROBE_SYSTEM}, *chat])
+        if text is None or with_system is None:
             return self
-        fitted = self
-        reply = text.find(PROBE_REPLY)
-        end = text.find(self.user_start, reply)
-        if reply >= 0 and end >= 0:
-            fitted = replace(self, reply_end=text[reply + len(PROBE_REPLY):end])
+        fitted = replace(self, reply_end=_between(text, PROBE_REPLY, self.user_start,
+                                                  self.reply_end))
+        if self.system_start is not None:
+            fitted = replace(fitted, system_prefix=_between(with_system, self.system_start,
+                                                            PROBE_SYSTEM, ""))
         prelude = text[:max(text.find(self.user_start), 0)]
         if not prelude:
             return fitted
         return replace(fitted, template=(
             f"{{{{- if not .System }}}}{_go_string(prelude)}{{{{ end }}}}" + fitted.template))
+
+
+def _render(chat_template: str, eos_token: str | None, chat: list[dict[str, str]]
+            ) -> str | None:
+    """The chat as the template writes it, BOS left empty (the runtime adds it when
+    tokenizing); None when the template refuses it."""
+    renderer = ChatRenderer(chat_template, {"bos_token": "", "eos_token": eos_token or ""})
+    try:
+        return renderer.render(chat, add_generation_prompt=True)
+    except Exception:  # a model's template may raise anything: keep the defaults
+        return None
+
+
+def _between(text: str, start: str, end: str, default: str) -> str:
+    """The text between the first `start` and the `end` after it; default without both."""
+    begin = text.find(start)
+    finish = text.find(end, begin + len(start)) if begin >= 0 else -1
+    return text[begin + len(start):finish] if finish >= 0 else default
 
 
 def _go_string(text: str) -> str:
@@ -84,19 +114,21 @@ def _go_string(text: str) -> str:
 
 CHATML = ChatFormat(
     "chatml", "ChatML", ("<|im_start|>", "<|im_end|>"),
-    "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}"
+    "{{- range .Messages }}<|im_start|>{{ .Role }}\n" + SYSTEM_PREFIX + "{{ .Content }}"
     "{{ if eq .Role \"assistant\" }}" + REPLY_END + "{{ else }}<|im_end|>\n{{ end }}"
     "{{ end }}<|im_start|>assistant\n",
     ("<|im_start|>", "<|im_end|>"), "<|im_start|>user", "<|im_end|>\n",
-    excludes=("<|im_sep|>",))  # Phi-4 writes ChatML with a separator token
+    excludes=("<|im_sep|>",),  # Phi-4 writes ChatML with a separator token
+    system_start="<|im_start|>system\n")
 
 LLAMA3 = ChatFormat(
     "llama3", "Llama 3", ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
-    "{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}"
+    "{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n" + SYSTEM_PREFIX
+    + "{{ .Content }}"
     "{{ if eq .Role \"assistant\" }}" + REPLY_END + "{{ else }}<|eot_id|>{{ end }}"
     "{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n",
     ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"), "<|start_header_id|>user",
-    "<|eot_id|>")
+    "<|eot_id|>", system_start="<|start_header_id|>system<|end_header_id|>\n\n")
 
 GEMMA = ChatFormat(
     "gemma", "Gemma", ("<start_of_turn>", "<end_of_turn>"),
@@ -111,11 +143,11 @@ GEMMA = ChatFormat(
 
 PHI3 = ChatFormat(
     "phi3", "Phi-3", ("<|user|>", "<|assistant|>", "<|end|>"),
-    "{{- range .Messages }}<|{{ .Role }}|>\n{{ .Content }}"
+    "{{- range .Messages }}<|{{ .Role }}|>\n" + SYSTEM_PREFIX + "{{ .Content }}"
     "{{ if eq .Role \"assistant\" }}" + REPLY_END + "{{ else }}<|end|>\n{{ end }}"
     "{{ end }}<|assistant|>\n",
     ("<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|endoftext|>"), "<|user|>",
-    "<|end|>\n")
+    "<|end|>\n", system_start="<|system|>\n")
 
 MISTRAL = ChatFormat(
     "mistral", "Mistral", ("[INST]", "[/INST]"),
