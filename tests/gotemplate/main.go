@@ -1,10 +1,10 @@
 // Command gotemplate executes an Ollama chat TEMPLATE with Go's text/template, the way Ollama
 // does (template/template.go `Execute`), and prints the prompt it renders.
 //
-//	gotemplate TEMPLATE_FILE < request.json
+//	gotemplate < request.json
 //
-// request.json holds the chat request's messages and tools: {"messages": [{"role": ...,
-// "content": ...}], "tools": [...]}. Like Ollama, the program collates the messages (system
+// request.json holds the template and the chat request's messages and tools: {"template":
+// "...", "messages": [{"role": ..., "content": ...}], "tools": [...]}. Like Ollama, the program collates the messages (system
 // ones joined into .System, consecutive messages of one role merged with a blank line) and
 // runs the template on .System, .Messages (.Role, .Content, ...), .Tools, .Response (empty:
 // the model writes it), .Think, .ThinkLevel and .IsThinkSet: the chat path Ollama takes for
@@ -28,6 +28,7 @@ type message struct {
 }
 
 type request struct {
+	Template string    `json:"template"`
 	Messages []message `json:"messages"`
 	Tools    []any     `json:"tools"`
 }
@@ -59,20 +60,13 @@ func collate(messages []message) (string, []*message) {
 }
 
 func run() error {
-	if len(os.Args) != 2 {
-		return fmt.Errorf("usage: gotemplate TEMPLATE_FILE < request.json")
-	}
-	source, err := os.ReadFile(os.Args[1])
-	if err != nil {
-		return err
-	}
-	tmpl, err := template.New("").Option("missingkey=zero").Funcs(funcs).Parse(string(source))
-	if err != nil {
-		return err
-	}
 	var req request
 	if err := json.NewDecoder(os.Stdin).Decode(&req); err != nil {
 		return fmt.Errorf("reading the request: %w", err)
+	}
+	tmpl, err := template.New("").Option("missingkey=zero").Funcs(funcs).Parse(req.Template)
+	if err != nil {
+		return err
 	}
 	system, messages := collate(req.Messages)
 	return tmpl.Execute(os.Stdout, map[string]any{"System": system, "Messages": messages,

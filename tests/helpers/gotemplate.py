@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,15 +30,9 @@ def go_renderer() -> tuple[Renderer | None, str]:
     binary = _build(go)
 
     def render(template: str, messages: list[Message]) -> str:
-        with tempfile.NamedTemporaryFile("w", suffix=".tmpl", encoding="utf-8",
-                                         delete=False) as file:
-            file.write(template)
-        try:
-            result = subprocess.run([str(binary), file.name], input=json.dumps(
-                {"messages": messages, "tools": []}), capture_output=True, text=True,
-                encoding="utf-8", check=False)
-        finally:
-            os.unlink(file.name)
+        request = {"template": template, "messages": messages, "tools": []}
+        result = subprocess.run([str(binary)], input=json.dumps(request), capture_output=True,
+                                text=True, encoding="utf-8", check=False)
         assert result.returncode == 0, result.stderr
         return result.stdout
 
