@@ -420,3 +420,31 @@ def test_cli_chat_streams_the_answer(exported: Exported) -> None:
                      "--max-tokens", "6", "--temperature", "0", timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.endswith("\n") and result.stdout.strip()
+
+
+def test_a_base_from_the_hub_cache_is_named_by_its_hub_id(exported: Exported,
+                                                          context_of: AppContext,
+                                                          tiny_model_dir: Path,
+                                                          tmp_path: Path) -> None:
+    """The run's base read from a Hugging Face cache folder: the adapter names the Hub id and
+    revision (so PEFT finds the base on another computer) and the report calls it no folder."""
+    import shutil
+
+    snapshot = tmp_path / "hub" / "models--finetuneflow--tiny-llama" / "snapshots" / "abc123"
+    shutil.copytree(tiny_model_dir, snapshot)
+    job_path = Home(exported.home).project_file(exported.project_id, "artifacts", "run-1",
+                                                "job.json")
+    original = job_path.read_text(encoding="utf-8")
+    job = json.loads(original)
+    job_path.write_text(json.dumps({**job, "model_path": str(snapshot)}), encoding="utf-8")
+    try:
+        result = ExportService(context_of).export(exported.project_id, ExportOptions(
+            merged=False, out=tmp_path / "hub.zip", sample_prompts=1, sample_max_tokens=4))
+    finally:
+        job_path.write_text(original, encoding="utf-8")
+    adapter = json.loads((result.folder / "adapter" / "adapter_config.json").read_text())
+    assert (adapter["base_model_name_or_path"], adapter["revision"]) == (
+        "finetuneflow/tiny-llama", "abc123")
+    report = (result.folder / "report.md").read_text()
+    assert "| Base model | `finetuneflow/tiny-llama` (revision `abc123`) |" in report
+    assert "local folder" not in report
