@@ -99,3 +99,12 @@ def test_a_template_that_cannot_render_keeps_the_family_defaults() -> None:
     refusing = "<|im_start|><|im_end|>{{ raise_exception('roles must alternate') }}"
     assert CHATML.fitted(refusing, "<|im_end|>") == CHATML
     assert CHATML.fitted("<|im_start|><|im_end|>{{ messages }}", "<|im_end|>") == CHATML
+
+
+def test_a_template_refusing_system_messages_still_fits_its_replies() -> None:
+    template = (
+        "{% if messages[0]['role'] == 'system' %}{{ raise_exception('no system') }}{% endif %}"
+        "{% for m in messages %}<start_of_turn>"
+        "{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n{{ m['content'] }}"
+        "<end_of_turn>{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+    assert GEMMA.fitted(template, "<eos>").reply_end == "<end_of_turn>"

@@ -67,19 +67,19 @@ class ChatFormat:
         """The format as this model's own template writes it, byte for byte: the text after a
         reply (a template can drop the newline, e.g. `{% endgeneration %}` + trim_blocks), the
         text before a system prompt, and a default system turn written when the chat has none
-        (Qwen2.5's, SmolLM2's). A template that cannot render the probe chats keeps the
-        family's usual layout."""
+        (Qwen2.5's, SmolLM2's). What the template refuses to render (Gemma 2 takes no system
+        message) keeps the family's usual layout."""
         chat = [{"role": "user", "content": PROBE_USER},
                 {"role": "assistant", "content": PROBE_REPLY},
                 {"role": "user", "content": PROBE_USER}]
         text = _render(chat_template, eos_token, chat)
-        with_system = _render(chat_template, eos_token,
-                              [{"role": "system", "content": PROBE_SYSTEM}, *chat])
-        if text is None or with_system is None:
+        if text is None:
             return self
         fitted = replace(self, reply_end=_between(text, PROBE_REPLY, self.user_start,
                                                   self.reply_end))
-        if self.system_start is not None:
+        with_system = _render(chat_template, eos_token,
+                              [{"role": "system", "content": PROBE_SYSTEM}, *chat])
+        if self.system_start is not None and with_system is not None:
             fitted = replace(fitted, system_prefix=_between(with_system, self.system_start,
                                                             PROBE_SYSTEM, ""))
         prelude = text[:max(text.find(self.user_start), 0)]
