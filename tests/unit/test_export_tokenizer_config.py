@@ -61,6 +61,7 @@ def _probe(python: str, folder: Path) -> dict[str, Any]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # two processes load transformers; the first run also makes the 4.x venv
 def test_the_exported_tokenizer_loads_in_transformers_4_as_in_5(tiny_model_dir: Path,
                                                                  tmp_path: Path) -> None:
     import sys
