@@ -68,6 +68,7 @@ from finetuneflow.core.export.report import (
     render_report,
     token_length_stats,
 )
+from finetuneflow.core.export.tokenizer_config import make_tokenizer_config_portable
 from finetuneflow.core.progress import (
     Cancelled,
     CancelToken,
@@ -327,6 +328,7 @@ class ExportService:
         for name in bundle.ADAPTER_FILES:
             if (run.adapter_dir / name).is_file():
                 shutil.copy2(run.adapter_dir / name, target / name)
+        make_tokenizer_config_portable(target)
         reference = bundle.hub_reference(run.model_dir)
         if reference is not None:
             config_path = target / "adapter_config.json"
@@ -360,7 +362,8 @@ class ExportService:
         chat_format = model_chat_format(adapter)
         contents.chat_format = chat_format.label if chat_format else None
         text = render_modelfile(chat_format, system=contents.system_prompt,
-                                eos_token=load_special_tokens(adapter).get("eos_token"))
+                                eos_token=load_special_tokens(adapter).get("eos_token"),
+                                chat_template=load_chat_template(adapter))
         atomic_write_text(merged / bundle.MODELFILE, text)
 
     def _copy_dataset(self, run: FinishedRun, target: Path) -> None:
@@ -441,7 +444,8 @@ class ExportService:
             config=run.config, dataset=contents.dataset, examples=contents.examples,
             samples=contents.samples, samples_held_out=contents.held_out,
             sample_max_tokens=contents.options.sample_max_tokens, packages=_packages(),
-            ollama=self._ollama_info(contents), files=files)
+            ollama=self._ollama_info(contents), files=files,
+            base_local=base["source"] == "local")
 
     def _ollama_info(self, contents: _Contents) -> OllamaInfo | None:
         if not contents.merged:

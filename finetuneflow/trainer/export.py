@@ -3,8 +3,9 @@
 1. The base and the fine-tuned model answer the sample prompts (greedy, so the report is
    reproducible), from the exported adapter itself, so the report shows what was shipped.
 2. Optionally, the adapter is merged into the base weights (`merge_and_unload`) and saved as
-   safetensors with the tokenizer and chat template. Before saving, the merged model's logits
-   are compared with the adapter's on a probe input: the event reports the largest difference.
+   safetensors with the tokenizer (its config readable by transformers 4.x too) and chat
+   template. Before saving, the merged model's logits are compared with the adapter's on a
+   probe input: the event reports the largest difference.
 
 The parent writes everything else (config.json, report, Modelfile, zip). A stop request ends
 the export between two steps; the parent throws the partial folder away.
@@ -27,6 +28,7 @@ from finetuneflow.core.child_protocol import (
     StatusEvent,
     StoppedEvent,
 )
+from finetuneflow.core.export.tokenizer_config import make_tokenizer_config_portable
 from finetuneflow.trainer.channel import EventChannel
 from finetuneflow.trainer.errors import ConfigError, RunContext, error_event
 from finetuneflow.trainer.inference import Loaded, answer, load_with_adapter
@@ -106,6 +108,7 @@ def _merge_and_save(loaded: Loaded, job: ExportJob, channel: EventChannel) -> fl
     merged_dir = Path(job.merged_dir or "")
     merged.save_pretrained(merged_dir)
     loaded.tokenizer.save_pretrained(merged_dir)
+    make_tokenizer_config_portable(merged_dir)
     return float(difference)
 
 

@@ -23,6 +23,7 @@ import pytest
 from finetuneflow.cli.export import print_result
 from finetuneflow.core.child_protocol import BASE, FINETUNED
 from finetuneflow.core.export.archive import MANIFEST, verify_archive
+from finetuneflow.core.export.tokenizer_config import LOADING_KEYS
 from finetuneflow.core.progress import CancelToken
 from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.chat import ChatService
@@ -39,7 +40,7 @@ from finetuneflow.storage.tables import JobKind, JobStatus
 from tests.helpers.cli import REPO_ROOT, cli_env, run_cli
 from tests.helpers.fake_ollama import fake_ollama as installed_fake_ollama
 from tests.helpers.finished_run import SYSTEM, arithmetic_chats, train
-from tests.helpers.gotemplate import ollama_values, render
+from tests.helpers.gotemplate import go_renderer
 from tests.helpers.memory_keyring import MemoryKeyring
 from tests.helpers.modelfile import parse_modelfile
 
@@ -184,7 +185,7 @@ def test_the_merged_model_matches_the_adapter(exported: Exported, tiny_model_dir
 # --- the Modelfile ----------------------------------------------------------------------------
 
 def test_the_modelfile_renders_chats_as_the_hf_chat_template_does(exported: Exported) -> None:
-    """The Go template executed by a test-side renderer (tests/helpers/gotemplate.py), not
+    """The Go template executed by Go's text/template (tests/helpers/gotemplate.py), not
     compared as text: what Ollama would feed the model is compared with what transformers
     feeds it, so a wrong newline or trim marker fails here."""
     from transformers import AutoTokenizer
@@ -199,9 +200,12 @@ def test_the_modelfile_renders_chats_as_the_hf_chat_template_does(exported: Expo
     chat = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "What is 1 plus 1?"},
             {"role": "assistant", "content": "2"}, {"role": "user", "content": "And 2 plus 2?"}]
     expected = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-    assert render(values["template"], ollama_values(chat)) == expected
     assert exported.result.ollama is not None
     assert exported.result.ollama.importable and exported.result.ollama.chat_format == "ChatML"
+    render, reason = go_renderer()
+    if render is None:
+        pytest.skip(reason)
+    assert render(values["template"], chat) == expected
 
 
 # --- report, metrics, config ------------------------------------------------------------------
@@ -242,6 +246,19 @@ def test_config_json_holds_what_reproduces_the_run(exported: Exported,
     assert config["dataset"]["train_examples"] + config["dataset"]["eval_examples"] == 100
     assert config["dataset"]["token_lengths"]["count"] == 100
     assert {"torch", "transformers", "peft", "trl", "python"} <= set(config["packages"])
+
+
+def test_files_other_tools_read_name_a_known_class_and_the_local_base(
+        exported: Exported, tiny_model_dir: Path) -> None:
+    """transformers 4.x reads the tokenizer configs (tests/unit/test_export_tokenizer_config.py
+    loads one there); the adapter names the local base, and the report says it is local."""
+    for folder in ("adapter", "merged"):
+        config = json.loads((exported.root / folder / "tokenizer_config.json").read_text())
+        assert config["tokenizer_class"] == "PreTrainedTokenizerFast", folder
+        assert not set(LOADING_KEYS) & set(config), folder
+    adapter = json.loads((exported.root / "adapter" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(tiny_model_dir)
+    assert "(a local folder, not a Hub id)" in (exported.root / "report.md").read_text()
 
 
 def test_what_the_export_page_shows_before_exporting(exported: Exported,
@@ -403,3 +420,31 @@ def test_cli_chat_streams_the_answer(exported: Exported) -> None:
                      "--max-tokens", "6", "--temperature", "0", timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.endswith("\n") and result.stdout.strip()
+
+
+def test_a_base_from_the_hub_cache_is_named_by_its_hub_id(exported: Exported,
+                                                          context_of: AppContext,
+                                                          tiny_model_dir: Path,
+                                                          tmp_path: Path) -> None:
+    """The run's base read from a Hugging Face cache folder: the adapter names the Hub id and
+    revision (so PEFT finds the base on another computer) and the report calls it no folder."""
+    import shutil
+
+    snapshot = tmp_path / "hub" / "models--finetuneflow--tiny-llama" / "snapshots" / "abc123"
+    shutil.copytree(tiny_model_dir, snapshot)
+    job_path = Home(exported.home).project_file(exported.project_id, "artifacts", "run-1",
+                                                "job.json")
+    original = job_path.read_text(encoding="utf-8")
+    job = json.loads(original)
+    job_path.write_text(json.dumps({**job, "model_path": str(snapshot)}), encoding="utf-8")
+    try:
+        result = ExportService(context_of).export(exported.project_id, ExportOptions(
+            merged=False, out=tmp_path / "hub.zip", sample_prompts=1, sample_max_tokens=4))
+    finally:
+        job_path.write_text(original, encoding="utf-8")
+    adapter = json.loads((result.folder / "adapter" / "adapter_config.json").read_text())
+    assert (adapter["base_model_name_or_path"], adapter["revision"]) == (
+        "finetuneflow/tiny-llama", "abc123")
+    report = (result.folder / "report.md").read_text()
+    assert "| Base model | `finetuneflow/tiny-llama` (revision `abc123`) |" in report
+    assert "local folder" not in report

@@ -1,15 +1,14 @@
 """Chat-format detection, the Go templates per family, and the Modelfile's quoting.
 
-The templates are executed by a small test-side renderer (tests/helpers/gotemplate.py) rather
-than compared as text: that checks what Ollama would produce, trim markers and all, and the
-expected strings below are each family's HF format written out by hand for one conversation.
+What each template renders is checked by Go's own text/template against the families' HF
+templates in test_modelfile_go.py.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from finetuneflow.core.chat_template import PLAIN_TEMPLATE, ChatRenderer
+from finetuneflow.core.chat_template import PLAIN_TEMPLATE
 from finetuneflow.core.export.modelfile import (
     CHATML,
     FORMATS,
@@ -24,14 +23,8 @@ from finetuneflow.core.export.modelfile import (
     ollama_support,
     render_modelfile,
 )
-from tests.helpers.gotemplate import ollama_values, render
 from tests.helpers.modelfile import parse_modelfile
 from tests.helpers.tiny_model import CHATML_TEMPLATE
-
-CHAT = [{"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "Hi?"},
-        {"role": "assistant", "content": "Hello."},
-        {"role": "user", "content": "Name?"}]
 
 LLAMA3_HF = ("{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
              "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}")
@@ -57,40 +50,6 @@ def test_without_a_template_the_special_tokens_decide() -> None:
     assert detect_chat_format(None, ["</s>"]) is None
 
 
-@pytest.mark.parametrize(("chat_format", "expected"), [
-    (CHATML, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi?<|im_end|>\n"
-             "<|im_start|>assistant\nHello.<|im_end|>\n<|im_start|>user\nName?<|im_end|>\n"
-             "<|im_start|>assistant\n"),
-    (LLAMA3, "<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
-             "<|start_header_id|>user<|end_header_id|>\n\nHi?<|eot_id|>"
-             "<|start_header_id|>assistant<|end_header_id|>\n\nHello.<|eot_id|>"
-             "<|start_header_id|>user<|end_header_id|>\n\nName?<|eot_id|>"
-             "<|start_header_id|>assistant<|end_header_id|>\n\n"),
-    (GEMMA, "<start_of_turn>user\nBe brief.\n\nHi?<end_of_turn>\n<start_of_turn>model\n"
-            "Hello.<end_of_turn>\n<start_of_turn>user\nName?<end_of_turn>\n"
-            "<start_of_turn>model\n"),
-    (PHI3, "<|system|>\nBe brief.<|end|>\n<|user|>\nHi?<|end|>\n<|assistant|>\nHello.<|end|>\n"
-           "<|user|>\nName?<|end|>\n<|assistant|>\n"),
-    (MISTRAL, "[INST] Hi?[/INST] Hello.</s>[INST] Be brief.\n\nName?[/INST]"),
-    (PLAIN, "System: Be brief.\n\nUser: Hi?\n\nAssistant: Hello.<eos>\n\nUser: Name?\n\n"
-            "Assistant: "),
-])
-def test_each_template_renders_its_family_format(chat_format: object, expected: str) -> None:
-    template = chat_format.with_eos("<eos>").template  # type: ignore[attr-defined]
-    assert render(template, ollama_values(CHAT)) == expected
-
-
-@pytest.mark.parametrize(("hf_template", "chat_format"), [(CHATML_TEMPLATE, CHATML),
-                                                         (PLAIN_TEMPLATE, PLAIN)])
-def test_the_go_template_matches_the_hf_template_it_came_from(hf_template: str,
-                                                               chat_format: object) -> None:
-    """The HF side rendered by Jinja2 as transformers does (core/chat_template.py)."""
-    hf = ChatRenderer(hf_template, {"eos_token": "<|im_end|>"})
-    go = chat_format.with_eos("<|im_end|>").template  # type: ignore[attr-defined]
-    for chat in (CHAT, CHAT[1:]):
-        assert render(go, ollama_values(chat)) == hf.render(chat, add_generation_prompt=True)
-
-
 def test_every_format_stops_at_its_end_of_turn() -> None:
     for chat_format in FORMATS:
         assert chat_format.stops, chat_format.name
@@ -104,7 +63,7 @@ def test_the_modelfile_has_from_template_stops_and_system() -> None:
     commands = parse_modelfile(text)
     assert commands[0] == ("from", ".")
     values = dict(commands)
-    assert values["template"] == CHATML.template
+    assert values["template"] == CHATML.with_eos("<|im_end|>").template
     assert [v for name, v in commands if name == "stop"] == ["<|im_start|>", "<|im_end|>"]
     assert values["temperature"] == "0.3"
     assert values["system"] == 'Answer from the "manual".\nSay " " "exactly" " " when unsure.'
@@ -134,3 +93,18 @@ def test_model_names_are_what_ollama_create_accepts() -> None:
     assert ollama_model_name("My Project: Q&A (v2)") == "my-project-q-a-v2"
     assert ollama_model_name("…") == "finetuneflow-model"
     assert create_command("x") == "ollama create x -f Modelfile"
+
+
+def test_a_template_that_cannot_render_keeps_the_family_defaults() -> None:
+    refusing = "<|im_start|><|im_end|>{{ raise_exception('roles must alternate') }}"
+    assert CHATML.fitted(refusing, "<|im_end|>") == CHATML
+    assert CHATML.fitted("<|im_start|><|im_end|>{{ messages }}", "<|im_end|>") == CHATML
+
+
+def test_a_template_refusing_system_messages_still_fits_its_replies() -> None:
+    template = (
+        "{% if messages[0]['role'] == 'system' %}{{ raise_exception('no system') }}{% endif %}"
+        "{% for m in messages %}<start_of_turn>"
+        "{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n{{ m['content'] }}"
+        "<end_of_turn>{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+    assert GEMMA.fitted(template, "<eos>").reply_end == "<end_of_turn>"

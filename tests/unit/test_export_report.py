@@ -146,3 +146,12 @@ def test_epochs_steps_and_examples_come_from_the_run() -> None:
     plain = render_report(report_input(metrics=export_metrics(older)))
     assert "| Epochs | 2.0 |" in plain
     assert "| Examples | 40 for training, 5 held out" in plain  # the files' count as before
+
+
+def test_a_local_base_model_is_named_as_a_folder_to_replace() -> None:
+    local = render_report(report_input(base_model="/models/my-llama", revision=None,
+                                       base_local=True))
+    assert "| Base model | `/models/my-llama` (a local folder, not a Hub id) |" in local
+    assert "names its path as `base_model_name_or_path`" in local
+    hub = render_report(report_input())
+    assert "local folder" not in hub and "base_model_name_or_path" not in hub

@@ -11,18 +11,29 @@ request brings its own), with consecutive messages of one role merged; `$.System
 system messages. So the templates below render system messages from `.Messages`, except where
 the family puts the system text somewhere else (Gemma: inside the first user turn; Mistral:
 before the last user message).
+
+Each family's template is then fitted to the model's own chat template, rendered on probe
+chats (see ChatFormat.fitted), so the Modelfile reproduces it byte for byte where a family's
+members differ: the text after a reply, before a system prompt, and a default system turn. A
+template that writes today's date (Llama 3.1 and later) gets the export's date, fixed: Go
+templates in Ollama cannot write that date format.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from finetuneflow.core.chat_template import ChatRenderer
 from finetuneflow.core.model_catalogue import OLLAMA_MERGED_ARCHITECTURES
 
-EOS = "{eos}"  # replaced by the tokenizer's end-of-sequence token (plain format only)
+EOS = "{eos}"  # replaced by the tokenizer's end-of-sequence token
+REPLY_END = "{reply_end}"  # replaced by what the model's template writes after a reply
+SYSTEM_PREFIX = "{system_prefix}"  # replaced by what it writes before a system prompt
 DEFAULT_TEMPERATURE = 0.2
+PROBE_SYSTEM, PROBE_USER, PROBE_REPLY = "FTF-PROBE-SYSTEM", "FTF-PROBE-USER", "FTF-PROBE-REPLY"
 
 
 @dataclass(frozen=True)
@@ -32,7 +43,11 @@ class ChatFormat:
     markers: tuple[str, ...]  # all of them appear in a chat template of this family
     template: str  # Ollama's Go template
     stops: tuple[str, ...]
+    user_start: str  # opens a user turn: a reply's ending runs up to it
+    reply_end: str  # what the family's templates usually write after a reply's text
     excludes: tuple[str, ...] = ()  # a look-alike family has one of these
+    system_start: str | None = None  # opens a system turn, where the family has them
+    system_prefix: str = ""  # written before the system prompt (Llama 3.1's dates)
 
     def matches(self, text: str) -> bool:
         return (all(marker in text for marker in self.markers)
@@ -42,24 +57,78 @@ class ChatFormat:
         """The format with the end-of-sequence token filled in (empty when there is none)."""
         eos = eos_token or ""
         stops = tuple(stop.replace(EOS, eos) for stop in self.stops if stop.replace(EOS, eos))
-        return ChatFormat(self.name, self.label, self.markers,
-                          self.template.replace(EOS, eos), stops, self.excludes)
+        prefix = (f'{{{{ if eq .Role "system" }}}}{_go_string(self.system_prefix)}{{{{ end }}}}'
+                  if self.system_prefix else "")
+        template = self.template.replace(EOS, eos).replace(SYSTEM_PREFIX, prefix).replace(
+            REPLY_END, _go_string(self.reply_end.replace(EOS, eos)))
+        return replace(self, template=template, stops=stops)
+
+    def fitted(self, chat_template: str, eos_token: str | None) -> ChatFormat:
+        """The format as this model's own template writes it, byte for byte: the text after a
+        reply (a template can drop the newline, e.g. `{% endgeneration %}` + trim_blocks), the
+        text before a system prompt, and a default system turn written when the chat has none
+        (Qwen2.5's, SmolLM2's). What the template refuses to render (Gemma 2 takes no system
+        message) keeps the family's usual layout."""
+        chat = [{"role": "user", "content": PROBE_USER},
+                {"role": "assistant", "content": PROBE_REPLY},
+                {"role": "user", "content": PROBE_USER}]
+        text = _render(chat_template, eos_token, chat)
+        if text is None:
+            return self
+        fitted = replace(self, reply_end=_between(text, PROBE_REPLY, self.user_start,
+                                                  self.reply_end))
+        with_system = _render(chat_template, eos_token,
+                              [{"role": "system", "content": PROBE_SYSTEM}, *chat])
+        if self.system_start is not None and with_system is not None:
+            fitted = replace(fitted, system_prefix=_between(with_system, self.system_start,
+                                                            PROBE_SYSTEM, ""))
+        prelude = text[:max(text.find(self.user_start), 0)]
+        if not prelude:
+            return fitted
+        return replace(fitted, template=(
+            f"{{{{- if not .System }}}}{_go_string(prelude)}{{{{ end }}}}" + fitted.template))
+
+
+def _render(chat_template: str, eos_token: str | None, chat: list[dict[str, str]]
+            ) -> str | None:
+    """The chat as the template writes it, BOS left empty (the runtime adds it when
+    tokenizing); None when the template refuses it."""
+    renderer = ChatRenderer(chat_template, {"bos_token": "", "eos_token": eos_token or ""})
+    try:
+        return renderer.render(chat, add_generation_prompt=True)
+    except Exception:  # a model's template may raise anything: keep the defaults
+        return None
+
+
+def _between(text: str, start: str, end: str, default: str) -> str:
+    """The text between the first `start` and the `end` after it; default without both."""
+    begin = text.find(start)
+    finish = text.find(end, begin + len(start)) if begin >= 0 else -1
+    return text[begin + len(start):finish] if finish >= 0 else default
+
+
+def _go_string(text: str) -> str:
+    """Text as a Go template action that prints it: no trim marker next to it can eat it."""
+    return "{{ " + json.dumps(text, ensure_ascii=False) + " }}"
 
 
 CHATML = ChatFormat(
     "chatml", "ChatML", ("<|im_start|>", "<|im_end|>"),
-    "{{- range .Messages }}<|im_start|>{{ .Role }}\n"
-    "{{ .Content }}<|im_end|>\n"
+    "{{- range .Messages }}<|im_start|>{{ .Role }}\n" + SYSTEM_PREFIX + "{{ .Content }}"
+    "{{ if eq .Role \"assistant\" }}" + REPLY_END + "{{ else }}<|im_end|>\n{{ end }}"
     "{{ end }}<|im_start|>assistant\n",
-    ("<|im_start|>", "<|im_end|>"),
-    excludes=("<|im_sep|>",))  # Phi-4 writes ChatML with a separator token
+    ("<|im_start|>", "<|im_end|>"), "<|im_start|>user", "<|im_end|>\n",
+    excludes=("<|im_sep|>",),  # Phi-4 writes ChatML with a separator token
+    system_start="<|im_start|>system\n")
 
 LLAMA3 = ChatFormat(
     "llama3", "Llama 3", ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
-    "{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n"
-    "{{ .Content }}<|eot_id|>\n"
-    "{{- end }}<|start_header_id|>assistant<|end_header_id|>\n\n",
-    ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"))
+    "{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n" + SYSTEM_PREFIX
+    + "{{ .Content }}"
+    "{{ if eq .Role \"assistant\" }}" + REPLY_END + "{{ else }}<|eot_id|>{{ end }}"
+    "{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n",
+    ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"), "<|start_header_id|>user",
+    "<|eot_id|>", system_start="<|start_header_id|>system<|end_header_id|>\n\n")
 
 GEMMA = ChatFormat(
     "gemma", "Gemma", ("<start_of_turn>", "<end_of_turn>"),
@@ -67,17 +136,18 @@ GEMMA = ChatFormat(
     "{{- if eq .Role \"user\" }}<start_of_turn>user\n"
     "{{ if and $.System (eq $i 1) }}{{ $.System }}\n\n{{ end }}{{ .Content }}<end_of_turn>\n"
     "{{ else if eq .Role \"assistant\" }}<start_of_turn>model\n"
-    "{{ .Content }}<end_of_turn>\n"
-    "{{ end }}\n"
+    "{{ .Content }}" + REPLY_END + "\n"
+    "{{- end }}\n"
     "{{- end }}<start_of_turn>model\n",
-    ("<start_of_turn>", "<end_of_turn>"))
+    ("<start_of_turn>", "<end_of_turn>"), "<start_of_turn>user", "<end_of_turn>\n")
 
 PHI3 = ChatFormat(
     "phi3", "Phi-3", ("<|user|>", "<|assistant|>", "<|end|>"),
-    "{{- range .Messages }}<|{{ .Role }}|>\n"
-    "{{ .Content }}<|end|>\n"
+    "{{- range .Messages }}<|{{ .Role }}|>\n" + SYSTEM_PREFIX + "{{ .Content }}"
+    "{{ if eq .Role \"assistant\" }}" + REPLY_END + "{{ else }}<|end|>\n{{ end }}"
     "{{ end }}<|assistant|>\n",
-    ("<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|endoftext|>"))
+    ("<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|endoftext|>"), "<|user|>",
+    "<|end|>\n", system_start="<|system|>\n")
 
 MISTRAL = ChatFormat(
     "mistral", "Mistral", ("[INST]", "[/INST]"),
@@ -85,22 +155,22 @@ MISTRAL = ChatFormat(
     "{{- if eq .Role \"user\" }}[INST] "
     "{{ if and $.System (eq (len (slice $.Messages $i)) 1) }}{{ $.System }}\n\n{{ end }}"
     "{{ .Content }}[/INST]\n"
-    "{{- else if eq .Role \"assistant\" }} {{ .Content }}</s>\n"
+    "{{- else if eq .Role \"assistant\" }} {{ .Content }}" + REPLY_END + "\n"
     "{{- end }}\n"
     "{{- end }}",
-    ("[INST]", "[/INST]", "</s>"),
+    ("[INST]", "[/INST]", "</s>"), "[INST]", "</s>",
     excludes=("<<SYS>>",))  # Llama 2 chat uses [INST] too, with a different system block
 
 # The trainer's own template for models without one (trainer/chat.py PLAIN_TEMPLATE).
 PLAIN = ChatFormat(
     "plain", "User/Assistant", ("'Assistant: '", "capitalize"),
     "{{- range .Messages }}\n"
-    "{{- if eq .Role \"assistant\" }}Assistant: {{ .Content }}" + EOS + "\n\n"
+    "{{- if eq .Role \"assistant\" }}Assistant: {{ .Content }}" + REPLY_END +
     "{{ else if eq .Role \"system\" }}System: {{ .Content }}\n\n"
     "{{ else }}User: {{ .Content }}\n\n"
     "{{ end }}\n"
     "{{- end }}Assistant: ",
-    (EOS, "\nUser:"))
+    (EOS, "\nUser:"), "User: ", EOS + "\n\n")
 
 FORMATS: tuple[ChatFormat, ...] = (CHATML, LLAMA3, GEMMA, PHI3, MISTRAL, PLAIN)
 
@@ -155,14 +225,18 @@ def _quoted(value: str) -> str:
 
 
 def render_modelfile(chat_format: ChatFormat | None, *, system: str, eos_token: str | None,
-                     temperature: float = DEFAULT_TEMPERATURE) -> str:
-    """The Modelfile text for a merged model folder (FROM . — the folder the file is in)."""
+                     temperature: float = DEFAULT_TEMPERATURE,
+                     chat_template: str | None = None) -> str:
+    """The Modelfile text for a merged model folder (FROM . — the folder the file is in),
+    its TEMPLATE fitted to the model's own chat template when that is given."""
     lines = ["# Made by FineTuneFlow. Import this folder into Ollama with:",
              f"#   {create_command('MODEL-NAME')}", "FROM ."]
     if chat_format is None:
         lines.append("# The chat format was not recognised: Ollama picks a template itself.")
         stops: tuple[str, ...] = (eos_token,) if eos_token else ()
     else:
+        if chat_template:
+            chat_format = chat_format.fitted(chat_template, eos_token)
         chat_format = chat_format.with_eos(eos_token)
         lines.append(f"TEMPLATE {_quoted(chat_format.template)}")
         stops = chat_format.stops

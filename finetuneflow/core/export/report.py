@@ -109,7 +109,7 @@ class OllamaInfo:
 class ReportInput:
     project: str
     run_id: int
-    base_model: str
+    base_model: str  # the Hub id, or the folder's path when the base was a local folder
     revision: str | None
     exported_at: str
     task_type: str
@@ -124,6 +124,7 @@ class ReportInput:
     packages: dict[str, str]
     ollama: OllamaInfo | None = None  # None: no merged model
     files: list[str] = field(default_factory=list)
+    base_local: bool = False  # the base was a local folder, not a Hub model
 
 
 def render_report(data: ReportInput) -> str:
@@ -138,7 +139,8 @@ def _summary(data: ReportInput) -> str:
     revision = f" (revision `{data.revision[:12]}`)" if data.revision else ""
     method = METHOD_LABELS.get(str(m.get("method")), str(m.get("method") or "LoRA"))
     rows = [
-        ("Base model", f"`{data.base_model}`{revision}"),
+        ("Base model", f"`{data.base_model}`{revision}"
+                       + (" (a local folder, not a Hub id)" if data.base_local else "")),
         ("Method", f"{method}, rank {data.config.get('lora_r')}, alpha "
                    f"{data.config.get('lora_alpha')}; {_count(m.get('trainable_params'))} of "
                    f"{_count(m.get('total_params'))} parameters trained"),
@@ -202,6 +204,10 @@ def _usage(data: ReportInput) -> str:
              'model = PeftModel.from_pretrained(base, "adapter")',
              'tokenizer = AutoTokenizer.from_pretrained("adapter")  # with the chat template',
              "```"]
+    if data.base_local:
+        lines += ["", "The base model is a local folder, so `adapter/adapter_config.json` names "
+                  "its path as `base_model_name_or_path`. On another computer, use where the "
+                  "base model is there (or its Hub id) in the code above and in that file."]
     if data.ollama is None:
         return "\n".join(lines)
     lines += ["", "### The merged model (`merged/`)", "",
