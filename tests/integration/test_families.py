@@ -21,6 +21,7 @@ from finetuneflow.core.export.modelfile import detect_chat_format, render_modelf
 from finetuneflow.core.model_catalogue import curated_models, read_model_facts
 from finetuneflow.services.export import model_chat_format
 from finetuneflow.trainer.data import Conversation, prefix_consistent
+from tests.helpers.cli import run_cli, run_cli_json
 from tests.helpers.families import FAMILIES, Family, cached_family_model
 from tests.integration.test_trainer import make_job, run_to_end
 
@@ -76,6 +77,19 @@ def test_each_tiny_model_has_its_family_shape(family: tuple[Family, Path]) -> No
 def test_each_family_is_in_the_catalogue() -> None:
     architectures = {model.architecture for model in curated_models()}
     assert {spec.architecture for spec in FAMILIES.values()} <= architectures
+
+
+def test_model_set_says_before_training_what_a_family_cannot_become(home: Path) -> None:
+    project = run_cli_json(home, "project", "create", "Families")["id"]
+    qwen3 = str(cached_family_model("qwen3"))
+    plain = run_cli(home, "model", "set", project, qwen3)
+    assert plain.returncode == 0, plain.stderr
+    assert "Ollama cannot import a Qwen3ForCausalLM model as it is" in plain.stdout
+    chosen = run_cli_json(home, "model", "set", project, str(cached_family_model("gemma3")))
+    assert chosen["architecture"] == "Gemma3ForCausalLM" and chosen["gguf"]
+    assert chosen["export_note"] == ""
+    again = run_cli_json(home, "model", "set", project, qwen3)
+    assert "GGUF" in again["export_note"] and not again["ollama_merged"]
 
 
 # --- the Modelfile ----------------------------------------------------------------------------
