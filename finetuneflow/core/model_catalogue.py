@@ -66,7 +66,7 @@ def hub_id_problem(text: str) -> str | None:
     """None if `text` is a well-formed Hub id, else what is wrong with it."""
     if not _HUB_ID.match(text):
         return (f"“{text}” is not a Hugging Face model id: use the form "
-                "organisation/model, e.g. Qwen/Qwen2.5-0.5B-Instruct.")
+                "organisation/model, e.g. Qwen/Qwen3-0.6B.")
     if "--" in text or ".." in text or text.endswith(".git"):
         return f"“{text}” is not a valid model id ('--', '..' and '.git' are not allowed)."
     return None

@@ -85,7 +85,7 @@ class ModelPage(StepPage):
         self.filter.textChanged.connect(self._apply_filter)
         self.table = self._build_table()
 
-        self.hub_id = QLineEdit(placeholderText="or any Hugging Face id, e.g. Qwen/Qwen2.5-1.5B")
+        self.hub_id = QLineEdit(placeholderText="or any Hugging Face id, e.g. Qwen/Qwen3-1.7B")
         self.hub_id.returnPressed.connect(lambda: self.select(self.hub_id.text()))
         use_hub = QPushButton("Use this id")
         use_hub.clicked.connect(lambda: self.select(self.hub_id.text()))
