@@ -183,6 +183,8 @@ def test_the_loss_covers_each_reply_and_nothing_else(family: tuple[Family, Path]
         for token in (spec.turn_end, *spec.reply_decorations):
             bare = bare.replace(token, "")
         assert bare.strip() == reply, span
+        if spec.name == "qwen3":  # the think block comes before every reply: it is learnt too
+            assert span.startswith("<think>\n\n</think>\n\n"), span
     for ids, _labels in rows:  # the system text is trained on, wherever the family puts it
         assert SYSTEM in tokenizer.decode(ids)
 
@@ -241,8 +243,12 @@ def _tensor_names_any(folder: Path) -> set[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", NAMES)
-def test_qlora_trains_each_family_on_cpu(name: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["phi3", "gemma3"])
+def test_qlora_trains_fused_and_sliding_window_families_on_cpu(name: str, tmp_path: Path
+                                                               ) -> None:
+    """4-bit layers replace every Linear alike; Phi-3's fused projections and Gemma 3's
+    scaled, tied embeddings are the shapes that differ from the Llama QLoRA run of
+    test_trainer (the other families passed too when run, at ~30 s each)."""
     finished = _train(tmp_path, cached_family_model(name), "qlora")
     assert (Path(finished.adapter_dir) / "adapter_model.safetensors").exists()
     assert finished.train_loss is not None and math.isfinite(finished.train_loss)
