@@ -102,7 +102,7 @@ class ModelFacts:
     has_chat_template: bool
     vocab_size: int | None
     ollama_merged: bool
-    gguf: bool = False
+    gguf: bool  # llama.cpp converts it
 
     @property
     def export_note(self) -> str:

@@ -36,3 +36,8 @@ def test_the_catalogue_row_shows_the_route_to_ollama(window: MainWindow) -> None
     qwen3 = rows["Qwen/Qwen3-0.6B"]
     assert qwen3.text() == "via GGUF" and "GGUF" in qwen3.toolTip()
     assert rows["meta-llama/Llama-3.2-1B-Instruct"].text() == "yes"
+    page.filter.setText("thinking")
+    shown = {page.table.item(row, 0).text() for row in range(page.table.rowCount())
+             if not page.table.isRowHidden(row)}
+    assert "HuggingFaceTB/SmolLM3-3B" in shown and "Qwen/Qwen3-8B" in shown
+    assert "microsoft/Phi-4-mini-instruct" not in shown

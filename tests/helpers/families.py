@@ -205,11 +205,11 @@ def build_family_model(family: Family, dest: Path, *, seed: int = 0) -> Path:
 
 def cached_family_model(name: str) -> Path:
     """The tiny model folder of family `name`, built on first use (also across processes)."""
-    final = _cache_root() / f"tiny-{name}-v{BUILD_VERSION}"
+    final = _cache_root() / f"tiny-family-{name}-v{BUILD_VERSION}"  # apart from tiny-llama-v*
     if (final / "tokenizer.json").exists() and (final / "config.json").exists():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"tiny-{name}-build-", dir=final.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f"tiny-family-{name}-build-", dir=final.parent))
     build_family_model(FAMILIES[name], staging / "model")
     with contextlib.suppress(OSError):  # another process won the race: its folder is as good
         (staging / "model").rename(final)

@@ -74,6 +74,12 @@ def test_each_tiny_model_has_its_family_shape(family: tuple[Family, Path]) -> No
     assert facts.architecture == spec.architecture and facts.has_chat_template
 
 
+def test_the_llama_family_does_not_take_the_tiny_models_cache_folder(tiny_model_dir: Path
+                                                                    ) -> None:
+    assert cached_family_model("llama") != tiny_model_dir
+    assert json.loads((tiny_model_dir / "config.json").read_text())["tie_word_embeddings"] is False
+
+
 def test_each_family_is_in_the_catalogue() -> None:
     architectures = {model.architecture for model in curated_models()}
     assert {spec.architecture for spec in FAMILIES.values()} <= architectures

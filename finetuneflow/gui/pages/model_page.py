@@ -153,7 +153,8 @@ class ModelPage(StepPage):
     def _apply_filter(self, text: str) -> None:
         words = text.lower().split()
         for row, model in enumerate(self._curated):
-            haystack = " ".join((*_row(model), model.family, model.note)).lower()
+            tags = ("thinking",) if model.thinking else ()
+            haystack = " ".join((*_row(model), model.family, model.note, *tags)).lower()
             self.table.setRowHidden(row, not all(word in haystack for word in words))
 
     def _choose_row(self, row: int) -> None:
