@@ -96,18 +96,17 @@ def _problems_message(name: str, path: Path, problems: list[str]) -> str:
             f"{'them' if len(problems) > 1 else 'it'} and start again.")
 
 
-def to_prompt_completion(conversations: list[Conversation], render: Render | None = None
+def to_prompt_completion(conversations: list[Conversation], render: Render
                          ) -> list[dict[str, Conversation]]:
     """One prompt/completion pair per assistant reply, the conversation so far as the prompt.
 
     For chat templates that cannot mark the assistant's part: the loss then covers only the
-    completions, so every reply is learnt and no prompt is. With `render` (the model's chat
-    template), each conversation is first put in a form its template renders consistently.
+    completions, so every reply is learnt and no prompt is. Each conversation is first put in
+    a form that `render` (the model's chat template) renders consistently.
     """
     pairs = []
-    for messages in conversations:
-        if render is not None:
-            messages = prefix_consistent(messages, render)
+    for conversation in conversations:
+        messages = prefix_consistent(conversation, render)
         for index, message in enumerate(messages):
             if message["role"] == "assistant" and index > 0:
                 pairs.append({"prompt": messages[:index], "completion": [message]})
