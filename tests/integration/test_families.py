@@ -98,6 +98,21 @@ def test_model_set_says_before_training_what_a_family_cannot_become(home: Path) 
     assert "GGUF" in again["export_note"] and not again["ollama_merged"]
 
 
+@pytest.mark.parametrize("add_generation_prompt", [False, True])
+def test_the_app_renders_each_template_as_transformers_does(
+        family: tuple[Family, Path], add_generation_prompt: bool) -> None:
+    """The GUI counts an example's tokens with its own renderer (no transformers there)."""
+    from transformers import AutoTokenizer
+
+    _spec, folder = family
+    chat = CHAT[:4] if add_generation_prompt else CHAT
+    expected = AutoTokenizer.from_pretrained(folder).apply_chat_template(
+        chat, tokenize=False, add_generation_prompt=add_generation_prompt)
+    rendered = ChatRenderer.for_model(folder).render(
+        chat, add_generation_prompt=add_generation_prompt)
+    assert rendered == expected
+
+
 # --- the Modelfile ----------------------------------------------------------------------------
 
 def test_the_modelfile_recognises_each_family(family: tuple[Family, Path]) -> None:
