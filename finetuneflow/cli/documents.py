@@ -28,6 +28,8 @@ def cmd_model_set(args: argparse.Namespace) -> int:
         print_json(choice.to_json())
     else:
         print(f"{choice.ref}: {choice.facts.describe()}")
+        if choice.facts.export_note:
+            print(choice.facts.export_note)
         if not choice.weights_ready:
             print("The weights will be downloaded before training.", file=sys.stderr)
         print_next(args.project)

@@ -20,6 +20,13 @@ OLLAMA_MERGED_ARCHITECTURES = frozenset({
     "Gemma3ForConditionalGeneration", "Phi3ForCausalLM", "Qwen2ForCausalLM",
     "MixtralForCausalLM",
 })
+# Architectures llama.cpp's convert_hf_to_gguf.py converts (the ones FineTuneFlow knows of).
+GGUF_ARCHITECTURES = frozenset({
+    "LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM",
+    "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM",
+    "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration", "Phi3ForCausalLM",
+    "SmolLM3ForCausalLM",
+})
 
 
 @dataclass(frozen=True)
@@ -35,11 +42,20 @@ class CuratedModel:
     ollama_merged: bool
     ollama_adapter: bool
     note: str = ""
+    model_type: str = ""
+    gguf: bool = True  # llama.cpp converts it
+    thinking: bool = False  # its replies carry <think> blocks
+    unchecked: tuple[str, ...] = ()  # facts not confirmed against the config or Hub page
+
+    @property
+    def export_note(self) -> str:
+        return export_note(self.architecture, ollama_merged=self.ollama_merged, gguf=self.gguf)
 
 
 def curated_models() -> list[CuratedModel]:
     data = json.loads(resource_path("models.json").read_text(encoding="utf-8"))
-    return [CuratedModel(**entry) for entry in data["models"]]
+    return [CuratedModel(**{**entry, "unchecked": tuple(entry.get("unchecked", ()))})
+            for entry in data["models"]]
 
 
 def curated_model(model_id: str) -> CuratedModel | None:
@@ -50,7 +66,7 @@ def hub_id_problem(text: str) -> str | None:
     """None if `text` is a well-formed Hub id, else what is wrong with it."""
     if not _HUB_ID.match(text):
         return (f"“{text}” is not a Hugging Face model id: use the form "
-                "organisation/model, e.g. Qwen/Qwen2.5-0.5B-Instruct.")
+                "organisation/model, e.g. Qwen/Qwen3-0.6B.")
     if "--" in text or ".." in text or text.endswith(".git"):
         return f"“{text}” is not a valid model id ('--', '..' and '.git' are not allowed)."
     return None
@@ -86,9 +102,14 @@ class ModelFacts:
     has_chat_template: bool
     vocab_size: int | None
     ollama_merged: bool
+    gguf: bool  # llama.cpp converts it
+
+    @property
+    def export_note(self) -> str:
+        return export_note(self.architecture, ollama_merged=self.ollama_merged, gguf=self.gguf)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "export_note": self.export_note}
 
     def describe(self) -> str:
         context = f"{self.context_length:,} tokens" if self.context_length else "unknown"
@@ -122,4 +143,21 @@ def read_model_facts(folder: Path) -> ModelFacts:
         has_chat_template=_has_chat_template(folder),
         vocab_size=text_config.get("vocab_size"),
         ollama_merged=architecture in OLLAMA_MERGED_ARCHITECTURES,
+        gguf=architecture in GGUF_ARCHITECTURES,
     )
+
+
+def export_note(architecture: str, *, ollama_merged: bool, gguf: bool) -> str:
+    """What the fine-tuned model of this architecture cannot be turned into; "" when both
+    Ollama and llama.cpp take it. Shown before training, so nobody finds out at the end."""
+    if ollama_merged and gguf:
+        return ""
+    if gguf:
+        return (f"Ollama cannot import a {architecture} model as it is: after training, "
+                "convert the merged model to GGUF to run it in Ollama.")
+    if ollama_merged:
+        return (f"llama.cpp is not known to convert {architecture} to GGUF: the fine-tuned "
+                "model imports into Ollama, but may not run in LM Studio or llama.cpp.")
+    return (f"Neither Ollama nor llama.cpp is known to take {architecture}: the fine-tuned "
+            "model will run with transformers (Python) only. To run it in Ollama or LM "
+            "Studio, choose a model of another family.")

@@ -8,15 +8,20 @@ Pure Python (no ML imports): runs before the stack is imported.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from jinja2.exceptions import TemplateError
 
 ROLES = ("system", "user", "assistant")
 MAX_PROBLEMS_SHOWN = 5
 
 Message = dict[str, str]
 Conversation = list[Message]
+# The model's chat template: messages, add_generation_prompt -> text.
+Render = Callable[[Conversation, bool], str]
 
 
 class DatasetError(Exception):
@@ -91,15 +96,52 @@ def _problems_message(name: str, path: Path, problems: list[str]) -> str:
             f"{'them' if len(problems) > 1 else 'it'} and start again.")
 
 
-def to_prompt_completion(conversations: list[Conversation]) -> list[dict[str, Conversation]]:
+def to_prompt_completion(conversations: list[Conversation], render: Render
+                         ) -> list[dict[str, Conversation]]:
     """One prompt/completion pair per assistant reply, the conversation so far as the prompt.
 
     For chat templates that cannot mark the assistant's part: the loss then covers only the
-    completions, so every reply is learnt and no prompt is.
+    completions, so every reply is learnt and no prompt is. Each conversation is first put in
+    a form that `render` (the model's chat template) renders consistently.
     """
     pairs = []
-    for messages in conversations:
+    for conversation in conversations:
+        messages = prefix_consistent(conversation, render)
         for index, message in enumerate(messages):
             if message["role"] == "assistant" and index > 0:
                 pairs.append({"prompt": messages[:index], "completion": [message]})
     return pairs
+
+
+def prefix_consistent(messages: Conversation, render: Render) -> Conversation:
+    """The conversation with the system text folded into the first user message when the
+    template places it by position, else unchanged.
+
+    The completion's tokens are found where the rendered prompt stops being the start of the
+    rendered prompt + completion. Mistral's template writes the system text before the LAST
+    user message, so it is in the prompt rendered alone but missing from the whole: the two
+    part at the first user message, the user's words are learnt as if the model wrote them and
+    the system text is never seen. Folded into the first user message, the text is the same
+    both ways (and the same as at inference for one-turn chats).
+    """
+    if _prompts_are_prefixes(messages, render):
+        return messages
+    folded = _fold_system(messages)
+    return folded if folded and _prompts_are_prefixes(folded, render) else messages
+
+
+def _prompts_are_prefixes(messages: Conversation, render: Render) -> bool:
+    try:
+        return all(render(messages[:index + 1], False).startswith(render(messages[:index], True))
+                   for index, message in enumerate(messages)
+                   if message["role"] == "assistant" and index > 0)
+    except TemplateError:  # a template that refuses a partial chat: leave the pairing to TRL
+        return True
+
+
+def _fold_system(messages: Conversation) -> Conversation | None:
+    if len(messages) < 2 or messages[0]["role"] != "system" or messages[1]["role"] != "user":
+        return None
+    system, user = messages[0], messages[1]
+    merged = {"role": "user", "content": f"{system['content']}\n\n{user['content']}"}
+    return [merged, *messages[2:]]

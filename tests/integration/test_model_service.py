@@ -69,10 +69,11 @@ def test_gated_model_without_token_asks_for_one(context: AppContext, project_id:
 def test_curated_list_is_complete() -> None:
     models = curated_models()
     families = {m.family for m in models}
-    assert {"Qwen2.5", "Llama 3.2", "SmolLM2", "Gemma 2", "Phi-3.5", "Mistral"} <= families
+    assert {"Qwen3", "Llama 3.2", "SmolLM2", "Gemma 3", "Phi-4", "Mistral"} <= families
     assert all(m.params > 0 and m.licence and m.context > 0 for m in models)
     assert [m for m in models if not m.ollama_merged] == [
-        m for m in models if m.architecture == "MistralForCausalLM"]
+        m for m in models
+        if m.architecture in {"MistralForCausalLM", "Qwen3ForCausalLM", "SmolLM3ForCausalLM"}]
 
 
 def test_model_dir_problem_for_files(tmp_path: Path) -> None:

@@ -149,6 +149,14 @@ PHI3 = ChatFormat(
     ("<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|endoftext|>"), "<|user|>",
     "<|end|>\n", system_start="<|system|>\n")
 
+# Phi-4-mini: Phi-3's tags with no newline after them, written as '<|' + role + '|>'.
+PHI4 = ChatFormat(
+    "phi4", "Phi-4-mini",
+    ("'<|' + message['role'] + '|>' + message['content']", "<|end|>", "<|assistant|>"),
+    "{{- range .Messages }}<|{{ .Role }}|>{{ .Content }}<|end|>"
+    "{{ end }}<|assistant|>",
+    ("<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|endoftext|>"))
+
 MISTRAL = ChatFormat(
     "mistral", "Mistral", ("[INST]", "[/INST]"),
     "{{- range $i, $_ := .Messages }}\n"
@@ -172,7 +180,7 @@ PLAIN = ChatFormat(
     "{{- end }}Assistant: ",
     (EOS, "\nUser:"), "User: ", EOS + "\n\n")
 
-FORMATS: tuple[ChatFormat, ...] = (CHATML, LLAMA3, GEMMA, PHI3, MISTRAL, PLAIN)
+FORMATS: tuple[ChatFormat, ...] = (CHATML, LLAMA3, GEMMA, PHI3, PHI4, MISTRAL, PLAIN)
 
 
 def detect_chat_format(chat_template: str | None,

@@ -49,8 +49,21 @@ def describe_size(params: int) -> str:
 
 def _row(model: CuratedModel) -> tuple[str, ...]:
     return (model.id, describe_size(model.params), model.licence,
-            "gated: needs a token" if model.gated else "open",
-            "yes" if model.ollama_merged else "needs GGUF")
+            "gated: needs a token" if model.gated else "open", _ollama(model))
+
+
+def _ollama(model: CuratedModel) -> str:
+    if model.ollama_merged:
+        return "yes"
+    return "via GGUF" if model.gguf else "no"
+
+
+def _tip(model: CuratedModel, column: int) -> str:
+    if column == 1:
+        return SIZE_TIP
+    if column == COLUMNS.index("Ollama") and model.export_note:
+        return model.export_note
+    return model.note or model.id
 
 
 class ModelPage(StepPage):
@@ -72,7 +85,7 @@ class ModelPage(StepPage):
         self.filter.textChanged.connect(self._apply_filter)
         self.table = self._build_table()
 
-        self.hub_id = QLineEdit(placeholderText="or any Hugging Face id, e.g. Qwen/Qwen2.5-1.5B")
+        self.hub_id = QLineEdit(placeholderText="or any Hugging Face id, e.g. Qwen/Qwen3-1.7B")
         self.hub_id.returnPressed.connect(lambda: self.select(self.hub_id.text()))
         use_hub = QPushButton("Use this id")
         use_hub.clicked.connect(lambda: self.select(self.hub_id.text()))
@@ -100,7 +113,7 @@ class ModelPage(StepPage):
         for row, model in enumerate(self._curated):
             for column, value in enumerate(_row(model)):
                 item = QTableWidgetItem(value)
-                item.setToolTip(SIZE_TIP if column == 1 else model.note or model.id)
+                item.setToolTip(_tip(model, column))
                 table.setItem(row, column, item)
         table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         table.resizeColumnsToContents()
@@ -140,7 +153,8 @@ class ModelPage(StepPage):
     def _apply_filter(self, text: str) -> None:
         words = text.lower().split()
         for row, model in enumerate(self._curated):
-            haystack = " ".join((*_row(model), model.family, model.note)).lower()
+            tags = ("thinking",) if model.thinking else ()
+            haystack = " ".join((*_row(model), model.family, model.note, *tags)).lower()
             self.table.setRowHidden(row, not all(word in haystack for word in words))
 
     def _choose_row(self, row: int) -> None:
@@ -205,10 +219,9 @@ class ModelPage(StepPage):
             weights = ("Weights are on this computer." if choice.weights_ready else
                        "Weights are not downloaded yet: they are fetched before training, or "
                        "now with “Download weights”.")
-            ollama = ("" if choice.facts.ollama_merged else
-                      " Ollama cannot import this architecture directly (export as GGUF).")
-            self.status.setText(weights + ollama)
-            set_tone(self.status, None)
+            note = choice.facts.export_note
+            self.status.setText(f"{weights} {note}".strip())
+            set_tone(self.status, "warning" if note else None)
             self.download.setVisible(not choice.weights_ready)
             self.hub_id.setText("" if choice.ref in {m.id for m in self._curated} else choice.ref)
             self._show_note(self.project_note.text())
