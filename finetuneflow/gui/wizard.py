@@ -182,6 +182,9 @@ class ProjectWizard(QWizard):
         self._sync_step_list()
         self.refresh_progress()
         ProjectService(self.context).set_step(self.project.id, STEPS[page_id].key)
+        page = self.currentPage()
+        if isinstance(page, StepPage):
+            page.arrive()
         self.show_stale_results()
         self._focus_first_field()
 
