@@ -70,10 +70,10 @@ class ProjectWizard(QWizard):
         self.customButtonClicked.connect(lambda _which: self.back_to_projects.emit())
         # Finish on the last step would hide the embedded wizard: it leads back to the projects.
         self.accepted.connect(self.back_to_projects.emit)
+        self._walking = False  # during go_to_index: the pages passed on the way are not visits
         pages = build_pages(context, project, training)
         for page in pages:
             self.addPage(page)
-        self._walking = False  # during go_to_index: the pages passed on the way are not visits
         self.steps = StepList(self)
         self.setSideWidget(self.steps)
         self.steps.currentRowChanged.connect(self.go_to_index)
@@ -112,9 +112,10 @@ class ProjectWizard(QWizard):
         return (own() if callable(own) else "") or NEXT_BLOCKED[STEPS[self.currentId()].key]
 
     def explain_next(self) -> None:
-        """Say why Next is off, under the step's purpose and on the button itself."""
+        """Say why Next is off, under the step's purpose and on the button itself (for the
+        page a walk ends on: the pages it passes are not shown)."""
         page = self.currentPage()
-        if page is None:
+        if page is None or self._walking:
             return
         reason = self.next_blocked_reason()
         purpose = STEPS[self.currentId()].purpose
@@ -144,6 +145,7 @@ class ProjectWizard(QWizard):
         if self.currentId() != start:
             self._arrive(self.currentId())
         self._sync_step_list()
+        self.explain_next()
 
     def current_step_key(self) -> str:
         return STEPS[max(self.currentId(), 0)].key
