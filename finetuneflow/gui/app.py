@@ -82,9 +82,10 @@ def install_bug_dialog(context: AppContext) -> None:
     sys.excepthook = hook
 
 
-def show_window(home: Home) -> MainWindow:
-    """The main window's frame, on screen and painted: the dashboard's heading and a note."""
-    window = MainWindow(home=home)
+def show_window(home: Home, project: str | None = None, page: str | None = None) -> MainWindow:
+    """The main window's frame, on screen and painted: the projects list (or the dashboard's
+    heading and a note), or the wizard's frame at the project's step."""
+    window = MainWindow(home=home, project=project, page=page)
     window.show()
     wait_until_exposed(window)
     return window
@@ -132,7 +133,7 @@ def run_gui(project: str | None = None, page: str | None = None,
         raise UserError("--page needs --project: a page belongs to a project.")
     app = make_application()
     home = Home.default()
-    window = show_window(home)
+    window = show_window(home, project, page)
     if fill_window(window, home) is None:
         return EXIT_START_FAILED
     if project:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -145,7 +146,16 @@ class LLMSettingsBox(QGroupBox):
         self.structured.setCurrentIndex(
             max(0, self.structured.findData(settings.resolved_structured_mode)))
         self.structured.blockSignals(False)
-        self._show_key_state()
+        # Asking the keychain loads its library (a tenth of a second or more): a box that is
+        # built but not shown yet (a page not visited) asks when it is first shown.
+        self._key_state_shown = False
+        if self.isVisible():
+            self._show_key_state()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._key_state_shown:
+            self._show_key_state()
 
     def _provider_changed(self) -> None:
         provider = self.provider.currentData()
@@ -165,6 +175,7 @@ class LLMSettingsBox(QGroupBox):
             if provider == "ollama-cloud" else "How many requests run at once.")
 
     def _show_key_state(self) -> None:
+        self._key_state_shown = True
         source = secret_source(Secret.LLM_API_KEY)
         self.key.clear()
         self.key.setPlaceholderText({

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from finetuneflow.gui.resume_banner import ResumeBanner
     from finetuneflow.gui.training_controller import TrainingController
     from finetuneflow.gui.wizard import ProjectWizard
+    from finetuneflow.gui.wizard_frame import WizardFrame
     from finetuneflow.services.context import AppContext
     from finetuneflow.services.jobs import JobInfo
 
@@ -56,18 +57,28 @@ class MainWindow(QMainWindow):
     training: TrainingController
     resume_banner: ResumeBanner
 
-    def __init__(self, context: AppContext | None = None, home: Home | None = None) -> None:
+    def __init__(self, context: AppContext | None = None, home: Home | None = None,
+                 project: str | None = None, page: str | None = None) -> None:
         super().__init__()
         self.setWindowTitle("FineTuneFlow")
         self.resize(1100, 720)
-        restore_geometry(self, context.home if context else home or Home.default())
+        home = context.home if context else home or Home.default()
+        restore_geometry(self, home)
         self.wizard: ProjectWizard | None = None  # the open project's wizard
         self.wizards: dict[str, ProjectWizard] = {}  # by project: the open one, and busy ones
         self.stack = QStackedWidget()
         self.placeholder: QWidget | None = None
+        # The project the window opens at (`gui --project`), drawn from the quick read until
+        # its wizard is built: it stays in front of the dashboard until then.
+        self.project_frame = self._early_wizard(home, project, page) if project else None
         if context is None:  # the frame: the list read without the database layer, if it can be
-            self.placeholder = self._early_dashboard(home or Home.default())
+            # (behind a project's frame, the list is not seen: it waits for the database)
+            self.placeholder = (DashboardPlaceholder() if self.project_frame
+                                else self._early_dashboard(home))
             self.stack.addWidget(self.placeholder)
+        if self.project_frame is not None:
+            self.stack.addWidget(self.project_frame)
+            self.stack.setCurrentWidget(self.project_frame)
         central = QWidget()
         self.column = QVBoxLayout(central)
         self.column.setContentsMargins(0, 0, 0, 0)
@@ -91,6 +102,22 @@ class MainWindow(QMainWindow):
 
         return Dashboard(early_list=early_list, early_progress=progress_at_start(home))
 
+    def _early_wizard(self, home: Home, ref: str, page: str | None) -> WizardFrame | None:
+        """The project's wizard as far as the quick read shows it; None when it cannot tell
+        which project `ref` is (the dashboard's frame shows, and the full open says why)."""
+        from finetuneflow.core.steps import STEP_KEYS, completed_steps
+        from finetuneflow.gui.wizard_frame import WizardFrame
+        from finetuneflow.services.data_folder import progress_at_start, project_at_start
+
+        project = project_at_start(home, ref)
+        step = page or (project.current_step if project else "")
+        if project is None or step not in STEP_KEYS:
+            return None
+        facts = progress_at_start(home).get(project.id)
+        self.setWindowTitle(f"{project.name} — FineTuneFlow")
+        return WizardFrame(project.name, step,
+                           completed_steps(facts) if facts else frozenset())
+
     def attach(self, context: AppContext) -> None:
         """Fill the frame: the working dashboard, the banner, the status bar."""
         from finetuneflow.gui.dashboard import Dashboard
@@ -105,7 +132,8 @@ class MainWindow(QMainWindow):
         else:
             self.dashboard = Dashboard(context)
             self.stack.insertWidget(0, self.dashboard)
-            self.stack.setCurrentWidget(self.dashboard)
+            if self.project_frame is None:
+                self.stack.setCurrentWidget(self.dashboard)
             if self.placeholder is not None:
                 self.stack.removeWidget(self.placeholder)
                 self.placeholder.deleteLater()
@@ -149,8 +177,15 @@ class MainWindow(QMainWindow):
         self.stack.setCurrentWidget(wizard)
         self.wizard = wizard
         self.setWindowTitle(f"{project.name} — FineTuneFlow")
+        self._drop_project_frame()
         self._release_idle_wizards()
         return wizard
+
+    def _drop_project_frame(self) -> None:
+        if self.project_frame is not None:
+            self.stack.removeWidget(self.project_frame)
+            self.project_frame.deleteLater()
+            self.project_frame = None
 
     def close_project(self) -> None:
         self.wizard = None
@@ -220,6 +255,7 @@ class MainWindow(QMainWindow):
             action()
 
     def show_dashboard(self) -> None:
+        self._drop_project_frame()
         self.close_project()
         self.dashboard.refresh()
         self.stack.setCurrentWidget(self.dashboard)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget, QWizard, QWizardPage
+from PySide6.QtWidgets import QWizard, QWizardPage
 
 from finetuneflow.core.steps import STEPS, completed_steps, step_index
 from finetuneflow.gui.focus import chain_tab_order, layout_order
@@ -18,6 +18,7 @@ from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.pages.task_page import TaskPage
 from finetuneflow.gui.pages.train_page import TrainPage
 from finetuneflow.gui.training_controller import TrainingController
+from finetuneflow.gui.wizard_frame import StepList
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.progress import ProgressService
 from finetuneflow.services.projects import ProjectService, ProjectSummary
@@ -41,8 +42,6 @@ NEXT_BLOCKED = {
                 "shown.",
     "train": "Next is off until a training run has finished: start one (or resume the last).",
 }
-DONE_MARK = "✓"
-NOT_DONE_MARK = "\u2003"  # an em space: the titles stay aligned with and without the mark
 
 
 def build_pages(context: AppContext, project: ProjectSummary,
@@ -50,31 +49,6 @@ def build_pages(context: AppContext, project: ProjectSummary,
     """One page per step, in the steps' order."""
     return [TrainPage(step, context, project, training) if step.key == "train"
             else PAGE_CLASSES[step.key](step, context, project) for step in STEPS]
-
-
-class StepList(QListWidget):
-    """The steps down the side: where you are, and a click to go to another step."""
-
-    def __init__(self, parent: QWidget) -> None:
-        super().__init__(parent)  # a parent now, so the tab order can include it at once
-        self.setObjectName("stepList")
-        for step in STEPS:
-            item = QListWidgetItem()
-            item.setToolTip(step.purpose)
-            self.addItem(item)
-        self.mark_completed(frozenset())
-        self.setFixedWidth(170)
-        self.setFocusPolicy(Qt.FocusPolicy.TabFocus)
-
-    def mark_completed(self, done: frozenset[str]) -> None:
-        """A check mark before each step whose result exists (the same facts as the Step
-        column of the projects list)."""
-        for number, step in enumerate(STEPS, start=1):
-            item = self.item(number - 1)
-            mark = DONE_MARK if step.key in done else NOT_DONE_MARK
-            item.setText(f"{mark} {number}. {step.title}")
-            state = "done" if step.key in done else "not done yet"
-            item.setToolTip(f"{step.purpose}\n({state})")
 
 
 class ProjectWizard(QWizard):
@@ -96,10 +70,10 @@ class ProjectWizard(QWizard):
         self.customButtonClicked.connect(lambda _which: self.back_to_projects.emit())
         # Finish on the last step would hide the embedded wizard: it leads back to the projects.
         self.accepted.connect(self.back_to_projects.emit)
+        self._walking = False  # during go_to_index: the pages passed on the way are not visits
         pages = build_pages(context, project, training)
         for page in pages:
             self.addPage(page)
-        self._walking = False  # during go_to_index: the pages passed on the way are not visits
         self.steps = StepList(self)
         self.setSideWidget(self.steps)
         self.steps.currentRowChanged.connect(self.go_to_index)
@@ -138,9 +112,10 @@ class ProjectWizard(QWizard):
         return (own() if callable(own) else "") or NEXT_BLOCKED[STEPS[self.currentId()].key]
 
     def explain_next(self) -> None:
-        """Say why Next is off, under the step's purpose and on the button itself."""
+        """Say why Next is off, under the step's purpose and on the button itself (for the
+        page a walk ends on: the pages it passes are not shown)."""
         page = self.currentPage()
-        if page is None:
+        if page is None or self._walking:
             return
         reason = self.next_blocked_reason()
         purpose = STEPS[self.currentId()].purpose
@@ -170,6 +145,7 @@ class ProjectWizard(QWizard):
         if self.currentId() != start:
             self._arrive(self.currentId())
         self._sync_step_list()
+        self.explain_next()
 
     def current_step_key(self) -> str:
         return STEPS[max(self.currentId(), 0)].key
@@ -182,6 +158,9 @@ class ProjectWizard(QWizard):
         self._sync_step_list()
         self.refresh_progress()
         ProjectService(self.context).set_step(self.project.id, STEPS[page_id].key)
+        page = self.currentPage()
+        if isinstance(page, StepPage):
+            page.arrive()
         self.show_stale_results()
         self._focus_first_field()
 

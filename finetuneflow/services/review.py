@@ -113,6 +113,12 @@ class ReviewService:
                            statuses.get(ExampleStatus.EDITED, 0), dict(reasons.most_common()),
                            duplicates, lengths)
 
+    def revision(self, project_ref: str) -> tuple[object, ...]:
+        """Differs after any change to the project's examples or chunks (see the page)."""
+        project_id = self._projects.get(project_ref).id
+        with self._context.transaction() as tx:
+            return tx.examples.revision(project_id)
+
     def files(self, project_ref: str) -> list[tuple[int, str]]:
         project_id = self._projects.get(project_ref).id
         with self._context.transaction() as tx:

@@ -297,6 +297,16 @@ class ExampleRepository:
         return self._session.scalar(select(func.max(DatasetExample.updated_at)).where(
             *_dataset(project_id)))
 
+    def revision(self, project_id: str) -> tuple[object, ...]:
+        """Changes whenever the project's examples or chunks do (a row added, edited, rejected
+        or deleted): a view of them reads them again only when it differs."""
+        examples = self._session.execute(select(
+            func.count(DatasetExample.id), func.max(DatasetExample.id),
+            func.max(DatasetExample.updated_at)).where(DatasetExample.project_id == project_id))
+        chunks = self._session.execute(select(func.count(Chunk.id), func.max(Chunk.id))
+                                       .where(Chunk.project_id == project_id))
+        return (*examples.one(), *chunks.one())
+
     def training_chats(self, project_id: str) -> list[Messages]:
         """The turns of every example a training would use (kept, not the preview's)."""
         return list(self._session.scalars(select(DatasetExample.messages).where(

@@ -15,7 +15,7 @@ from finetuneflow.core.steps import (
     furthest_completed,
 )
 from finetuneflow.gui.main_window import MainWindow
-from finetuneflow.gui.wizard import DONE_MARK
+from finetuneflow.gui.wizard_frame import DONE_MARK
 from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.datasets import DatasetService

@@ -12,11 +12,14 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QInputDialog
 from pytestqt.qtbot import QtBot
 
+from finetuneflow.core.steps import STEPS, completed_steps
 from finetuneflow.gui.app import fill_window
 from finetuneflow.gui.dashboard import COLUMNS, Dashboard
 from finetuneflow.gui.dashboard_frame import DashboardPlaceholder
 from finetuneflow.gui.main_window import MainWindow
 from finetuneflow.services.context import AppContext
+from finetuneflow.services.datasets import DatasetService
+from finetuneflow.services.progress import ProgressService
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.storage.home import Home
 from tests.helpers.cli import cli_env, run_cli
@@ -130,3 +133,71 @@ def test_offscreen_a_start_failure_is_one_line_for_the_command_line(home: Path,
     ours = [line for line in result.stderr.splitlines() if line.startswith("finetuneflow")]
     assert len(ours) == 1 and "is damaged (file is not a database)" in ours[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+# `finetuneflow gui --project Garden`, as run_gui does it, in a fresh interpreter.
+START_AT_PROJECT = """
+import sys
+from finetuneflow.gui.app import fill_window, make_application, show_window
+from finetuneflow.gui.wizard_frame import DONE_MARK
+from finetuneflow.storage.home import Home
+
+def marked(steps):
+    return ",".join(str(row) for row in range(steps.count())
+                    if steps.item(row).text().startswith(DONE_MARK))
+
+app = make_application()
+home = Home.default()
+window = show_window(home, "Garden")
+frame = window.project_frame
+print("SHOWN:", window.isVisible(), window.stack.currentWidget() is frame)
+print("LOADED:", ",".join(m for m in ("sqlalchemy", "torch") if m in sys.modules))
+print("TITLE:", window.windowTitle())
+print("FRAME:", frame.title.text(), frame.steps.currentRow(), marked(frame.steps))
+fill_window(window, home)
+print("WAITING:", window.stack.currentWidget() is frame)
+wizard = window.open_project("Garden")
+print("WIZARD:", window.stack.currentWidget() is wizard, window.project_frame is None,
+      wizard.currentPage().title(), wizard.currentId(), marked(wizard.steps))
+"""
+
+
+def test_a_project_opens_at_its_saved_step_before_the_database_layer_loads(
+        context: AppContext, tmp_path: Path) -> None:
+    """The frame shows the step and the marks the wizard then shows, from the quick read."""
+    project = ProjectService(context).create("Garden")
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"prompt": "What grows here?", "completion": "Beans."}\n', encoding="utf-8")
+    DatasetService(context).import_file(project.id, data)
+    ProjectService(context).set_step(project.id, "hardware")
+    done = completed_steps(ProgressService(context).of(project.id))  # the full data layer's
+    result = subprocess.run([sys.executable, "-c", START_AT_PROJECT], capture_output=True,
+                            text=True, env=cli_env(context.home.root,
+                                                   QT_QPA_PLATFORM="offscreen"), timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = dict(line.partition(": ")[::2] for line in result.stdout.splitlines())
+    assert report["SHOWN"] == "True True"
+    assert report["LOADED"] == ""  # neither SQLAlchemy nor torch before the frame shows
+    assert report["TITLE"] == "Garden — FineTuneFlow"
+    assert done and report["FRAME"] == "Hardware 5 " + ",".join(
+        str(row) for row, step in enumerate(STEPS) if step.key in done)
+    assert report["WAITING"] == "True"  # the dashboard fills in behind it
+    assert report["WIZARD"].startswith("True True Hardware 5 ")
+
+
+def test_a_project_the_quick_read_cannot_name_opens_on_the_projects_list(
+        qtbot: QtBot, context: AppContext) -> None:
+    projects = ProjectService(context)
+    for name in ("Garden", "Twin", "Twin"):
+        projects.create(name)
+    for ref in ("Nothing", "Twin", "ab"):  # unknown, two of that name, too short an id prefix
+        window = MainWindow(home=context.home, project=ref)
+        qtbot.addWidget(window)
+        assert window.project_frame is None and window.windowTitle() == "FineTuneFlow"
+        assert isinstance(window.stack.currentWidget(), Dashboard)
+    window = MainWindow(home=context.home, project=projects.get("Garden").id[:6], page="export")
+    qtbot.addWidget(window)
+    assert window.project_frame is not None and window.project_frame.title.text() == "Export"
+    window.attach(context)
+    window.show_dashboard()  # "← Projects" before the wizard was built
+    assert window.project_frame is None and window.stack.currentWidget() is window.dashboard

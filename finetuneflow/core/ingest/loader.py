@@ -13,9 +13,7 @@ from .detect import (
     sniff,
 )
 from .model import DEFAULT_LIMITS, Document, IngestLimits, error_document
-from .pdf import load_pdf
 from .text import load_text
-from .word import load_docx
 
 UNREADABLE = (
     "{name} could not be read ({reason}): check that it still exists and that you may open it."
@@ -107,8 +105,12 @@ def _check_file(path: Path, limits: IngestLimits) -> str | None:
 def _load(data: bytes, kind: str, *, password: str | None, name: str,
           limits: IngestLimits) -> Document:
     if kind == "pdf":
+        from .pdf import load_pdf  # pypdf and docx load when a file needs them, not at start
+
         return load_pdf(data, password=password, label=name)
     if kind == "docx":
+        from .word import load_docx
+
         return load_docx(data, limits)
     return load_text(data, kind=kind, name=name)
 

@@ -57,6 +57,7 @@ class ReviewPage(StepPage):
         self.model = ExampleTableModel(self.review, project.id)
         self.current_id: int | None = None
         self.usable = 0
+        self._read_at: tuple[object, ...] | None = None  # what refresh() last read
         self.body.addWidget(self._build_generation())
         self.body.addLayout(self._build_filters())
         self.body.addWidget(self._build_main(), 1)
@@ -65,10 +66,13 @@ class ReviewPage(StepPage):
         self.search_timer.timeout.connect(self.apply_filters)
         self.search.textChanged.connect(self.search_timer.start)
 
-    def initializePage(self) -> None:
-        self.model.max_tokens = TrainingService(self.context).config_for(
-            self.project_id).max_seq_length
-        self.refresh()
+    def arrive(self) -> None:
+        """Read the examples again only when they (or the length limit) changed since the
+        last read: a walk across the steps passes this page without reading at all."""
+        max_tokens = TrainingService(self.context).config_for(self.project_id).max_seq_length
+        if (self.review.revision(self.project_id), max_tokens) != self._read_at:
+            self.model.max_tokens = max_tokens
+            self.refresh()
 
     # --- building -------------------------------------------------------------------------------
 
@@ -208,10 +212,15 @@ class ReviewPage(StepPage):
 
     def refresh(self) -> None:
         """Counts, filters and the table from the database."""
+        self._mark_read()
         self._show_stats(self.review.stats(self.project_id))
         self._fill_files()
         self._show_estimate()
         self.apply_filters()
+
+    def _mark_read(self) -> None:
+        """What is shown is what the database holds now (read, or changed by this page)."""
+        self._read_at = (self.review.revision(self.project_id), self.model.max_tokens)
 
     def _show_stats(self, stats: ReviewStats) -> None:
         reasons = "".join(f"<br>&nbsp;&nbsp;{reason}: {count}"
@@ -353,6 +362,7 @@ class ReviewPage(StepPage):
         self.review.delete(ids)
         self.model.remove_ids(set(ids))
         self._show_stats(self.review.stats(self.project_id))
+        self._mark_read()
 
     def _changed(self, ids: set[int]) -> None:
         self.model.refresh_rows(ids)
@@ -360,6 +370,7 @@ class ReviewPage(StepPage):
         self._update_row_buttons()
         if self.current_id in ids:
             self._show_example(self.current_id)
+        self._mark_read()
 
     # --- generating and writing -----------------------------------------------------------------
 
@@ -411,6 +422,13 @@ class ReviewPage(StepPage):
         self.progress.setValue(0)
 
     def write_dataset(self) -> DatasetFiles | None:
+        files = self._write_files()
+        if files is not None:
+            self.model.reload()  # the Split column
+            self._mark_read()
+        return files
+
+    def _write_files(self) -> DatasetFiles | None:
         try:
             files = self.datasets.export(self.project_id, self.eval_share.value() / 100)
         except Exception as error:
@@ -418,7 +436,6 @@ class ReviewPage(StepPage):
             return None
         self.written.setText(f"Wrote {files.train} training and {files.eval} evaluation "
                              f"examples to {files.train_path.parent}.")
-        self.model.reload()
         return files
 
     def isComplete(self) -> bool:
@@ -428,7 +445,8 @@ class ReviewPage(StepPage):
         if self.runner.is_running("generate") or not self.usable:
             return True  # nothing to write yet; generation goes on in the background
         if not self.datasets.files_are_current(self.project_id):
-            return self.write_dataset() is not None
+            # The page is being left: its table is read again on the next arrival.
+            return self._write_files() is not None
         return True
 
 

@@ -28,6 +28,10 @@ class StepPage(QWizardPage):
         self.stale_rows = QVBoxLayout(self.stale_banner)
         self.body.addWidget(self.stale_banner)
 
+    def arrive(self) -> None:
+        """The person has arrived on this page (a walk across steps only passes the pages on
+        its way): read what only the shown page needs."""
+
     def add_project_note(self, note: str) -> None:
         """The project's own note (the sample says what its next steps need), on the steps
         it is about."""
