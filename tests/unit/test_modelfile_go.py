@@ -23,11 +23,13 @@ from finetuneflow.core.export.modelfile import (
     LLAMA3,
     MISTRAL,
     PHI3,
+    PHI4,
     PLAIN,
     ChatFormat,
     detect_chat_format,
     render_modelfile,
 )
+from tests.helpers.families import PHI4_MINI_TEMPLATE, SMOLLM3_TEMPLATE
 from tests.helpers.gotemplate import Renderer, go_renderer
 from tests.helpers.modelfile import parse_modelfile
 from tests.helpers.tiny_model import CHATML_TEMPLATE
@@ -108,6 +110,8 @@ FAMILIES = [
     Family("gemma3", trl_template("gemma3"), GEMMA, "<end_of_turn>", "<bos>"),
     Family("phi3", trl_template("phi3"), PHI3, "<|endoftext|>"),
     Family("phi3.5", trl_template("phi3_5"), PHI3, "<|endoftext|>"),
+    Family("phi4-mini", PHI4_MINI_TEMPLATE, PHI4, "<|end|>"),
+    Family("smollm3", SMOLLM3_TEMPLATE, CHATML, "<|im_end|>"),
     Family("mistral-v0.3", MISTRAL_V3, MISTRAL, "</s>", "<s>"),
     Family("plain", PLAIN_TEMPLATE, PLAIN, "<|im_end|>"),
 ]

@@ -32,6 +32,9 @@ from finetuneflow.core.model_catalogue import OLLAMA_MERGED_ARCHITECTURES
 EOS = "{eos}"  # replaced by the tokenizer's end-of-sequence token
 REPLY_END = "{reply_end}"  # replaced by what the model's template writes after a reply
 SYSTEM_PREFIX = "{system_prefix}"  # replaced by what it writes before a system prompt
+SYSTEM_SUFFIX = "{system_suffix}"  # … after a system prompt, before the turn's end
+REPLY_PREFIX = "{reply_prefix}"  # … before an earlier reply's text (SmolLM3's empty think)
+ANSWER_PREFIX = "{answer_prefix}"  # … after the prompt that asks for the answer
 DEFAULT_TEMPERATURE = 0.2
 PROBE_SYSTEM, PROBE_USER, PROBE_REPLY = "FTF-PROBE-SYSTEM", "FTF-PROBE-USER", "FTF-PROBE-REPLY"
 
@@ -48,6 +51,11 @@ class ChatFormat:
     excludes: tuple[str, ...] = ()  # a look-alike family has one of these
     system_start: str | None = None  # opens a system turn, where the family has them
     system_prefix: str = ""  # written before the system prompt (Llama 3.1's dates)
+    assistant_start: str | None = None  # opens a reply turn, where the template is fitted
+    turn_end: str | None = None  # closes a system or user turn, where the template is fitted
+    system_suffix: str = ""
+    reply_prefix: str = ""
+    answer_prefix: str = ""
 
     def matches(self, text: str) -> bool:
         return (all(marker in text for marker in self.markers)
@@ -57,9 +65,13 @@ class ChatFormat:
         """The format with the end-of-sequence token filled in (empty when there is none)."""
         eos = eos_token or ""
         stops = tuple(stop.replace(EOS, eos) for stop in self.stops if stop.replace(EOS, eos))
-        prefix = (f'{{{{ if eq .Role "system" }}}}{_go_string(self.system_prefix)}{{{{ end }}}}'
-                  if self.system_prefix else "")
-        template = self.template.replace(EOS, eos).replace(SYSTEM_PREFIX, prefix).replace(
+        template = self.template.replace(EOS, eos)
+        for placeholder, text, role in ((SYSTEM_PREFIX, self.system_prefix, "system"),
+                                        (SYSTEM_SUFFIX, self.system_suffix, "system"),
+                                        (REPLY_PREFIX, self.reply_prefix, "assistant")):
+            template = template.replace(placeholder, _for_role(role, text))
+        template = template.replace(
+            ANSWER_PREFIX, _go_string(self.answer_prefix) if self.answer_prefix else "").replace(
             REPLY_END, _go_string(self.reply_end.replace(EOS, eos)))
         return replace(self, template=template, stops=stops)
 
@@ -82,6 +94,14 @@ class ChatFormat:
         if self.system_start is not None and with_system is not None:
             fitted = replace(fitted, system_prefix=_between(with_system, self.system_start,
                                                             PROBE_SYSTEM, ""))
+            if self.turn_end is not None:
+                fitted = replace(fitted, system_suffix=_between(with_system, PROBE_SYSTEM,
+                                                                self.turn_end, ""))
+        if self.assistant_start is not None:
+            answer = text.rfind(self.assistant_start)
+            fitted = replace(
+                fitted, reply_prefix=_between(text, self.assistant_start, PROBE_REPLY, ""),
+                answer_prefix=text[answer + len(self.assistant_start):] if answer >= 0 else "")
         prelude = text[:max(text.find(self.user_start), 0)]
         if not prelude:
             return fitted
@@ -107,6 +127,11 @@ def _between(text: str, start: str, end: str, default: str) -> str:
     return text[begin + len(start):finish] if finish >= 0 else default
 
 
+def _for_role(role: str, text: str) -> str:
+    """A Go template action that prints `text` in the turns of one role only."""
+    return f'{{{{ if eq .Role "{role}" }}}}{_go_string(text)}{{{{ end }}}}' if text else ""
+
+
 def _go_string(text: str) -> str:
     """Text as a Go template action that prints it: no trim marker next to it can eat it."""
     return "{{ " + json.dumps(text, ensure_ascii=False) + " }}"
@@ -114,12 +139,14 @@ def _go_string(text: str) -> str:
 
 CHATML = ChatFormat(
     "chatml", "ChatML", ("<|im_start|>", "<|im_end|>"),
-    "{{- range .Messages }}<|im_start|>{{ .Role }}\n" + SYSTEM_PREFIX + "{{ .Content }}"
+    "{{- range .Messages }}<|im_start|>{{ .Role }}\n" + SYSTEM_PREFIX + REPLY_PREFIX
+    + "{{ .Content }}" + SYSTEM_SUFFIX +
     "{{ if eq .Role \"assistant\" }}" + REPLY_END + "{{ else }}<|im_end|>\n{{ end }}"
-    "{{ end }}<|im_start|>assistant\n",
+    "{{ end }}<|im_start|>assistant\n" + ANSWER_PREFIX,
     ("<|im_start|>", "<|im_end|>"), "<|im_start|>user", "<|im_end|>\n",
     excludes=("<|im_sep|>",),  # Phi-4 writes ChatML with a separator token
-    system_start="<|im_start|>system\n")
+    system_start="<|im_start|>system\n", assistant_start="<|im_start|>assistant\n",
+    turn_end="<|im_end|>")
 
 LLAMA3 = ChatFormat(
     "llama3", "Llama 3", ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
@@ -153,9 +180,11 @@ PHI3 = ChatFormat(
 PHI4 = ChatFormat(
     "phi4", "Phi-4-mini",
     ("'<|' + message['role'] + '|>' + message['content']", "<|end|>", "<|assistant|>"),
-    "{{- range .Messages }}<|{{ .Role }}|>{{ .Content }}<|end|>"
+    "{{- range .Messages }}<|{{ .Role }}|>" + SYSTEM_PREFIX + "{{ .Content }}"
+    "{{ if eq .Role \"assistant\" }}" + REPLY_END + "{{ else }}<|end|>{{ end }}"
     "{{ end }}<|assistant|>",
-    ("<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|endoftext|>"))
+    ("<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|endoftext|>"), "<|user|>",
+    "<|end|>", system_start="<|system|>")
 
 MISTRAL = ChatFormat(
     "mistral", "Mistral", ("[INST]", "[/INST]"),
