@@ -123,6 +123,9 @@ def test_sample_button_creates_the_sample_and_opens_it(window: MainWindow, qtbot
     window.show_dashboard()
     assert window.dashboard.selected_project().id == project.id
     assert window.dashboard.note.isVisibleTo(window) and "LLM" in window.dashboard.note.text()
+    # The task reports its result and its end as two queued signals: the button is back once
+    # the end arrives.
+    qtbot.waitUntil(window.dashboard.sample_button.isEnabled, timeout=WAIT_MS)
     window.dashboard.sample_button.click()  # the same sample again, not a second one
     assert window.wizard is not None and window.wizard.project.id == project.id
     assert [p.name for p in ProjectService(context).list()] == [SAMPLE_NAME]
