@@ -162,6 +162,7 @@ def test_a_switch_recolours_the_open_pages(window: MainWindow, qtbot: QtBot, pro
     window.open_project(project_id, "review")
     histogram = window.findChild(ReviewPage).histogram
     histogram.show()  # as the page does when it has lengths to show
+    qtbot.waitUntil(lambda: histogram.built, timeout=10_000)
     histogram.show_lengths([40, 52, 61, 75, 90], 64)
     window.findChild(TrainPage).chart.build()  # as when the Train page is first shown
     preview = window.findChild(PreviewPage)

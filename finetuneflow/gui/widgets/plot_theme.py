@@ -10,6 +10,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QGuiApplication, QShowEvent
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
@@ -48,8 +49,15 @@ class LazyPlot(QWidget):
         self.built = False
 
     def showEvent(self, event: QShowEvent) -> None:
-        self.build()
+        # Built once control returns to the event loop, if still shown: a walk across the
+        # wizard's steps shows each page it passes for a moment, and must not import pyqtgraph
+        # for a chart nobody sees.
+        QTimer.singleShot(0, self, self._build_if_shown)
         super().showEvent(event)
+
+    def _build_if_shown(self) -> None:
+        if self.isVisible():
+            self.build()
 
     def build(self) -> None:
         if self.built:
