@@ -2,6 +2,7 @@
 
     adapter/       the LoRA adapter with its tokenizer and chat template (PEFT loads it)
     merged/        optional: the adapter folded into the base weights, plus the Modelfile
+    gguf/          optional: the merged model as GGUF files, plus a Modelfile FROM one of them
     dataset/       optional: train.jsonl and eval.jsonl as trained on
     config.json    everything needed to train the run again (never a secret)
     metrics.json   loss histories, final numbers, early stopping
@@ -19,6 +20,7 @@ from finetuneflow.core.export.modelfile import ollama_model_name
 
 ADAPTER = "adapter"
 MERGED = "merged"
+GGUF = "gguf"
 DATASET = "dataset"
 CONFIG = "config.json"
 METRICS = "metrics.json"

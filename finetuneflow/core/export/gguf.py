@@ -80,7 +80,9 @@ def unsupported_reason(model_dir: Path) -> str | None:
     """Why this model folder cannot become a GGUF here (checked before any work); None if it
     can. Reads config.json and tokenizer.json only."""
     try:
-        _architecture(_read_json(model_dir / "config.json"))
+        config = _read_json(model_dir / "config.json")
+        _architecture(config)
+        _rope_scaling(_rope_parameters(config))
         _pre_tokenizer(_read_json(model_dir / "tokenizer.json"))
     except GgufError as error:
         return str(error)
@@ -354,16 +356,20 @@ def _write_parameters(writer: Any, config: dict[str, Any], name: str, quantisati
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
 
+def _rope_scaling(rope: dict[str, Any]) -> str:
+    kind = str(rope.get("rope_type") or rope.get("type") or "default").lower()
+    if kind not in ("default", "linear", "llama3"):  # llama3 is the rope_freqs tensor
+        raise GgufError(f"GGUF export does not handle {kind!r} rope scaling yet: convert the "
+                        "merged model with llama.cpp's convert_hf_to_gguf.py.")
+    return kind
+
+
 def _write_rope_scaling(writer: Any, rope: dict[str, Any]) -> None:
     import gguf
 
-    kind = str(rope.get("rope_type") or rope.get("type") or "default").lower()
-    if kind == "linear":
+    if _rope_scaling(rope) == "linear":
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(float(rope["factor"]))
-    elif kind not in ("default", "llama3"):  # llama3 is the rope_freqs tensor
-        raise GgufError(f"GGUF export does not handle {kind!r} rope scaling yet: convert the "
-                        "merged model with llama.cpp's convert_hf_to_gguf.py.")
 
 
 def _write_vocab(writer: Any, model_dir: Path, config: dict[str, Any]) -> None:

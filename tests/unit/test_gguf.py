@@ -1,0 +1,177 @@
+"""The GGUF writer on the tiny model folder: what llama.cpp reads back (metadata, tokens,
+special ids, chat template, tensor layout and values), what it refuses, and that nothing is left
+under the final name when it stops."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from finetuneflow.core.export.gguf import (
+    F16,
+    Q4_K_M,
+    Q8_0,
+    GgufError,
+    quantiser_missing,
+    unsupported_reason,
+    write_gguf,
+)
+from finetuneflow.core.progress import Cancelled, CancelToken
+
+
+def _field(reader: gguf.GGUFReader, key: str) -> object:
+    return reader.fields[key].contents()
+
+
+def _llama_permuted(weights: np.ndarray, heads: int) -> np.ndarray:
+    """The rows in llama.cpp's rope order: for each head, even then odd halves interleaved."""
+    rows = weights.shape[0] // heads
+    order = np.concatenate([h * rows + np.stack([np.arange(rows // 2),
+                                                 np.arange(rows // 2) + rows // 2], 1).ravel()
+                            for h in range(heads)])
+    return weights[order]
+
+
+@pytest.fixture(scope="module")
+def written(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+            ) -> dict[str, gguf.GGUFReader]:
+    folder = tmp_path_factory.mktemp("gguf")
+    return {quantisation: gguf.GGUFReader(write_gguf(
+        tiny_model_dir, folder / f"{quantisation}.gguf", quantisation, name="tiny").path)
+        for quantisation in (F16, Q8_0)}
+
+
+@pytest.mark.parametrize("quantisation", [F16, Q8_0])
+def test_metadata_tokens_and_template_match_the_model(
+        written: dict[str, gguf.GGUFReader], tiny_model_dir: Path, quantisation: str) -> None:
+    reader = written[quantisation]
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    tokenizer = json.loads((tiny_model_dir / "tokenizer.json").read_text())
+    assert _field(reader, "general.architecture") == "llama"
+    assert _field(reader, "llama.block_count") == config["num_hidden_layers"]
+    assert _field(reader, "llama.attention.head_count_kv") == config["num_key_value_heads"]
+    assert _field(reader, "general.file_type") == (1 if quantisation == F16 else 7)
+    assert _field(reader, "tokenizer.ggml.model") == "gpt2"
+    assert _field(reader, "tokenizer.ggml.pre") == "gpt-2"
+    vocab = {index: token for token, index in tokenizer["model"]["vocab"].items()}
+    vocab |= {entry["id"]: entry["content"] for entry in tokenizer["added_tokens"]}
+    assert _field(reader, "tokenizer.ggml.tokens") == [vocab[i] for i in range(len(vocab))]
+    assert len(_field(reader, "tokenizer.ggml.merges")) == len(tokenizer["model"]["merges"])
+    ids = {entry["content"]: entry["id"] for entry in tokenizer["added_tokens"]}
+    assert _field(reader, "tokenizer.ggml.eos_token_id") == ids["<|im_end|>"]
+    assert _field(reader, "tokenizer.ggml.eot_token_id") == ids["<|im_end|>"]
+    assert _field(reader, "tokenizer.ggml.padding_token_id") == ids["<|pad|>"]
+    assert "tokenizer.ggml.bos_token_id" not in reader.fields  # the model has no BOS
+    assert _field(reader, "tokenizer.ggml.add_bos_token") is False
+    assert _field(reader, "tokenizer.chat_template") == (
+        tiny_model_dir / "chat_template.jinja").read_text()
+
+
+def test_f16_tensors_hold_the_weights_in_llama_cpps_layout(
+        written: dict[str, gguf.GGUFReader], tiny_model_dir: Path) -> None:
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    weights = load_file(tiny_model_dir / "model.safetensors")
+    tensors = {tensor.name: tensor for tensor in written[F16].tensors}
+    assert len(tensors) == len(weights)  # untied: output.weight is written too
+    for name, hf_name, heads in (
+            ("blk.1.attn_q.weight", "model.layers.1.self_attn.q_proj.weight",
+             config["num_attention_heads"]),
+            ("blk.1.attn_k.weight", "model.layers.1.self_attn.k_proj.weight",
+             config["num_key_value_heads"]),
+            ("blk.1.attn_v.weight", "model.layers.1.self_attn.v_proj.weight", None),
+            ("output.weight", "lm_head.weight", None)):
+        tensor = tensors[name]
+        expected = weights[hf_name] if heads is None else _llama_permuted(weights[hf_name], heads)
+        assert tuple(tensor.shape) == tuple(reversed(expected.shape))
+        assert tensor.tensor_type == gguf.GGMLQuantizationType.F16
+        np.testing.assert_allclose(np.asarray(tensor.data, dtype=np.float32), expected,
+                                   atol=1e-3)
+    norm = tensors["blk.0.attn_norm.weight"]
+    assert norm.tensor_type == gguf.GGMLQuantizationType.F32
+
+
+def test_q8_0_matrices_are_quantised_and_close_to_the_weights(
+        written: dict[str, gguf.GGUFReader], tiny_model_dir: Path) -> None:
+    weights = load_file(tiny_model_dir / "model.safetensors")
+    tensors = {tensor.name: tensor for tensor in written[Q8_0].tensors}
+    down = tensors["blk.0.ffn_down.weight"]
+    assert down.tensor_type == gguf.GGMLQuantizationType.Q8_0
+    values = gguf.quants.dequantize(down.data, down.tensor_type)
+    expected = weights["model.layers.0.mlp.down_proj.weight"]
+    assert np.abs(values - expected).max() <= np.abs(expected).max() / 127 + 1e-6
+    assert tensors["blk.0.ffn_norm.weight"].tensor_type == gguf.GGMLQuantizationType.F32
+
+
+def test_bfloat16_weights_are_read_without_torch(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file as load_torch
+    from safetensors.torch import save_file
+
+    model = tmp_path / "bf16"
+    shutil.copytree(tiny_model_dir, model)
+    weights = load_torch(model / "model.safetensors")
+    save_file({name: value.to(torch.bfloat16) for name, value in weights.items()},
+              model / "model.safetensors", metadata={"format": "pt"})
+    reader = gguf.GGUFReader(write_gguf(model, tmp_path / "m.gguf", F16, name="m").path)
+    tensor = next(t for t in reader.tensors if t.name == "token_embd.weight")
+    expected = weights["model.embed_tokens.weight"].to(torch.bfloat16).float().numpy()
+    np.testing.assert_allclose(np.asarray(tensor.data, dtype=np.float32), expected, atol=2e-3)
+
+
+def test_a_stopped_write_leaves_no_file(tiny_model_dir: Path, tmp_path: Path) -> None:
+    cancel = CancelToken()
+    cancel.cancel()
+    with pytest.raises(Cancelled):
+        write_gguf(tiny_model_dir, tmp_path / "model.gguf", Q8_0, name="m", cancel=cancel)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _edited(tiny_model_dir: Path, tmp_path: Path, name: str, change: dict[str, object]) -> Path:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    data = json.loads((model / name).read_text())
+    data.update(change)
+    (model / name).write_text(json.dumps(data))
+    return model
+
+
+def test_other_architectures_are_refused_before_any_work(tiny_model_dir: Path,
+                                                         tmp_path: Path) -> None:
+    model = _edited(tiny_model_dir, tmp_path, "config.json",
+                    {"architectures": ["Gemma3ForCausalLM"]})
+    reason = unsupported_reason(model)
+    assert reason is not None and "Gemma3ForCausalLM" in reason
+    assert "convert_hf_to_gguf.py" in reason
+    with pytest.raises(GgufError, match="Gemma3ForCausalLM"):
+        write_gguf(model, tmp_path / "out.gguf", F16, name="m")
+    assert not (tmp_path / "out.gguf").exists()
+    assert unsupported_reason(tiny_model_dir) is None
+
+
+def test_unknown_tokenizers_and_rope_scaling_are_refused(tiny_model_dir: Path,
+                                                         tmp_path: Path) -> None:
+    model = _edited(tiny_model_dir, tmp_path, "tokenizer.json",
+                    {"pre_tokenizer": {"type": "Metaspace", "replacement": "▁"}})
+    assert "tokenizer" in (unsupported_reason(model) or "")
+    yarn = _edited(tiny_model_dir, tmp_path / "yarn", "config.json",
+                   {"rope_parameters": {"rope_type": "yarn", "factor": 4.0,
+                                        "rope_theta": 10000.0}})
+    assert "yarn" in (unsupported_reason(yarn) or "")
+
+
+def test_q4_k_m_names_what_to_install_when_llama_cpp_is_missing() -> None:
+    from importlib.util import find_spec
+
+    reason = quantiser_missing(Q4_K_M)
+    if find_spec("llama_cpp") is None:
+        assert reason is not None and "llama-cpp-python" in reason
+    else:
+        assert reason is None
+    assert quantiser_missing(F16) is None and quantiser_missing(Q8_0) is None
+    assert "q4_k_m" in (quantiser_missing("q2_k") or "")
