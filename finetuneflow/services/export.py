@@ -203,6 +203,12 @@ class ExportService:
         """Whether Ollama can import the merged model of this run's base architecture."""
         return _support(self._runs.get(project_ref, run_id))
 
+    def gguf_problems(self, project_ref: str, run_id: int | None = None) -> dict[str, str | None]:
+        """Each GGUF quantisation, with why it cannot be made for this run (None: it can)."""
+        model = gguf_export.unsupported_reason(self._runs.get(project_ref, run_id).model_dir)
+        return {quantisation: model or gguf_export.quantiser_missing(quantisation)
+                for quantisation in gguf_export.QUANTISATIONS}
+
     def default_options(self, project_ref: str, run_id: int | None = None) -> ExportOptions:
         """The latest (or given) run, merged when Ollama can import the architecture, the zip
         in the project's exports/ folder."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from importlib.util import find_spec
 from pathlib import Path
 
 import gguf
@@ -22,7 +23,8 @@ from finetuneflow.core.export.gguf import (
     unsupported_reason,
     write_gguf,
 )
-from finetuneflow.core.progress import Cancelled, CancelToken
+from finetuneflow.core.progress import Cancelled, CancelToken, ignore_progress
+from finetuneflow.services.export import write_gguf_files
 
 
 def _field(reader: gguf.GGUFReader, key: str) -> object:
@@ -166,8 +168,6 @@ def test_unknown_tokenizers_and_rope_scaling_are_refused(tiny_model_dir: Path,
 
 
 def test_q4_k_m_names_what_to_install_when_llama_cpp_is_missing() -> None:
-    from importlib.util import find_spec
-
     reason = quantiser_missing(Q4_K_M)
     if find_spec("llama_cpp") is None:
         assert reason is not None and "llama-cpp-python" in reason
@@ -175,3 +175,28 @@ def test_q4_k_m_names_what_to_install_when_llama_cpp_is_missing() -> None:
         assert reason is None
     assert quantiser_missing(F16) is None and quantiser_missing(Q8_0) is None
     assert "q4_k_m" in (quantiser_missing("q2_k") or "")
+
+
+@pytest.mark.skipif(find_spec("llama_cpp") is None,
+                    reason="llama-cpp-python is not installed (pip install "
+                           "'finetuneflow[gguf-q4]'; it compiles llama.cpp)")
+def test_q4_k_m_comes_from_llama_cpps_quantiser_and_loads(tiny_model_dir: Path,
+                                                          tmp_path: Path) -> None:
+    from llama_cpp import Llama
+
+    written = write_gguf_files({"merged": str(tiny_model_dir), "folder": str(tmp_path),
+                                "quantisations": [Q4_K_M], "name": "tiny"},
+                               ignore_progress, CancelToken())
+    target = tmp_path / "model-q4_k_m.gguf"
+    assert written == [{"file": target.name, "quantisation": Q4_K_M,
+                        "bytes": target.stat().st_size}]
+    assert [path.name for path in tmp_path.iterdir()] == [target.name]  # the F16 step is gone
+    reader = gguf.GGUFReader(target)
+    assert _field(reader, "general.file_type") == 15  # LLAMA_FTYPE_MOSTLY_Q4_K_M
+    assert _field(reader, "tokenizer.chat_template") == (
+        tiny_model_dir / "chat_template.jinja").read_text()
+    llama = Llama(str(target), verbose=False, n_threads=1)
+    try:
+        assert llama.n_vocab() == len(_field(reader, "tokenizer.ggml.tokens"))
+    finally:
+        llama.close()

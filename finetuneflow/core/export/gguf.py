@@ -70,9 +70,9 @@ def quantiser_missing(quantisation: str) -> str | None:
     if quantisation not in QUANTISATIONS:
         return f"Unknown GGUF quantisation {quantisation!r}: choose {', '.join(QUANTISATIONS)}."
     if quantisation == Q4_K_M and find_spec("llama_cpp") is None:
-        return (f"Q4_K_M needs llama.cpp's quantiser, which comes with the installer or with "
-                f"`pip install 'finetuneflow[gguf-q4]'` ({LLAMA_CPP_PACKAGE}); F16 and Q8_0 "
-                "work without it.")
+        return (f"Q4_K_M needs llama.cpp's quantiser: install it with `pip install "
+                f"'finetuneflow[gguf-q4]'` ({LLAMA_CPP_PACKAGE}); F16 and Q8_0 work without "
+                "it.")
     return None
 
 
