@@ -263,7 +263,8 @@ class ExportService:
         merged = bool(options.gguf) or (
             _support(run).importable if options.merged is None else options.merged)
         job_id = self._jobs.create(run.project_id, JobKind.EXPORT, {
-            "run_id": run.id, "merged": merged, "include_dataset": options.include_dataset})
+            "run_id": run.id, "merged": merged, "include_dataset": options.include_dataset,
+            "gguf": list(options.gguf)})
         self._jobs.start(job_id)
         sink = both(ThrottledProgress(self._jobs, job_id), progress)
         try:

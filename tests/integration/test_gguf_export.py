@@ -18,14 +18,17 @@ import numpy as np
 import pytest
 
 from finetuneflow.core.export.gguf import Q4_K_M
+from finetuneflow.core.progress import Cancelled, CancelToken
 from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.datasets import DatasetService
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.export import ExportOptions, ExportResult, ExportService
+from finetuneflow.services.jobs import JobService
 from finetuneflow.services.ollama import OllamaService
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.storage.home import Home
+from finetuneflow.storage.tables import JobKind, JobStatus
 from tests.helpers.cli import run_cli, run_cli_json
 from tests.helpers.fake_ollama import fake_ollama as installed_fake_ollama
 from tests.helpers.finished_run import arithmetic_chats, train
@@ -191,6 +194,35 @@ def test_register_in_ollama_imports_the_gguf_and_quantises_only_merged_models(
             assert Path(call["cwd"]).name == "merged" and "\nFROM .\n" in call["modelfile"]
             with pytest.raises(UserError, match="cannot quantise to 'q2'"):
                 service.register(exported.project_id, quantize="q2")
+    finally:
+        context.close()
+
+
+def test_stopping_while_the_gguf_is_written_keeps_nothing_half_made(exported: Exported,
+                                                                     tmp_path: Path) -> None:
+    context = AppContext.open(Home(exported.home))
+    try:
+        service = ExportService(context)
+        before = service.last_export(exported.project_id)
+        cancel = CancelToken()
+        seen: list[str] = []
+
+        def progress(_fraction: float, message: str) -> None:
+            seen.append(message)
+            if message.startswith("Writing model-f16.gguf"):
+                cancel.cancel()
+
+        with pytest.raises(Cancelled):
+            service.export(exported.project_id, ExportOptions(
+                gguf=("f16",), sample_prompts=0, out=tmp_path / "stopped.zip"),
+                progress=progress, cancel=cancel)
+        assert any(message.startswith("Writing model-f16.gguf") for message in seen)
+        job = JobService(context).latest(exported.project_id, JobKind.EXPORT)
+        assert job is not None and job.status == JobStatus.CANCELLED
+        exports = exported.result.folder.parent
+        assert not (tmp_path / "stopped.zip").exists()
+        assert not [p for p in exports.rglob("*") if ".partial" in p.name]
+        assert service.last_export(exported.project_id) == before
     finally:
         context.close()
 

@@ -54,6 +54,8 @@ def hub_reference(folder: Path) -> tuple[str, str] | None:
 
 def spread(items: Sequence[T], count: int) -> list[T]:
     """`count` items spaced evenly through the sequence (all of them when there are fewer)."""
+    if count <= 0:  # no sample prompts asked for
+        return []
     if len(items) <= count:
         return list(items)
     step = len(items) / count
