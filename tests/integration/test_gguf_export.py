@@ -1,6 +1,7 @@
 """GGUF export end to end: a short real training run on the tiny model, exported with F16 and
 Q8_0 GGUF files by the real service (trainer child + GGUF worker), the CLI in a child process,
-and, where llama-cpp-python is installed, llama.cpp itself loading the files."""
+and, where llama-cpp-python is installed, llama.cpp itself loading the files. The tests share
+one export and go in order: those that export again come last."""
 
 from __future__ import annotations
 
@@ -139,6 +140,50 @@ def test_the_gguf_carries_the_fine_tuned_weights_tokens_and_template(
     assert np.abs(values - expected).max() < 0.01 * np.abs(expected).max()
 
 
+# --- llama.cpp itself -------------------------------------------------------------------------
+
+@pytest.mark.skipif(find_spec("llama_cpp") is None,
+                    reason="llama-cpp-python is not installed (pip install "
+                           "'finetuneflow[gguf-q4]'; it compiles llama.cpp)")
+def test_llama_cpp_gives_the_transformers_logits_and_the_same_chat_text(
+        exported: Exported) -> None:
+    """llama.cpp loads each file, tokenizes the chat as HF does, and its logits match the
+    transformers model's. The chat text: the template as llama.cpp reads it from the file,
+    rendered as llama-cpp-python's chat handler renders it, equals HF's."""
+    import torch
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(exported.merged)
+    text = tokenizer.apply_chat_template(PROMPT, tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        hf = AutoModelForCausalLM.from_pretrained(exported.merged, dtype=torch.float32)
+        expected = hf(torch.tensor([ids])).logits[0].numpy()
+    for quantisation, tolerance in (("f16", 2e-3), ("q8_0", None)):
+        llama = Llama(str(exported.gguf(quantisation)), logits_all=True, n_ctx=256,
+                      verbose=False, n_threads=1)
+        try:
+            assert llama.tokenize(text.encode(), add_bos=False, special=True) == ids
+            llama.eval(ids)
+            logits = np.array(llama.scores[:len(ids)])
+            template = llama.metadata["tokenizer.chat_template"]
+        finally:
+            llama.close()
+        difference = float(np.abs(logits - expected).max())
+        agreement = float((logits.argmax(-1) == expected.argmax(-1)).mean())
+        print(f"{quantisation}: max |logit difference| {difference:.3g}, "
+              f"top-1 agreement {agreement:.0%} of {len(ids)} positions")
+        if tolerance is not None:
+            assert difference < tolerance
+        assert agreement >= 0.9
+        formatter = Jinja2ChatFormatter(template, eos_token="<|im_end|>", bos_token="")
+        assert formatter(messages=PROMPT).prompt == text
+
+
+# --- exporting again (the tests below replace exports/run-1) ---------------------------------
+
 def test_the_cli_writes_gguf_and_reports_it_in_json_and_words(exported: Exported,
                                                               tmp_path: Path) -> None:
     data = run_cli_json(exported.home, "export", exported.project_id, "--gguf", "q8_0",
@@ -246,45 +291,3 @@ def test_an_architecture_the_writer_does_not_know_is_refused_with_nothing_done(
     finally:
         config_path.write_text(original)
         context.close()
-
-
-# --- llama.cpp itself -------------------------------------------------------------------------
-
-@pytest.mark.skipif(find_spec("llama_cpp") is None,
-                    reason="llama-cpp-python is not installed (pip install "
-                           "'finetuneflow[gguf-q4]'; it compiles llama.cpp)")
-def test_llama_cpp_gives_the_transformers_logits_and_the_same_chat_text(
-        exported: Exported) -> None:
-    """llama.cpp loads each file, tokenizes the chat as HF does, and its logits match the
-    transformers model's. The chat text: the template as llama.cpp reads it from the file,
-    rendered as llama-cpp-python's chat handler renders it, equals HF's."""
-    import torch
-    from llama_cpp import Llama
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(exported.merged)
-    text = tokenizer.apply_chat_template(PROMPT, tokenize=False, add_generation_prompt=True)
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    with torch.inference_mode():
-        hf = AutoModelForCausalLM.from_pretrained(exported.merged, dtype=torch.float32)
-        expected = hf(torch.tensor([ids])).logits[0].numpy()
-    for quantisation, tolerance in (("f16", 2e-3), ("q8_0", None)):
-        llama = Llama(str(exported.gguf(quantisation)), logits_all=True, n_ctx=256,
-                      verbose=False, n_threads=1)
-        try:
-            assert llama.tokenize(text.encode(), add_bos=False, special=True) == ids
-            llama.eval(ids)
-            logits = np.array(llama.scores[:len(ids)])
-            template = llama.metadata["tokenizer.chat_template"]
-        finally:
-            llama.close()
-        difference = float(np.abs(logits - expected).max())
-        agreement = float((logits.argmax(-1) == expected.argmax(-1)).mean())
-        print(f"{quantisation}: max |logit difference| {difference:.3g}, "
-              f"top-1 agreement {agreement:.0%} of {len(ids)} positions")
-        if tolerance is not None:
-            assert difference < tolerance
-        assert agreement >= 0.9
-        formatter = Jinja2ChatFormatter(template, eos_token="<|im_end|>", bos_token="")
-        assert formatter(messages=PROMPT).prompt == text

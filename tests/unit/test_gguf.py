@@ -200,3 +200,36 @@ def test_q4_k_m_comes_from_llama_cpps_quantiser_and_loads(tiny_model_dir: Path,
         assert llama.n_vocab() == len(_field(reader, "tokenizer.ggml.tokens"))
     finally:
         llama.close()
+
+
+# The pre-tokenizers of SmolLM2, Llama 3 and Qwen2.5 as their tokenizer.json files write them
+# (the split regexes as llama.cpp's llama-vocab.cpp quotes them from those files).
+_LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+           r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def _split(regex: str) -> dict[str, object]:
+    return {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}]}
+
+
+@pytest.mark.parametrize(("pre_tokenizer", "name"), [
+    ({"type": "Sequence", "pretokenizers": [
+        {"type": "Digits", "individual_digits": True},
+        {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}]}, "smollm"),
+    (_split(_LLAMA3), "llama-bpe"),
+    (_split(_LLAMA3.replace(r"\p{N}{1,3}", r"\p{N}")), "qwen2"),
+])
+def test_the_pre_tokenizer_gets_llama_cpps_name_for_it(
+        tiny_model_dir: Path, tmp_path: Path, pre_tokenizer: dict[str, object],
+        name: str) -> None:
+    model = _edited(tiny_model_dir, tmp_path, "tokenizer.json", {"pre_tokenizer": pre_tokenizer})
+    assert unsupported_reason(model) is None
+    reader = gguf.GGUFReader(write_gguf(model, tmp_path / "m.gguf", F16, name="m").path)
+    assert _field(reader, "tokenizer.ggml.pre") == name
+    inverted = _edited(tiny_model_dir, tmp_path / "inverted", "tokenizer.json", {
+        "pre_tokenizer": {**_split(_LLAMA3), "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": _LLAMA3}, "behavior": "Removed",
+             "invert": True}, {"type": "ByteLevel", "use_regex": False}]}})
+    assert "tokenizer" in (unsupported_reason(inverted) or "")

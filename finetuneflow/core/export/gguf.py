@@ -120,7 +120,8 @@ def _pre_tokenizer(tokenizer: dict[str, Any]) -> str:
             name = "gpt-2"
         elif kinds == ["Digits", "ByteLevel"] and steps[0].get("individual_digits"):
             name = "smollm"
-        elif kinds == ["Split", "ByteLevel"] and not steps[1].get("use_regex", True):
+        elif (kinds == ["Split", "ByteLevel"] and not steps[1].get("use_regex", True)
+              and steps[0].get("behavior") == "Isolated" and not steps[0].get("invert")):
             name = _SPLITS.get((steps[0].get("pattern") or {}).get("Regex", ""))
     if name is None:
         raise GgufError("GGUF export supports byte-level BPE tokenizers of the GPT-2, SmolLM, "
