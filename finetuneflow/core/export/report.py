@@ -234,8 +234,8 @@ def _gguf_usage(files: list[GgufInfo]) -> list[str]:
             _table(("File", "Quantisation", "Size"), rows), "",
             "Each file holds the weights, the tokenizer and the chat template, so these "
             "programs format the chat as in training. LM Studio: `lms import "
-            f"{first}` (or drop the file in its models folder). llama.cpp: `llama-server -m "
-            f"{first}` or `llama-cli -m {first} -cnv`."]
+            f"{first}` (or put it in ~/.lmstudio/models/PUBLISHER/MODEL/). llama.cpp: "
+            f"`llama-server -m {first}` or `llama-cli -m {first} -cnv`."]
 
 
 def _ollama_usage(ollama: OllamaInfo | None, folder: str) -> list[str]:
