@@ -19,7 +19,10 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
+HERE = Path(__file__).resolve().parent
+# Run as a script, this file's folder comes first on the path, and this file would shadow the
+# gguf package.
+sys.path[:] = [str(REPO_ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 from finetuneflow.core.export.gguf import F16, Q8_0, write_gguf  # noqa: E402
 from finetuneflow.core.units import format_bytes  # noqa: E402
