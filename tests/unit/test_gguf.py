@@ -233,3 +233,59 @@ def test_the_pre_tokenizer_gets_llama_cpps_name_for_it(
             {"type": "Split", "pattern": {"Regex": _LLAMA3}, "behavior": "Removed",
              "invert": True}, {"type": "ByteLevel", "use_regex": False}]}})
     assert "tokenizer" in (unsupported_reason(inverted) or "")
+
+
+def _family_model(tiny_model_dir: Path, folder: Path, architecture: str) -> Path:
+    """A random tiny model of another supported shape, with the tiny model's tokenizer:
+    Qwen2 (q/k/v biases, tied embeddings, no rope permutation) or Llama 3.2 (llama3 rope
+    scaling, tied embeddings)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(1)
+    shape = {"vocab_size": json.loads((tiny_model_dir / "config.json").read_text())[
+        "vocab_size"], "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": True,
+             "max_position_embeddings": 2048}
+    if architecture == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(**shape))
+    else:
+        model = LlamaForCausalLM(LlamaConfig(**shape, rope_parameters={
+            "rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0,
+            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192}))
+    model.save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy(tiny_model_dir / name, folder / name)
+    return folder
+
+
+@pytest.mark.skipif(find_spec("llama_cpp") is None,
+                    reason="llama-cpp-python is not installed (pip install "
+                           "'finetuneflow[gguf-q4]'; it compiles llama.cpp)")
+@pytest.mark.parametrize("architecture", ["qwen2", "llama3-rope"])
+def test_llama_cpp_runs_the_other_supported_shapes_as_transformers_does(
+        tiny_model_dir: Path, tmp_path: Path, architecture: str) -> None:
+    import torch
+    from llama_cpp import Llama
+    from transformers import AutoModelForCausalLM
+
+    model = _family_model(tiny_model_dir, tmp_path / "model", architecture)
+    target = write_gguf(model, tmp_path / "m.gguf", F16, name="m").path
+    factors = [t for t in gguf.GGUFReader(target).tensors if t.name == "rope_freqs.weight"]
+    if architecture == "qwen2":
+        assert not factors
+    else:  # the long wavelengths stretched by the factor, the short ones kept
+        assert factors and factors[0].data.max() == 32.0 and factors[0].data.min() == 1.0
+    ids = list(range(5, 45))
+    with torch.inference_mode():
+        expected = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)(
+            torch.tensor([ids])).logits[0].numpy()
+    llama = Llama(str(target), logits_all=True, n_ctx=64, verbose=False, n_threads=1)
+    try:
+        llama.eval(ids)
+        logits = np.array(llama.scores[:len(ids)])
+    finally:
+        llama.close()
+    print(f"{architecture} F16: max |logit difference| {np.abs(logits - expected).max():.3g}")
+    assert np.abs(logits - expected).max() < 2e-3
