@@ -11,6 +11,7 @@ from pathlib import Path
 
 from finetuneflow.cli.common import add_json, open_context, print_json, stderr_progress
 from finetuneflow.cli.status import print_next
+from finetuneflow.core.export.gguf import QUANTISATIONS
 from finetuneflow.core.progress import Cancelled, CancelToken
 from finetuneflow.core.terminal import printable
 from finetuneflow.core.units import format_bytes
@@ -46,7 +47,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UserError(f"--out must name a .zip file, not {args.out!r}.")
     options = ExportOptions(run_id=args.run, merged=args.merged,
                             include_dataset=args.include_dataset, out=out,
-                            sample_max_tokens=args.sample_tokens)
+                            sample_max_tokens=args.sample_tokens,
+                            gguf=tuple(dict.fromkeys(args.gguf or ())))
     cancel = CancelToken()
     with ctrl_c_cancels(cancel, "Stopping the export…"):
         try:
@@ -68,10 +70,14 @@ def print_result(result: ExportResult) -> None:
     print(result.zip_path)
     for path, size in result.files:
         print(f"  {path}  ({format_bytes(size) if size >= 2**20 else f'{size:,} bytes'})")
+    for entry in result.gguf:
+        print(f"GGUF {entry.quantisation.upper()}: {result.folder / entry.file}  "
+              f"({format_bytes(entry.bytes)})", file=sys.stderr)
     if result.ollama is not None:
-        note = result.ollama.note or (f"Ollama: cd {result.folder / 'merged'} && "
-                                      f"{result.ollama.command}")
-        print(note, file=sys.stderr)
+        folder = "gguf" if result.gguf else "merged"
+        note = "" if result.gguf else result.ollama.note
+        print(note or f"Ollama: cd {result.folder / folder} && {result.ollama.command}",
+              file=sys.stderr)
 
 
 def show_token(text: str) -> None:
@@ -106,6 +112,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--include-dataset", action="store_true",
                         help="include train.jsonl and eval.jsonl")
     export.add_argument("--out", metavar="FILE.zip", help="where to write the zip")
+    export.add_argument("--gguf", action="append", choices=QUANTISATIONS, metavar="QUANT",
+                        help="also write the merged model as GGUF for LM Studio / llama.cpp / "
+                             f"Ollama: {', '.join(QUANTISATIONS)} (repeat for several; q4_k_m "
+                             "needs llama-cpp-python)")
     export.add_argument("--sample-tokens", type=int, default=SAMPLE_TOKENS, metavar="N",
                         help="longest before/after answer in the report, in tokens "
                              f"(default {SAMPLE_TOKENS})")

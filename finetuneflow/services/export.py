@@ -8,6 +8,9 @@ temporary name (see core/export/archive.py), and the zip is checked against its 
 No secret is read here: config.json is assembled from settings that never hold one (the LLM
 settings have no key field) and the adapter's files are copied from a fixed list.
 
+GGUF files (gguf/) are written from the merged model in a worker process (the conversion is
+numpy-heavy but needs no torch); see core/export/gguf.py.
+
 Trying the model is services/chat.py; registering the merged model in Ollama, services/ollama.py.
 """
 
@@ -42,6 +45,7 @@ from finetuneflow.core.child_protocol import (
 )
 from finetuneflow.core.dataset.split import DEFAULT_EVAL_FRACTION, DEFAULT_SEED
 from finetuneflow.core.export import bundle
+from finetuneflow.core.export import gguf as gguf_export
 from finetuneflow.core.export.archive import (
     MANIFEST,
     folder_files,
@@ -60,6 +64,7 @@ from finetuneflow.core.export.modelfile import (
 )
 from finetuneflow.core.export.report import (
     LOSS_CURVE,
+    GgufInfo,
     OllamaInfo,
     ReportInput,
     Sample,
@@ -77,6 +82,7 @@ from finetuneflow.core.progress import (
     ignore_progress,
     scaled,
 )
+from finetuneflow.core.write_errors import write_problem
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.finished_runs import FinishedRun, FinishedRuns, last_user_text
 from finetuneflow.services.generation import GenerationService
@@ -84,6 +90,7 @@ from finetuneflow.services.jobs import JobService, ThrottledProgress
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.review import ReviewService
 from finetuneflow.services.trainer_process import read_event, run_trainer
+from finetuneflow.services.worker_process import run_in_worker
 from finetuneflow.storage.tables import JobKind
 
 if TYPE_CHECKING:
@@ -97,6 +104,7 @@ PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "t
 # The child's status phases, mapped onto the export's progress (the zip takes the last 20%).
 PHASES = {"loading_model": 0.02, "merging": 0.55, "saving": 0.65}
 SAMPLES_START, SAMPLES_END, CHILD_END, ZIP_START = 0.05, 0.5, 0.75, 0.8
+GGUF_START = 0.66  # after the child's "saving" phase; GGUF files end at CHILD_END
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,7 @@ class ExportOptions:
     sample_prompts: int = SAMPLE_PROMPTS
     sample_max_tokens: int = SAMPLE_TOKENS
     ollama_name: str | None = None  # None: from the project's name
+    gguf: tuple[str, ...] = ()  # GGUF quantisations to write from the merged model
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,7 @@ class ExportResult:
     merge_max_abs_diff: float | None
     sample_max_tokens: int
     seconds: float
+    gguf: list[GgufInfo] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -133,7 +143,8 @@ class ExportResult:
             "merged": self.merged, "ollama": asdict(self.ollama) if self.ollama else None,
             "samples": [asdict(sample) for sample in self.samples],
             "merge_max_abs_diff": self.merge_max_abs_diff,
-            "sample_max_tokens": self.sample_max_tokens, "seconds": round(self.seconds, 2)}
+            "sample_max_tokens": self.sample_max_tokens, "seconds": round(self.seconds, 2),
+            "gguf": [asdict(entry) for entry in self.gguf]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExportResult:
@@ -143,7 +154,8 @@ class ExportResult:
             data["zip_bytes"], [(f["path"], f["bytes"]) for f in data["files"]], data["merged"],
             OllamaInfo(**ollama) if ollama else None,
             [Sample(**sample) for sample in data["samples"]], data["merge_max_abs_diff"],
-            data["sample_max_tokens"], data["seconds"])
+            data["sample_max_tokens"], data["seconds"],
+            [GgufInfo(**entry) for entry in data.get("gguf", [])])
 
 
 @dataclass
@@ -161,6 +173,7 @@ class _Contents:
     held_out: bool
     samples: list[Sample] = field(default_factory=list)
     chat_format: str | None = None
+    gguf: list[GgufInfo] = field(default_factory=list)
 
 
 def _base_model(run: FinishedRun) -> dict[str, Any]:
@@ -190,6 +203,12 @@ class ExportService:
     def ollama_support(self, project_ref: str, run_id: int | None = None) -> OllamaSupport:
         """Whether Ollama can import the merged model of this run's base architecture."""
         return _support(self._runs.get(project_ref, run_id))
+
+    def gguf_problems(self, project_ref: str, run_id: int | None = None) -> dict[str, str | None]:
+        """Each GGUF quantisation, with why it cannot be made for this run (None: it can)."""
+        model = gguf_export.unsupported_reason(self._runs.get(project_ref, run_id).model_dir)
+        return {quantisation: model or gguf_export.quantiser_missing(quantisation)
+                for quantisation in gguf_export.QUANTISATIONS}
 
     def default_options(self, project_ref: str, run_id: int | None = None) -> ExportOptions:
         """The latest (or given) run, merged when Ollama can import the architecture, the zip
@@ -241,9 +260,12 @@ class ExportService:
         if options.sample_max_tokens < 1 or options.sample_prompts < 0:
             raise UserError("The sample answers need at least 1 token.")
         run = self._runs.get(project_ref, options.run_id)
-        merged = _support(run).importable if options.merged is None else options.merged
+        _check_gguf(run, options)
+        merged = bool(options.gguf) or (
+            _support(run).importable if options.merged is None else options.merged)
         job_id = self._jobs.create(run.project_id, JobKind.EXPORT, {
-            "run_id": run.id, "merged": merged, "include_dataset": options.include_dataset})
+            "run_id": run.id, "merged": merged, "include_dataset": options.include_dataset,
+            "gguf": list(options.gguf)})
         self._jobs.start(job_id)
         sink = both(ThrottledProgress(self._jobs, job_id), progress)
         try:
@@ -296,7 +318,7 @@ class ExportService:
             job_id, run.id, folder, zip_path, zip_path.stat().st_size,
             [(entry.path, entry.size) for entry in entries] + [manifest], contents.merged,
             self._ollama_info(contents), contents.samples, event.merge_max_abs_diff,
-            options.sample_max_tokens, 0.0)
+            options.sample_max_tokens, 0.0, contents.gguf)
 
     def _build(self, run: FinishedRun, options: ExportOptions, staging: Path,
                progress: ProgressSink, cancel: CancelToken | None
@@ -310,9 +332,16 @@ class ExportService:
                                    answers.get(FINETUNED, ""))
                             for (chat, reference), answers in zip(contents.prompts,
                                                                   event.samples, strict=True)]
+        if options.gguf:
+            contents.gguf = self._write_gguf(run, staging, options.gguf,
+                                             scaled(progress, GGUF_START, CHILD_END), cancel)
         progress(CHILD_END, "Writing the report…")
         if contents.merged:
             self._write_modelfile(contents, adapter, staging / bundle.MERGED)
+        if contents.gguf:
+            smallest = min(contents.gguf, key=lambda entry: entry.bytes)
+            self._write_modelfile(contents, adapter, staging / bundle.GGUF,
+                                  source=f"./{Path(smallest.file).name}")
         if options.include_dataset:
             self._copy_dataset(run, staging / bundle.DATASET)
         self._write_documents(contents, staging)
@@ -358,13 +387,30 @@ class ExportService:
         raise UserError(f"The export process ended unexpectedly (exit code {code}); "
                         f"its log is {log_path}.")
 
-    def _write_modelfile(self, contents: _Contents, adapter: Path, merged: Path) -> None:
+    def _write_modelfile(self, contents: _Contents, adapter: Path, folder: Path,
+                         source: str = ".") -> None:
         chat_format = model_chat_format(adapter)
         contents.chat_format = chat_format.label if chat_format else None
         text = render_modelfile(chat_format, system=contents.system_prompt,
                                 eos_token=load_special_tokens(adapter).get("eos_token"),
-                                chat_template=load_chat_template(adapter))
-        atomic_write_text(merged / bundle.MODELFILE, text)
+                                chat_template=load_chat_template(adapter), source=source)
+        atomic_write_text(folder / bundle.MODELFILE, text)
+
+    def _write_gguf(self, run: FinishedRun, staging: Path, quantisations: tuple[str, ...],
+                    progress: ProgressSink, cancel: CancelToken | None) -> list[GgufInfo]:
+        """The GGUF files, written by a worker process from the merged model in staging."""
+        token = cancel or CancelToken()
+        arguments = {"merged": str(staging / bundle.MERGED), "folder": str(staging / bundle.GGUF),
+                     "quantisations": list(quantisations), "name": run.project_name}
+        try:
+            written = run_in_worker(self._context.home, "gguf", arguments, progress, token,
+                                    "Writing the GGUF files")
+        except RuntimeError:
+            if token.cancelled:  # the worker reports a stop as an error
+                raise Cancelled() from None
+            raise
+        return [GgufInfo(f"{bundle.GGUF}/{entry['file']}", entry["quantisation"],
+                         entry["bytes"]) for entry in written]
 
     def _copy_dataset(self, run: FinishedRun, target: Path) -> None:
         target.mkdir(parents=True)
@@ -430,6 +476,7 @@ class ExportService:
             "packages": _packages(),
             "export": {"merged": contents.merged, "include_dataset":
                        contents.options.include_dataset,
+                       "gguf": [asdict(entry) for entry in contents.gguf],
                        "sample_max_tokens": contents.options.sample_max_tokens},
         }
 
@@ -445,7 +492,7 @@ class ExportService:
             samples=contents.samples, samples_held_out=contents.held_out,
             sample_max_tokens=contents.options.sample_max_tokens, packages=_packages(),
             ollama=self._ollama_info(contents), files=files,
-            base_local=base["source"] == "local")
+            base_local=base["source"] == "local", gguf=contents.gguf)
 
     def _ollama_info(self, contents: _Contents) -> OllamaInfo | None:
         if not contents.merged:
@@ -457,6 +504,55 @@ class ExportService:
     def _default_zip(self, run: FinishedRun) -> Path:
         return self._context.home.project_file(run.project_id, "exports",
                                                bundle.zip_name(run.project_name, run.id))
+
+
+# --- GGUF -------------------------------------------------------------------------------------
+
+def _check_gguf(run: FinishedRun, options: ExportOptions) -> None:
+    """Refuse GGUF quantisations this computer cannot make, or a model the writer does not
+    support, before any work starts."""
+    if not options.gguf:
+        return
+    if options.merged is False:
+        raise UserError("GGUF files are made from the merged model: leave out --no-merged (or "
+                        "tick the merged model) to export GGUF.")
+    for quantisation in options.gguf:
+        if reason := gguf_export.quantiser_missing(quantisation):
+            raise UserError(reason)
+    if reason := gguf_export.unsupported_reason(run.model_dir):
+        raise UserError(reason)
+
+
+def write_gguf_files(arguments: dict[str, Any], progress: ProgressSink,
+                     cancel: CancelToken) -> list[dict[str, Any]]:
+    """The worker's side: each quantisation into `folder`; Q4_K_M from an F16 file (the asked
+    one, else a temporary one removed afterwards)."""
+    merged, folder = Path(arguments["merged"]), Path(arguments["folder"])
+    wanted: list[str] = arguments["quantisations"]
+    direct = [q for q in gguf_export.QUANTISATIONS if q in wanted and q != gguf_export.Q4_K_M]
+    if gguf_export.Q4_K_M in wanted and gguf_export.F16 not in direct:
+        direct.append(gguf_export.F16)
+    written: dict[str, gguf_export.GgufFile] = {}
+    try:
+        for number, quantisation in enumerate(direct):
+            written[quantisation] = gguf_export.write_gguf(
+                merged, folder / gguf_export.file_name(quantisation), quantisation,
+                name=arguments["name"], cancel=cancel,
+                progress=scaled(progress, number / len(direct), (number + 1) / len(direct)))
+        if gguf_export.Q4_K_M in wanted:
+            progress(1.0, "Quantising to Q4_K_M with llama.cpp…")
+            written[gguf_export.Q4_K_M] = gguf_export.quantize_with_llama_cpp(
+                written[gguf_export.F16].path, folder / gguf_export.file_name(gguf_export.Q4_K_M))
+    except gguf_export.GgufError as error:
+        raise UserError(str(error)) from None
+    except OSError as error:
+        if problem := write_problem(error, folder):
+            raise UserError(problem) from None
+        raise
+    if gguf_export.F16 not in wanted and gguf_export.F16 in written:
+        written.pop(gguf_export.F16).path.unlink()
+    return [{"file": entry.path.name, "quantisation": entry.quantisation, "bytes": entry.bytes}
+            for quantisation, entry in written.items() if quantisation in wanted]
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -1,5 +1,9 @@
-"""Register an exported merged model in the local Ollama: `ollama create`, then ask it a sample
-prompt, so a broken chat template shows at once."""
+"""Register an exported model in the local Ollama: `ollama create`, then ask it a sample prompt,
+so a broken chat template shows at once.
+
+The export's GGUF folder is used when the export made one (Ollama then imports any architecture
+llama.cpp runs, already quantised); otherwise the merged safetensors folder, which Ollama can
+quantise while importing (`--quantize`)."""
 
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ if TYPE_CHECKING:
     from finetuneflow.services.context import AppContext
 
 OLLAMA_DEFAULT_HOST = "http://127.0.0.1:11434"
+# What `ollama create --quantize` takes from an F16/F32 model (Ollama's import docs).
+OLLAMA_QUANTIZE = ("q8_0", "q4_K_M", "q4_K_S")
 
 
 @dataclass(frozen=True)
@@ -59,31 +65,55 @@ class OllamaService:
         self._exports = ExportService(context)
 
     def register(self, project_ref: str, run_id: int | None = None, *,
-                 name: str | None = None, progress: ProgressSink = ignore_progress,
+                 name: str | None = None, quantize: str | None = None,
+                 progress: ProgressSink = ignore_progress,
                  cancel: CancelToken | None = None) -> OllamaRegistration:
-        """`ollama create` the exported merged model, then ask it the first sample prompt and
-        return its answer beside the transformers model's answer to the same prompt."""
+        """`ollama create` the exported GGUF (else merged) model, then ask it the first sample
+        prompt and return its answer beside the transformers model's answer to it.
+
+        quantize: `ollama create --quantize` (merged models only: a GGUF is already made in
+        the quantisation the export chose)."""
         if not ollama_available():
             raise UserError("Ollama is not installed (there is no `ollama` command): install "
                             "it from https://ollama.com/download, then try again.")
         run = self._runs.get(project_ref, run_id)
         exported = self._exports.last_export(run.project_id, run.id)
-        merged = exported.folder / bundle.MERGED if exported else None
-        if exported is None or merged is None or not (merged / bundle.MODELFILE).is_file():
+        folder = _model_folder(exported)
+        if exported is None or folder is None:
             raise UserError("Export this run with the merged model first (the merged model is "
                             "what Ollama imports).")
-        if exported.ollama is not None and not exported.ollama.importable:
+        if quantize is not None and (exported.gguf or quantize not in OLLAMA_QUANTIZE):
+            raise UserError(_quantize_problem(quantize, bool(exported.gguf)))
+        if not exported.gguf and exported.ollama is not None and not exported.ollama.importable:
             raise UserError(exported.ollama.note)
         model_name = ollama_model_name(name) if name else (
             exported.ollama.model_name if exported.ollama else ollama_model_name(run.project_name))
         progress(0.1, f"ollama create {model_name}…")
-        _ollama_create(model_name, merged, cancel)
+        _ollama_create(model_name, folder, quantize, cancel)
         chat, sample = _first_sample(run, exported)
         progress(0.7, f"Asking {model_name} a sample prompt…")
         answer = _ask_ollama(model_name, chat, exported.sample_max_tokens, cancel)
         progress(1.0, f"{model_name} is ready in Ollama")
         return OllamaRegistration(model_name, sample.prompt, sample.reference, answer,
-                                  sample.finetuned, _template_warning(answer, merged))
+                                  sample.finetuned,
+                                  _template_warning(answer, exported.folder / bundle.MERGED))
+
+
+def _model_folder(exported: ExportResult | None) -> Path | None:
+    """The export's folder Ollama imports: gguf/ when made, else merged/; None without one."""
+    if exported is None:
+        return None
+    folders = [exported.folder / bundle.GGUF] if exported.gguf else []
+    folders.append(exported.folder / bundle.MERGED)
+    return next((f for f in folders if (f / bundle.MODELFILE).is_file()), None)
+
+
+def _quantize_problem(quantize: str, gguf: bool) -> str:
+    if gguf:
+        return (f"This export's GGUF is already quantised ({quantize} is for merged models): "
+                "register without quantising, or export again with the GGUF quantisation "
+                "you want.")
+    return f"Ollama cannot quantise to {quantize!r}: choose {', '.join(OLLAMA_QUANTIZE)}."
 
 
 def _first_sample(run: FinishedRun, exported: ExportResult) -> tuple[Chat, Sample]:
@@ -97,9 +127,12 @@ def _first_sample(run: FinishedRun, exported: ExportResult) -> tuple[Chat, Sampl
     return chat, first
 
 
-def _ollama_create(model_name: str, merged: Path, cancel: CancelToken | None) -> None:
+def _ollama_create(model_name: str, folder: Path, quantize: str | None,
+                   cancel: CancelToken | None) -> None:
     command = ["ollama", "create", model_name, "-f", bundle.MODELFILE]
-    child = subprocess.Popen(command, cwd=merged, stdout=subprocess.PIPE,
+    if quantize:
+        command += ["--quantize", quantize]
+    child = subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, encoding="utf-8",
                              errors="replace")
     output, _ = _communicate(child, cancel)

@@ -187,5 +187,12 @@ def _rechunk(context: AppContext, arguments: dict[str, Any], progress: ProgressS
     return IngestService(context).rechunk(arguments["project"], progress)
 
 
+def _gguf(context: AppContext, arguments: dict[str, Any], progress: ProgressSink,
+          cancel: CancelToken) -> list[dict[str, Any]]:
+    from finetuneflow.services.export import write_gguf_files
+
+    return write_gguf_files(arguments, progress, cancel)
+
+
 OPERATIONS: dict[str, Operation] = {"ingest": _ingest, "set_chunk_settings": _set_chunk_settings,
-                                    "rechunk": _rechunk}
+                                    "rechunk": _rechunk, "gguf": _gguf}

@@ -2,6 +2,7 @@
 
     adapter/       the LoRA adapter with its tokenizer and chat template (PEFT loads it)
     merged/        optional: the adapter folded into the base weights, plus the Modelfile
+    gguf/          optional: the merged model as GGUF files, plus a Modelfile FROM one of them
     dataset/       optional: train.jsonl and eval.jsonl as trained on
     config.json    everything needed to train the run again (never a secret)
     metrics.json   loss histories, final numbers, early stopping
@@ -19,6 +20,7 @@ from finetuneflow.core.export.modelfile import ollama_model_name
 
 ADAPTER = "adapter"
 MERGED = "merged"
+GGUF = "gguf"
 DATASET = "dataset"
 CONFIG = "config.json"
 METRICS = "metrics.json"
@@ -52,6 +54,8 @@ def hub_reference(folder: Path) -> tuple[str, str] | None:
 
 def spread(items: Sequence[T], count: int) -> list[T]:
     """`count` items spaced evenly through the sequence (all of them when there are fewer)."""
+    if count <= 0:  # no sample prompts asked for
+        return []
     if len(items) <= count:
         return list(items)
     step = len(items) / count

@@ -263,11 +263,12 @@ def _quoted(value: str) -> str:
 
 def render_modelfile(chat_format: ChatFormat | None, *, system: str, eos_token: str | None,
                      temperature: float = DEFAULT_TEMPERATURE,
-                     chat_template: str | None = None) -> str:
-    """The Modelfile text for a merged model folder (FROM . — the folder the file is in),
-    its TEMPLATE fitted to the model's own chat template when that is given."""
+                     chat_template: str | None = None, source: str = ".") -> str:
+    """The Modelfile text; FROM `source`: "." for a merged model folder (the folder the file is
+    in), "./NAME.gguf" for a GGUF file beside it. Its TEMPLATE is fitted to the model's own
+    chat template when that is given."""
     lines = ["# Made by FineTuneFlow. Import this folder into Ollama with:",
-             f"#   {create_command('MODEL-NAME')}", "FROM ."]
+             f"#   {create_command('MODEL-NAME')}", f"FROM {source}"]
     if chat_format is None:
         lines.append("# The chat format was not recognised: Ollama picks a template itself.")
         stops: tuple[str, ...] = (eos_token,) if eos_token else ()

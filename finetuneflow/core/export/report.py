@@ -106,6 +106,13 @@ class OllamaInfo:
 
 
 @dataclass(frozen=True)
+class GgufInfo:
+    file: str  # the path inside the export folder, gguf/model-q8_0.gguf
+    quantisation: str  # f16, q8_0, q4_k_m
+    bytes: int
+
+
+@dataclass(frozen=True)
 class ReportInput:
     project: str
     run_id: int
@@ -125,6 +132,7 @@ class ReportInput:
     ollama: OllamaInfo | None = None  # None: no merged model
     files: list[str] = field(default_factory=list)
     base_local: bool = False  # the base was a local folder, not a Hub model
+    gguf: list[GgufInfo] = field(default_factory=list)
 
 
 def render_report(data: ReportInput) -> str:
@@ -217,19 +225,44 @@ def _usage(data: ReportInput) -> str:
         lines[-1] += (" The adapter was trained on the 4-bit base and is folded into the "
                       "16-bit weights here, as usual for QLoRA; answers can differ slightly "
                       "from the 4-bit model's.")
-    lines += ["", "### In Ollama", ""]
-    ollama = data.ollama
-    if not ollama.importable:
+    lines += _gguf_usage(data.gguf)
+    lines += _ollama_usage(data.ollama, "gguf" if data.gguf else "merged")
+    return "\n".join(lines)
+
+
+def _gguf_usage(files: list[GgufInfo]) -> list[str]:
+    if not files:
+        return []
+    rows = [(f"`{entry.file}`", entry.quantisation.upper(), format_bytes(entry.bytes))
+            for entry in files]
+    first = files[0].file
+    return ["", "### GGUF (`gguf/`): LM Studio, llama.cpp, Jan, GPT4All", "",
+            _table(("File", "Quantisation", "Size"), rows), "",
+            "Each file holds the weights, the tokenizer and the chat template, so these "
+            "programs format the chat as in training. LM Studio: `lms import "
+            f"{first}` (or put it in ~/.lmstudio/models/PUBLISHER/MODEL/). llama.cpp: "
+            f"`llama-server -m {first}` or `llama-cli -m {first} -cnv`."]
+
+
+def _ollama_usage(ollama: OllamaInfo | None, folder: str) -> list[str]:
+    if ollama is None:
+        return []
+    lines = ["", "### In Ollama", ""]
+    if folder == "merged" and not ollama.importable:
         lines += [f"**Note:** {ollama.note}", ""]
-    lines += ["```sh", "cd merged", ollama.command, f"ollama run {ollama.model_name}", "```", "",
-              "Add `--quantize q4_K_M` to `ollama create` for a model about a quarter the size. "]
+    lines += ["```sh", f"cd {folder}", ollama.command, f"ollama run {ollama.model_name}", "```",
+              ""]
+    lines.append("The Modelfile in gguf/ points at the smallest GGUF file; change its FROM line "
+                 "to use another. " if folder == "gguf" else
+                 "Add `--quantize q4_K_M` to `ollama create` for a model about a quarter the "
+                 "size. ")
     if ollama.chat_format:
         lines[-1] += (f"The Modelfile states the chat format ({ollama.chat_format}), its stop "
                       "strings and the task's system prompt.")
     else:
         lines[-1] += ("The chat format was not recognised, so the Modelfile leaves the "
                       "template to Ollama: check that its first answers look right.")
-    return "\n".join(lines)
+    return lines
 
 
 def _curve_section(data: ReportInput) -> str:

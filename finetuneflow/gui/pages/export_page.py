@@ -39,10 +39,19 @@ from finetuneflow.gui.workers import TaskRunner, Work
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.export import ExportOptions, ExportResult, ExportService
 from finetuneflow.services.finished_runs import FinishedRuns
-from finetuneflow.services.ollama import OllamaRegistration, OllamaService, ollama_available
+from finetuneflow.services.ollama import (
+    OLLAMA_QUANTIZE,
+    OllamaRegistration,
+    OllamaService,
+    ollama_available,
+)
 from finetuneflow.services.projects import ProjectSummary
 
 ZIP_FILTER = "Zip files (*.zip)"
+GGUF_LABELS = {"f16": "F16", "q8_0": "Q8_0", "q4_k_m": "Q4_K_M"}
+GGUF_TIPS = {"f16": "Full 16-bit weights: the largest file, the exact model.",
+             "q8_0": "8-bit: about half the F16 size, answers nearly identical.",
+             "q4_k_m": "4-bit: about a quarter of the F16 size, for small laptops."}
 EMPTY_TEXT = ("There is no finished training run to export yet.\n\nTrain the model in the "
               "Train step. When a run has finished, come back here to export it and try it.")
 NOT_EXPORTED = ("This run has not been exported yet. The report on the right is a draft: the "
@@ -64,6 +73,7 @@ class ExportPage(StepPage):
         self.destination: Path | None = None
         self.exported: ExportResult | None = None
         self.task: str | None = None  # the export, copy or Ollama call that is running
+        self.gguf_problems: dict[str, str | None] = {}  # why a GGUF box is disabled
         self._report_stale = False
         self.stack = QStackedWidget()
         self.stack.addWidget(self._build_empty())
@@ -149,9 +159,32 @@ class ExportPage(StepPage):
         self.include_dataset = QCheckBox("The dataset (train and eval JSONL)",
                                          objectName="exportDataset")
         layout = QVBoxLayout(box)
-        for widget in (always, self.merged, self.merged_note, self.include_dataset):
+        for widget in (always, self.merged, self.merged_note, self._build_gguf(),
+                       self.include_dataset):
             layout.addWidget(widget)
         return box
+
+    def _build_gguf(self) -> QWidget:
+        """One box per GGUF quantisation (made from the merged model, so ticking one ticks
+        it); a box that cannot be made here is disabled and says why."""
+        self.gguf = {name: QCheckBox(label, objectName=f"gguf_{name}")
+                     for name, label in GGUF_LABELS.items()}
+        self.gguf_note = QLabel(objectName="ggufNote", wordWrap=True, visible=False)
+        set_tone(self.gguf_note, "warning")
+        self.gguf_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(QLabel("GGUF (LM Studio, llama.cpp):"))
+        for box in self.gguf.values():
+            box.toggled.connect(lambda on: on and self.merged.setChecked(True))
+            row.addWidget(box)
+        row.addStretch(1)
+        widget = QWidget()
+        layout = QVBoxLayout(widget)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.gguf_note)
+        return widget
 
     def _build_destination(self) -> QGroupBox:
         box = QGroupBox("Zip file")
@@ -201,7 +234,17 @@ class ExportPage(StepPage):
         layout = QVBoxLayout(self.last_box)
         layout.addWidget(self.summary)
         layout.addLayout(buttons)
-        layout.addWidget(self.register, 0, Qt.AlignmentFlag.AlignLeft)
+        self.quantize = QComboBox(objectName="ollamaQuantize")
+        self.quantize.addItem("as exported", None)
+        for name in OLLAMA_QUANTIZE:
+            self.quantize.addItem(f"quantise to {name}", name)
+        self.quantize.setToolTip("`ollama create --quantize`: only for the merged model; a "
+                                 "GGUF export is already in the quantisation chosen above.")
+        register_row = QHBoxLayout()
+        register_row.addWidget(self.register)
+        register_row.addWidget(self.quantize)
+        register_row.addStretch(1)
+        layout.addLayout(register_row)
         layout.addWidget(self.ollama_hint)
         return self.last_box
 
@@ -262,7 +305,18 @@ class ExportPage(StepPage):
         self.merged.setChecked(bool(options.merged))
         self.merged_note.setText(support.note)
         self.merged_note.setVisible(not support.importable)
+        self._apply_gguf(self.service.gguf_problems(self.project_id, run_id))
         self.chat.set_run(run_id)
+
+    def _apply_gguf(self, problems: dict[str, str | None]) -> None:
+        self.gguf_problems = problems
+        for name, box in self.gguf.items():
+            box.setChecked(False)
+            box.setToolTip(problems[name] or GGUF_TIPS[name])
+        self._enable_gguf(self.task is None)
+        reasons = list(dict.fromkeys(p for p in problems.values() if p))
+        self.gguf_note.setText(" ".join(reasons))
+        self.gguf_note.setVisible(bool(reasons))
 
     def set_destination(self, path: Path | None) -> None:
         if path is not None and path.suffix.lower() != ".zip":
@@ -281,6 +335,9 @@ class ExportPage(StepPage):
             self.status.setText(NOT_EXPORTED)
             return
         parts = "adapter and merged model" if exported.merged else "adapter"
+        if exported.gguf:
+            parts += ", GGUF " + ", ".join(f"{entry.quantisation.upper()} "
+                                           f"{_size(entry.bytes)}" for entry in exported.gguf)
         self.summary.setText(
             f"<b>{exported.zip_path.name}</b><br>{_size(exported.zip_bytes)}, "
             f"{len(exported.files)} files ({parts}), made in "
@@ -293,6 +350,12 @@ class ExportPage(StepPage):
         exported = self.exported
         if exported is None or exported.ollama is None:
             return False, "Export with the merged model to register it in Ollama."
+        self.quantize.setEnabled(not exported.gguf)
+        if exported.gguf:
+            return ollama_available(), (
+                f"Runs “{exported.ollama.command}” in the export's gguf folder."
+                if ollama_available() else "Install Ollama (ollama.com/download) to register "
+                "the model here.")
         if not exported.ollama.importable:
             return False, "Ollama cannot import this architecture directly (see the note above)."
         if not ollama_available():
@@ -329,7 +392,9 @@ class ExportPage(StepPage):
     def start_export(self) -> None:
         options = ExportOptions(run_id=self.run_id, merged=self.merged.isChecked(),
                                 include_dataset=self.include_dataset.isChecked(),
-                                out=self.destination)
+                                out=self.destination,
+                                gguf=tuple(name for name, box in self.gguf.items()
+                                           if box.isChecked()))
         self._start("export", lambda progress, cancel: self.service.export(
             self.project_id, options, progress=progress, cancel=cancel), self._exported,
             "Starting the export…")
@@ -353,8 +418,9 @@ class ExportPage(StepPage):
 
     def register_in_ollama(self) -> None:
         run_id = self.run_id
+        quantize = self.quantize.currentData() if self.quantize.isEnabled() else None
         self._start("ollama", lambda progress, cancel: self.ollama.register(
-            self.project_id, run_id, progress=progress, cancel=cancel),
+            self.project_id, run_id, quantize=quantize, progress=progress, cancel=cancel),
             self._show_registration, "Creating the model in Ollama…")
 
     def _start(self, name: str, work: Work, on_success: Callable[[Any], None],
@@ -411,10 +477,15 @@ class ExportPage(StepPage):
         for widget in (self.export_button, self.merged, self.include_dataset,
                        self.change_destination, self.run_choice):
             widget.setEnabled(not busy)
+        self._enable_gguf(not busy)
         self.cancel_button.setVisible(busy)
         self.progress.setVisible(busy)
         self.progress.setValue(0)
         self._update_buttons()
+
+    def _enable_gguf(self, enabled: bool) -> None:
+        for name, box in self.gguf.items():
+            box.setEnabled(enabled and self.gguf_problems.get(name) is None)
 
     def _update_buttons(self) -> None:
         idle = self.task is None
