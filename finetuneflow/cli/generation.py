@@ -72,6 +72,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous)
     if not args.json and result.chunks_done:
         print(_usage_line(result.prompt_tokens, result.completion_tokens), file=sys.stderr)
+    if result.structured_notice and not args.json:  # said once per run; --json has the key
+        print(result.structured_notice, file=sys.stderr)
     if result.failures:  # some chunks failed after their retries: one line, grouped by cause
         print(f"finetuneflow: warning: {result.failures}; run the same command again to "
               "retry them (details in the log).", file=sys.stderr)
@@ -105,12 +107,15 @@ def _usage_line(prompt: int | None, completion: int | None) -> str:
 
 def _cli_hint(failure: GenerationFailed) -> str:
     """The service's cause, with what to do worded in flags."""
-    from finetuneflow.core.generation.errors import ModelNotFoundError
+    from finetuneflow.core.generation.errors import ContextTooSmallError, ModelNotFoundError
 
     error = failure.error
     if isinstance(error, ModelNotFoundError) and error.available:
         offered = ", ".join(error.available[:20])
         return f"{failure} Choose one with --llm NAME (the server offers: {offered})."
+    if isinstance(error, ContextTooSmallError):
+        return (f"{failure} Smaller chunks: finetuneflow ingest PROJECT FILES --chunk-tokens N; "
+                "another model: --llm NAME.")
     return str(failure)
 
 

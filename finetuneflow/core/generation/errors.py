@@ -181,3 +181,14 @@ class BadResponseError(LLMError):
     """The server answered, but not in a shape this client understands."""
 
     default_cause = "unreadable answer"
+
+
+class ContextTooSmallError(ConfigurationError):
+    """A prompt, with room for its answer, does not fit the context the server reports."""
+
+    default_cause = "prompt over the context size"
+
+    def __init__(self, message: str, *, prompt_tokens: int, context_tokens: int) -> None:
+        super().__init__(message)
+        self.prompt_tokens = prompt_tokens
+        self.context_tokens = context_tokens
