@@ -1,19 +1,24 @@
 """A failed ingest, training, export or chat says so everywhere: a non-zero exit with one line on
-stderr, a `failed` job, and the project list's word for its latest job.
+stderr, a `failed` job (`interrupted` for a killed trainer, which can resume), and the project
+list's word for its latest job.
 
 The real CLI in a child process, the real trainer child and the tiny model."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sqlite3
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.cli import run_cli, run_cli_json
+from tests.helpers.cli import REPO_ROOT, cli_env, run_cli, run_cli_json
 from tests.helpers.finished_run import arithmetic_chats
 
 
@@ -145,3 +150,51 @@ def test_export_and_chat_of_a_broken_adapter_fail(trained: tuple[Path, str]) -> 
         assert "Chat failed" in error_line(chat) and chat.stdout.strip() == ""
     finally:
         weights.write_bytes(saved)
+
+
+def trainer_children(parent: int) -> list[int]:
+    """The trainer processes the CLI started (Linux: read from /proc)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines()
+                          if ":\t" in line)
+            cmdline = (status.parent / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields.get("PPid", "0")) == parent and b"trainer" in cmdline:
+            found.append(int(status.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads /proc")
+def test_a_killed_trainer_child_is_interrupted_everywhere(
+        home: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Killed, the child leaves a resumable run: the CLI says so and exits 1, the job and the
+    run are `interrupted`, and so is the project list's word."""
+    project = new_project(home, tiny_model_dir)
+    run_cli_json(home, "dataset", "import", project, str(arithmetic_chats(tmp_path / "d.jsonl")))
+    cli = subprocess.Popen([sys.executable, "-m", "finetuneflow", "train", project,
+                            "--preset", "quick", "--max-steps", "5000"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=cli_env(home), cwd=REPO_ROOT)
+    try:
+        deadline = time.monotonic() + 600
+        while not (children := trainer_children(cli.pid)) and time.monotonic() < deadline:
+            assert cli.poll() is None, cli.communicate()
+            time.sleep(0.2)
+        assert children, "the trainer child never started"
+        for child in children:
+            os.kill(child, signal.SIGKILL)
+        _out, err = cli.communicate(timeout=120)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert cli.returncode == 1, err
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert errors == ["finetuneflow: error: The training process ended unexpectedly; resume "
+                      "with --resume."], err
+    assert latest_job(home)[:2] == ("train", "interrupted")
+    with sqlite3.connect(home / "finetuneflow.db") as db:
+        assert db.execute("SELECT status FROM runs").fetchall() == [("interrupted",)]
+    assert_listed_as(home, project, "train", "interrupted")
