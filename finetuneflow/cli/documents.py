@@ -38,7 +38,7 @@ def cmd_model_set(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from finetuneflow.core.chunking import ChunkSettings
-    from finetuneflow.services.ingest import IngestService, printable
+    from finetuneflow.services.ingest import IngestService, nothing_added, printable
 
     service = IngestService(open_context())
     if args.chunk_tokens is not None or args.overlap is not None:
@@ -55,12 +55,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             pages = "-" if o.pages is None else o.pages
             print(f"{printable(o.name)}\t{o.status}\t{o.message or '-'}\tpages={pages}"
                   f"\tchars={o.chars}\tchunks={o.chunks}")
-    if not outcomes:
-        print("finetuneflow: error: no supported files found (PDF, DOCX, TXT, MD)",
-              file=sys.stderr)
-        return EXIT_USER_ERROR
-    if not any(o.status != "error" for o in outcomes):
-        return EXIT_USER_ERROR
+    if failure := nothing_added(outcomes):
+        raise UserError(failure)
     if not args.json:
         print_next(args.project)
     return 0

@@ -78,6 +78,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if result.unreadable:  # rejected, so a rerun does not ask again: say why
         print(f"finetuneflow: warning: {result.unreadable} answer(s) could not be read and "
               f"were rejected: {result.unreadable_reason}", file=sys.stderr)
+    if result.structured_notice and not args.json:  # said once per run; --json has the key
+        print(result.structured_notice, file=sys.stderr)
     if result.failures:  # some chunks failed after their retries: one line, grouped by cause
         print(f"finetuneflow: warning: {result.failures}; run the same command again to "
               "retry them (details in the log).", file=sys.stderr)
@@ -111,12 +113,15 @@ def _usage_line(prompt: int | None, completion: int | None) -> str:
 
 def _cli_hint(failure: GenerationFailed) -> str:
     """The service's cause, with what to do worded in flags."""
-    from finetuneflow.core.generation.errors import ModelNotFoundError
+    from finetuneflow.core.generation.errors import ContextTooSmallError, ModelNotFoundError
 
     error = failure.error
     if isinstance(error, ModelNotFoundError) and error.available:
         offered = ", ".join(error.available[:20])
         return f"{failure} Choose one with --llm NAME (the server offers: {offered})."
+    if isinstance(error, ContextTooSmallError):
+        return (f"{failure} Smaller chunks: finetuneflow ingest PROJECT FILES --chunk-tokens N; "
+                "another model: --llm NAME.")
     return str(failure)
 
 

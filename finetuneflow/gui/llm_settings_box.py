@@ -30,6 +30,7 @@ from finetuneflow.core.generation import (
     QuotaExhaustedError,
     plain_http_key_warning,
 )
+from finetuneflow.core.generation.errors import ContextTooSmallError
 from finetuneflow.core.generation.settings import (
     DEFAULT_BASE_URLS,
     DEFAULT_CONCURRENCY,
@@ -59,6 +60,9 @@ def run_failure_text(error: BaseException, log_file: Path) -> str:
         hint = "pick a model the server lists in Model above (Test connection fills the list)"
     elif isinstance(cause, AuthError):
         hint = "paste a valid API key above and press Save key"
+    elif isinstance(cause, ContextTooSmallError):
+        hint = ("make the chunks smaller (Data step: Chunk size, then Re-cut chunks), or choose "
+                "a model or server with a larger context")
     elif isinstance(cause, QuotaExhaustedError):
         hint = "wait for the limit to reset, or change plan, and generate again"
     else:

@@ -40,6 +40,11 @@ from finetuneflow.core.generation import (
     run_generation,
     test_connection,
 )
+from finetuneflow.core.generation.client import (
+    Message,
+    structured_fallback_notice,
+    structured_mode_used,
+)
 from finetuneflow.core.progress import (
     Cancelled,
     CancelToken,
@@ -81,6 +86,8 @@ class GenerationResult:
     failures: str | None = None  # "7 requests failed: 5 timed out, 2 HTTP 502"
     unreadable: int = 0  # chunks rejected because their answer could not be read
     unreadable_reason: str | None = None  # the last such answer's cause, in one line
+    structured_output: str = "json_schema"  # the mode the requests went out in
+    structured_notice: str | None = None  # why it is not json_schema, when auto fell back
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,6 +136,16 @@ def retry_policy() -> RetryPolicy:
 def one_line(text: str) -> str:
     """Error texts go to one line of stderr or one status label: no line breaks."""
     return " ".join(text.split())
+
+
+def _longest_prompt(task: Task, chunks: list[ChunkInput], done: set[int],
+                    per_chunk: int | None) -> list[Message] | None:
+    """The generation request of the longest chunk still to do: the one most likely not to
+    fit the server's context."""
+    todo = [chunk for chunk in chunks if chunk.id not in done]
+    if not todo:
+        return None
+    return task.generation_messages(max(todo, key=lambda c: len(c.text)).text, per_chunk)
 
 
 def _failure_cause(error: LLMError, summary: RunSummary) -> str:
@@ -208,7 +225,7 @@ class GenerationService:
         job_id = self._jobs.create(project_id, JobKind.PREVIEW if preview else JobKind.GENERATE,
                                    {"chunks": len(chunks), "skipped": len(done)})
         self._jobs.start(job_id)
-        self._preflight(job_id, client, cancel)
+        self._preflight(job_id, client, cancel, _longest_prompt(task, chunks, done, per_chunk))
         sink = both(ThrottledProgress(self._jobs, job_id), progress)
         split = ExampleSplit.PREVIEW if preview else ExampleSplit.TRAIN
         writer = _ChunkWriter(self._context, project_id, split, len(chunks) - len(done), sink)
@@ -232,16 +249,21 @@ class GenerationService:
             usage.prompt_tokens if known else None, usage.completion_tokens if known else None,
             summary.cancelled, summary.failed_requests, summary.describe_failures(),
             summary.unreadable,
-            one_line(str(summary.last_unreadable)) if summary.last_unreadable else None)
+            one_line(str(summary.last_unreadable)) if summary.last_unreadable else None,
+            structured_mode_used(client.settings), structured_fallback_notice(client.settings))
         measured = measure(writer.results, per_chunk or task.settings.examples_per_chunk)
         self._close_job(job_id, summary, result, measured)
         return result
 
-    def _preflight(self, job_id: int, client: LLMClient, cancel: CancelToken | None) -> None:
-        """Reach the server, check the key and the model before any chunk: a run that cannot
-        work fails at once with the cause."""
+    def _preflight(self, job_id: int, client: LLMClient, cancel: CancelToken | None,
+                   longest: list[Message] | None) -> None:
+        """Reach the server, check the key, the model and that the longest prompt fits the
+        server's context before any chunk: a run that cannot work fails at once with the
+        cause."""
         try:
             client.preflight(cancel=cancel)
+            if longest is not None:
+                client.require_prompt_fits(longest, client.settings.max_tokens)
         except LLMError as error:
             client.close()
             log.error("Generation job %s: the preflight failed: %s", job_id, error)
@@ -336,8 +358,8 @@ class GenerationService:
         message = f"{result.accepted} examples accepted, {result.rejected} rejected"
         if result.unreadable:
             message += f"; {result.unreadable} unreadable answer(s): {result.unreadable_reason}"
-        self._jobs.succeed(job_id, outcome,
-                           message + (f"; {result.failures}" if result.failures else ""))
+        notes = [note for note in (result.failures, result.structured_notice) if note]
+        self._jobs.succeed(job_id, outcome, "; ".join([message, *notes]))
 
     def _chunks(self, project_id: str) -> list[ChunkInput]:
         with self._context.transaction() as tx:

@@ -70,6 +70,20 @@ class FileOutcome:
         return asdict(self)
 
 
+def nothing_added(outcomes: Sequence[FileOutcome]) -> str | None:
+    """One line when no file was added (the ingest failed), None when any was."""
+    if not outcomes:
+        return "No supported files found (PDF, DOCX, TXT, MD): check the paths."
+    if any(outcome.status != "error" for outcome in outcomes):
+        return None
+    first = outcomes[0]
+    more = f" (and {len(outcomes) - 1} more)" if len(outcomes) > 1 else ""
+    count = "the file" if len(outcomes) == 1 else f"any of the {len(outcomes)} files"
+    reason = " ".join(first.message.split())
+    name = "" if first.name in reason else f"{printable(first.name)}: "
+    return f"Could not add {count}: {name}{reason}{more}"
+
+
 @dataclass(frozen=True)
 class FileRow:
     id: int
@@ -231,8 +245,11 @@ class IngestService:
         except BaseException as error:
             self._jobs.fail(job_id, str(error) or type(error).__name__)
             raise
+        failure = nothing_added(outcomes)
         if cancel is not None and cancel.cancelled:
             self._jobs.cancel(job_id)
+        elif failure is not None:  # the outcomes are still returned, for the file list
+            self._jobs.fail(job_id, failure)
         else:
             self._jobs.succeed(job_id, {"files": len(outcomes)})
         return outcomes

@@ -94,6 +94,12 @@ class JobService:
             job = tx.jobs.latest(project_id, kind)
             return JobInfo.of(job) if job else None
 
+    def latest_failed(self, project_id: str, kind: JobKind) -> JobInfo | None:
+        """The project's latest job of this kind, when it failed: a page reopened later says
+        what the dashboard and the command line said."""
+        job = self.latest(project_id, kind)
+        return job if job is not None and job.status is JobStatus.FAILED else None
+
     def alive(self, project_id: str | None = None, kind: JobKind | None = None
               ) -> list[JobInfo]:
         """Running jobs whose process still lives (here or another app): a project delete or a

@@ -73,6 +73,12 @@ def test_kept_rows_first_and_buttons_follow_the_selection(
     tip = page.model.data(page.model.index(1, 0), Qt.ItemDataRole.ToolTipRole)
     assert tip.endswith(f"{TOPICS[3]}?")
 
+    # At 1100 px the question takes the spare width: by far the widest column.
+    header = page.table.horizontalHeader()
+    widths = [header.sectionSize(column) for column in range(header.count())]
+    assert widths[0] >= 0.35 * page.table.viewport().width(), widths
+    assert widths[0] > 2 * max(widths[1:]), widths
+
     # Imported examples have no token count: a sentence, not an empty plot.
     assert page.histogram.isHidden() and not page.no_lengths.isHidden()
     assert "no token count" in page.no_lengths.text()

@@ -684,6 +684,7 @@ class _Settings:
     answer_any_model: bool = False  # llama-server: one model loaded, any name answered
     hostile_bytes: int = 64 * 2**20  # size of the giant-body and no-newline answers
     hostile_interval_s: float = 0.05  # pace of the endless and dribbling answers
+    num_ctx: int | None = None  # a Modelfile's `PARAMETER num_ctx`, in /api/show's parameters
 
 
 @dataclass
@@ -873,6 +874,11 @@ class FakeLLMServer:
                 self._settings.hostile_bytes = size_bytes
             if interval_s is not None:
                 self._settings.hostile_interval_s = interval_s
+    def set_num_ctx(self, tokens: int | None) -> None:
+        """/api/show lists `num_ctx tokens` in the model's parameters, as a Modelfile's
+        PARAMETER line does (what Ollama runs the model with)."""
+        with self._lock:
+            self._settings.num_ctx = tokens
 
     def set_timeout_fault_s(self, seconds: float) -> None:
         with self._lock:
@@ -1184,13 +1190,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_show(self, request: RecordedRequest) -> None:
         with self.server.fake._lock:
             context = self.server.fake._settings.context_size
+            num_ctx = self.server.fake._settings.num_ctx
         payload = request.payload if isinstance(request.payload, dict) else {}
         name = str(payload.get("model") or payload.get("name") or "")
         if not self.server.fake._knows_model(name):
             self._send_error("native", 404, f"model '{name}' not found")
             return
         info = {"general.architecture": "llama", "llama.context_length": context or 131072}
-        body = {"modelfile": "", "parameters": "", "template": "",
+        parameters = f"num_ctx                        {num_ctx}" if num_ctx else ""
+        body = {"modelfile": "", "parameters": parameters, "template": "",
                 "details": _model_details(name), "model_info": info}
         self._send(200, NATIVE_JSON, native_json_body(body))
 

@@ -36,6 +36,7 @@ from finetuneflow.core.generation.errors import (
     AuthError,
     BadResponseError,
     ConfigurationError,
+    ContextTooSmallError,
     ForbiddenError,
     InvalidRequestError,
     LLMError,
@@ -169,6 +170,7 @@ class ConnectionCheck:
     message: str
     models: tuple[str, ...] = ()  # what the server lists (empty when listing failed)
     latency_s: float | None = None
+    context_tokens: int | None = None  # the model's context, when the server says it
 
     @property
     def ok(self) -> bool:
@@ -202,6 +204,7 @@ class LLMClient:
         self._usage = TokenUsage()
         self._lock = threading.Lock()
         self._models_cache: tuple[float, tuple[str, ...]] | None = None
+        self.context_tokens: int | None = None  # learnt by the preflight, when reported
         self._never = threading.Event()  # sleeps without a cancel token wait on this
         self._http = self._make_http(transport)
 
@@ -367,8 +370,9 @@ class LLMClient:
         except (ConfigurationError, BadResponseError, RequestRejectedError) as error:
             # Some servers list nothing at /models; the first request will tell.
             log.info("No model list from %s (%s); the model is not checked", self, error)
-            return ()
+            models = ()
         self.require_listed_model(models)
+        self.context_tokens = self.context_length()
         return models
 
     def require_listed_model(self, models: tuple[str, ...]) -> None:
@@ -400,8 +404,51 @@ class LLMClient:
         except LLMError as error:
             return ConnectionCheck(_status_of(error), str(error), models)
         latency = time.monotonic() - started
-        message = f"Connected: {self.settings.resolved_model} answered in {latency:.1f} s."
-        return ConnectionCheck(ConnectionStatus.OK, message, models, latency)
+        context = self.context_length()
+        found = (f" Context: {context:,} tokens." if context
+                 else " The server does not say its context length.")
+        notice = structured_fallback_notice(self.settings)
+        message = (f"Connected: {self.settings.resolved_model} answered in {latency:.1f} s."
+                   f"{found}{' ' + notice if notice else ''}")
+        return ConnectionCheck(ConnectionStatus.OK, message, models, latency, context)
+
+    # -- the context the server runs the model with -----------------------------------------
+
+    def context_length(self) -> int | None:
+        """The context in tokens as the server reports it: Ollama's /api/show (num_ctx when
+        the model sets one, else the model's context_length), llama-server's /props. None when
+        it does not say; never raises, as the first request will tell what is wrong."""
+        try:
+            with self._translate_transport_errors():
+                if self.settings.provider == "openai":
+                    root = self.settings.root_url.removesuffix("/v1")
+                    response = self._http.get(f"{root}/props")
+                    self._raise_for_status(response, listing=True)
+                    return _context_from_props(self._json_of(response))
+                response = self._http.post(f"{self.settings.root_url}/api/show",
+                                           json={"model": self.settings.resolved_model})
+                self._raise_for_status(response, listing=True)
+                return _context_from_show(self._json_of(response))
+        except LLMError as error:
+            log.info("%s did not say its context length (%s)", self, error)
+            return None
+
+    def require_prompt_fits(self, messages: list[Message], max_tokens: int | None) -> None:
+        """ContextTooSmallError when the prompt, with room for the answer, surely exceeds
+        the context the preflight learnt; nothing when the server did not say."""
+        context = self.context_tokens
+        if context is None:
+            return
+        prompt = estimated_prompt_tokens(messages)
+        room = answer_room(context, max_tokens)
+        if prompt + room <= context:
+            return
+        raise ContextTooSmallError(
+            f"The longest prompt (about {prompt:,} tokens) and room for the answer "
+            f"({room:,} tokens) do not fit the context of {self.settings.resolved_model} on "
+            f"this server ({context:,} tokens): use smaller chunks, a model with a larger "
+            "context, or a larger context on the server (Ollama num_ctx, llama-server -c).",
+            prompt_tokens=prompt, context_tokens=context)
 
     def _models_or_empty(self, cancel: CancelHook | None) -> tuple[str, ...]:
         try:
@@ -689,6 +736,47 @@ def _model_names(data: Any) -> list[str]:
     return [e[key] for e in entries if isinstance(e, dict) and isinstance(e.get(key), str)]
 
 
+# A generous 4 characters per token (English runs about 4, code and most other languages
+# fewer): the estimate stays under the real count, so a refused prompt surely does not fit.
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 4  # the role markers a chat template adds
+
+
+def estimated_prompt_tokens(messages: list[Message]) -> int:
+    return sum(-(-len(m.get("content", "")) // CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE
+               for m in messages)
+
+
+def answer_room(context: int, max_tokens: int | None) -> int:
+    """Tokens kept for the answer: the max tokens asked for, but at most a quarter of the
+    context. Servers cut an answer at the context's end rather than refuse it, so a max_tokens
+    larger than the context (8192 against Ollama's default 4096) must not refuse every prompt."""
+    quarter = context // 4
+    return quarter if max_tokens is None else min(max_tokens, quarter)
+
+
+def _context_from_show(data: Any) -> int | None:
+    """num_ctx from the model's parameters ("num_ctx 8192" lines), else model_info's
+    `<architecture>.context_length`."""
+    if not isinstance(data, dict):
+        return None
+    parameters = data.get("parameters")
+    for line in parameters.splitlines() if isinstance(parameters, str) else ():
+        name, _, value = line.strip().partition(" ")
+        if name == "num_ctx" and value.strip().isdigit():
+            return int(value.strip())
+    info = data.get("model_info")
+    lengths = [v for k, v in info.items() if k.endswith(".context_length")
+               and isinstance(v, int) and v > 0] if isinstance(info, dict) else []
+    return lengths[0] if lengths else None
+
+
+def _context_from_props(data: Any) -> int | None:
+    settings = data.get("default_generation_settings") if isinstance(data, dict) else None
+    n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
+    return n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None
+
+
 FALLBACK_MODES = ("json_schema", "json_object", "text")
 _server_modes: dict[str, str] = {}  # base URL -> the structured-output mode it takes
 _server_modes_lock = threading.Lock()
@@ -698,6 +786,24 @@ def structured_mode_of(base_url: str) -> str:
     """The mode auto uses for this server: json_schema until the server refused it."""
     with _server_modes_lock:
         return _server_modes.get(base_url, FALLBACK_MODES[0])
+
+
+def structured_mode_used(settings: LLMSettings) -> str:
+    """The mode requests to this server go out in: the chosen one, or what auto settled on."""
+    wanted = settings.resolved_structured_mode
+    return structured_mode_of(settings.root_url) if wanted == "auto" else wanted
+
+
+def structured_fallback_notice(settings: LLMSettings) -> str | None:
+    """One line for the person when auto fell back from json_schema for this server."""
+    if settings.resolved_structured_mode != "auto":
+        return None
+    mode = structured_mode_of(settings.root_url)
+    refused = FALLBACK_MODES[: FALLBACK_MODES.index(mode)]
+    if not refused:
+        return None
+    used = "the schema in the prompt (text)" if mode == "text" else mode
+    return f"The server does not accept {' or '.join(refused)}; using {used} for this server."
 
 
 def forget_structured_modes() -> None:

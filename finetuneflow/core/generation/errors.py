@@ -202,3 +202,12 @@ class DeadlineError(NetworkError):
 
     retryable = False
     default_cause = "deadline passed"
+class ContextTooSmallError(ConfigurationError):
+    """A prompt, with room for its answer, does not fit the context the server reports."""
+
+    default_cause = "prompt over the context size"
+
+    def __init__(self, message: str, *, prompt_tokens: int, context_tokens: int) -> None:
+        super().__init__(message)
+        self.prompt_tokens = prompt_tokens
+        self.context_tokens = context_tokens

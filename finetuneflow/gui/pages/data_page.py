@@ -28,7 +28,9 @@ from PySide6.QtWidgets import (
 
 from finetuneflow.core.chunking import ChunkSettings
 from finetuneflow.core.dataset.formats import CsvColumns
+from finetuneflow.core.statuses import JobKind
 from finetuneflow.core.steps import Step
+from finetuneflow.gui.colours import set_tone
 from finetuneflow.gui.errors import show_error
 from finetuneflow.gui.import_dialog import ImportDialog
 from finetuneflow.gui.pages.step_page import StepPage
@@ -36,6 +38,7 @@ from finetuneflow.gui.workers import TaskRunner, Work
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.datasets import DatasetService, ImportSummary
 from finetuneflow.services.ingest import FileOutcome, FileRow, IngestService
+from finetuneflow.services.jobs import JobService
 from finetuneflow.services.projects import ProjectSummary
 
 COLUMNS = ("", "File", "Pages", "Characters", "Chunks", "Message")
@@ -130,7 +133,7 @@ class DataPage(StepPage):
         self.files_or_empty.addWidget(self.table)
         self.files_or_empty.addWidget(self.drop_zone)
 
-        self.summary = QLabel()
+        self.summary = QLabel(wordWrap=True)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.cancel = QPushButton("Cancel")
@@ -194,7 +197,12 @@ class DataPage(StepPage):
         self.files_or_empty.setCurrentWidget(self.table if has_rows else self.drop_zone)
         chunks = sum(file.chunks for file in self._rows)
         files = f"{len(self._rows)} file{'' if len(self._rows) == 1 else 's'}"
-        self.summary.setText(f"{files} · {chunks} chunks" if has_rows else "")
+        # A failed adding of files is said here too, as on the dashboard and the command line.
+        failed = JobService(self.context).latest_failed(self.project_id, JobKind.INGEST)
+        parts = ([f"{files} · {chunks} chunks"] if has_rows else []) + (
+            [f"Adding files failed: {failed.error}"] if failed else [])
+        set_tone(self.summary, "error" if failed else None)
+        self.summary.setText(" · ".join(parts))
         self._update_buttons()
         self.completeChanged.emit()
 

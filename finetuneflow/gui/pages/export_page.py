@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from finetuneflow.core.statuses import JobKind
 from finetuneflow.core.steps import Step
 from finetuneflow.core.units import format_bytes, format_duration
 from finetuneflow.gui.chat_panel import ChatPanel
@@ -39,6 +40,7 @@ from finetuneflow.gui.workers import TaskRunner, Work
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.export import ExportOptions, ExportResult, ExportService
 from finetuneflow.services.finished_runs import FinishedRuns
+from finetuneflow.services.jobs import JobService
 from finetuneflow.services.ollama import (
     OLLAMA_QUANTIZE,
     OllamaRegistration,
@@ -331,8 +333,15 @@ class ExportPage(StepPage):
     def show_last_export(self, exported: ExportResult | None) -> None:
         self.exported = exported
         self.last_box.setVisible(exported is not None)
-        if exported is None:
+        failed = JobService(self.context).latest_failed(self.project_id, JobKind.EXPORT)
+        set_tone(self.status, None)
+        if failed is not None and failed.params.get("run_id") == self.run_id:
+            # The dashboard says "Export failed": so does the page, with the cause.
+            set_tone(self.status, "error")
+            self.status.setText(f"The last export of this run failed: {failed.error}")
+        elif exported is None:
             self.status.setText(NOT_EXPORTED)
+        if exported is None:
             return
         parts = "adapter and merged model" if exported.merged else "adapter"
         if exported.gguf:
@@ -430,6 +439,7 @@ class ExportPage(StepPage):
             return
         self.task = name
         self._set_busy(True)
+        set_tone(self.status, None)
         self.status.setText(starting)
         self.runner.start(name, work, on_progress=self._on_progress, on_success=on_success,
                           on_cancel=lambda: self.status.setText(STOPPED[name]),
@@ -465,6 +475,7 @@ class ExportPage(StepPage):
 
     def _failed(self, error: BaseException) -> None:
         text, is_bug = describe(error, self.context.log_file)
+        set_tone(self.status, "error")
         self.status.setText(text)
         if is_bug:
             show_error(self, "Export", error, self.context.log_file)

@@ -119,6 +119,8 @@ class PreviewPage(StepPage):
         counts = (f"{result.accepted} examples kept, {result.rejected} rejected, from "
                   f"{result.chunks_done} passages")
         failed = f" ({result.failures}: see the log)" if result.failures else ""
+        if result.structured_notice:
+            failed += f". {result.structured_notice.removesuffix('.')}"
         if result.accepted:
             self.status.setText(f"{counts}{failed}. Happy with them? Go on to Review.")
         else:  # nothing to be happy with: say so, and what to change

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -144,15 +145,15 @@ class ReviewPage(StepPage):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Fixed)
             header.resizeSection(column, max(map(metrics.horizontalAdvance, words)) + 20)
         # The question gets the room (it is what tells rows apart); the answer and the
-        # source take a fixed share, which a drag of the header can change.
-        for column, width in ((1, 130), (5, 100)):
+        # source take a small fixed share, which a drag of the header can change.
+        for column, width in ((1, 100), (5, 80)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
             header.resizeSection(column, width)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.table)
         splitter.addWidget(self._build_side())
-        splitter.setSizes([650, 320])
+        splitter.setSizes([760, 260])
         splitter.setStretchFactor(0, 1)  # a wider window widens the table, not the editor
         splitter.setStretchFactor(1, 0)
         return splitter
@@ -166,20 +167,22 @@ class ReviewPage(StepPage):
         self.reason = QLabel(objectName="exampleReason", wordWrap=True)
         set_tone(self.reason, "error")
         form = QFormLayout()
+        # Labels above the fields, buttons two by two: a narrow panel leaves the table wide.
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapAllRows)
         form.addRow("Prompt:", self.user_text)
         form.addRow("Reply:", self.reply_text)
-        buttons = QHBoxLayout()
+        buttons = QGridLayout()
         self.save_edit = QPushButton("Save edit", objectName="saveEdit")
         self.reject = QPushButton("Reject", objectName="rejectExample")
         self.restore = QPushButton("Keep", objectName="restoreExample")
         self.restore.setToolTip("Keep a rejected or flagged example after all")
         self.delete = QPushButton("Delete", objectName="deleteExample")
-        for button, slot in ((self.save_edit, self.save_current_edit),
-                             (self.reject, self.reject_selected),
-                             (self.restore, self.restore_selected),
-                             (self.delete, self.delete_selected)):
+        for place, (button, slot) in enumerate(((self.save_edit, self.save_current_edit),
+                                                (self.reject, self.reject_selected),
+                                                (self.restore, self.restore_selected),
+                                                (self.delete, self.delete_selected))):
             button.clicked.connect(slot)
-            buttons.addWidget(button)
+            buttons.addWidget(button, place // 2, place % 2)
         self.stats = QLabel(objectName="reviewStats", wordWrap=True)
         self.histogram = LengthHistogram()
         self.no_lengths = QLabel(objectName="noLengths", wordWrap=True, visible=False)

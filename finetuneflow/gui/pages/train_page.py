@@ -235,9 +235,15 @@ class TrainPage(StepPage):
         if run is None:
             self.state.setText("No training yet. The settings come from the Hardware step.")
             return
-        for event in self.training.events(self.project_id, run["id"]):
+        events = self.training.events(self.project_id, run["id"])
+        for event in events:
             self.show_event(event)
-        self.state.setText(f"Last run ({run['id']}): {run['status']}.")
+        # A failed run says why, as the command line did when it ended.
+        failure = next((e.message for e in reversed(events) if isinstance(e, ErrorEvent)), None)
+        if run["status"] == "failed" and failure:
+            self.state.setText(f"Last run ({run['id']}) failed: {failure}")
+        else:
+            self.state.setText(f"Last run ({run['id']}): {run['status']}.")
 
     def _update_buttons(self) -> None:
         preparing = self.tasks.is_running("prepare")
