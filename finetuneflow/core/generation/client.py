@@ -339,9 +339,14 @@ class LLMClient:
         return httpx.Timeout(connect=CONNECT_TIMEOUT_S, read=read, write=read, pool=None)
 
     def _get_json(self, url: str, *, listing: bool = False) -> Any:
+        return self._request_json("GET", url, listing=listing)
+
+    def _request_json(self, method: str, url: str, *, listing: bool = False,
+                      body: dict[str, Any] | None = None) -> Any:
+        """A JSON answer read within the limits, as every answer is."""
         reader = BoundedReader(self.limits)
         with self._translate_transport_errors(reader), self._http.stream(
-                "GET", url, timeout=self._timeout(reader)) as response:
+                method, url, json=body, timeout=self._timeout(reader)) as response:
             self._raise_for_status(response, listing=listing)
             return wire.loads_answer(reader.body(response))
 
@@ -419,16 +424,12 @@ class LLMClient:
         the model sets one, else the model's context_length), llama-server's /props. None when
         it does not say; never raises, as the first request will tell what is wrong."""
         try:
-            with self._translate_transport_errors():
-                if self.settings.provider == "openai":
-                    root = self.settings.root_url.removesuffix("/v1")
-                    response = self._http.get(f"{root}/props")
-                    self._raise_for_status(response, listing=True)
-                    return _context_from_props(self._json_of(response))
-                response = self._http.post(f"{self.settings.root_url}/api/show",
-                                           json={"model": self.settings.resolved_model})
-                self._raise_for_status(response, listing=True)
-                return _context_from_show(self._json_of(response))
+            if self.settings.provider == "openai":
+                root = self.settings.root_url.removesuffix("/v1")
+                return _context_from_props(self._get_json(f"{root}/props", listing=True))
+            return _context_from_show(self._request_json(
+                "POST", f"{self.settings.root_url}/api/show", listing=True,
+                body={"model": self.settings.resolved_model}))
         except LLMError as error:
             log.info("%s did not say its context length (%s)", self, error)
             return None
