@@ -119,3 +119,18 @@ def test_a_killed_import_keeps_its_batches_and_a_rerun_adds_the_rest(
     with sqlite3.connect(db_path) as db:
         assert db.execute("SELECT COUNT(*), COUNT(DISTINCT content_hash) FROM "
                           "dataset_examples").fetchone() == (lines, lines)
+
+
+def test_the_duplicate_lookup_of_a_batch_reads_by_hash_not_the_whole_project(
+        context: AppContext) -> None:
+    """Through the project_id index each batch would read every row of the project: a
+    million-line import would slow down quadratically."""
+    from sqlalchemy.dialects import sqlite
+
+    from finetuneflow.storage.examples import _known_hashes
+
+    query = _known_hashes("some-project", ["a" * 64, "b" * 64]).compile(
+        dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
+    with sqlite3.connect(context.home.db_path) as db:
+        plan = " ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {query}"))
+    assert "USING INDEX ix_dataset_examples_content_hash" in plan, plan
