@@ -120,7 +120,10 @@ def cmd_settings(args: argparse.Namespace) -> int:
     changes = {name: value for name, value in (
         ("max_file_mb", args.max_file_mb),
         ("retry_smaller_on_oom", args.retry_smaller_on_oom),
-        ("default_preset", args.default_preset)) if value is not None}
+        ("default_preset", args.default_preset),
+        ("max_dataset_mb", args.max_dataset_mb),
+        ("max_line_mb", args.max_line_mb),
+        ("example_chars_per_token", args.example_chars_per_token)) if value is not None}
     if changes:
         settings = replace(settings, **changes)
         settings.save(context.home)
@@ -141,6 +144,13 @@ def register_settings(commands: argparse._SubParsersAction) -> None:
                                "settings (no)")
     settings.add_argument("--default-preset", choices=list(PRESETS),
                           help="training preset new projects start with (balanced)")
+    settings.add_argument("--max-dataset-mb", type=int, metavar="N",
+                          help="refuse dataset files larger than N MB (2048)")
+    settings.add_argument("--max-line-mb", type=int, metavar="N",
+                          help="reject dataset lines longer than N MB (8)")
+    settings.add_argument("--example-chars-per-token", type=int, metavar="N",
+                          help="reject imported examples longer than N characters per token of "
+                               "the training's max length (8)")
     add_json(settings)
     settings.set_defaults(handler=cmd_settings)
 

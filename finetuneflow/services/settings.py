@@ -23,6 +23,10 @@ class AppSettings:
     retry_smaller_on_oom: bool = False  # after running out of GPU memory, retry once, smaller
     default_preset: str = "balanced"  # the training preset a new project starts with
     llm: dict[str, Any] | None = None  # LLMSettings a new project starts with (never a key)
+    # Dataset import limits, each met before the memory is spent (issue 15).
+    max_dataset_mb: int = 2048  # a larger dataset file is refused before it is read
+    max_line_mb: int = 8  # a longer JSONL line is rejected without being read whole
+    example_chars_per_token: int = 8  # longer examples (× training max length) are rejected
 
     def validate(self) -> AppSettings:
         if not 1 <= self.max_file_mb <= 100_000:
@@ -32,7 +36,17 @@ class AppSettings:
                             f"{', '.join(PRESETS)}.")
         if self.llm is not None and (problems := self.default_llm().problems()):
             raise UserError(" ".join(problems))
+        self._validate_import_limits()
         return self
+
+    def _validate_import_limits(self) -> None:
+        if not 1 <= self.max_dataset_mb <= 100_000:
+            raise UserError("The dataset file size limit must be between 1 MB and 100,000 MB.")
+        if not 1 <= self.max_line_mb <= 1024:
+            raise UserError("The dataset line length limit must be between 1 MB and 1,024 MB.")
+        if not 1 <= self.example_chars_per_token <= 100:
+            raise UserError("The characters per token of the longest example must be between "
+                            "1 and 100.")
 
     def default_llm(self) -> LLMSettings:
         """The LLM settings for projects that have none of their own."""

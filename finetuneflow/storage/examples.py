@@ -372,7 +372,7 @@ IMPORT_INSERT = (
     "content_hash, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
-def _known_hashes(project_id: str, digests: Iterable[str]) -> Select[tuple[str]]:
+def _known_hashes(project_id: str, digests: Iterable[str]) -> Select[str]:
     """Which of these hashes the project's dataset holds. `project_id || ''` keeps SQLite off
     the project_id index: through it, every batch would read all of the project's rows (a
     million-line import, quadratic); through the content_hash index it reads a few per hash."""

@@ -52,6 +52,18 @@ def test_saved_defaults_are_what_a_new_project_starts_with(dialog: SettingsDialo
     assert TrainingService(context).config_for(project.id) == preset_config("quick")
 
 
+def test_the_dataset_import_limits_are_saved(dialog: SettingsDialog,
+                                             context: AppContext) -> None:
+    assert (dialog.max_dataset_mb.value(), dialog.max_line_mb.value(),
+            dialog.chars_per_token.value()) == (2048, 8, 8)
+    dialog.max_dataset_mb.setValue(100)
+    dialog.max_line_mb.setValue(2)
+    dialog.chars_per_token.setValue(4)
+    dialog.buttons.button(dialog.buttons.StandardButton.Save).click()
+    saved = AppSettings.load(context.home)
+    assert (saved.max_dataset_mb, saved.max_line_mb, saved.example_chars_per_token) == (100, 2, 4)
+
+
 def test_bad_defaults_keep_the_dialog_open(dialog: SettingsDialog, context: AppContext,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     warnings: list[str] = []

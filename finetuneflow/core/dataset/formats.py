@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from finetuneflow.core.dataset.jsonl import (
+    MAX_LINE_BYTES,
     SourceRecord,
     iter_json_records,
     truncate,
@@ -126,7 +127,7 @@ class _Invalid(Exception):
 # --- public entry points ----------------------------------------------------------------------
 
 
-def detect_format(path: Path) -> str:
+def detect_format(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> str:
     """Recognise a dataset file's format from its extension and its first records.
 
     Raises ValueError with an explanation when the file type is unsupported, the file has no
@@ -144,7 +145,7 @@ def detect_format(path: Path) -> str:
     votes: Counter[str] = Counter()
     first_error: SourceRecord | None = None
     first_value: Any = None
-    for record in islice(iter_json_records(path), DETECTION_SAMPLE):
+    for record in islice(iter_json_records(path, max_line_bytes), DETECTION_SAMPLE):
         if record.error is not None:
             first_error = first_error or record
             continue
@@ -181,12 +182,14 @@ def iter_dataset(
     format: str = "auto",
     system_prompt: str | None = None,
     csv_columns: CsvColumns | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> tuple[str, Iterator[ImportedRow]]:
     """`read_dataset` as a stream: the format, and the rows one by one (a file of a million
-    lines is never held whole, except a JSON array, which is one value)."""
+    lines is never held whole, except a JSON array, which is one value). A JSONL line longer
+    than `max_line_bytes` is a rejected row, never read whole."""
     path = Path(path)
     if format == "auto":
-        format = detect_format(path)
+        format = detect_format(path, max_line_bytes)
     elif format not in FORMATS:
         raise ValueError(
             f"Unknown dataset format {format!r}; expected one of {', '.join(FORMATS)}."
@@ -195,7 +198,8 @@ def iter_dataset(
         rows = _read_csv(path, csv_columns)
     else:
         convert = _CONVERTERS[format]
-        rows = (_convert(record, convert) for record in iter_json_records(path))
+        rows = (_convert(record, convert)
+                for record in iter_json_records(path, max_line_bytes))
     if system_prompt and system_prompt.strip():
         rows = (_with_system_prompt(row, system_prompt) for row in rows)
     return format, rows
