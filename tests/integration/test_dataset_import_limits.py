@@ -127,7 +127,7 @@ def test_a_killed_import_keeps_its_batches_and_a_rerun_adds_the_rest(
     from tests.helpers.cli import REPO_ROOT, cli_env, run_cli_json
 
     project_id = run_cli_json(home, "project", "create", "Killed")["id"]
-    lines = IMPORT_BATCH * 12
+    lines = IMPORT_BATCH * 4
     path = tmp_path / "many.jsonl"
     path.write_text("\n".join(_line(i) for i in range(lines)) + "\n", encoding="utf-8")
     child = subprocess.Popen([sys.executable, "-m", "finetuneflow", "dataset", "import",
@@ -167,3 +167,17 @@ def test_the_duplicate_lookup_of_a_batch_reads_by_hash_not_the_whole_project(
     with sqlite3.connect(context.home.db_path) as db:
         plan = " ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {query}"))
     assert "USING INDEX ix_dataset_examples_content_hash" in plan, plan
+
+
+def test_an_import_gives_its_page_cache_back(context: AppContext, tmp_path: Path) -> None:
+    """The batches run with a large SQLite page cache; the app must not keep it after."""
+    from sqlalchemy import text
+
+    from finetuneflow.storage.examples import DEFAULT_CACHE_KB
+
+    project_id = ProjectService(context).create("Cache").id
+    path = tmp_path / "few.jsonl"
+    path.write_text("\n".join(_line(i) for i in range(3)) + "\n", encoding="utf-8")
+    assert DatasetService(context).import_file(project_id, path).imported == 3
+    with context.database.session() as session:
+        assert session.scalar(text("PRAGMA cache_size")) == -DEFAULT_CACHE_KB

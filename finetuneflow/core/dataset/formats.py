@@ -303,9 +303,9 @@ def _content(value: Any, what: str) -> str:
     """`value` if it is non-blank text that UTF-8 can hold; `what` names it in the error."""
     if not isinstance(value, str):
         raise _Invalid(f"{what} must be text" if value is not None else f"{what} is missing")
-    if not value.strip():
+    if not value or value.isspace():
         raise _Invalid(f"{what} is empty")
-    if _SURROGATE.search(value):
+    if not value.isascii() and _SURROGATE.search(value):
         raise _Invalid(f"{what} contains an invalid character (a lone UTF-16 surrogate)")
     return value
 

@@ -69,7 +69,7 @@ def iter_jsonl(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Sou
                 yield SourceRecord(number, None, reason, raw)
                 continue
             line = line.lstrip(_BOM).rstrip("\r\n")  # a BOM also appears mid-file after `cat`
-            if line.strip():
+            if line and not line.isspace():
                 yield _parse_line(number, line)
 
 
