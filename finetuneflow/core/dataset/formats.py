@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from finetuneflow.core.dataset.jsonl import (
     MAX_LINE_BYTES,
@@ -291,7 +291,10 @@ def _turns(value: Any, name: str) -> Messages:
         role = turn["role"]
         if role not in ROLES:
             raise _Invalid(f"turn {number} has role {role!r}; expected system, user or assistant")
-        turns.append(_turn(role, turn.get("content"), f"the 'content' of turn {number}"))
+        content = turn.get("content")
+        if not _is_text(content):  # the reason is worded only for a bad turn: imports are long
+            _content(content, f"the 'content' of turn {number}")
+        turns.append({"role": role, "content": content})
     return turns
 
 
@@ -299,15 +302,21 @@ def _turn(role: str, content: Any, what: str) -> dict[str, str]:
     return {"role": role, "content": _content(content, what)}
 
 
+def _is_text(value: Any) -> TypeGuard[str]:
+    """Non-blank text that UTF-8 can hold (ASCII cannot hold a surrogate: no search)."""
+    return (isinstance(value, str) and bool(value) and not value.isspace()
+            and (value.isascii() or not _SURROGATE.search(value)))
+
+
 def _content(value: Any, what: str) -> str:
-    """`value` if it is non-blank text that UTF-8 can hold; `what` names it in the error."""
+    """`value` if `_is_text`; else the reason, with `what` naming it."""
+    if _is_text(value):
+        return value
     if not isinstance(value, str):
         raise _Invalid(f"{what} must be text" if value is not None else f"{what} is missing")
     if not value or value.isspace():
         raise _Invalid(f"{what} is empty")
-    if not value.isascii() and _SURROGATE.search(value):
-        raise _Invalid(f"{what} contains an invalid character (a lone UTF-16 surrogate)")
-    return value
+    raise _Invalid(f"{what} contains an invalid character (a lone UTF-16 surrogate)")
 
 
 def _conversation(messages: Messages) -> Messages:
