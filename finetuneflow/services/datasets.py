@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 SHOWN_ERRORS = 5
 # Rows per transaction: a stop keeps every batch stored. Larger batches write each page of the
-# content-hash indexes (random keys) fewer times; 20,000 short rows hold about 20 MB.
+# content-hash indexes (random keys) fewer times; 20,000 short rows are some tens of MB.
 IMPORT_BATCH = 20_000
 
 

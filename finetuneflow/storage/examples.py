@@ -118,7 +118,8 @@ class ExampleRepository:
         a bad line imported before too) is skipped: importing the same file again adds
         nothing. Only this batch's hashes are looked up, so a million-line import needs no
         set of every hash in memory; rows go in with one multi-row INSERT."""
-        self._session.connection().exec_driver_sql(f"PRAGMA cache_size=-{IMPORT_CACHE_KB}")
+        self._session.connection().exec_driver_sql(  # until end_import()
+            f"PRAGMA cache_size=-{IMPORT_CACHE_KB}")
         turns = [_turns_of(row) for row in rows]
         digests = [content_hash(messages) for messages in turns]
         known = set(self._session.scalars(_known_hashes(project_id, digests)))
