@@ -155,7 +155,10 @@ def cmd_settings(args: argparse.Namespace) -> int:
         ("max_zip_ratio", args.max_zip_ratio),
         ("llm_max_answer_mb", args.llm_max_answer_mb),
         ("llm_max_line_kb", args.llm_max_line_kb),
-        ("llm_deadline_s", args.llm_deadline)) if value is not None}
+        ("llm_deadline_s", args.llm_deadline),
+        ("max_dataset_mb", args.max_dataset_mb),
+        ("max_line_mb", args.max_line_mb),
+        ("example_chars_per_token", args.example_chars_per_token)) if value is not None}
     if changes:
         settings = replace(settings, **changes)
         settings.save(context.home)
@@ -189,6 +192,13 @@ def register_settings(commands: argparse._SubParsersAction) -> None:
                           help="stop reading an LLM stream with a line longer than N KB (1024)")
     settings.add_argument("--llm-deadline", type=float, metavar="SECONDS",
                           help="end an LLM request still answering after this long (600)")
+    settings.add_argument("--max-dataset-mb", type=int, metavar="N",
+                          help="refuse dataset files larger than N MB (2048)")
+    settings.add_argument("--max-line-mb", type=int, metavar="N",
+                          help="reject dataset lines longer than N MB (8)")
+    settings.add_argument("--example-chars-per-token", type=int, metavar="N",
+                          help="reject imported examples longer than N characters per token of "
+                               "the training's max length (8)")
     add_json(settings)
     settings.set_defaults(handler=cmd_settings)
 

@@ -134,6 +134,7 @@ class SettingsDialog(QDialog):
         layout = QVBoxLayout(tab)
         layout.addWidget(training)
         layout.addWidget(documents)
+        layout.addWidget(self._dataset_limits(settings))
         layout.addStretch(1)
         return tab
 
@@ -149,6 +150,21 @@ class SettingsDialog(QDialog):
         form.addRow("Tightest packing of a large part:", self.max_zip_ratio)
         form.addRow(_note("A .docx is a zip: these refuse one that would unpack to more "
                           "memory than it is worth (a zip bomb) before it is unpacked."))
+    def _dataset_limits(self, settings: AppSettings) -> QGroupBox:
+        self.max_dataset_mb = QSpinBox(objectName="maxDatasetMb", minimum=1, maximum=100_000,
+                                       suffix=" MB", value=settings.max_dataset_mb)
+        self.max_line_mb = QSpinBox(objectName="maxLineMb", minimum=1, maximum=1024,
+                                    suffix=" MB", value=settings.max_line_mb)
+        self.chars_per_token = QSpinBox(objectName="exampleCharsPerToken", minimum=1,
+                                        maximum=100, value=settings.example_chars_per_token)
+        datasets = QGroupBox("Dataset import")
+        form = QFormLayout(datasets)
+        form.addRow("Largest dataset file:", self.max_dataset_mb)
+        form.addRow("Longest dataset line:", self.max_line_mb)
+        form.addRow("Characters per token of the longest example:", self.chars_per_token)
+        form.addRow(_note("An imported example longer than this many characters per token of "
+                          "the training's max length is rejected, with its reason."))
+        return datasets
 
     def _show_preset(self) -> None:
         self.preset_about.setText(PRESETS[self.preset.currentData()].description)
@@ -165,6 +181,9 @@ class SettingsDialog(QDialog):
                     llm_max_answer_mb=self.llm_max_answer.value(),
                     llm_max_line_kb=self.llm_max_line.value(),
                     llm_deadline_s=self.llm_deadline.value(),
+                    max_dataset_mb=self.max_dataset_mb.value(),
+                    max_line_mb=self.max_line_mb.value(),
+                    example_chars_per_token=self.chars_per_token.value(),
                     ).with_default_llm(self.llm.settings()).save(self.context.home)
         except UserError as error:
             QMessageBox.warning(self, "Settings", str(error))

@@ -18,8 +18,9 @@ from finetuneflow.core.progress import CancelToken, ProgressSink, ignore_progres
 from finetuneflow.core.training.config import TrainingConfig
 from finetuneflow.core.units import format_bytes
 from finetuneflow.services.errors import UserError
-from finetuneflow.services.ingest import sha256_of, store_original
+from finetuneflow.services.ingest import MB, sha256_of, store_original
 from finetuneflow.services.projects import ProjectService
+from finetuneflow.services.settings import AppSettings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -28,9 +29,9 @@ if TYPE_CHECKING:
     from finetuneflow.storage.examples import ImportCounts
 
 SHOWN_ERRORS = 5
-IMPORT_BATCH = 5000  # rows per transaction: a stop keeps every batch stored
-MAX_DATASET_BYTES = 2 * 1024**3
-LONGEST_EXAMPLE_FACTOR = 8  # characters per token of the training's max length, generously
+# Rows per transaction: a stop keeps every batch stored. Larger batches write each page of the
+# content-hash indexes (random keys) fewer times; 20,000 short rows are some tens of MB.
+IMPORT_BATCH = 20_000
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,29 @@ class _ReadProgress:
                    f"{self._name}: line {line:,} of {self._lines:,}, {imported:,} imported")
 
 
-def _within(row: ImportedRow, longest: int) -> ImportedRow:
+@dataclass(frozen=True)
+class _Limits:
+    """The import limits of the app's settings, in the units the reading checks."""
+
+    file_bytes: int
+    line_bytes: int
+    chars_per_token: int
+
+    @classmethod
+    def of(cls, settings: AppSettings) -> _Limits:
+        return cls(settings.max_dataset_mb * MB, settings.max_line_mb * MB,
+                   settings.example_chars_per_token)
+
+    def check_size(self, path: Path) -> None:
+        size = path.stat().st_size
+        if size > self.file_bytes:
+            raise UserError(f"{path.name} is {format_bytes(size)}; a dataset file can have at "
+                            f"most {format_bytes(self.file_bytes)}: split it and import the "
+                            "parts, or raise the limit in Settings (finetuneflow settings "
+                            "--max-dataset-mb N).")
+
+
+def _within(row: ImportedRow, longest: int, chars_per_token: int) -> ImportedRow:
     """A row whose text is longer than `longest` characters is rejected with that reason:
     training would cut it anyway, and a giant one must not reach the database."""
     if row.messages is None:
@@ -90,7 +113,7 @@ def _within(row: ImportedRow, longest: int) -> ImportedRow:
     if length <= longest:
         return row
     reason = (f"an example of {length:,} characters, longer than {longest:,} "
-              f"({LONGEST_EXAMPLE_FACTOR}× the training's max length in tokens)")
+              f"({chars_per_token}× the training's max length in tokens)")
     return ImportedRow(row.line, None, reason, truncate(json.dumps(row.messages)))
 
 
@@ -141,21 +164,19 @@ class DatasetService:
             raise UserError(f"Unknown format {format!r}: use auto or one of {', '.join(FORMATS)}.")
         if not path.is_file():
             raise UserError(f"{path} is not a file.")
-        size = path.stat().st_size
-        if size > MAX_DATASET_BYTES:
-            raise UserError(f"{path.name} is {format_bytes(size)}; a dataset file can have at "
-                            f"most {format_bytes(MAX_DATASET_BYTES)}: split it and import the "
-                            "parts.")
+        limits = _Limits.of(AppSettings.load(self._context.home))
+        limits.check_size(path)
         with self._context.transaction() as tx:
             project_id = tx.projects.resolve(project_ref).id
             training = tx.projects.settings(project_id).training or TrainingConfig()
-        longest = LONGEST_EXAMPLE_FACTOR * training.max_seq_length
+        longest = limits.chars_per_token * training.max_seq_length
         try:
             found, rows = iter_dataset(path, format=format, system_prompt=system_prompt or None,
-                                       csv_columns=csv_columns)
+                                       csv_columns=csv_columns, max_line_bytes=limits.line_bytes)
             self._keep_copy(project_id, path)
-            counts = self._store_in_batches(project_id, (_within(row, longest) for row in rows),
-                                            _ReadProgress(path, progress), cancel)
+            checked = (_within(row, longest, limits.chars_per_token) for row in rows)
+            counts = self._store_in_batches(project_id, checked, _ReadProgress(path, progress),
+                                            cancel)
         except ValueError as error:
             raise UserError(f"{path.name}: {error}") from None
         return ImportSummary(path.name, found, counts.imported, counts.rejected,
@@ -165,12 +186,16 @@ class DatasetService:
     def _store_in_batches(self, project_id: str, rows: Iterator[ImportedRow],
                           progress: _ReadProgress, cancel: CancelToken | None) -> _Tally:
         tally = _Tally()
-        while batch := list(itertools.islice(rows, IMPORT_BATCH)):
+        try:
+            while batch := list(itertools.islice(rows, IMPORT_BATCH)):
+                with self._context.transaction() as tx:
+                    tally.add(tx.examples.add_imported(project_id, batch))
+                progress.report(batch[-1].line, tally.imported)
+                if cancel is not None and cancel.cancelled:
+                    break
+        finally:
             with self._context.transaction() as tx:
-                tally.add(tx.examples.add_imported(project_id, batch))
-            progress.report(batch[-1].line, tally.imported)
-            if cancel is not None and cancel.cancelled:
-                break
+                tx.examples.end_import()
         return tally
 
     def _keep_copy(self, project_id: str, path: Path) -> None:

@@ -36,6 +36,10 @@ class AppSettings:
     llm_max_answer_mb: int = 8
     llm_max_line_kb: int = 1024
     llm_deadline_s: float = 600.0
+    # Dataset import limits, each met before the memory is spent.
+    max_dataset_mb: int = 2048  # a larger dataset file is refused before it is read
+    max_line_mb: int = 8  # a longer JSONL line is rejected without being read whole
+    example_chars_per_token: int = 8  # longer examples (× training max length) are rejected
 
     def validate(self) -> AppSettings:
         self._validate_llm_limits()
@@ -47,6 +51,7 @@ class AppSettings:
                             f"{', '.join(PRESETS)}.")
         if self.llm is not None and (problems := self.default_llm().problems()):
             raise UserError(" ".join(problems))
+        self._validate_import_limits()
         return self
 
     def _validate_ingest_limits(self) -> None:
@@ -65,6 +70,7 @@ class AppSettings:
                        max_part_bytes=self.max_part_mb * MB,
                        max_unpacked_bytes=self.max_unpacked_mb * MB,
                        max_ratio=float(self.max_zip_ratio))
+
     def _validate_llm_limits(self) -> None:
         if not 1 <= self.llm_max_answer_mb <= 1024:
             raise UserError("The largest LLM answer must be between 1 and 1,024 MB.")
@@ -78,6 +84,14 @@ class AppSettings:
         return ResponseLimits(max_answer_bytes=self.llm_max_answer_mb * MB,
                               max_line_bytes=self.llm_max_line_kb * KB,
                               deadline_s=self.llm_deadline_s)
+    def _validate_import_limits(self) -> None:
+        if not 1 <= self.max_dataset_mb <= 100_000:
+            raise UserError("The dataset file size limit must be between 1 MB and 100,000 MB.")
+        if not 1 <= self.max_line_mb <= 1024:
+            raise UserError("The dataset line length limit must be between 1 MB and 1,024 MB.")
+        if not 1 <= self.example_chars_per_token <= 100:
+            raise UserError("The characters per token of the longest example must be between "
+                            "1 and 100.")
 
     def default_llm(self) -> LLMSettings:
         """The LLM settings for projects that have none of their own."""

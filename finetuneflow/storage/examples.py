@@ -118,13 +118,17 @@ class ExampleRepository:
         a bad line imported before too) is skipped: importing the same file again adds
         nothing. Only this batch's hashes are looked up, so a million-line import needs no
         set of every hash in memory; rows go in with one multi-row INSERT."""
-        digests = [content_hash(_turns_of(row)) for row in rows]
-        known = set(self._session.scalars(select(DatasetExample.content_hash).where(
-            *_dataset(project_id), DatasetExample.content_hash.in_(set(digests)))))
+        self._session.connection().exec_driver_sql(  # until end_import()
+            f"PRAGMA cache_size=-{IMPORT_CACHE_KB}")
+        turns = [_turns_of(row) for row in rows]
+        digests = [content_hash(messages) for messages in turns]
+        known = set(self._session.scalars(_known_hashes(project_id, digests)))
         now = str(utcnow())  # as SQLAlchemy stores a DateTime in SQLite
+        train, imported = ExampleSplit.TRAIN.value, ExampleSource.IMPORTED.value
+        accepted, rejected = ExampleStatus.ACCEPTED.value, ExampleStatus.REJECTED.value
         values: list[tuple[Any, ...]] = []
         counts = ImportCounts(0, [], 0)
-        for row, digest in zip(rows, digests, strict=True):
+        for row, messages, digest in zip(rows, turns, digests, strict=True):
             if digest in known:
                 counts.duplicates += 1
                 continue
@@ -133,18 +137,21 @@ class ExampleRepository:
                 # stored, with their own line numbers.
                 known.add(digest)
                 counts.imported += 1
+                status, reason = accepted, None
             else:
                 counts.rejected.append(row)
-            reason = None if row.error is None else f"line {row.line}: {row.error}"[:MAX_REASON]
-            status = ExampleStatus.REJECTED if reason else ExampleStatus.ACCEPTED
-            values.append((project_id, ExampleSplit.TRAIN.value,
-                           json.dumps(_turns_of(row), ensure_ascii=False), status.value, reason,
-                           digest, ExampleSource.IMPORTED.value, now, now))
+                status, reason = rejected, f"line {row.line}: {row.error}"[:MAX_REASON]
+            values.append((project_id, train, _JSON.encode(messages), status, reason, digest,
+                           imported, now, now))
         if values:
             # The driver's executemany: an import is thousands of rows, and SQLAlchemy's
             # per-row parameter processing took half the time.
             self._session.connection().exec_driver_sql(IMPORT_INSERT, values)
         return counts
+
+    def end_import(self) -> None:
+        """Give back the import's page cache (see IMPORT_CACHE_KB)."""
+        self._session.connection().exec_driver_sql(f"PRAGMA cache_size=-{DEFAULT_CACHE_KB}")
 
     def add_generated(self, project_id: str, split: ExampleSplit, result: ChunkResult) -> None:
         """One chunk's examples, flagged ones and unreadable replies (kept raw) included. An
@@ -378,9 +385,25 @@ class ExampleRepository:
             DatasetExample.split == ExampleSplit.PREVIEW)) or 0)
 
 
+# An import's batches keep the content-hash indexes' pages cached between them: their keys are
+# random, so with SQLite's default 2 MB cache each batch reads and writes most index pages
+# again. Setting the size back frees the pages.
+IMPORT_CACHE_KB = 128 * 1024
+DEFAULT_CACHE_KB = 2000
+_JSON = json.JSONEncoder(ensure_ascii=False)  # as the engine's serializer writes JSON columns
 IMPORT_INSERT = (
     "INSERT INTO dataset_examples (project_id, split, messages, status, reject_reason, "
     "content_hash, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def _known_hashes(project_id: str, digests: Iterable[str]) -> Select[str]:
+    """Which of these hashes the project's dataset holds. `project_id || ''` keeps SQLite off
+    the project_id index: through it, every batch would read all of the project's rows (a
+    million-line import, quadratic); through the content_hash index it reads a few per hash."""
+    return select(DatasetExample.content_hash).where(
+        (DatasetExample.project_id + "") == project_id,
+        DatasetExample.split != ExampleSplit.PREVIEW,
+        DatasetExample.content_hash.in_(set(digests)))
 
 
 def _turns_of(row: ImportedRow) -> Messages:

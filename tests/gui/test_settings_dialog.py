@@ -61,6 +61,16 @@ def test_the_document_limits_are_saved(dialog: SettingsDialog, context: AppConte
     saved = AppSettings.load(context.home)
     assert (saved.max_part_mb, saved.max_unpacked_mb, saved.max_zip_ratio) == (16, 64, 40)
     assert SettingsDialog(context).max_unpacked_mb.value() == 64
+def test_the_dataset_import_limits_are_saved(dialog: SettingsDialog,
+                                             context: AppContext) -> None:
+    assert (dialog.max_dataset_mb.value(), dialog.max_line_mb.value(),
+            dialog.chars_per_token.value()) == (2048, 8, 8)
+    dialog.max_dataset_mb.setValue(100)
+    dialog.max_line_mb.setValue(2)
+    dialog.chars_per_token.setValue(4)
+    dialog.buttons.button(dialog.buttons.StandardButton.Save).click()
+    saved = AppSettings.load(context.home)
+    assert (saved.max_dataset_mb, saved.max_line_mb, saved.example_chars_per_token) == (100, 2, 4)
 
 
 def test_bad_defaults_keep_the_dialog_open(dialog: SettingsDialog, context: AppContext,

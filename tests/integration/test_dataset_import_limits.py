@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from finetuneflow.core.progress import CancelToken
-from finetuneflow.services import datasets
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.datasets import IMPORT_BATCH, DatasetService
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.projects import ProjectService
+from finetuneflow.services.settings import AppSettings
 
 
 def _line(i: int) -> str:
@@ -69,16 +69,49 @@ def test_a_stopped_import_keeps_its_batches_and_the_rest_follows(
     assert _kept(context, project_id) == IMPORT_BATCH * 2 + 500
 
 
-def test_a_file_over_the_size_limit_is_refused_before_reading(
-        context: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_file_over_the_size_limit_of_the_settings_is_refused_before_reading(
+        context: AppContext, tmp_path: Path) -> None:
     project_id = ProjectService(context).create("Huge").id
     path = tmp_path / "huge.jsonl"
-    path.write_text(_line(1) * 100, encoding="utf-8")
-    monkeypatch.setattr(datasets, "MAX_DATASET_BYTES", 1024)
-    with pytest.raises(UserError, match=r"huge.jsonl is \d+ KB; a dataset file can have at most "
-                                        r"1 KB: split it"):
+    path.write_text((_line(1) + "\n") * 20_000, encoding="utf-8")  # about 1.6 MB
+    AppSettings(max_dataset_mb=1).save(context.home)
+    with pytest.raises(UserError, match=r"huge.jsonl is 2 MB; a dataset file can have at most "
+                                        r"1 MB: split it and import the parts, or raise the "
+                                        r"limit in Settings \(finetuneflow settings "
+                                        r"--max-dataset-mb N\).$"):
         DatasetService(context).import_file(project_id, path)
     assert _kept(context, project_id) == 0
+    assert not list(context.home.root.rglob("huge.jsonl"))  # no copy kept either
+
+
+def test_the_line_and_example_limits_are_settings_of_the_cli(home: Path,
+                                                            tmp_path: Path) -> None:
+    """Low limits set with `finetuneflow settings` reject the long line and the long example
+    with their reasons; the other lines are imported."""
+    from tests.helpers.cli import run_cli, run_cli_json
+
+    project_id = run_cli_json(home, "project", "create", "Low limits")["id"]
+    shown = run_cli_json(home, "settings", "--max-line-mb", "1",
+                         "--example-chars-per-token", "1")
+    assert (shown["max_line_mb"], shown["example_chars_per_token"]) == (1, 1)
+    assert shown["max_dataset_mb"] == 2048
+    long_line = json.dumps({"messages": [{"role": "user", "content": "x" * 1_100_000},
+                                         {"role": "assistant", "content": "y"}]})
+    long_example = json.dumps({"messages": [{"role": "user", "content": "Tell me all."},
+                                            {"role": "assistant", "content": "z" * 3000}]})
+    path = tmp_path / "limits.jsonl"
+    path.write_text("\n".join([_line(1), long_line, long_example, _line(2)]) + "\n",
+                    encoding="utf-8")
+    summary = run_cli_json(home, "dataset", "import", project_id, str(path), "--json")
+    assert (summary["imported"], summary["rejected"]) == (2, 2)
+    assert summary["errors"] == [
+        "line 2: a line longer than 1,048,576 bytes",
+        "line 3: an example of 3,012 characters, longer than 1,024 (1× the training's max "
+        "length in tokens)"]
+    too_low = run_cli(home, "settings", "--max-line-mb", "0")
+    assert too_low.returncode == 1
+    assert "The dataset line length limit must be between 1 MB and 1,024 MB." in too_low.stderr
+    assert run_cli_json(home, "settings")["max_line_mb"] == 1  # the refused value not saved
 
 
 def test_a_killed_import_keeps_its_batches_and_a_rerun_adds_the_rest(
@@ -94,7 +127,7 @@ def test_a_killed_import_keeps_its_batches_and_a_rerun_adds_the_rest(
     from tests.helpers.cli import REPO_ROOT, cli_env, run_cli_json
 
     project_id = run_cli_json(home, "project", "create", "Killed")["id"]
-    lines = IMPORT_BATCH * 12
+    lines = IMPORT_BATCH * 4
     path = tmp_path / "many.jsonl"
     path.write_text("\n".join(_line(i) for i in range(lines)) + "\n", encoding="utf-8")
     child = subprocess.Popen([sys.executable, "-m", "finetuneflow", "dataset", "import",
@@ -119,3 +152,32 @@ def test_a_killed_import_keeps_its_batches_and_a_rerun_adds_the_rest(
     with sqlite3.connect(db_path) as db:
         assert db.execute("SELECT COUNT(*), COUNT(DISTINCT content_hash) FROM "
                           "dataset_examples").fetchone() == (lines, lines)
+
+
+def test_the_duplicate_lookup_of_a_batch_reads_by_hash_not_the_whole_project(
+        context: AppContext) -> None:
+    """Through the project_id index each batch would read every row of the project: a
+    million-line import would slow down quadratically."""
+    from sqlalchemy.dialects import sqlite
+
+    from finetuneflow.storage.examples import _known_hashes
+
+    query = _known_hashes("some-project", ["a" * 64, "b" * 64]).compile(
+        dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
+    with sqlite3.connect(context.home.db_path) as db:
+        plan = " ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {query}"))
+    assert "USING INDEX ix_dataset_examples_content_hash" in plan, plan
+
+
+def test_an_import_gives_its_page_cache_back(context: AppContext, tmp_path: Path) -> None:
+    """The batches run with a large SQLite page cache; the app must not keep it after."""
+    from sqlalchemy import text
+
+    from finetuneflow.storage.examples import DEFAULT_CACHE_KB
+
+    project_id = ProjectService(context).create("Cache").id
+    path = tmp_path / "few.jsonl"
+    path.write_text("\n".join(_line(i) for i in range(3)) + "\n", encoding="utf-8")
+    assert DatasetService(context).import_file(project_id, path).imported == 3
+    with context.database.session() as session:
+        assert session.scalar(text("PRAGMA cache_size")) == -DEFAULT_CACHE_KB

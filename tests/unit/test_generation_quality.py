@@ -117,6 +117,20 @@ def _check(dedup: Deduplicator, key: object, text: str) -> object:
     return dedup.check(key, content_hash(_user(text)), text)
 
 
+def test_content_hash_keeps_the_stored_form() -> None:
+    """The hash of every stored row: its exact bytes must never change, for ASCII text (which
+    skips normalising) and for text that NFKC changes."""
+    import hashlib
+
+    def stored(canonical: str) -> str:
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    assert content_hash(_user(" What  is\nX? ")) == stored(
+        '[["system", "S"], ["user", "What is X?"], ["assistant", "A"]]')
+    assert content_hash(_user("the ﬁle café")) == stored(
+        '[["system", "S"], ["user", "the file café"], ["assistant", "A"]]')
+
+
 def test_content_hash_ignores_spacing_and_unicode_form_only() -> None:
     assert content_hash(_user("What is X?")) == content_hash(_user(" What  is\nX? "))
     assert content_hash(_user("the ﬁle")) == content_hash(_user("the file"))  # NFKC

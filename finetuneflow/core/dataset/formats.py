@@ -25,9 +25,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from finetuneflow.core.dataset.jsonl import (
+    MAX_LINE_BYTES,
     SourceRecord,
     iter_json_records,
     truncate,
@@ -126,7 +127,7 @@ class _Invalid(Exception):
 # --- public entry points ----------------------------------------------------------------------
 
 
-def detect_format(path: Path) -> str:
+def detect_format(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> str:
     """Recognise a dataset file's format from its extension and its first records.
 
     Raises ValueError with an explanation when the file type is unsupported, the file has no
@@ -144,7 +145,7 @@ def detect_format(path: Path) -> str:
     votes: Counter[str] = Counter()
     first_error: SourceRecord | None = None
     first_value: Any = None
-    for record in islice(iter_json_records(path), DETECTION_SAMPLE):
+    for record in islice(iter_json_records(path, max_line_bytes), DETECTION_SAMPLE):
         if record.error is not None:
             first_error = first_error or record
             continue
@@ -181,12 +182,14 @@ def iter_dataset(
     format: str = "auto",
     system_prompt: str | None = None,
     csv_columns: CsvColumns | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> tuple[str, Iterator[ImportedRow]]:
     """`read_dataset` as a stream: the format, and the rows one by one (a file of a million
-    lines is never held whole, except a JSON array, which is one value)."""
+    lines is never held whole, except a JSON array, which is one value). A JSONL line longer
+    than `max_line_bytes` is a rejected row, never read whole."""
     path = Path(path)
     if format == "auto":
-        format = detect_format(path)
+        format = detect_format(path, max_line_bytes)
     elif format not in FORMATS:
         raise ValueError(
             f"Unknown dataset format {format!r}; expected one of {', '.join(FORMATS)}."
@@ -195,7 +198,8 @@ def iter_dataset(
         rows = _read_csv(path, csv_columns)
     else:
         convert = _CONVERTERS[format]
-        rows = (_convert(record, convert) for record in iter_json_records(path))
+        rows = (_convert(record, convert)
+                for record in iter_json_records(path, max_line_bytes))
     if system_prompt and system_prompt.strip():
         rows = (_with_system_prompt(row, system_prompt) for row in rows)
     return format, rows
@@ -287,7 +291,10 @@ def _turns(value: Any, name: str) -> Messages:
         role = turn["role"]
         if role not in ROLES:
             raise _Invalid(f"turn {number} has role {role!r}; expected system, user or assistant")
-        turns.append(_turn(role, turn.get("content"), f"the 'content' of turn {number}"))
+        content = turn.get("content")
+        if not _is_text(content):  # the reason is worded only for a bad turn: imports are long
+            _content(content, f"the 'content' of turn {number}")
+        turns.append({"role": role, "content": content})
     return turns
 
 
@@ -295,15 +302,21 @@ def _turn(role: str, content: Any, what: str) -> dict[str, str]:
     return {"role": role, "content": _content(content, what)}
 
 
+def _is_text(value: Any) -> TypeGuard[str]:
+    """Non-blank text that UTF-8 can hold (ASCII cannot hold a surrogate: no search)."""
+    return (isinstance(value, str) and bool(value) and not value.isspace()
+            and (value.isascii() or not _SURROGATE.search(value)))
+
+
 def _content(value: Any, what: str) -> str:
-    """`value` if it is non-blank text that UTF-8 can hold; `what` names it in the error."""
+    """`value` if `_is_text`; else the reason, with `what` naming it."""
+    if _is_text(value):
+        return value
     if not isinstance(value, str):
         raise _Invalid(f"{what} must be text" if value is not None else f"{what} is missing")
-    if not value.strip():
+    if not value or value.isspace():
         raise _Invalid(f"{what} is empty")
-    if _SURROGATE.search(value):
-        raise _Invalid(f"{what} contains an invalid character (a lone UTF-16 surrogate)")
-    return value
+    raise _Invalid(f"{what} contains an invalid character (a lone UTF-16 surrogate)")
 
 
 def _conversation(messages: Messages) -> Messages:

@@ -41,11 +41,11 @@ def is_json_array(path: Path) -> bool:
     return head.startswith("[")
 
 
-def iter_json_records(path: Path) -> Iterator[SourceRecord]:
+def iter_json_records(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[SourceRecord]:
     """The records of a JSONL file or of a JSON array file, blank lines skipped."""
     if is_json_array(path):
         return iter_json_array(path)
-    return iter_jsonl(path)
+    return iter_jsonl(path, max_line_bytes)
 
 
 def iter_jsonl(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[SourceRecord]:
@@ -69,7 +69,7 @@ def iter_jsonl(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Sou
                 yield SourceRecord(number, None, reason, raw)
                 continue
             line = line.lstrip(_BOM).rstrip("\r\n")  # a BOM also appears mid-file after `cat`
-            if line.strip():
+            if line and not line.isspace():
                 yield _parse_line(number, line)
 
 

@@ -49,9 +49,17 @@ def content_hash(messages: Sequence[Message]) -> str:
     differ only in case or punctuation are near duplicates (`Deduplicator`, on `normalise`d
     text), which generation rejects as well.
     """
-    canonical = [[m.get("role", ""), " ".join(unicodedata.normalize("NFKC", m.get("content", ""))
-                                              .split())] for m in messages]
-    return hashlib.sha256(json.dumps(canonical, ensure_ascii=False).encode()).hexdigest()
+    canonical = [[m.get("role", ""), " ".join(_nfkc(m.get("content", "")).split())]
+                 for m in messages]
+    return hashlib.sha256(_HASH_JSON.encode(canonical).encode()).hexdigest()
+
+
+_HASH_JSON = json.JSONEncoder(ensure_ascii=False)  # one encoder: imports hash millions of rows
+
+
+def _nfkc(text: str) -> str:
+    # ASCII text is already NFKC; the check costs far less than normalising.
+    return text if text.isascii() else unicodedata.normalize("NFKC", text)
 
 
 # -- similarity -----------------------------------------------------------------------------
