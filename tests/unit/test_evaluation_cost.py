@@ -37,6 +37,11 @@ def test_prompt_tokens_count_every_request_and_the_budget_bounds_the_answers() -
     assert cost.total_tokens == expected_prompt + 6 * 512
 
 
+def test_questions_with_the_same_answers_cost_nothing() -> None:
+    same = JudgeCase("Q?", "P.", "R.", "Twelve.", "Twelve.")
+    assert [case for case, _ in every_request([same, CASES[0]])] == [CASES[0], CASES[0]]
+
+
 def test_a_resumed_evaluation_costs_only_what_is_left() -> None:
     left: list[tuple[JudgeCase, Order]] = [(CASES[2], "tuned_first")]
     cost = estimate_judge_cost(left, characters, answer_budget=100)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 
 from finetuneflow.core.evaluation.judge import (
+    SAME_ANSWERS,
     VERDICT_SCHEMA,
     JudgeCase,
     Verdict,
     combine,
     judge_messages,
+    needs_judging,
     parse_verdict,
     tuned_outcome,
     unreadable,
@@ -121,5 +123,16 @@ def test_an_unreadable_order_leaves_the_question_unjudged() -> None:
 
 
 def test_a_verdict_survives_storage() -> None:
-    for verdict in (Verdict("A", "why"), unreadable("cut off")):
+    for verdict in (Verdict("A", "why"), Verdict("tie", ""), unreadable("cut off")):
         assert Verdict.from_dict(verdict.to_dict()) == verdict
+    assert Verdict.from_dict({"winner": "Z"}) == Verdict(None, "")
+
+
+def test_the_same_answer_twice_needs_no_judge() -> None:
+    same = JudgeCase("Q?", "P.", "R.", base_answer="Twelve  loops.", tuned_answer="Twelve loops.")
+    assert not needs_judging(same)
+    assert SAME_ANSWERS.outcome == "tie"
+    assert needs_judging(CASE)
+    # Case and punctuation can change the meaning: those answers go to the judge.
+    assert needs_judging(JudgeCase("Q?", "P.", "R.", "2+2=4", "2*2=4"))
+    assert needs_judging(JudgeCase("Q?", "P.", "R.", "Yes.", "yes"))

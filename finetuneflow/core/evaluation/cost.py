@@ -13,7 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from finetuneflow.core.evaluation.judge import ORDERS, JudgeCase, Order, judge_messages
+from finetuneflow.core.evaluation.judge import (
+    ORDERS,
+    JudgeCase,
+    Order,
+    judge_messages,
+    needs_judging,
+)
 from finetuneflow.core.generation.quality import CountTokens
 
 
@@ -29,10 +35,11 @@ class JudgeCost:
 
 
 def every_request(cases: Sequence[JudgeCase]) -> Iterator[tuple[JudgeCase, Order]]:
-    """Both orders of every question: a fresh evaluation's requests."""
+    """Both orders of every question the judge must see: a fresh evaluation's requests."""
     for case in cases:
-        for order in ORDERS:
-            yield case, order
+        if needs_judging(case):
+            for order in ORDERS:
+                yield case, order
 
 
 def estimate_judge_cost(

@@ -5,6 +5,7 @@ answer comes first (position bias) cannot make either model win: only a preferen
 survives the swap counts. Two orders that disagree make a tie. A question counts only when
 both verdicts could be read: one order alone would bring the bias back, so an unreadable
 verdict leaves the question unjudged, with the reason, and the job may ask again.
+Two answers that are the same are a tie without asking (SAME_ANSWERS).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from finetuneflow.core.generation.parse import parse_answer
+from finetuneflow.core.generation.quality import content_hash
 
 Message = dict[str, str]
 Winner = Literal["A", "B", "tie"]
@@ -65,6 +67,28 @@ class JudgeCase:
     tuned_answer: str
 
 
+@dataclass(frozen=True)
+class QuestionOutcome:
+    """One question's result for the fine-tuned model; `outcome` None: not judged."""
+
+    outcome: Outcome | None
+    reason: str
+    orders_agree: bool
+
+
+def needs_judging(case: JudgeCase) -> bool:
+    """False when both models said the same, up to spacing (case and punctuation count:
+    "2+2=4" is not "2*2=4"): a tie that costs no request."""
+    return _identity(case.base_answer) != _identity(case.tuned_answer)
+
+
+def _identity(answer: str) -> str:
+    return content_hash([{"role": "assistant", "content": answer}])
+
+
+SAME_ANSWERS = QuestionOutcome("tie", "both models gave the same answer", True)
+
+
 def judge_messages(case: JudgeCase, order: Order) -> list[Message]:
     """The chat for one verdict; `order` says which model's answer is shown as A."""
     first, second = ((case.base_answer, case.tuned_answer) if order == "base_first"
@@ -94,7 +118,9 @@ class Verdict:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Verdict:
-        return cls(data.get("winner"), str(data.get("reason", "")))
+        winner = data.get("winner")
+        return cls(_winner_of(winner) if isinstance(winner, str) else None,
+                   str(data.get("reason", "")))
 
 
 def unreadable(why: str) -> Verdict:
@@ -136,19 +162,10 @@ def tuned_outcome(verdict: Verdict, order: Order) -> Outcome | None:
     return "win" if verdict.winner == tuned_letter else "loss"
 
 
-@dataclass(frozen=True)
-class QuestionOutcome:
-    """One question's result for the fine-tuned model; `outcome` None: not judged."""
-
-    outcome: Outcome | None
-    reason: str
-    orders_agree: bool
-
-
 def combine(base_first: Verdict, tuned_first: Verdict) -> QuestionOutcome:
     """One outcome from the two orders: what both say, a tie when they disagree."""
-    first, second = tuned_outcome(base_first, "base_first"), tuned_outcome(tuned_first,
-                                                                           "tuned_first")
+    first = tuned_outcome(base_first, "base_first")
+    second = tuned_outcome(tuned_first, "tuned_first")
     if first is None or second is None:
         missing = [f"{name}: {verdict.reason}" for name, verdict, outcome in
                    (("base first", base_first, first), ("tuned first", tuned_first, second))
