@@ -91,7 +91,7 @@ def _key_path(key: str) -> str:
 
 
 def list_machines(home: Home) -> list[Machine]:
-    return MachineStore(home).list()
+    return MachineStore(home).machines()
 
 
 def remove_machine(home: Home, name: str) -> Machine:

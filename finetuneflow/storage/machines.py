@@ -56,7 +56,7 @@ def parse_ssh_url(url: str) -> tuple[str, str, int]:
     """(user, host, port) of ssh://user@host[:port]; a UserError says what is wrong."""
     try:
         parts = urlsplit(url.strip())
-        port = parts.port or 22
+        port = 22 if parts.port is None else parts.port
     except ValueError:
         raise UserError(f"The port in {url!r} must be a number from 1 to 65535: "
                         f"{URL_HINT}.") from None
@@ -79,7 +79,7 @@ class MachineStore:
         self.path = home.root / MACHINES_FILE
         self.known_hosts = home.root / KNOWN_HOSTS
 
-    def list(self) -> list[Machine]:
+    def machines(self) -> list[Machine]:
         try:
             entries = json.loads(self.path.read_text(encoding="utf-8"))["machines"]
         except FileNotFoundError:
@@ -90,14 +90,14 @@ class MachineStore:
         return [Machine(**entry) for entry in entries]
 
     def get(self, name: str) -> Machine:
-        for machine in self.list():
+        for machine in self.machines():
             if machine.name == name:
                 return machine
         raise NotFoundError(f"No machine is named {name!r}: see `finetuneflow machine list`, "
                             "or add it with `finetuneflow machine add`.")
 
     def add(self, machine: Machine) -> None:
-        machines = self.list()
+        machines = self.machines()
         if any(known.name == machine.name for known in machines):
             raise UserError(f"A machine is already named {machine.name!r}: choose another name, "
                             "or remove that one first.")
@@ -105,7 +105,7 @@ class MachineStore:
 
     def remove(self, name: str) -> Machine:
         machine = self.get(name)
-        self._save([known for known in self.list() if known.name != name])
+        self._save([known for known in self.machines() if known.name != name])
         return machine
 
     def _save(self, machines: list[Machine]) -> None:
