@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from finetuneflow.core.child_protocol import JOB_VERSION
-from tests.helpers.cli import run_cli, run_cli_json
+from tests.helpers.cli import REPO_ROOT, cli_env, run_cli, run_cli_json
 from tests.helpers.sshd import Sshd, fingerprint, free_port, make_key, running_sshd
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -210,3 +213,40 @@ def test_machines_file_that_cannot_be_read(home: Path) -> None:
     (home / "machines.json").write_text(json.dumps({"nope": []}))
     result = run_cli(home, "machine", "list")
     assert result.returncode == 1 and "cannot be read" in result.stderr
+
+
+def test_silent_server_times_out(home: Path) -> None:
+    with socket.socket() as silent:  # accepts TCP (the backlog) but never says a word of SSH
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        run_cli_json(home, "machine", "add", "box", f"ssh://root@127.0.0.1:{port}")
+        result = run_cli(home, "machine", "test", "box")
+    assert result.returncode == 1
+    assert f"box (127.0.0.1:{port}) did not answer within 10 s" in result.stderr
+
+
+def test_terminal_asks_once_before_trusting(home: Path, sshd: Sshd, tmp_path: Path) -> None:
+    bare = wrapper_python(tmp_path, "bare-python", f'unset PYTHONPATH\nexec {SYSTEM_PYTHON} "$@"')
+    add(home, sshd, python=bare)
+    refused = run_on_terminal(home, "n\n", "machine", "test", "box")
+    assert refused.returncode == 1
+    assert f"Its fingerprint is {fingerprint(sshd.host_key)}" in refused.stderr
+    assert not known_hosts(home).exists()
+    trusted = run_on_terminal(home, "y\n", "machine", "test", "box")
+    assert trusted.returncode == 1 and "trainer is not installed" in trusted.stderr
+    assert trusted.stdout.count("Trust this host key?") == 1
+    assert known_hosts(home).read_text().count("ssh-ed25519") == 1
+
+
+def run_on_terminal(home: Path, answer: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI with a terminal on stdin (a pseudo-terminal) that types `answer`."""
+    controller, terminal = pty.openpty()
+    try:
+        os.write(controller, answer.encode())
+        return subprocess.run([sys.executable, "-m", "finetuneflow", *args], stdin=terminal,
+                              capture_output=True, text=True, env=cli_env(home), timeout=120,
+                              cwd=REPO_ROOT)
+    finally:
+        os.close(controller)
+        os.close(terminal)
