@@ -250,3 +250,18 @@ def run_on_terminal(home: Path, answer: str, *args: str) -> subprocess.Completed
     finally:
         os.close(controller)
         os.close(terminal)
+
+
+def test_trainer_without_its_libraries(home: Path, sshd: Sshd) -> None:
+    # The system python imports this checkout (sshd's PYTHONPATH) but has no torch & co.
+    trusted_machine(home, sshd, python=SYSTEM_PYTHON)
+    result = run_cli(home, "machine", "test", "box")
+    assert result.returncode == 1
+    assert "The trainer on box could not inspect its hardware (" in result.stderr
+    assert "pip install finetuneflow[trainer]" in result.stderr
+
+
+def test_home_folder_with_a_space(tmp_path: Path, sshd: Sshd) -> None:
+    # As on macOS (~/Library/Application Support): the app's known_hosts path is quoted for ssh.
+    home = tmp_path / "Application Support" / "FineTuneFlow"
+    test_accepted_key_then_trainer_missing(home, sshd, tmp_path)
