@@ -12,9 +12,9 @@ from finetuneflow.services.machines import (
     HostKeyUnknown,
     MachineCheck,
     add_machine,
+    check_machine,
     list_machines,
     remove_machine,
-    test_machine,
 )
 
 
@@ -50,11 +50,11 @@ def cmd_remove(args: argparse.Namespace) -> int:
 def cmd_test(args: argparse.Namespace) -> int:
     home = Home.default()
     try:
-        check = test_machine(home, args.name, accept_host_key=args.accept_host_key)
+        check = check_machine(home, args.name, accept_host_key=args.accept_host_key)
     except HostKeyUnknown as unknown:
         if args.json or not sys.stdin.isatty() or not _asked_to_trust(unknown):
             raise
-        check = test_machine(home, args.name, accept_host_key=unknown.fingerprint)
+        check = check_machine(home, args.name, accept_host_key=unknown.fingerprint)
     if args.json:
         print_json(check.to_json())
     else:

@@ -98,7 +98,7 @@ def remove_machine(home: Home, name: str) -> Machine:
     return MachineStore(home).remove(name)
 
 
-def test_machine(home: Home, name: str, accept_host_key: str | None = None) -> MachineCheck:
+def check_machine(home: Home, name: str, accept_host_key: str | None = None) -> MachineCheck:
     """Connect, check the remote python and trainer, and run the trainer's probe there.
 
     accept_host_key: the fingerprint the person checked; trusted only when the host shows it."""
