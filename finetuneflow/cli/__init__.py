@@ -19,6 +19,7 @@ from finetuneflow.cli import (
     examples,
     export,
     generation,
+    machines,
     projects,
     training,
 )
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.register(commands)
     export.register(commands)
     doctor.register(commands)
+    machines.register(commands)
     _register_gui(commands)
     return parser
 
