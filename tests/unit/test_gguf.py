@@ -146,11 +146,11 @@ def _edited(tiny_model_dir: Path, tmp_path: Path, name: str, change: dict[str, o
 def test_other_architectures_are_refused_before_any_work(tiny_model_dir: Path,
                                                          tmp_path: Path) -> None:
     model = _edited(tiny_model_dir, tmp_path, "config.json",
-                    {"architectures": ["Gemma3ForCausalLM"]})
+                    {"architectures": ["Olmo2ForCausalLM"]})
     reason = unsupported_reason(model)
-    assert reason is not None and "Gemma3ForCausalLM" in reason
+    assert reason is not None and "Olmo2ForCausalLM" in reason
     assert "convert_hf_to_gguf.py" in reason
-    with pytest.raises(GgufError, match="Gemma3ForCausalLM"):
+    with pytest.raises(GgufError, match="Olmo2ForCausalLM"):
         write_gguf(model, tmp_path / "out.gguf", F16, name="m")
     assert not (tmp_path / "out.gguf").exists()
     assert unsupported_reason(tiny_model_dir) is None
