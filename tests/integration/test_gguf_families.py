@@ -7,6 +7,7 @@ llama.cpp puts it (every 4th), as in SmolLM3-3B."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -28,6 +29,22 @@ Q8_0_AGREEMENT = 0.8  # share of positions whose top token matches transformers'
 # SmolLM3-3B's pattern at 4 layers: rope on layers 0-2, none on layer 3.
 SMOLLM3_AS_RELEASED = {"num_hidden_layers": 4, "no_rope_layers": [1, 1, 1, 0],
                        "no_rope_layer_interval": 4}
+
+
+# Phi-4-mini's long-context rope at a toy size: 6 factors (12 rotated dims / 2), 4x context.
+PHI4_MINI_ROPE = {"max_position_embeddings": 1024, "original_max_position_embeddings": 256,
+                  "rope_parameters": {"rope_type": "longrope", "rope_theta": 10000.0,
+                                      "partial_rotary_factor": 0.75,
+                                      "short_factor": [1.0, 1.2, 1.5, 2.0, 3.0, 5.0],
+                                      "long_factor": [1.0, 2.0, 4.0, 8.0, 16.0, 32.0]}}
+# Phi-4-mini's pre-tokenizer (GPT-4o's o200k split), as its tokenizer.json writes it.
+GPT4O_PRE_TOKENIZER = {"type": "Sequence", "pretokenizers": [
+    {"type": "Split", "behavior": "Isolated", "invert": False, "pattern": {"Regex": (
+        r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"
+        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+"
+        r"[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}|"
+        r" ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")}},
+    {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
 
 
 def _model(name: str, tmp_path: Path) -> Path:
@@ -92,3 +109,37 @@ def test_smollm3_with_rope_less_layers_llama_cpp_does_not_skip_is_refused(tmp_pa
     with pytest.raises(GgufError, match="every 4th layer"):
         write_gguf(model, tmp_path / "m.gguf", F16, name="m")
     assert not list(tmp_path.iterdir())
+
+
+def test_phi4_minis_long_context_rope_and_gpt4o_tokenizer_run_in_llama_cpp(tmp_path: Path
+                                                                           ) -> None:
+    """Phi-4-mini as released: longrope scaling (the short factors below the original context,
+    cos and sin scaled by the attention factor) and GPT-4o's pre-tokenizer."""
+    import gguf
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    family = FAMILIES["phi3"]
+    model = build_family_model(dataclasses.replace(
+        family, config={**family.config, **PHI4_MINI_ROPE}), tmp_path / "phi4-mini")
+    tokenizer_path = model / "tokenizer.json"
+    data = json.loads(tokenizer_path.read_text())
+    tokenizer_path.write_text(json.dumps({**data, "pre_tokenizer": GPT4O_PRE_TOKENIZER}))
+    assert unsupported_reason(model) is None
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    text = tokenizer.apply_chat_template(PROMPT, tokenize=False, add_generation_prompt=True)
+    text += "They'LL say DON'T, isn't it? 12345 apples\n\n  spaced\tTAB CamelCase."
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        expected = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)(
+            torch.tensor([ids])).logits[0].numpy()
+    path = write_gguf(model, tmp_path / "m.gguf", F16, name="phi-4-mini tuned").path
+    reader = gguf.GGUFReader(path)
+    assert reader.fields["tokenizer.ggml.pre"].contents() == "gpt-4o"
+    assert reader.fields["phi3.rope.scaling.attn_factor"].contents() == pytest.approx(
+        (1 + np.log(4) / np.log(256)) ** 0.5)
+    tokens, logits, _ = _llama_cpp_run(path, text)
+    assert tokens == ids
+    difference = float(np.abs(logits - expected).max())
+    print(f"phi-4-mini longrope F16: max |logit difference| {difference:.3g} over {len(ids)}")
+    assert difference < F16_TOLERANCE

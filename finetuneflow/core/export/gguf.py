@@ -49,7 +49,13 @@ _SMOLLM3_NO_ROPE_STEP = 4  # llama.cpp skips rope on every 4th SmolLM3 layer, wh
 # The pre-tokenizer's split regex (as tokenizer.json writes it) -> llama.cpp's name for it.
 _LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
                  r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-_SPLITS = {_LLAMA3_SPLIT: "llama-bpe", _LLAMA3_SPLIT.replace(r"\p{N}{1,3}", r"\p{N}"): "qwen2"}
+# o200k's (GPT-4o's, Phi-4-mini's): cased words with their contractions
+_GPT4O_SPLIT = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"
+                r"(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+"
+                r"[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}|"
+                r" ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_SPLITS = {_LLAMA3_SPLIT: "llama-bpe", _LLAMA3_SPLIT.replace(r"\p{N}{1,3}", r"\p{N}"): "qwen2",
+           _GPT4O_SPLIT: "gpt-4o"}
 # Tokens that end an assistant turn in the chat families the app knows (GGUF's EOT id).
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
 _SAFETENSORS_DTYPES: dict[str, npt.DTypeLike] = {"F32": np.float32, "F16": np.float16,
@@ -87,8 +93,9 @@ def unsupported_reason(model_dir: Path) -> str | None:
     can. Reads config.json and tokenizer.json only."""
     try:
         config = _read_json(model_dir / "config.json")
-        _check_shape(_architecture(config), config)
-        _rope_scaling(_rope_parameters(config))
+        arch = _architecture(config)
+        _check_shape(arch, config)
+        _rope_scaling(_rope_parameters(config), arch)
         _pre_tokenizer(_read_json(model_dir / "tokenizer.json"))
     except GgufError as error:
         return str(error)
@@ -151,8 +158,8 @@ def _pre_tokenizer(tokenizer: dict[str, Any]) -> str:
             name = _SPLITS.get((steps[0].get("pattern") or {}).get("Regex", ""))
     if name is None:
         raise GgufError("GGUF export supports byte-level BPE tokenizers of the GPT-2, SmolLM, "
-                        "Llama 3 and Qwen2 kinds, not this model's: export without GGUF and "
-                        "convert the merged model with llama.cpp's convert_hf_to_gguf.py.")
+                        "Llama 3, Qwen2 and GPT-4o kinds, not this model's: export without GGUF "
+                        "and convert the merged model with llama.cpp's convert_hf_to_gguf.py.")
     return name
 
 
@@ -282,11 +289,20 @@ def _plan(model_dir: Path, config: dict[str, Any], arch: str, quantisation: str
         planned.append(_Planned(name, tensor.shape, _storage(name, tensor.shape, quantisation),
                                 _loader(tensor, arch, config)))
     rope = _rope_parameters(config)
-    if str(rope.get("rope_type", "")).lower() == "llama3":
-        factors = _llama3_rope_factors(config)
-        planned.append(_Planned(gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight",
-                                factors.shape, gguf.GGMLQuantizationType.F32, lambda: factors))
+    extra = {}
+    if _rope_scaling(rope, arch) == "llama3":
+        extra[gguf.MODEL_TENSOR.ROPE_FREQS] = _llama3_rope_factors(config)
+    elif _rope_scaling(rope, arch) == "longrope":  # llama.cpp picks one set by context size
+        extra[gguf.MODEL_TENSOR.ROPE_FACTORS_LONG] = np.array(rope["long_factor"], np.float32)
+        extra[gguf.MODEL_TENSOR.ROPE_FACTORS_SHORT] = np.array(rope["short_factor"], np.float32)
+    for kind, factors in extra.items():
+        planned.append(_Planned(gguf.TENSOR_NAMES[kind] + ".weight", factors.shape,
+                                gguf.GGMLQuantizationType.F32, _constant(factors)))
     return planned
+
+
+def _constant(value: Array) -> Callable[[], Array]:
+    return lambda: value
 
 
 def _loader(tensor: _Tensor, arch: str, config: dict[str, Any]) -> Callable[[], Array]:
@@ -386,7 +402,7 @@ def _write_parameters(writer: Any, config: dict[str, Any], name: str, quantisati
     if config.get("head_dim"):
         writer.add_key_length(_head_dim(config))
         writer.add_value_length(_head_dim(config))
-    _write_rope_scaling(writer, rope)
+    _write_rope_scaling(writer, config)
     _write_attention_window(writer, config)
     file_types = {F16: gguf.LlamaFileType.MOSTLY_F16, Q8_0: gguf.LlamaFileType.MOSTLY_Q8_0}
     writer.add_file_type(file_types[quantisation])
@@ -404,20 +420,36 @@ def _gguf_name(name: str) -> str:
     return name
 
 
-def _rope_scaling(rope: dict[str, Any]) -> str:
+def _rope_scaling(rope: dict[str, Any], arch: str) -> str:
     kind = str(rope.get("rope_type") or rope.get("type") or "default").lower()
-    if kind not in ("default", "linear", "llama3"):  # llama3 is the rope_freqs tensor
+    # llama3 is the rope_freqs tensor, longrope (Phi-3's) the long and short factor tensors
+    known = ("default", "linear", "llama3", *(("longrope", "su") if arch == "phi3" else ()))
+    if kind not in known:
         raise GgufError(f"GGUF export does not handle {kind!r} rope scaling yet: convert the "
                         "merged model with llama.cpp's convert_hf_to_gguf.py.")
-    return kind
+    return "longrope" if kind == "su" else kind
 
 
-def _write_rope_scaling(writer: Any, rope: dict[str, Any]) -> None:
+def _original_context(config: dict[str, Any]) -> int:
+    return int(config.get("original_max_position_embeddings")
+               or _rope_parameters(config).get("original_max_position_embeddings")
+               or config["max_position_embeddings"])
+
+
+def _write_rope_scaling(writer: Any, config: dict[str, Any]) -> None:
     import gguf
 
-    if _rope_scaling(rope) == "linear":
+    rope = _rope_parameters(config)
+    kind = _rope_scaling(rope, _architecture(config))
+    if kind == "linear":
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(float(rope["factor"]))
+    elif kind == "longrope":  # transformers scales cos and sin by this at every length
+        original = _original_context(config)
+        scale = int(config["max_position_embeddings"]) / original
+        factor = rope.get("attention_factor") or (
+            math.sqrt(1 + math.log(scale) / math.log(original)) if scale > 1 else 1.0)
+        writer.add_rope_scaling_attn_factors(float(factor))
 
 
 def _write_attention_window(writer: Any, config: dict[str, Any]) -> None:
@@ -425,8 +457,7 @@ def _write_attention_window(writer: Any, config: dict[str, Any]) -> None:
     arch = _architecture(config)
     if arch == "phi3":
         writer.add_sliding_window(int(config.get("sliding_window") or 0))
-        writer.add_rope_scaling_orig_ctx_len(int(config.get(
-            "original_max_position_embeddings") or config["max_position_embeddings"]))
+        writer.add_rope_scaling_orig_ctx_len(_original_context(config))
     elif arch == "gemma3" and config.get("sliding_window"):
         writer.add_sliding_window(int(config["sliding_window"]))
         kinds = config.get("layer_types") or [
