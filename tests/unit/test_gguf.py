@@ -302,6 +302,11 @@ def test_gemma3_norms_get_their_plus_one_and_the_sliding_layers_their_metadata(
     assert _field(reader, "general.architecture") == "gemma3"
     assert _field(reader, "gemma3.attention.sliding_window") == 16
     assert _field(reader, "gemma3.attention.sliding_window_pattern") == [True, False]
+    # Gemma 3's own 5:1 pattern is left to llama.cpp's default, as its converter does
+    released = _edited(model, tmp_path / "released", "config.json", {
+        "num_hidden_layers": 6, "layer_types": ["sliding_attention"] * 5 + ["full_attention"]})
+    path = write_gguf(released, tmp_path / "released.gguf", F16, name="m").path
+    assert "gemma3.attention.sliding_window_pattern" not in gguf.GGUFReader(path).fields
     assert _field(reader, "gemma3.rope.freq_base") == 1_000_000.0
     assert _field(reader, "gemma3.rope.freq_base_swa") == 10_000.0
     assert _field(reader, "gemma3.attention.key_length") == 32

@@ -460,10 +460,10 @@ def _write_attention_window(writer: Any, config: dict[str, Any]) -> None:
         writer.add_rope_scaling_orig_ctx_len(_original_context(config))
     elif arch == "gemma3" and config.get("sliding_window"):
         writer.add_sliding_window(int(config["sliding_window"]))
-        kinds = config.get("layer_types") or [
-            "full_attention" if (layer + 1) % 6 == 0 else "sliding_attention"
-            for layer in range(int(config["num_hidden_layers"]))]  # Gemma 3's 5:1 default
-        writer.add_sliding_window_pattern([kind == "sliding_attention" for kind in kinds])
+        default = [(layer + 1) % 6 != 0 for layer in range(int(config["num_hidden_layers"]))]
+        sliding = [kind == "sliding_attention" for kind in config.get("layer_types") or []]
+        if sliding and sliding != default:  # llama.cpp assumes Gemma 3's 5:1 pattern otherwise
+            writer.add_sliding_window_pattern(sliding)
         writer.add_rope_freq_base_swa(float(
             _rope_parameters(config, "sliding_attention")["rope_theta"]))
     if config.get("final_logit_softcapping"):
