@@ -420,7 +420,7 @@ def _gguf_name(name: str) -> str:
     return name
 
 
-def _rope_scaling(rope: dict[str, Any], arch: str) -> str:
+def _rope_scaling(rope: dict[str, Any], arch: str = "") -> str:
     kind = str(rope.get("rope_type") or rope.get("type") or "default").lower()
     # llama3 is the rope_freqs tensor, longrope (Phi-3's) the long and short factor tensors
     known = ("default", "linear", "llama3", *(("longrope", "su") if arch == "phi3" else ()))
