@@ -276,17 +276,17 @@ def test_an_architecture_the_writer_does_not_know_is_refused_with_nothing_done(
         exported: Exported) -> None:
     config_path = exported.base / "config.json"
     original = config_path.read_text()
-    config_path.write_text(original.replace("LlamaForCausalLM", "Gemma3ForCausalLM"))
+    config_path.write_text(original.replace("LlamaForCausalLM", "Olmo2ForCausalLM"))
     context = AppContext.open(Home(exported.home))
     try:
         service = ExportService(context)
         before = service.last_export(exported.project_id)
-        with pytest.raises(UserError, match="does not support Gemma3ForCausalLM"):
+        with pytest.raises(UserError, match="does not support Olmo2ForCausalLM"):
             service.export(exported.project_id, ExportOptions(gguf=("f16",)))
         assert service.last_export(exported.project_id) == before
         words = run_cli(exported.home, "export", exported.project_id, "--gguf", "f16")
         assert words.returncode == 1
-        assert "does not support Gemma3ForCausalLM" in words.stderr
+        assert "does not support Olmo2ForCausalLM" in words.stderr
         assert "convert_hf_to_gguf.py" in words.stderr
     finally:
         config_path.write_text(original)

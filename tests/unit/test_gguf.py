@@ -25,6 +25,7 @@ from finetuneflow.core.export.gguf import (
 )
 from finetuneflow.core.progress import Cancelled, CancelToken, ignore_progress
 from finetuneflow.services.export import write_gguf_files
+from tests.helpers.families import cached_family_model
 
 
 def _field(reader: gguf.GGUFReader, key: str) -> object:
@@ -146,11 +147,11 @@ def _edited(tiny_model_dir: Path, tmp_path: Path, name: str, change: dict[str, o
 def test_other_architectures_are_refused_before_any_work(tiny_model_dir: Path,
                                                          tmp_path: Path) -> None:
     model = _edited(tiny_model_dir, tmp_path, "config.json",
-                    {"architectures": ["Gemma3ForCausalLM"]})
+                    {"architectures": ["Olmo2ForCausalLM"]})
     reason = unsupported_reason(model)
-    assert reason is not None and "Gemma3ForCausalLM" in reason
+    assert reason is not None and "Olmo2ForCausalLM" in reason
     assert "convert_hf_to_gguf.py" in reason
-    with pytest.raises(GgufError, match="Gemma3ForCausalLM"):
+    with pytest.raises(GgufError, match="Olmo2ForCausalLM"):
         write_gguf(model, tmp_path / "out.gguf", F16, name="m")
     assert not (tmp_path / "out.gguf").exists()
     assert unsupported_reason(tiny_model_dir) is None
@@ -289,3 +290,75 @@ def test_llama_cpp_runs_the_other_supported_shapes_as_transformers_does(
         llama.close()
     print(f"{architecture} F16: max |logit difference| {np.abs(logits - expected).max():.3g}")
     assert np.abs(logits - expected).max() < 2e-3
+
+
+# --- the other families (tests/helpers/families.py; llama.cpp runs them in
+# tests/integration/test_gguf_families.py) ----------------------------------------------------
+
+def test_gemma3_norms_get_their_plus_one_and_the_sliding_layers_their_metadata(
+        tmp_path: Path) -> None:
+    model = cached_family_model("gemma3")
+    reader = gguf.GGUFReader(write_gguf(model, tmp_path / "m.gguf", F16, name="m").path)
+    assert _field(reader, "general.architecture") == "gemma3"
+    assert _field(reader, "gemma3.attention.sliding_window") == 16
+    assert _field(reader, "gemma3.attention.sliding_window_pattern") == [True, False]
+    # Gemma 3's own 5:1 pattern is left to llama.cpp's default, as its converter does
+    released = _edited(model, tmp_path / "released", "config.json", {
+        "num_hidden_layers": 6, "layer_types": ["sliding_attention"] * 5 + ["full_attention"]})
+    path = write_gguf(released, tmp_path / "released.gguf", F16, name="m").path
+    assert "gemma3.attention.sliding_window_pattern" not in gguf.GGUFReader(path).fields
+    assert _field(reader, "gemma3.rope.freq_base") == 1_000_000.0
+    assert _field(reader, "gemma3.rope.freq_base_swa") == 10_000.0
+    assert _field(reader, "gemma3.attention.key_length") == 32
+    weights = load_file(model / "model.safetensors")
+    tensors = {tensor.name: tensor.data for tensor in reader.tensors}
+    for gguf_name, hf_name in (("blk.1.post_ffw_norm.weight",
+                                "model.layers.1.post_feedforward_layernorm.weight"),
+                               ("blk.0.attn_q_norm.weight",
+                                "model.layers.0.self_attn.q_norm.weight"),
+                               ("output_norm.weight", "model.norm.weight")):
+        np.testing.assert_array_equal(tensors[gguf_name], weights[hf_name] + 1.0)
+    np.testing.assert_array_equal(tensors["blk.0.ffn_up.weight"].astype(np.float32),
+                                  weights["model.layers.0.mlp.up_proj.weight"].astype(np.float16))
+
+
+def test_phi3_keeps_its_fused_tensors_and_rotates_part_of_each_head(tmp_path: Path) -> None:
+    model = cached_family_model("phi3")
+    reader = gguf.GGUFReader(write_gguf(model, tmp_path / "m.gguf", Q8_0, name="m").path)
+    assert _field(reader, "phi3.rope.dimension_count") == 12  # 0.75 of 16
+    assert _field(reader, "phi3.attention.sliding_window") == 0
+    assert _field(reader, "phi3.rope.scaling.original_context_length") == 4096
+    shapes = {tensor.name: tuple(tensor.shape) for tensor in reader.tensors}
+    assert shapes["blk.0.attn_qkv.weight"] == (64, 64 + 2 * 2 * 16)
+    assert shapes["blk.0.ffn_up.weight"] == (64, 2 * 128)  # gate and up, as Phi-3 stores them
+    assert "output.weight" not in shapes  # tied: llama.cpp reuses token_embd
+
+
+@pytest.mark.parametrize(("family", "change", "words"), [
+    ("smollm3", {"no_rope_layers": [0, 1]}, "every 4th layer"),
+    ("gemma3", {"query_pre_attn_scalar": 256}, "query_pre_attn_scalar"),
+    ("mistral", {"sliding_window": 4096}, "sliding attention window"),
+])
+def test_settings_llama_cpp_fixes_per_architecture_are_refused_when_they_differ(
+        tmp_path: Path, family: str, change: dict[str, object], words: str) -> None:
+    model = _edited(cached_family_model(family), tmp_path, "config.json", change)
+    reason = unsupported_reason(model)
+    assert reason is not None and words in reason and "Export it without GGUF" in reason
+    with pytest.raises(GgufError, match=words):
+        write_gguf(model, tmp_path / "out.gguf", F16, name="m")
+    assert not (tmp_path / "out.gguf").exists()
+
+
+@pytest.mark.skipif(find_spec("llama_cpp") is None,
+                    reason="llama-cpp-python is not installed (pip install "
+                           "'finetuneflow[gguf-q4]'; it compiles llama.cpp)")
+def test_a_name_with_phi3_in_it_does_not_stop_llama_cpp_loading_the_file(
+        tmp_path: Path) -> None:
+    """llama.cpp gives a file whose name holds "phi3" Phi-3's SentencePiece token rules, which
+    need a "</s>" token that a byte-level vocabulary lacks: loading then fails."""
+    from llama_cpp import Llama
+
+    path = write_gguf(cached_family_model("phi3"), tmp_path / "m.gguf", F16,
+                      name="My Phi3 and PHI-3 notes").path
+    assert _field(gguf.GGUFReader(path), "general.name") == "My Phi 3 and PHI 3 notes"
+    Llama(str(path), n_ctx=32, verbose=False, n_threads=1).close()

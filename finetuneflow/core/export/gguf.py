@@ -3,8 +3,9 @@
 Built on the `gguf` package, which is kept with llama.cpp: its writer, its map from Hugging Face
 tensor names to GGUF ones, its special-token reader and its numpy quantisers (F16, Q8_0). What
 is written follows llama.cpp's reference converter (convert_hf_to_gguf.py) for the architectures
-the app trains: Llama-shaped models (Llama 3.x, SmolLM2) and Qwen2, with a byte-level BPE
-tokenizer. Anything else is refused by `unsupported_reason` before any work starts.
+the app trains: Llama-shaped models (Llama 3.x, SmolLM2, Mistral), Qwen2, Qwen3, Phi-3 (Phi-4-mini),
+Gemma 3 (text) and SmolLM3, with a byte-level BPE tokenizer. Anything else is refused by
+`unsupported_reason` before any work starts.
 
 Q4_K_M has no numpy quantiser: llama.cpp's own (`llama_model_quantize`, reached through the
 optional llama-cpp-python package) turns the F16 file into it.
@@ -38,12 +39,23 @@ QUANTISATIONS = (F16, Q8_0, Q4_K_M)
 LABELS = {F16: "F16", Q8_0: "Q8_0", Q4_K_M: "Q4_K_M"}
 LLAMA_CPP_PACKAGE = "llama-cpp-python"
 # HF architecture -> llama.cpp architecture name; q/k rows are permuted for llama's rope layout.
-ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
-_PERMUTED = {"llama"}
+ARCHITECTURES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama",
+                 "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3",
+                 "Phi3ForCausalLM": "phi3", "Gemma3ForCausalLM": "gemma3",
+                 "SmolLM3ForCausalLM": "smollm3"}
+_PERMUTED = {"llama", "smollm3"}
+_NORM_PLUS_ONE = {"gemma3"}  # Gemma's RMSNorm scales by (1 + weight); llama.cpp's by weight
+_SMOLLM3_NO_ROPE_STEP = 4  # llama.cpp skips rope on every 4th SmolLM3 layer, whatever the config
 # The pre-tokenizer's split regex (as tokenizer.json writes it) -> llama.cpp's name for it.
 _LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
                  r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-_SPLITS = {_LLAMA3_SPLIT: "llama-bpe", _LLAMA3_SPLIT.replace(r"\p{N}{1,3}", r"\p{N}"): "qwen2"}
+# o200k's (GPT-4o's, Phi-4-mini's): cased words with their contractions
+_GPT4O_SPLIT = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"
+                r"(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+"
+                r"[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}|"
+                r" ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_SPLITS = {_LLAMA3_SPLIT: "llama-bpe", _LLAMA3_SPLIT.replace(r"\p{N}{1,3}", r"\p{N}"): "qwen2",
+           _GPT4O_SPLIT: "gpt-4o"}
 # Tokens that end an assistant turn in the chat families the app knows (GGUF's EOT id).
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
 _SAFETENSORS_DTYPES: dict[str, npt.DTypeLike] = {"F32": np.float32, "F16": np.float16,
@@ -81,8 +93,9 @@ def unsupported_reason(model_dir: Path) -> str | None:
     can. Reads config.json and tokenizer.json only."""
     try:
         config = _read_json(model_dir / "config.json")
-        _architecture(config)
-        _rope_scaling(_rope_parameters(config))
+        arch = _architecture(config)
+        _check_shape(arch, config)
+        _rope_scaling(_rope_parameters(config), arch)
         _pre_tokenizer(_read_json(model_dir / "tokenizer.json"))
     except GgufError as error:
         return str(error)
@@ -109,6 +122,26 @@ def _architecture(config: dict[str, Any]) -> str:
     return ARCHITECTURES[architecture]
 
 
+def _check_shape(arch: str, config: dict[str, Any]) -> None:
+    """Refuse settings llama.cpp fixes for the architecture where this model's differ."""
+    problem = None
+    layers = int(config["num_hidden_layers"])
+    if arch == "smollm3":
+        expected = [int((layer + 1) % _SMOLLM3_NO_ROPE_STEP != 0) for layer in range(layers)]
+        if list(config.get("no_rope_layers") or expected) != expected:
+            problem = ("its layers without rope are not every 4th layer, the only pattern "
+                       "llama.cpp runs for SmolLM3")
+    elif arch == "gemma3" and config.get("query_pre_attn_scalar", _head_dim(config)) != \
+            _head_dim(config):
+        problem = "its query_pre_attn_scalar differs from head_dim, which llama.cpp assumes"
+    elif arch == "llama" and config.get("sliding_window"):
+        problem = "it has a sliding attention window, which llama.cpp's llama models lack"
+    if problem:  # llama.cpp's own converter would write a file that runs the model wrongly
+        raise GgufError(f"This {config['architectures'][0]} model cannot run in llama.cpp as "
+                        f"trained: {problem}. Export it without GGUF (llama.cpp's "
+                        "convert_hf_to_gguf.py cannot fix this either).")
+
+
 def _pre_tokenizer(tokenizer: dict[str, Any]) -> str:
     """llama.cpp's name for the tokenizer's pre-tokenizer (how text is split before BPE)."""
     model = tokenizer.get("model") or {}
@@ -125,8 +158,8 @@ def _pre_tokenizer(tokenizer: dict[str, Any]) -> str:
             name = _SPLITS.get((steps[0].get("pattern") or {}).get("Regex", ""))
     if name is None:
         raise GgufError("GGUF export supports byte-level BPE tokenizers of the GPT-2, SmolLM, "
-                        "Llama 3 and Qwen2 kinds, not this model's: export without GGUF and "
-                        "convert the merged model with llama.cpp's convert_hf_to_gguf.py.")
+                        "Llama 3, Qwen2 and GPT-4o kinds, not this model's: export without GGUF "
+                        "and convert the merged model with llama.cpp's convert_hf_to_gguf.py.")
     return name
 
 
@@ -199,11 +232,15 @@ def _permute(weights: Array, heads: int) -> Array:
             .swapaxes(1, 2).reshape(weights.shape))
 
 
-def _rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
-    """rope_theta and scaling, as transformers 4 (top level) or 5 (rope_parameters) saves them."""
+def _rope_parameters(config: dict[str, Any], layers: str = "full_attention") -> dict[str, Any]:
+    """rope_theta and scaling, as transformers 4 (top level) or 5 (rope_parameters) saves them;
+    Gemma 3 keeps one set per kind of layer (full or sliding attention)."""
     parameters = dict(config.get("rope_scaling") or {})
     parameters.update(config.get("rope_parameters") or {})
-    parameters.setdefault("rope_theta", config.get("rope_theta", 10000.0))
+    parameters = dict(parameters.get(layers) or parameters)
+    parameters.pop("sliding_attention", None)
+    local = config.get("rope_local_base_freq") if layers == "sliding_attention" else None
+    parameters.setdefault("rope_theta", local or config.get("rope_theta", 10000.0))
     return parameters
 
 
@@ -252,11 +289,20 @@ def _plan(model_dir: Path, config: dict[str, Any], arch: str, quantisation: str
         planned.append(_Planned(name, tensor.shape, _storage(name, tensor.shape, quantisation),
                                 _loader(tensor, arch, config)))
     rope = _rope_parameters(config)
-    if str(rope.get("rope_type", "")).lower() == "llama3":
-        factors = _llama3_rope_factors(config)
-        planned.append(_Planned(gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight",
-                                factors.shape, gguf.GGMLQuantizationType.F32, lambda: factors))
+    extra = {}
+    if _rope_scaling(rope, arch) == "llama3":
+        extra[gguf.MODEL_TENSOR.ROPE_FREQS] = _llama3_rope_factors(config)
+    elif _rope_scaling(rope, arch) == "longrope":  # llama.cpp picks one set by context size
+        extra[gguf.MODEL_TENSOR.ROPE_FACTORS_LONG] = np.array(rope["long_factor"], np.float32)
+        extra[gguf.MODEL_TENSOR.ROPE_FACTORS_SHORT] = np.array(rope["short_factor"], np.float32)
+    for kind, factors in extra.items():
+        planned.append(_Planned(gguf.TENSOR_NAMES[kind] + ".weight", factors.shape,
+                                gguf.GGMLQuantizationType.F32, _constant(factors)))
     return planned
+
+
+def _constant(value: Array) -> Callable[[], Array]:
+    return lambda: value
 
 
 def _loader(tensor: _Tensor, arch: str, config: dict[str, Any]) -> Callable[[], Array]:
@@ -267,9 +313,12 @@ def _loader(tensor: _Tensor, arch: str, config: dict[str, Any]) -> Callable[[], 
         permute = heads
     elif arch in _PERMUTED and tensor.name.endswith(("k_proj.weight", "k_proj.bias")):
         permute = kv_heads
+    shift = arch in _NORM_PLUS_ONE and tensor.name.endswith("norm.weight")
 
     def load() -> Array:
         data = tensor.load()
+        if shift:
+            data = data + 1.0
         return _permute(data, permute) if permute else data
 
     return load
@@ -308,6 +357,7 @@ def write_gguf(model_dir: Path, target: Path, quantisation: str, *, name: str,
         raise GgufError(f"{LABELS.get(quantisation, quantisation)} is made from the F16 file.")
     config = _read_json(model_dir / "config.json")
     arch = _architecture(config)
+    _check_shape(arch, config)
     planned = _plan(model_dir, config, arch, quantisation)
     with _temporary(target) as partial:
         writer = gguf.GGUFWriter(partial, arch)
@@ -336,7 +386,7 @@ def _write_parameters(writer: Any, config: dict[str, Any], name: str, quantisati
 
     rope = _rope_parameters(config)
     writer.add_type(gguf.GGUFType.MODEL)
-    writer.add_name(name)
+    writer.add_name(_gguf_name(name))
     writer.add_vocab_size(int(config["vocab_size"]))
     writer.add_context_length(int(config.get("max_position_embeddings", 2048)))
     writer.add_embedding_length(int(config["hidden_size"]))
@@ -345,32 +395,79 @@ def _write_parameters(writer: Any, config: dict[str, Any], name: str, quantisati
     writer.add_head_count(int(config["num_attention_heads"]))
     writer.add_head_count_kv(int(config.get("num_key_value_heads")
                                  or config["num_attention_heads"]))
-    writer.add_rope_dimension_count(_head_dim(config))
+    rotary = config.get("partial_rotary_factor") or rope.get("partial_rotary_factor", 1.0)
+    writer.add_rope_dimension_count(int(_head_dim(config) * rotary))
     writer.add_rope_freq_base(float(rope["rope_theta"]))
     writer.add_layer_norm_rms_eps(float(config.get("rms_norm_eps", 1e-6)))
     if config.get("head_dim"):
         writer.add_key_length(_head_dim(config))
         writer.add_value_length(_head_dim(config))
-    _write_rope_scaling(writer, rope)
+    _write_rope_scaling(writer, config)
+    _write_attention_window(writer, config)
     file_types = {F16: gguf.LlamaFileType.MOSTLY_F16, Q8_0: gguf.LlamaFileType.MOSTLY_Q8_0}
     writer.add_file_type(file_types[quantisation])
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
 
-def _rope_scaling(rope: dict[str, Any]) -> str:
+def _gguf_name(name: str) -> str:
+    """The name without "phi3"/"phi-3": llama.cpp gives such models Phi-3's SentencePiece token
+    rules and fails to load a byte-level BPE vocabulary without "</s>"."""
+    for quirk in ("phi-3", "phi3"):
+        start = name.lower().find(quirk)
+        while start >= 0:
+            name = f"{name[:start]}{name[start:start + 3]} {name[start + len(quirk) - 1:]}"
+            start = name.lower().find(quirk)
+    return name
+
+
+def _rope_scaling(rope: dict[str, Any], arch: str = "") -> str:
     kind = str(rope.get("rope_type") or rope.get("type") or "default").lower()
-    if kind not in ("default", "linear", "llama3"):  # llama3 is the rope_freqs tensor
+    # llama3 is the rope_freqs tensor, longrope (Phi-3's) the long and short factor tensors
+    known = ("default", "linear", "llama3", *(("longrope", "su") if arch == "phi3" else ()))
+    if kind not in known:
         raise GgufError(f"GGUF export does not handle {kind!r} rope scaling yet: convert the "
                         "merged model with llama.cpp's convert_hf_to_gguf.py.")
-    return kind
+    return "longrope" if kind == "su" else kind
 
 
-def _write_rope_scaling(writer: Any, rope: dict[str, Any]) -> None:
+def _original_context(config: dict[str, Any]) -> int:
+    return int(config.get("original_max_position_embeddings")
+               or _rope_parameters(config).get("original_max_position_embeddings")
+               or config["max_position_embeddings"])
+
+
+def _write_rope_scaling(writer: Any, config: dict[str, Any]) -> None:
     import gguf
 
-    if _rope_scaling(rope) == "linear":
+    rope = _rope_parameters(config)
+    kind = _rope_scaling(rope, _architecture(config))
+    if kind == "linear":
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(float(rope["factor"]))
+    elif kind == "longrope":  # transformers scales cos and sin by this at every length
+        original = _original_context(config)
+        scale = int(config["max_position_embeddings"]) / original
+        factor = rope.get("attention_factor") or (
+            math.sqrt(1 + math.log(scale) / math.log(original)) if scale > 1 else 1.0)
+        writer.add_rope_scaling_attn_factors(float(factor))
+
+
+def _write_attention_window(writer: Any, config: dict[str, Any]) -> None:
+    """Gemma 3's sliding-window layers (their own rope base), Phi-3's window (0: Phi-4, none)."""
+    arch = _architecture(config)
+    if arch == "phi3":
+        writer.add_sliding_window(int(config.get("sliding_window") or 0))
+        writer.add_rope_scaling_orig_ctx_len(_original_context(config))
+    elif arch == "gemma3" and config.get("sliding_window"):
+        writer.add_sliding_window(int(config["sliding_window"]))
+        default = [(layer + 1) % 6 != 0 for layer in range(int(config["num_hidden_layers"]))]
+        sliding = [kind == "sliding_attention" for kind in config.get("layer_types") or []]
+        if sliding and sliding != default:  # llama.cpp assumes Gemma 3's 5:1 pattern otherwise
+            writer.add_sliding_window_pattern(sliding)
+        writer.add_rope_freq_base_swa(float(
+            _rope_parameters(config, "sliding_attention")["rope_theta"]))
+    if config.get("final_logit_softcapping"):
+        writer.add_final_logit_softcapping(float(config["final_logit_softcapping"]))
 
 
 def _write_vocab(writer: Any, model_dir: Path, config: dict[str, Any]) -> None:
