@@ -19,6 +19,7 @@ from finetuneflow.core.units import format_bytes
 from finetuneflow.services.chat import ChatService
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.export import (
+    ADAPTER_GGUF,
     SAMPLE_TOKENS,
     ExportOptions,
     ExportResult,
@@ -73,16 +74,16 @@ def print_result(result: ExportResult) -> None:
     for path, size in result.files:
         print(f"  {path}  ({format_bytes(size) if size >= 2**20 else f'{size:,} bytes'})")
     for entry in result.gguf:
-        kind = " LoRA adapter" if entry.kind == "adapter" else ""
+        kind = " LoRA adapter" if entry.kind == ADAPTER_GGUF else ""
         print(f"GGUF{kind} {entry.quantisation.upper()}: {result.folder / entry.file}  "
               f"({format_bytes(entry.bytes)})", file=sys.stderr)
-    models = any(entry.kind == "model" for entry in result.gguf)
+    models = bool(result.gguf_models)
     if result.ollama is not None:
         folder = "gguf" if models else "merged"
         note = "" if models else result.ollama.note
         print(note or f"Ollama: cd {result.folder / folder} && {result.ollama.command}",
               file=sys.stderr)
-    if any(entry.kind == "adapter" for entry in result.gguf):
+    if len(result.gguf_models) < len(result.gguf):  # the adapter GGUF too
         name = result.ollama.model_name if result.ollama else "NAME"
         print(f"Ollama, the adapter on its base: put the base model's F16 GGUF in "
               f"{result.folder / 'gguf'} under the name in Modelfile.adapter's FROM line, then "

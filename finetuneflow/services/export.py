@@ -104,6 +104,7 @@ PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "t
 # The child's status phases, mapped onto the export's progress (the zip takes the last 20%).
 PHASES = {"loading_model": 0.02, "merging": 0.55, "saving": 0.65}
 SAMPLES_START, SAMPLES_END, CHILD_END, ZIP_START = 0.05, 0.5, 0.75, 0.8
+ADAPTER_GGUF = "adapter"  # GgufInfo.kind of the LoRA GGUF
 ADAPTER_SUFFIX = ".adapter"  # Modelfile.adapter: FROM the base GGUF, ADAPTER the LoRA GGUF
 GGUF_START = 0.66  # after the child's "saving" phase; GGUF files end at CHILD_END
 
@@ -136,6 +137,11 @@ class ExportResult:
     sample_max_tokens: int
     seconds: float
     gguf: list[GgufInfo] = field(default_factory=list)
+
+    @property
+    def gguf_models(self) -> list[GgufInfo]:
+        """The GGUF model files (not the LoRA adapter one): what gguf/Modelfile uses."""
+        return [entry for entry in self.gguf if entry.kind != ADAPTER_GGUF]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -207,10 +213,14 @@ class ExportService:
         return _support(self._runs.get(project_ref, run_id))
 
     def gguf_problems(self, project_ref: str, run_id: int | None = None) -> dict[str, str | None]:
-        """Each GGUF quantisation, with why it cannot be made for this run (None: it can)."""
-        model = gguf_export.unsupported_reason(self._runs.get(project_ref, run_id).model_dir)
-        return {quantisation: model or gguf_export.quantiser_missing(quantisation)
-                for quantisation in gguf_export.QUANTISATIONS}
+        """Each GGUF quantisation, and ADAPTER_GGUF (the LoRA GGUF), with why it cannot be made
+        for this run (None: it can)."""
+        run = self._runs.get(project_ref, run_id)
+        model = gguf_export.unsupported_reason(run.model_dir)
+        problems = {quantisation: model or gguf_export.quantiser_missing(quantisation)
+                    for quantisation in gguf_export.QUANTISATIONS}
+        problems[ADAPTER_GGUF] = gguf_lora.unsupported_reason(run.adapter_dir, run.model_dir)
+        return problems
 
     def default_options(self, project_ref: str, run_id: int | None = None) -> ExportOptions:
         """The latest (or given) run, merged when Ollama can import the architecture, the zip
@@ -342,7 +352,7 @@ class ExportService:
         progress(CHILD_END, "Writing the report…")
         if contents.merged:
             self._write_modelfile(contents, adapter, staging / bundle.MERGED)
-        if models := [entry for entry in contents.gguf if entry.kind == "model"]:
+        if models := [entry for entry in contents.gguf if entry.kind != ADAPTER_GGUF]:
             smallest = min(models, key=lambda entry: entry.bytes)
             self._write_modelfile(contents, adapter, staging / bundle.GGUF,
                                   source=f"./{Path(smallest.file).name}")
@@ -439,7 +449,7 @@ class ExportService:
             if token.cancelled:  # the worker reports a stop as an error
                 raise Cancelled() from None
             raise
-        return GgufInfo(f"{bundle.GGUF}/{target.name}", gguf_lora.F16, written, kind="adapter")
+        return GgufInfo(f"{bundle.GGUF}/{target.name}", gguf_lora.F16, written, ADAPTER_GGUF)
 
     def _copy_dataset(self, run: FinishedRun, target: Path) -> None:
         target.mkdir(parents=True)
