@@ -24,6 +24,7 @@ import numpy as np
 
 from finetuneflow.core.export.gguf import (
     _PERMUTED,
+    ARCHITECTURES,
     Array,
     GgufError,
     GgufFile,
@@ -52,11 +53,20 @@ def unsupported_reason(adapter_dir: Path, base_dir: Path) -> str | None:
     """Why this adapter cannot become a LoRA GGUF (checked before any work); None if it can.
     Reads the two config files only."""
     try:
-        _architecture(_read_json(base_dir / "config.json"))
+        _lora_architecture(_read_json(base_dir / "config.json"))
         _alpha(_read_json(adapter_dir / ADAPTER_CONFIG))
     except GgufError as error:
         return str(error)
     return None
+
+
+def _lora_architecture(config: dict[str, Any]) -> str:
+    """llama.cpp's name for the base's architecture; the adapter's own advice when unknown."""
+    architecture = (config.get("architectures") or ["unknown"])[0]
+    if architecture not in ARCHITECTURES:
+        raise GgufError(f"The adapter GGUF does not support {architecture} models yet (only "
+                        f"{', '.join(sorted(ARCHITECTURES))}): " + _CONVERT)
+    return _architecture(config)
 
 
 def _alpha(adapter_config: dict[str, Any]) -> float:
@@ -116,7 +126,7 @@ def write_lora_gguf(adapter_dir: Path, base_dir: Path, target: Path, precision: 
     if precision not in (F16, F32):
         raise GgufError(f"A LoRA GGUF is written in F16 or F32, not {precision!r}.")
     config = _read_json(base_dir / "config.json")
-    arch = _architecture(config)
+    arch = _lora_architecture(config)
     alpha = _alpha(_read_json(adapter_dir / ADAPTER_CONFIG))
     tensors = _lora_tensors(adapter_dir, config, arch)
     dtype = np.float16 if precision == F16 else np.float32
