@@ -141,7 +141,7 @@ class ExportResult:
     @property
     def gguf_models(self) -> list[GgufInfo]:
         """The GGUF model files (not the LoRA adapter one): what gguf/Modelfile uses."""
-        return [entry for entry in self.gguf if entry.kind != ADAPTER_GGUF]
+        return _models(self.gguf)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -352,7 +352,7 @@ class ExportService:
         progress(CHILD_END, "Writing the report…")
         if contents.merged:
             self._write_modelfile(contents, adapter, staging / bundle.MERGED)
-        if models := [entry for entry in contents.gguf if entry.kind != ADAPTER_GGUF]:
+        if models := _models(contents.gguf):
             smallest = min(models, key=lambda entry: entry.bytes)
             self._write_modelfile(contents, adapter, staging / bundle.GGUF,
                                   source=f"./{Path(smallest.file).name}")
@@ -420,16 +420,9 @@ class ExportService:
     def _write_gguf(self, run: FinishedRun, staging: Path, quantisations: tuple[str, ...],
                     progress: ProgressSink, cancel: CancelToken | None) -> list[GgufInfo]:
         """The GGUF files, written by a worker process from the merged model in staging."""
-        token = cancel or CancelToken()
         arguments = {"merged": str(staging / bundle.MERGED), "folder": str(staging / bundle.GGUF),
                      "quantisations": list(quantisations), "name": run.project_name}
-        try:
-            written = run_in_worker(self._context.home, "gguf", arguments, progress, token,
-                                    "Writing the GGUF files")
-        except RuntimeError:
-            if token.cancelled:  # the worker reports a stop as an error
-                raise Cancelled() from None
-            raise
+        written = self._in_worker("gguf", arguments, progress, cancel, "Writing the GGUF files")
         return [GgufInfo(f"{bundle.GGUF}/{entry['file']}", entry["quantisation"],
                          entry["bytes"]) for entry in written]
 
@@ -437,19 +430,23 @@ class ExportService:
                             cancel: CancelToken | None) -> GgufInfo:
         """The adapter as a LoRA GGUF, written by a worker process (the merged files, if any,
         are done by then)."""
-        token = cancel or CancelToken()
         target = staging / bundle.GGUF / gguf_lora.adapter_file_name()
         arguments = {"adapter": str(staging / bundle.ADAPTER), "base": str(run.model_dir),
                      "target": str(target), "name": run.project_name}
         progress(CHILD_END, "Writing the adapter as GGUF…")
+        written = self._in_worker("gguf_adapter", arguments, ignore_progress, cancel,
+                                  "Writing the adapter GGUF")
+        return GgufInfo(f"{bundle.GGUF}/{target.name}", gguf_lora.F16, written, ADAPTER_GGUF)
+
+    def _in_worker(self, operation: str, arguments: dict[str, Any], progress: ProgressSink,
+                   cancel: CancelToken | None, what: str) -> Any:
+        token = cancel or CancelToken()
         try:
-            written = run_in_worker(self._context.home, "gguf_adapter", arguments,
-                                    ignore_progress, token, "Writing the adapter GGUF")
+            return run_in_worker(self._context.home, operation, arguments, progress, token, what)
         except RuntimeError:
             if token.cancelled:  # the worker reports a stop as an error
                 raise Cancelled() from None
             raise
-        return GgufInfo(f"{bundle.GGUF}/{target.name}", gguf_lora.F16, written, ADAPTER_GGUF)
 
     def _copy_dataset(self, run: FinishedRun, target: Path) -> None:
         target.mkdir(parents=True)
@@ -609,6 +606,11 @@ def write_adapter_gguf(arguments: dict[str, Any], cancel: CancelToken) -> int:
         if problem := write_problem(error, target.parent):
             raise UserError(problem) from None
         raise
+
+
+def _models(files: list[GgufInfo]) -> list[GgufInfo]:
+    """The GGUF model files, without the LoRA adapter one."""
+    return [entry for entry in files if entry.kind != ADAPTER_GGUF]
 
 
 def base_gguf_name(base_id: str) -> str:
