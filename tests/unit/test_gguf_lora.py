@@ -22,7 +22,7 @@ from finetuneflow.core.export.gguf_lora import (
     write_lora_gguf,
 )
 from finetuneflow.core.progress import Cancelled, CancelToken
-from tests.unit.test_gguf import _llama_permuted
+from tests.unit.test_gguf import _family_model, _llama_permuted
 
 RANK, ALPHA = 4, 8
 IDS = [5, 17, 42, 99, 3, 11, 64, 7]
@@ -32,25 +32,28 @@ def _field(reader: gguf.GGUFReader, key: str) -> object:
     return reader.fields[key].contents()
 
 
-@pytest.fixture(scope="module")
-def adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A PEFT adapter on every linear layer with random (non-zero) B matrices, as training
-    leaves them; saved the way the trainer saves it."""
+def _random_adapter(base: Path, folder: Path) -> Path:
+    """A PEFT adapter on every linear layer of `base` with random (non-zero) B matrices, as
+    training leaves them; saved the way the trainer saves it."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     peft = get_peft_model(model, LoraConfig(r=RANK, lora_alpha=ALPHA,
                                             target_modules="all-linear"))
     with torch.no_grad():
         for name, parameter in peft.named_parameters():
             if "lora_B" in name:
                 parameter.normal_(std=0.05)
-    folder = tmp_path_factory.mktemp("adapter")
     peft.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _random_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter"))
 
 
 def _edited_config(adapter: Path, folder: Path, change: dict[str, object]) -> Path:
@@ -100,13 +103,18 @@ def test_f32_and_rslora_alpha(adapter: Path, tiny_model_dir: Path, tmp_path: Pat
 @pytest.mark.skipif(find_spec("llama_cpp") is None,
                     reason="llama-cpp-python is not installed (pip install "
                            "'finetuneflow[gguf-q4]'; it compiles llama.cpp)")
+@pytest.mark.parametrize("architecture", ["llama", "qwen2"])
 def test_llama_cpp_applies_it_like_the_merged_model(adapter: Path, tiny_model_dir: Path,
-                                                    tmp_path: Path) -> None:
+                                                    tmp_path: Path, architecture: str) -> None:
+    """Llama (q/k rows permuted) and Qwen2 (not permuted; q/k/v biases the adapter leaves)."""
     import torch
     from llama_cpp import Llama
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    if architecture == "qwen2":
+        tiny_model_dir = _family_model(tiny_model_dir, tmp_path / "qwen2", "qwen2")
+        adapter = _random_adapter(tiny_model_dir, tmp_path / "adapter")
     base = write_gguf(tiny_model_dir, tmp_path / "base.gguf", F16, name="tiny").path
     lora = write_lora_gguf(adapter, tiny_model_dir, tmp_path / "a.gguf", name="tiny").path
     with torch.inference_mode():
@@ -122,8 +130,8 @@ def test_llama_cpp_applies_it_like_the_merged_model(adapter: Path, tiny_model_di
     finally:
         llama.close()
     difference = float(np.abs(logits - expected).max())
-    print(f"base F16 + LoRA F16 in llama.cpp vs merged in transformers: max |logit difference| "
-          f"{difference:.3g}; the adapter moves the logits by up to "
+    print(f"{architecture}: base F16 + LoRA F16 in llama.cpp vs merged in transformers: max "
+          f"|logit difference| {difference:.3g}; the adapter moves the logits by up to "
           f"{float(np.abs(expected - base_logits).max()):.3g}")
     assert difference < 2e-3
     assert float(np.abs(expected - base_logits).max()) > 50 * difference  # it was applied
