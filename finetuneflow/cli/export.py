@@ -12,12 +12,14 @@ from pathlib import Path
 from finetuneflow.cli.common import add_json, open_context, print_json, stderr_progress
 from finetuneflow.cli.status import print_next
 from finetuneflow.core.export.gguf import QUANTISATIONS
+from finetuneflow.core.export.modelfile import create_command
 from finetuneflow.core.progress import Cancelled, CancelToken
 from finetuneflow.core.terminal import printable
 from finetuneflow.core.units import format_bytes
 from finetuneflow.services.chat import ChatService
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.export import (
+    ADAPTER_GGUF,
     SAMPLE_TOKENS,
     ExportOptions,
     ExportResult,
@@ -48,7 +50,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     options = ExportOptions(run_id=args.run, merged=args.merged,
                             include_dataset=args.include_dataset, out=out,
                             sample_max_tokens=args.sample_tokens,
-                            gguf=tuple(dict.fromkeys(args.gguf or ())))
+                            gguf=tuple(dict.fromkeys(args.gguf or ())),
+                            gguf_adapter=args.gguf_adapter)
     cancel = CancelToken()
     with ctrl_c_cancels(cancel, "Stopping the export…"):
         try:
@@ -71,13 +74,20 @@ def print_result(result: ExportResult) -> None:
     for path, size in result.files:
         print(f"  {path}  ({format_bytes(size) if size >= 2**20 else f'{size:,} bytes'})")
     for entry in result.gguf:
-        print(f"GGUF {entry.quantisation.upper()}: {result.folder / entry.file}  "
+        kind = " LoRA adapter" if entry.kind == ADAPTER_GGUF else ""
+        print(f"GGUF{kind} {entry.quantisation.upper()}: {result.folder / entry.file}  "
               f"({format_bytes(entry.bytes)})", file=sys.stderr)
+    models = bool(result.gguf_models)
     if result.ollama is not None:
-        folder = "gguf" if result.gguf else "merged"
-        note = "" if result.gguf else result.ollama.note
+        folder = "gguf" if models else "merged"
+        note = "" if models else result.ollama.note
         print(note or f"Ollama: cd {result.folder / folder} && {result.ollama.command}",
               file=sys.stderr)
+    if len(result.gguf_models) < len(result.gguf):  # the adapter GGUF too
+        name = result.ollama.model_name if result.ollama else "NAME"
+        print(f"Ollama, the adapter on its base: put the base model's F16 GGUF in "
+              f"{result.folder / 'gguf'} under the name in Modelfile.adapter's FROM line, then "
+              f"run {create_command(name)}.adapter there", file=sys.stderr)
 
 
 def show_token(text: str) -> None:
@@ -116,6 +126,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="also write the merged model as GGUF for LM Studio / llama.cpp / "
                              f"Ollama: {', '.join(QUANTISATIONS)} (repeat for several; q4_k_m "
                              "needs llama-cpp-python)")
+    export.add_argument("--gguf-adapter", action="store_true",
+                        help="also write the LoRA adapter alone as a GGUF (gguf/adapter-f16.gguf) "
+                             "with gguf/Modelfile.adapter: FROM the base model's GGUF, ADAPTER "
+                             "the adapter; for one base shared by several adapters")
     export.add_argument("--sample-tokens", type=int, default=SAMPLE_TOKENS, metavar="N",
                         help="longest before/after answer in the report, in tokens "
                              f"(default {SAMPLE_TOKENS})")

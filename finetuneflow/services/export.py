@@ -44,7 +44,7 @@ from finetuneflow.core.child_protocol import (
     StoppedEvent,
 )
 from finetuneflow.core.dataset.split import DEFAULT_EVAL_FRACTION, DEFAULT_SEED
-from finetuneflow.core.export import bundle
+from finetuneflow.core.export import bundle, gguf_lora
 from finetuneflow.core.export import gguf as gguf_export
 from finetuneflow.core.export.archive import (
     MANIFEST,
@@ -104,6 +104,8 @@ PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "t
 # The child's status phases, mapped onto the export's progress (the zip takes the last 20%).
 PHASES = {"loading_model": 0.02, "merging": 0.55, "saving": 0.65}
 SAMPLES_START, SAMPLES_END, CHILD_END, ZIP_START = 0.05, 0.5, 0.75, 0.8
+ADAPTER_GGUF = "adapter"  # GgufInfo.kind of the LoRA GGUF
+ADAPTER_SUFFIX = ".adapter"  # Modelfile.adapter: FROM the base GGUF, ADAPTER the LoRA GGUF
 GGUF_START = 0.66  # after the child's "saving" phase; GGUF files end at CHILD_END
 
 
@@ -117,6 +119,7 @@ class ExportOptions:
     sample_max_tokens: int = SAMPLE_TOKENS
     ollama_name: str | None = None  # None: from the project's name
     gguf: tuple[str, ...] = ()  # GGUF quantisations to write from the merged model
+    gguf_adapter: bool = False  # the LoRA adapter alone as a GGUF, with Modelfile.adapter
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,11 @@ class ExportResult:
     sample_max_tokens: int
     seconds: float
     gguf: list[GgufInfo] = field(default_factory=list)
+
+    @property
+    def gguf_models(self) -> list[GgufInfo]:
+        """The GGUF model files (not the LoRA adapter one): what gguf/Modelfile uses."""
+        return _models(self.gguf)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -205,10 +213,14 @@ class ExportService:
         return _support(self._runs.get(project_ref, run_id))
 
     def gguf_problems(self, project_ref: str, run_id: int | None = None) -> dict[str, str | None]:
-        """Each GGUF quantisation, with why it cannot be made for this run (None: it can)."""
-        model = gguf_export.unsupported_reason(self._runs.get(project_ref, run_id).model_dir)
-        return {quantisation: model or gguf_export.quantiser_missing(quantisation)
-                for quantisation in gguf_export.QUANTISATIONS}
+        """Each GGUF quantisation, and ADAPTER_GGUF (the LoRA GGUF), with why it cannot be made
+        for this run (None: it can)."""
+        run = self._runs.get(project_ref, run_id)
+        model = gguf_export.unsupported_reason(run.model_dir)
+        problems = {quantisation: model or gguf_export.quantiser_missing(quantisation)
+                    for quantisation in gguf_export.QUANTISATIONS}
+        problems[ADAPTER_GGUF] = gguf_lora.unsupported_reason(run.adapter_dir, run.model_dir)
+        return problems
 
     def default_options(self, project_ref: str, run_id: int | None = None) -> ExportOptions:
         """The latest (or given) run, merged when Ollama can import the architecture, the zip
@@ -265,7 +277,7 @@ class ExportService:
             _support(run).importable if options.merged is None else options.merged)
         job_id = self._jobs.create(run.project_id, JobKind.EXPORT, {
             "run_id": run.id, "merged": merged, "include_dataset": options.include_dataset,
-            "gguf": list(options.gguf)})
+            "gguf": list(options.gguf), "gguf_adapter": options.gguf_adapter})
         self._jobs.start(job_id)
         sink = both(ThrottledProgress(self._jobs, job_id), progress)
         try:
@@ -335,13 +347,19 @@ class ExportService:
         if options.gguf:
             contents.gguf = self._write_gguf(run, staging, options.gguf,
                                              scaled(progress, GGUF_START, CHILD_END), cancel)
+        if options.gguf_adapter:
+            contents.gguf.append(self._write_adapter_gguf(run, staging, progress, cancel))
         progress(CHILD_END, "Writing the report…")
         if contents.merged:
             self._write_modelfile(contents, adapter, staging / bundle.MERGED)
-        if contents.gguf:
-            smallest = min(contents.gguf, key=lambda entry: entry.bytes)
+        if models := _models(contents.gguf):
+            smallest = min(models, key=lambda entry: entry.bytes)
             self._write_modelfile(contents, adapter, staging / bundle.GGUF,
                                   source=f"./{Path(smallest.file).name}")
+        if options.gguf_adapter:
+            self._write_modelfile(contents, adapter, staging / bundle.GGUF,
+                                  source=f"./{base_gguf_name(_base_model(run)['id'])}",
+                                  lora=f"./{gguf_lora.adapter_file_name()}")
         if options.include_dataset:
             self._copy_dataset(run, staging / bundle.DATASET)
         self._write_documents(contents, staging)
@@ -388,29 +406,47 @@ class ExportService:
                         f"its log is {log_path}.")
 
     def _write_modelfile(self, contents: _Contents, adapter: Path, folder: Path,
-                         source: str = ".") -> None:
+                         source: str = ".", lora: str | None = None) -> None:
+        """The Modelfile FROM `source`; with `lora` (a LoRA GGUF's path), Modelfile.adapter."""
         chat_format = model_chat_format(adapter)
         contents.chat_format = chat_format.label if chat_format else None
         text = render_modelfile(chat_format, system=contents.system_prompt,
                                 eos_token=load_special_tokens(adapter).get("eos_token"),
-                                chat_template=load_chat_template(adapter), source=source)
-        atomic_write_text(folder / bundle.MODELFILE, text)
+                                chat_template=load_chat_template(adapter), source=source,
+                                adapter=lora)
+        name = bundle.MODELFILE + (ADAPTER_SUFFIX if lora else "")
+        atomic_write_text(folder / name, text)
 
     def _write_gguf(self, run: FinishedRun, staging: Path, quantisations: tuple[str, ...],
                     progress: ProgressSink, cancel: CancelToken | None) -> list[GgufInfo]:
         """The GGUF files, written by a worker process from the merged model in staging."""
-        token = cancel or CancelToken()
         arguments = {"merged": str(staging / bundle.MERGED), "folder": str(staging / bundle.GGUF),
                      "quantisations": list(quantisations), "name": run.project_name}
+        written = self._in_worker("gguf", arguments, progress, cancel, "Writing the GGUF files")
+        return [GgufInfo(f"{bundle.GGUF}/{entry['file']}", entry["quantisation"],
+                         entry["bytes"]) for entry in written]
+
+    def _write_adapter_gguf(self, run: FinishedRun, staging: Path, progress: ProgressSink,
+                            cancel: CancelToken | None) -> GgufInfo:
+        """The adapter as a LoRA GGUF, written by a worker process (the merged files, if any,
+        are done by then)."""
+        target = staging / bundle.GGUF / gguf_lora.adapter_file_name()
+        arguments = {"adapter": str(staging / bundle.ADAPTER), "base": str(run.model_dir),
+                     "target": str(target), "name": run.project_name}
+        progress(CHILD_END, "Writing the adapter as GGUF…")
+        written = self._in_worker("gguf_adapter", arguments, ignore_progress, cancel,
+                                  "Writing the adapter GGUF")
+        return GgufInfo(f"{bundle.GGUF}/{target.name}", gguf_lora.F16, written, ADAPTER_GGUF)
+
+    def _in_worker(self, operation: str, arguments: dict[str, Any], progress: ProgressSink,
+                   cancel: CancelToken | None, what: str) -> Any:
+        token = cancel or CancelToken()
         try:
-            written = run_in_worker(self._context.home, "gguf", arguments, progress, token,
-                                    "Writing the GGUF files")
+            return run_in_worker(self._context.home, operation, arguments, progress, token, what)
         except RuntimeError:
             if token.cancelled:  # the worker reports a stop as an error
                 raise Cancelled() from None
             raise
-        return [GgufInfo(f"{bundle.GGUF}/{entry['file']}", entry["quantisation"],
-                         entry["bytes"]) for entry in written]
 
     def _copy_dataset(self, run: FinishedRun, target: Path) -> None:
         target.mkdir(parents=True)
@@ -511,6 +547,9 @@ class ExportService:
 def _check_gguf(run: FinishedRun, options: ExportOptions) -> None:
     """Refuse GGUF quantisations this computer cannot make, or a model the writer does not
     support, before any work starts."""
+    if options.gguf_adapter and (
+            reason := gguf_lora.unsupported_reason(run.adapter_dir, run.model_dir)):
+        raise UserError(reason)
     if not options.gguf:
         return
     if options.merged is False:
@@ -553,6 +592,30 @@ def write_gguf_files(arguments: dict[str, Any], progress: ProgressSink,
         written.pop(gguf_export.F16).path.unlink()
     return [{"file": entry.path.name, "quantisation": entry.quantisation, "bytes": entry.bytes}
             for quantisation, entry in written.items() if quantisation in wanted]
+
+
+def write_adapter_gguf(arguments: dict[str, Any], cancel: CancelToken) -> int:
+    """The worker's side of the adapter GGUF: its size in bytes."""
+    target = Path(arguments["target"])
+    try:
+        return gguf_lora.write_lora_gguf(Path(arguments["adapter"]), Path(arguments["base"]),
+                                         target, name=arguments["name"], cancel=cancel).bytes
+    except gguf_export.GgufError as error:
+        raise UserError(str(error)) from None
+    except OSError as error:
+        if problem := write_problem(error, target.parent):
+            raise UserError(problem) from None
+        raise
+
+
+def _models(files: list[GgufInfo]) -> list[GgufInfo]:
+    """The GGUF model files, without the LoRA adapter one."""
+    return [entry for entry in files if entry.kind != ADAPTER_GGUF]
+
+
+def base_gguf_name(base_id: str) -> str:
+    """The file Modelfile.adapter's FROM expects beside it: the base as an F16 GGUF."""
+    return f"{Path(base_id).name}-{gguf_lora.F16}.gguf"
 
 
 # --- helpers ----------------------------------------------------------------------------------

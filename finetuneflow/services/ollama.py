@@ -82,10 +82,11 @@ class OllamaService:
         if exported is None or folder is None:
             raise UserError("Export this run with the merged model first (the merged model is "
                             "what Ollama imports).")
-        if quantize is not None and (exported.gguf or quantize not in OLLAMA_QUANTIZE):
-            raise UserError(_quantize_problem(quantize, bool(exported.gguf)))
-        if not exported.gguf and exported.ollama is not None and not exported.ollama.importable:
-            raise UserError(exported.ollama.note)
+        if quantize is not None and (exported.gguf_models or quantize not in OLLAMA_QUANTIZE):
+            raise UserError(_quantize_problem(quantize, bool(exported.gguf_models)))
+        ollama = exported.ollama
+        if not exported.gguf_models and ollama is not None and not ollama.importable:
+            raise UserError(ollama.note)
         model_name = ollama_model_name(name) if name else (
             exported.ollama.model_name if exported.ollama else ollama_model_name(run.project_name))
         progress(0.1, f"ollama create {model_name}…")
@@ -103,7 +104,7 @@ def _model_folder(exported: ExportResult | None) -> Path | None:
     """The export's folder Ollama imports: gguf/ when made, else merged/; None without one."""
     if exported is None:
         return None
-    folders = [exported.folder / bundle.GGUF] if exported.gguf else []
+    folders = [exported.folder / bundle.GGUF] if exported.gguf_models else []
     folders.append(exported.folder / bundle.MERGED)
     return next((f for f in folders if (f / bundle.MODELFILE).is_file()), None)
 

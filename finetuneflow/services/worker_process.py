@@ -194,5 +194,13 @@ def _gguf(context: AppContext, arguments: dict[str, Any], progress: ProgressSink
     return write_gguf_files(arguments, progress, cancel)
 
 
+def _gguf_adapter(context: AppContext, arguments: dict[str, Any], progress: ProgressSink,
+                  cancel: CancelToken) -> int:
+    from finetuneflow.services.export import write_adapter_gguf
+
+    return write_adapter_gguf(arguments, cancel)
+
+
 OPERATIONS: dict[str, Operation] = {"ingest": _ingest, "set_chunk_settings": _set_chunk_settings,
-                                    "rechunk": _rechunk, "gguf": _gguf}
+                                    "rechunk": _rechunk, "gguf": _gguf,
+                                    "gguf_adapter": _gguf_adapter}

@@ -3,6 +3,7 @@ offered, what cannot is disabled with the reason, and a ticked box ends in the e
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from importlib.util import find_spec
@@ -17,6 +18,7 @@ from finetuneflow.gui.pages.export_page import ExportPage
 from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.datasets import DatasetService
+from finetuneflow.services.finished_runs import FinishedRuns
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.storage.home import Home
 from tests.helpers.fake_ollama import fake_ollama
@@ -88,3 +90,41 @@ def test_ticking_q8_0_exports_a_gguf_that_ollama_registers(
         page.register.click()
         qtbot.waitUntil(lambda: page.task is None, timeout=CHILD_TIMEOUT_MS)
         assert "gguf-tutor" in page.ollama_box.title(), page.status.text()
+
+
+def test_the_adapter_gguf_box_exports_the_lora_gguf_without_the_merged_model(
+        page: ExportPage, qtbot: QtBot) -> None:
+    assert page.gguf_adapter.isEnabled() and not page.gguf_adapter.isChecked()
+    assert "base model" in page.gguf_adapter.toolTip()
+    page.merged.setChecked(False)
+    page.gguf_adapter.setChecked(True)
+    assert not page.merged.isChecked()  # the adapter GGUF needs no merged model
+    page.export_button.click()
+    assert not page.gguf_adapter.isEnabled()  # busy
+    qtbot.waitUntil(lambda: page.task is None, timeout=CHILD_TIMEOUT_MS)
+    exported = page.exported
+    assert exported is not None, page.status.text()
+    assert [(entry.file, entry.kind) for entry in exported.gguf] == [
+        ("gguf/adapter-f16.gguf", "adapter")]
+    assert (exported.folder / "gguf" / "Modelfile.adapter").is_file()
+    assert "GGUF F16 adapter" in page.summary.text() and page.gguf_adapter.isEnabled()
+    assert not page.register.isEnabled()  # Ollama's import needs the merged model or GGUF
+
+
+@pytest.fixture
+def dora_adapter(trained_home: tuple[Path, str]) -> Iterator[None]:
+    """The run's adapter marked as DoRA (which llama.cpp cannot apply) while the test runs."""
+    context = AppContext.open(Home(trained_home[0]))
+    path = FinishedRuns(context).get(trained_home[1]).adapter_dir / "adapter_config.json"
+    context.close()
+    original = path.read_text()
+    path.write_text(json.dumps({**json.loads(original), "use_dora": True}))
+    yield
+    path.write_text(original)
+
+
+def test_an_adapter_that_cannot_be_written_disables_the_box_with_the_reason(
+        dora_adapter: None, page: ExportPage) -> None:
+    assert not page.gguf_adapter.isEnabled() and not page.gguf_adapter.isChecked()
+    assert "DoRA" in page.gguf_adapter.toolTip() and "DoRA" in page.gguf_note.text()
+    assert page.gguf["f16"].isEnabled()  # the merged model's GGUF is still offered

@@ -100,8 +100,10 @@ def test_the_export_holds_both_gguf_files_and_a_modelfile_from_the_smallest(
     assert {"gguf/model-f16.gguf", "gguf/model-q8_0.gguf", "gguf/Modelfile"} <= names
     assert not [p for p in result.folder.rglob("*") if p.name.endswith(".partial")]
     assert result.to_json()["gguf"] == [
-        {"file": "gguf/model-f16.gguf", "quantisation": "f16", "bytes": sizes["f16"]},
-        {"file": "gguf/model-q8_0.gguf", "quantisation": "q8_0", "bytes": sizes["q8_0"]}]
+        {"file": "gguf/model-f16.gguf", "quantisation": "f16", "bytes": sizes["f16"],
+         "kind": "model"},
+        {"file": "gguf/model-q8_0.gguf", "quantisation": "q8_0", "bytes": sizes["q8_0"],
+         "kind": "model"}]
 
 
 def test_the_report_and_config_list_the_gguf_files(exported: Exported) -> None:

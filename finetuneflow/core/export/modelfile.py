@@ -263,12 +263,17 @@ def _quoted(value: str) -> str:
 
 def render_modelfile(chat_format: ChatFormat | None, *, system: str, eos_token: str | None,
                      temperature: float = DEFAULT_TEMPERATURE,
-                     chat_template: str | None = None, source: str = ".") -> str:
+                     chat_template: str | None = None, source: str = ".",
+                     adapter: str | None = None) -> str:
     """The Modelfile text; FROM `source`: "." for a merged model folder (the folder the file is
-    in), "./NAME.gguf" for a GGUF file beside it. Its TEMPLATE is fitted to the model's own
-    chat template when that is given."""
-    lines = ["# Made by FineTuneFlow. Import this folder into Ollama with:",
-             f"#   {create_command('MODEL-NAME')}", f"FROM {source}"]
+    in), "./NAME.gguf" for a GGUF file beside it; with `adapter` (a LoRA GGUF), the file is
+    Modelfile.adapter and FROM is the base the adapter was trained on. Its TEMPLATE is fitted
+    to the model's own chat template when that is given."""
+    command = create_command("MODEL-NAME") + (".adapter" if adapter else "")
+    lines = ["# Made by FineTuneFlow. Import this folder into Ollama with:", f"#   {command}",
+             f"FROM {source}"]
+    if adapter:
+        lines.append(f"ADAPTER {adapter}")
     if chat_format is None:
         lines.append("# The chat format was not recognised: Ollama picks a template itself.")
         stops: tuple[str, ...] = (eos_token,) if eos_token else ()

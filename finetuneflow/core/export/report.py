@@ -110,6 +110,7 @@ class GgufInfo:
     file: str  # the path inside the export folder, gguf/model-q8_0.gguf
     quantisation: str  # f16, q8_0, q4_k_m
     bytes: int
+    kind: str = "model"  # or "adapter": a LoRA GGUF applied on the base model's GGUF
 
 
 @dataclass(frozen=True)
@@ -226,22 +227,36 @@ def _usage(data: ReportInput) -> str:
                       "16-bit weights here, as usual for QLoRA; answers can differ slightly "
                       "from the 4-bit model's.")
     lines += _gguf_usage(data.gguf)
-    lines += _ollama_usage(data.ollama, "gguf" if data.gguf else "merged")
+    models = any(entry.kind == "model" for entry in data.gguf)
+    lines += _ollama_usage(data.ollama, "gguf" if models else "merged")
     return "\n".join(lines)
 
 
 def _gguf_usage(files: list[GgufInfo]) -> list[str]:
     if not files:
         return []
-    rows = [(f"`{entry.file}`", entry.quantisation.upper(), format_bytes(entry.bytes))
+    rows = [(f"`{entry.file}`", entry.quantisation.upper()
+             + (" LoRA adapter" if entry.kind == "adapter" else ""), format_bytes(entry.bytes))
             for entry in files]
-    first = files[0].file
-    return ["", "### GGUF (`gguf/`): LM Studio, llama.cpp, Jan, GPT4All", "",
-            _table(("File", "Quantisation", "Size"), rows), "",
-            "Each file holds the weights, the tokenizer and the chat template, so these "
-            "programs format the chat as in training. LM Studio: `lms import "
-            f"{first}` (or put it in ~/.lmstudio/models/PUBLISHER/MODEL/). llama.cpp: "
-            f"`llama-server -m {first}` or `llama-cli -m {first} -cnv`."]
+    lines = ["", "### GGUF (`gguf/`): LM Studio, llama.cpp, Jan, GPT4All", "",
+             _table(("File", "Quantisation", "Size"), rows)]
+    if models := [entry.file for entry in files if entry.kind == "model"]:
+        first = models[0]
+        lines += ["", "Each model file holds the weights, the tokenizer and the chat template, "
+                  "so these programs format the chat as in training. LM Studio: `lms import "
+                  f"{first}` (or put it in ~/.lmstudio/models/PUBLISHER/MODEL/). llama.cpp: "
+                  f"`llama-server -m {first}` or `llama-cli -m {first} -cnv`."]
+    return lines + _adapter_usage(files)
+
+
+def _adapter_usage(files: list[GgufInfo]) -> list[str]:
+    adapter = next((entry.file for entry in files if entry.kind == "adapter"), None)
+    if adapter is None:
+        return []
+    return ["", f"`{adapter}` is the LoRA adapter alone: it needs the base model it was trained "
+            "on as a GGUF (llama.cpp's `convert_hf_to_gguf.py --outtype f16` makes it), named "
+            "in the FROM line of `gguf/Modelfile.adapter`. llama.cpp: `llama-cli -m BASE.gguf "
+            f"--lora {adapter}`; Ollama: `cd gguf && ollama create NAME -f Modelfile.adapter`."]
 
 
 def _ollama_usage(ollama: OllamaInfo | None, folder: str) -> list[str]:

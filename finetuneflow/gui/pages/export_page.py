@@ -38,7 +38,7 @@ from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.widgets.report_view import ReportView
 from finetuneflow.gui.workers import TaskRunner, Work
 from finetuneflow.services.context import AppContext
-from finetuneflow.services.export import ExportOptions, ExportResult, ExportService
+from finetuneflow.services.export import ADAPTER_GGUF, ExportOptions, ExportResult, ExportService
 from finetuneflow.services.finished_runs import FinishedRuns
 from finetuneflow.services.jobs import JobService
 from finetuneflow.services.ollama import (
@@ -51,6 +51,8 @@ from finetuneflow.services.projects import ProjectSummary
 
 ZIP_FILTER = "Zip files (*.zip)"
 GGUF_LABELS = {"f16": "F16", "q8_0": "Q8_0", "q4_k_m": "Q4_K_M"}
+ADAPTER_TIP = ("A small LoRA GGUF that llama.cpp and Ollama apply on the base model's GGUF: "
+               "one base, several adapters.")
 GGUF_TIPS = {"f16": "Full 16-bit weights: the largest file, the exact model.",
              "q8_0": "8-bit: about half the F16 size, answers nearly identical.",
              "q4_k_m": "4-bit: about a quarter of the F16 size, for small laptops."}
@@ -161,8 +163,11 @@ class ExportPage(StepPage):
         self.include_dataset = QCheckBox("The dataset (train and eval JSONL)",
                                          objectName="exportDataset")
         layout = QVBoxLayout(box)
+        self.gguf_adapter = QCheckBox("The adapter alone as GGUF, with a Modelfile FROM the "
+                                      "base model", objectName="ggufAdapter")
+        self.gguf_adapter.setToolTip(ADAPTER_TIP)
         for widget in (always, self.merged, self.merged_note, self._build_gguf(),
-                       self.include_dataset):
+                       self.gguf_adapter, self.include_dataset):
             layout.addWidget(widget)
         return box
 
@@ -315,6 +320,8 @@ class ExportPage(StepPage):
         for name, box in self.gguf.items():
             box.setChecked(False)
             box.setToolTip(problems[name] or GGUF_TIPS[name])
+        self.gguf_adapter.setChecked(False)
+        self.gguf_adapter.setToolTip(problems.get(ADAPTER_GGUF) or ADAPTER_TIP)
         self._enable_gguf(self.task is None)
         reasons = list(dict.fromkeys(p for p in problems.values() if p))
         self.gguf_note.setText(" ".join(reasons))
@@ -345,8 +352,9 @@ class ExportPage(StepPage):
             return
         parts = "adapter and merged model" if exported.merged else "adapter"
         if exported.gguf:
-            parts += ", GGUF " + ", ".join(f"{entry.quantisation.upper()} "
-                                           f"{_size(entry.bytes)}" for entry in exported.gguf)
+            parts += ", GGUF " + ", ".join(
+                f"{entry.quantisation.upper()}{' adapter' if entry.kind == 'adapter' else ''} "
+                f"{_size(entry.bytes)}" for entry in exported.gguf)
         self.summary.setText(
             f"<b>{exported.zip_path.name}</b><br>{_size(exported.zip_bytes)}, "
             f"{len(exported.files)} files ({parts}), made in "
@@ -359,8 +367,8 @@ class ExportPage(StepPage):
         exported = self.exported
         if exported is None or exported.ollama is None:
             return False, "Export with the merged model to register it in Ollama."
-        self.quantize.setEnabled(not exported.gguf)
-        if exported.gguf:
+        self.quantize.setEnabled(not exported.gguf_models)
+        if exported.gguf_models:
             return ollama_available(), (
                 f"Runs “{exported.ollama.command}” in the export's gguf folder."
                 if ollama_available() else "Install Ollama (ollama.com/download) to register "
@@ -403,7 +411,8 @@ class ExportPage(StepPage):
                                 include_dataset=self.include_dataset.isChecked(),
                                 out=self.destination,
                                 gguf=tuple(name for name, box in self.gguf.items()
-                                           if box.isChecked()))
+                                           if box.isChecked()),
+                                gguf_adapter=self.gguf_adapter.isChecked())
         self._start("export", lambda progress, cancel: self.service.export(
             self.project_id, options, progress=progress, cancel=cancel), self._exported,
             "Starting the export…")
@@ -497,6 +506,7 @@ class ExportPage(StepPage):
     def _enable_gguf(self, enabled: bool) -> None:
         for name, box in self.gguf.items():
             box.setEnabled(enabled and self.gguf_problems.get(name) is None)
+        self.gguf_adapter.setEnabled(enabled and self.gguf_problems.get(ADAPTER_GGUF) is None)
 
     def _update_buttons(self) -> None:
         idle = self.task is None
