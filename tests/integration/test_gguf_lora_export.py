@@ -197,19 +197,19 @@ def test_an_architecture_the_writer_does_not_know_is_refused_with_nothing_done(
         exported: Exported) -> None:
     config_path = exported.base / "config.json"
     original = config_path.read_text()
-    config_path.write_text(original.replace("LlamaForCausalLM", "Gemma3ForCausalLM"))
+    config_path.write_text(original.replace("LlamaForCausalLM", "Olmo2ForCausalLM"))
     context = AppContext.open(Home(exported.home))
     try:
         service = ExportService(context)
         before = service.last_export(exported.project_id)
-        assert "Gemma3ForCausalLM" in (service.gguf_problems(exported.project_id)["adapter"]
+        assert "Olmo2ForCausalLM" in (service.gguf_problems(exported.project_id)["adapter"]
                                        or "")
-        with pytest.raises(UserError, match="does not support Gemma3ForCausalLM"):
+        with pytest.raises(UserError, match="does not support Olmo2ForCausalLM"):
             service.export(exported.project_id, ExportOptions(gguf_adapter=True))
         assert service.last_export(exported.project_id) == before
         words = run_cli(exported.home, "export", exported.project_id, "--gguf-adapter")
         assert words.returncode == 1
-        assert "does not support Gemma3ForCausalLM" in words.stderr
+        assert "does not support Olmo2ForCausalLM" in words.stderr
         assert service.last_export(exported.project_id) == before
     finally:
         config_path.write_text(original)

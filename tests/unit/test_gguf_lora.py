@@ -143,10 +143,10 @@ def test_other_architectures_and_adapter_kinds_are_refused(adapter: Path, tiny_m
     shutil.copytree(tiny_model_dir, base)
     config = json.loads((base / "config.json").read_text())
     (base / "config.json").write_text(json.dumps({**config,
-                                                  "architectures": ["Gemma3ForCausalLM"]}))
+                                                  "architectures": ["Olmo2ForCausalLM"]}))
     reason = unsupported_reason(adapter, base)
-    assert reason is not None and "Gemma3ForCausalLM" in reason
-    with pytest.raises(GgufError, match="Gemma3ForCausalLM"):
+    assert reason is not None and "Olmo2ForCausalLM" in reason
+    with pytest.raises(GgufError, match="Olmo2ForCausalLM"):
         write_lora_gguf(adapter, base, tmp_path / "out.gguf", name="m")
     assert not (tmp_path / "out.gguf").exists()
     dora = _edited_config(adapter, tmp_path / "dora", {"use_dora": True})
