@@ -4,11 +4,20 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.context import AppContext
+from finetuneflow.services.datasets import DatasetService
+from finetuneflow.services.export import ExportOptions, ExportResult, ExportService
+from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.trainer_process import run_trainer
 from finetuneflow.services.training import RunRecorder, TrainingService
+from finetuneflow.storage.home import Home
 
 SYSTEM = "You answer arithmetic questions with one number."
 TRAINING = {"max_steps": 6, "eval_steps": 2, "save_steps": 2, "logging_steps": 1,
@@ -37,3 +46,28 @@ def train(context: AppContext, project_id: str) -> Path:
     recorder.process_ended(code)
     assert code == 0, prepared.log_path.read_text()[-3000:]
     return Path(prepared.job.adapter_dir)
+
+
+@contextmanager
+def trained_and_exported(root: Path, model_dir: Path, name: str, options: ExportOptions
+                         ) -> Iterator[tuple[Path, str, Path, ExportResult]]:
+    """A project on a copy of the model (which a test may edit), trained a few steps and
+    exported with `options`, in a home under `root`: (home, project id, base, export). One
+    thread, so that logits compared with llama.cpp's come out the same every run."""
+    base = root / "base"
+    shutil.copytree(model_dir, base)
+    threads = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    context = AppContext.open(Home(root / "home"))
+    try:
+        project_id = ProjectService(context).create(name).id
+        ModelService(context).choose(project_id, str(base))
+        DatasetService(context).import_file(project_id, arithmetic_chats(root / "chats.jsonl"))
+        train(context, project_id)
+        yield root / "home", project_id, base, ExportService(context).export(project_id, options)
+    finally:
+        context.close()
+        if threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = threads

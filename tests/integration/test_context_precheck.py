@@ -14,7 +14,7 @@ import pytest
 from finetuneflow.core.generation import LLMClient, LLMSettings, test_connection
 from finetuneflow.core.generation.client import answer_room, estimated_prompt_tokens
 from finetuneflow.core.generation.errors import ContextTooSmallError
-from tests.helpers.cli import run_cli, run_cli_json
+from tests.helpers.cli import cli_project, run_cli, run_cli_json
 from tests.helpers.fake_llm import FakeLLMServer
 
 FAST = {"FINETUNEFLOW_LLM_RETRY_BASE_S": "0.01"}
@@ -34,11 +34,7 @@ def project(home: Path, tiny_model_dir: Path, tmp_path: Path) -> str:
     document = tmp_path / "notes.txt"
     document.write_text("".join(PARAGRAPH.format(n=n, m=n + 2, k=n * 10) for n in range(200)),
                         encoding="utf-8")
-    project = run_cli_json(home, "project", "create", "Pumps")["id"]
-    run_cli_json(home, "model", "set", project, str(tiny_model_dir))
-    run_cli_json(home, "ingest", project, str(document), "--chunk-tokens", "1500",
-                 "--overlap", "0")
-    return project
+    return cli_project(home, tiny_model_dir, document, chunk_tokens=1500)
 
 
 def openai_llm(server: FakeLLMServer) -> list[str]:

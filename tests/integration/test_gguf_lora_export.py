@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
 import zipfile
 from collections.abc import Iterator
@@ -21,17 +20,14 @@ import numpy as np
 import pytest
 
 from finetuneflow.core.export.gguf import F16, write_gguf
-from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.context import AppContext
-from finetuneflow.services.datasets import DatasetService
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.export import ExportOptions, ExportResult, ExportService
 from finetuneflow.services.ollama import OllamaService
-from finetuneflow.services.projects import ProjectService
 from finetuneflow.storage.home import Home
 from tests.helpers.cli import run_cli, run_cli_json
 from tests.helpers.fake_ollama import fake_ollama as installed_fake_ollama
-from tests.helpers.finished_run import arithmetic_chats, train
+from tests.helpers.finished_run import trained_and_exported
 
 pytestmark = pytest.mark.slow
 PROMPT = [{"role": "system", "content": "You answer arithmetic questions with one number."},
@@ -54,22 +50,9 @@ class Exported:
 def exported(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[Exported]:
     root = tmp_path_factory.mktemp("gguf-lora-export")
-    base = root / "base"
-    shutil.copytree(tiny_model_dir, base)
-    patch = pytest.MonkeyPatch()
-    patch.setenv("OMP_NUM_THREADS", "1")
-    context = AppContext.open(Home(root / "home"))
-    try:
-        project_id = ProjectService(context).create("Adapter demo").id
-        ModelService(context).choose(project_id, str(base))
-        DatasetService(context).import_file(project_id, arithmetic_chats(root / "chats.jsonl"))
-        train(context, project_id)
-        result = ExportService(context).export(project_id, ExportOptions(
-            gguf_adapter=True, sample_prompts=1, sample_max_tokens=4))
-        yield Exported(root / "home", project_id, base, result)
-    finally:
-        patch.undo()
-        context.close()
+    options = ExportOptions(gguf_adapter=True, sample_prompts=1, sample_max_tokens=4)
+    with trained_and_exported(root, tiny_model_dir, "Adapter demo", options) as made:
+        yield Exported(*made)
 
 
 def _from_line(modelfile: str) -> str:

@@ -30,7 +30,7 @@ from finetuneflow.core.generation import (
     TaskSettings,
     run_generation,
 )
-from tests.helpers.cli import REPO_ROOT, cli_env, run_cli, run_cli_json
+from tests.helpers.cli import REPO_ROOT, cli_env, cli_project, pump_notes, run_cli, run_cli_json
 from tests.helpers.fake_llm import FakeLLMServer, Fault
 from tests.integration.test_generation_failures import (
     FAST,
@@ -52,14 +52,7 @@ def server() -> Iterator[FakeLLMServer]:
 
 @pytest.fixture
 def project(home: Path, tiny_model_dir: Path, tmp_path: Path) -> str:
-    document = tmp_path / "notes.txt"
-    document.write_text("\n\n".join(
-        f"The {n}th pump in hall {n} is checked every {n + 2} days by the night crew. "
-        f"Its filter is replaced after {n * 10} hours of running." for n in range(1, 40)),
-        encoding="utf-8")
-    project = run_cli_json(home, "project", "create", "Pumps")["id"]
-    run_cli_json(home, "model", "set", project, str(tiny_model_dir))
-    run_cli_json(home, "ingest", project, str(document), "--chunk-tokens", "60", "--overlap", "0")
+    project = cli_project(home, tiny_model_dir, pump_notes(tmp_path / "notes.txt"))
     run_cli_json(home, "settings", *LOW_LIMITS)
     return project
 
