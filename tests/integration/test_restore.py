@@ -216,16 +216,23 @@ def test_settings_and_document_names_are_recorded_in_the_folder(
     assert json.loads(path.read_text("utf-8"))["files"] == {}
 
 
-def test_the_cli_restores_after_the_database_is_deleted(
-        home: Path, tmp_path: Path, tiny_model_dir: Path) -> None:
+def _project_whose_database_is_deleted(home: Path, tmp_path: Path, model_dir: Path
+                                       ) -> tuple[str, dict[str, int]]:
+    """A project built in the home folder, then its database deleted: (its id, its counts)."""
     context = AppContext.open()
     try:
-        project_id = _build_project(context, tmp_path, tiny_model_dir)
+        project_id = _build_project(context, tmp_path, model_dir)
         before = _counts(context.home.db_path, project_id)
     finally:
         context.close()
     for path in home.glob("finetuneflow.db*"):
         path.unlink()
+    return project_id, before
+
+
+def test_the_cli_restores_after_the_database_is_deleted(
+        home: Path, tmp_path: Path, tiny_model_dir: Path) -> None:
+    project_id, before = _project_whose_database_is_deleted(home, tmp_path, tiny_model_dir)
     assert run_cli_json(home, "project", "list") == []
     doctor = run_cli(home, "doctor")
     assert f"finetuneflow project restore {project_id}" in doctor.stdout
@@ -273,14 +280,7 @@ def test_a_restore_killed_part_way_is_listed_and_runs_again_in_full(
 
     from tests.helpers.cli import REPO_ROOT, cli_env
 
-    context = AppContext.open()
-    try:
-        project_id = _build_project(context, tmp_path, tiny_model_dir)
-        before = _counts(context.home.db_path, project_id)
-    finally:
-        context.close()
-    for path in home.glob("finetuneflow.db*"):
-        path.unlink()
+    project_id, before = _project_whose_database_is_deleted(home, tmp_path, tiny_model_dir)
     run_cli_json(home, "project", "list")  # a new, empty database
     child = subprocess.Popen([sys.executable, "-m", "finetuneflow", "project", "restore",
                               project_id], env=cli_env(home), cwd=REPO_ROOT,
