@@ -137,10 +137,10 @@ class TaskRunner(QObject):
         for signal, slot in ((signals.succeeded, on_success), (signals.failed, on_failure),
                              (signals.progress, on_progress), (signals.cancelled, on_cancel)):
             if slot is not None:
-                signal.connect(slot, queued)
+                signal.connect(self._while_alive(slot), queued)
         signals.finished.connect(self._forget, queued)
         if on_finished is not None:
-            signals.finished.connect(lambda _key: on_finished(), queued)
+            signals.finished.connect(self._while_alive(lambda _key: on_finished()), queued)
         if status_text is not None:
             tasks = background_tasks()
             task = tasks.begin(status_text)
@@ -148,6 +148,18 @@ class TaskRunner(QObject):
             signals.finished.connect(lambda _key: tasks.end(task), queued)
         self._pool.start(worker)
         return worker
+
+    def _while_alive(self, slot: Callable[..., None]) -> Callable[..., None]:
+        """The slot, skipped once this runner (and so the page that owns it) is deleted: a
+        result that arrives after the person closed the project has nowhere to go. Qt drops
+        the connections of a deleted receiver, but a plain function has no receiver."""
+        from shiboken6 import isValid
+
+        def run(*args: Any) -> None:
+            if isValid(self):
+                slot(*args)
+
+        return run
 
     def _forget(self, key: int) -> None:
         self._alive.pop(key, None)

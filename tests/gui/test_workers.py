@@ -85,3 +85,21 @@ def test_a_task_runs_until_its_slots_have_run_and_a_slot_may_start_the_next(
         assert [value for name, value, _t in recorder.events if name == "succeeded"] == [
             "first", "second"]
         assert ("finished", None) in [(name, value) for name, value, _t in recorder.events]
+
+
+def test_a_result_for_a_deleted_page_is_dropped(qtbot: QtBot) -> None:
+    """A page closed while its task runs (the project closed mid-way): the task's result
+    arrives after the page's Qt object is gone, and must not be handed to it."""
+    from PySide6.QtCore import QThreadPool
+    from PySide6.QtWidgets import QLabel
+    from shiboken6 import delete
+
+    page = QLabel()
+    runner = TaskRunner(page)
+    release = threading.Event()
+    runner.start("report", lambda _p, _c: release.wait(10) and "the report",
+                 on_success=page.setText, on_finished=lambda: page.setText("done"))
+    delete(page)  # the runner, its child, goes with it
+    release.set()
+    QThreadPool.globalInstance().waitForDone(10_000)
+    qtbot.wait(50)  # the queued results are delivered, or dropped, here
