@@ -425,3 +425,16 @@ class SpeedJob(JobFile):
     timed_steps: int = 3
     spawned_at: float = 0.0
     version: int = JOB_VERSION
+
+
+def probe_outcome(output: str) -> ProbeEvent | ErrorEvent | None:
+    """The last probe or error event in a probe's output, read from the end; lines that are
+    not events (a library printing a warning) are passed over."""
+    for line in reversed(output.splitlines()):
+        try:
+            event = decode(line)
+        except ProtocolError:
+            continue
+        if isinstance(event, ProbeEvent | ErrorEvent):
+            return event
+    return None

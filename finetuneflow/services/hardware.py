@@ -21,6 +21,7 @@ from finetuneflow.core.child_protocol import (
     SpeedEvent,
     SpeedJob,
     decode,
+    probe_outcome,
 )
 from finetuneflow.core.progress import CancelToken
 from finetuneflow.core.training.config import TrainingConfig
@@ -161,15 +162,11 @@ class HardwareService:
         except subprocess.TimeoutExpired:
             raise UserError("Inspecting the hardware took too long: try again, and check "
                             "that no other program is holding the GPU.") from None
-        for line in reversed(result.stdout.splitlines()):
-            try:
-                event = decode(line)
-            except ProtocolError:
-                continue
-            if isinstance(event, ProbeEvent):
-                return event
-            if isinstance(event, ErrorEvent):
-                raise UserError(event.message)
+        outcome = probe_outcome(result.stdout)
+        if isinstance(outcome, ProbeEvent):
+            return outcome
+        if isinstance(outcome, ErrorEvent):
+            raise UserError(outcome.message)
         tail = result.stderr.strip().splitlines()[-1:] or ["no output"]
         raise UserError(f"The hardware check failed ({tail[0]}). See the log file.")
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from finetuneflow.core.child_protocol import JOB_VERSION, ProbeEvent, ProtocolError, decode
+from finetuneflow.core.child_protocol import JOB_VERSION, ProbeEvent, probe_outcome
 from finetuneflow.services.errors import UserError
 from finetuneflow.storage.home import Home
 from finetuneflow.storage.machines import (
@@ -157,13 +157,8 @@ def _check_trainer(machine: Machine, facts: dict[str, Any]) -> int:
 def _probe(store: MachineStore, machine: Machine) -> ProbeEvent:
     command = [machine.python, "-m", "finetuneflow", "trainer", "probe"]
     result = _ssh(store, machine, command, PROBE_TIMEOUT_S)
-    for line in result.stdout.splitlines():
-        try:
-            event = decode(line)
-        except ProtocolError:
-            continue
-        if isinstance(event, ProbeEvent):
-            return event
+    if isinstance(outcome := probe_outcome(result.stdout), ProbeEvent):
+        return outcome
     raise UserError(f"The trainer on {machine.name} could not inspect its hardware "
                     f"({_last_line(result.stderr)}): install the trainer's libraries there with "
                     "`pip install finetuneflow[trainer]`.")

@@ -8,6 +8,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from finetuneflow.services.base_model import ModelService
@@ -48,12 +49,20 @@ def train(context: AppContext, project_id: str) -> Path:
     return Path(prepared.job.adapter_dir)
 
 
+@dataclass
+class ExportedRun:
+    home: Path
+    project_id: str
+    base: Path  # the project's base model folder (a copy a test may edit)
+    result: ExportResult
+
+
 @contextmanager
 def trained_and_exported(root: Path, model_dir: Path, name: str, options: ExportOptions
-                         ) -> Iterator[tuple[Path, str, Path, ExportResult]]:
+                         ) -> Iterator[ExportedRun]:
     """A project on a copy of the model (which a test may edit), trained a few steps and
-    exported with `options`, in a home under `root`: (home, project id, base, export). One
-    thread, so that logits compared with llama.cpp's come out the same every run."""
+    exported with `options`, in a home under `root`. One thread, so that logits compared
+    with llama.cpp's come out the same every run."""
     base = root / "base"
     shutil.copytree(model_dir, base)
     threads = os.environ.get("OMP_NUM_THREADS")
@@ -64,7 +73,8 @@ def trained_and_exported(root: Path, model_dir: Path, name: str, options: Export
         ModelService(context).choose(project_id, str(base))
         DatasetService(context).import_file(project_id, arithmetic_chats(root / "chats.jsonl"))
         train(context, project_id)
-        yield root / "home", project_id, base, ExportService(context).export(project_id, options)
+        yield ExportedRun(root / "home", project_id, base,
+                          ExportService(context).export(project_id, options))
     finally:
         context.close()
         if threads is None:

@@ -9,7 +9,6 @@ import json
 import sys
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -21,14 +20,14 @@ from finetuneflow.core.export.gguf import Q4_K_M
 from finetuneflow.core.progress import Cancelled, CancelToken
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import UserError
-from finetuneflow.services.export import ExportOptions, ExportResult, ExportService
+from finetuneflow.services.export import ExportOptions, ExportService
 from finetuneflow.services.jobs import JobService
 from finetuneflow.services.ollama import OllamaService
 from finetuneflow.storage.home import Home
 from finetuneflow.storage.tables import JobKind, JobStatus
 from tests.helpers.cli import run_cli, run_cli_json
 from tests.helpers.fake_ollama import fake_ollama as installed_fake_ollama
-from tests.helpers.finished_run import trained_and_exported
+from tests.helpers.finished_run import ExportedRun, trained_and_exported
 
 pytestmark = pytest.mark.slow
 PROMPT = [{"role": "system", "content": "You answer arithmetic questions with one number."},
@@ -37,12 +36,7 @@ PROMPT = [{"role": "system", "content": "You answer arithmetic questions with on
           {"role": "user", "content": "What is 3 plus 3?"}]
 
 
-@dataclass
-class Exported:
-    home: Path
-    project_id: str
-    base: Path  # the project's base model folder (a copy the refusal test may edit)
-    result: ExportResult
+class Exported(ExportedRun):
 
     @property
     def merged(self) -> Path:
@@ -58,7 +52,7 @@ def exported(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
     root = tmp_path_factory.mktemp("gguf-export")
     options = ExportOptions(gguf=("f16", "q8_0"), sample_prompts=1, sample_max_tokens=4)
     with trained_and_exported(root, tiny_model_dir, "GGUF demo", options) as made:
-        yield Exported(*made)
+        yield Exported(**vars(made))
 
 
 def _field(reader: gguf.GGUFReader, key: str) -> object:

@@ -11,7 +11,6 @@ import re
 import sys
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -22,24 +21,19 @@ import pytest
 from finetuneflow.core.export.gguf import F16, write_gguf
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import UserError
-from finetuneflow.services.export import ExportOptions, ExportResult, ExportService
+from finetuneflow.services.export import ExportOptions, ExportService
 from finetuneflow.services.ollama import OllamaService
 from finetuneflow.storage.home import Home
 from tests.helpers.cli import run_cli, run_cli_json
 from tests.helpers.fake_ollama import fake_ollama as installed_fake_ollama
-from tests.helpers.finished_run import trained_and_exported
+from tests.helpers.finished_run import ExportedRun, trained_and_exported
 
 pytestmark = pytest.mark.slow
 PROMPT = [{"role": "system", "content": "You answer arithmetic questions with one number."},
           {"role": "user", "content": "What is 7 plus 7?"}]
 
 
-@dataclass
-class Exported:
-    home: Path
-    project_id: str
-    base: Path  # the project's base model folder (a copy the refusal test may edit)
-    result: ExportResult
+class Exported(ExportedRun):
 
     @property
     def gguf(self) -> Path:
@@ -52,7 +46,7 @@ def exported(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
     root = tmp_path_factory.mktemp("gguf-lora-export")
     options = ExportOptions(gguf_adapter=True, sample_prompts=1, sample_max_tokens=4)
     with trained_and_exported(root, tiny_model_dir, "Adapter demo", options) as made:
-        yield Exported(*made)
+        yield Exported(**vars(made))
 
 
 def _from_line(modelfile: str) -> str:

@@ -167,3 +167,12 @@ def test_export_and_chat_job_files_round_trip(tmp_path: Path) -> None:
     assert ChatJob.read(job.write(tmp_path / "chat.json")) == job
     with pytest.raises(ProtocolError, match="missing keys: messages"):
         ChatJob.from_dict({"model_path": "/m", "adapter_dir": "/a"})
+
+
+def test_a_probes_outcome_is_its_last_probe_or_error_event_among_other_output() -> None:
+    probe = protocol.ProbeEvent(cpu_model="x86", cpu_cores=2)
+    error = protocol.ErrorEvent(kind="import", message="no torch")
+    noise = "UserWarning: something a library printed\n{not json\n"
+    assert protocol.probe_outcome(noise + protocol.encode(probe) + "\n" + noise) == probe
+    assert protocol.probe_outcome(protocol.encode(probe) + "\n" + protocol.encode(error)) == error
+    assert protocol.probe_outcome(noise) is None
