@@ -12,6 +12,9 @@ result says so. A project the database lists is never touched.
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +25,7 @@ from finetuneflow.services.datasets import DatasetService
 from finetuneflow.services.doctor import OrphanFolder, orphan_folders
 from finetuneflow.services.errors import NotFoundError, UserError
 from finetuneflow.services.ingest import IngestService, expand_paths
+from finetuneflow.services.jobs import process_alive
 from finetuneflow.services.training import finished_outcome
 from finetuneflow.storage.home import MANIFEST, BrokenManifest
 
@@ -33,6 +37,7 @@ log = logging.getLogger(__name__)
 DATASET_FILES = ("train.jsonl", "eval.jsonl")  # what DatasetService.export writes
 IMPORTED_DATASET_SUFFIXES = (".jsonl", ".json", ".csv")  # copies `dataset import` keeps in raw/
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+RESTORE_CLAIM = "project.restoring.pid"  # the process restoring the folder, while it does
 EXAMPLES_NOTE = ("the review state of examples (rejected ones, edits, where each came from) is "
                  "only in the database, so every example comes back kept, as imported")
 
@@ -74,24 +79,25 @@ class RestoreService:
         `name` replaces the manifest's name, and lets a folder without a usable manifest
         come back with default settings."""
         folder_id = self._folder_id(ref)
-        self._home.begin_restore(folder_id)
-        recorded, names, name, problem = self._manifest(folder_id, name)
-        with self._context.transaction() as tx:
-            if self._home.restore_unfinished(folder_id) and tx.projects.exists(folder_id):
-                tx.projects.delete(folder_id)  # a stopped restore's rows: start again
-            project_id = tx.projects.restore(folder_id, name, recorded).id
-        result = RestoreResult(project_id, name)
-        if problem:
-            result.not_restored.append(f"the settings: {problem}, so the defaults apply")
-        progress(0.0, f"Restoring “{name}”")
-        self._documents(result, names, progress, cancel)
-        self._dataset(result, progress)
-        self._runs(result)
-        self._exports(result)
-        if cancel is None or not cancel.cancelled:  # a stopped one can be run again
-            self._home.end_restore(folder_id)
-        progress(1.0, result.describe())
-        return result
+        with self._only_restore_of(folder_id):
+            self._home.begin_restore(folder_id)
+            recorded, names, name, problem = self._manifest(folder_id, name)
+            with self._context.transaction() as tx:
+                if self._home.restore_unfinished(folder_id) and tx.projects.exists(folder_id):
+                    tx.projects.delete(folder_id)  # a stopped restore's rows: start again
+                project_id = tx.projects.restore(folder_id, name, recorded).id
+            result = RestoreResult(project_id, name)
+            if problem:
+                result.not_restored.append(f"the settings: {problem}, so the defaults apply")
+            progress(0.0, f"Restoring “{name}”")
+            self._documents(result, names, progress, cancel)
+            self._dataset(result, progress)
+            self._runs(result)
+            self._exports(result)
+            if cancel is None or not cancel.cancelled:  # a stopped one can be run again
+                self._home.end_restore(folder_id)
+            progress(1.0, result.describe())
+            return result
 
     def restore_all(self, progress: ProgressSink = ignore_progress,
                     cancel: CancelToken | None = None) -> tuple[list[RestoreResult], list[str]]:
@@ -113,6 +119,33 @@ class RestoreService:
             except UserError as error:
                 failures.append(str(error))
         return results, failures
+
+    @contextmanager
+    def _only_restore_of(self, folder_id: str) -> Iterator[None]:
+        """One restore of a folder at a time: a second one (another window, another command)
+        would take the first one's rows for those of a stopped restore and delete them. The
+        claim of a restore that was killed is taken over."""
+        claim = self._home.project_dir(folder_id) / RESTORE_CLAIM
+        mine = claim.with_name(f"{RESTORE_CLAIM}.{os.getpid()}")
+        mine.write_text(str(os.getpid()), encoding="utf-8")
+        try:
+            while True:
+                try:
+                    os.link(mine, claim)  # atomic: the claim appears with its pid in it
+                    break
+                except FileExistsError:
+                    owner = _pid_in(claim)
+                    if owner is not None and process_alive(owner):
+                        raise UserError(f"{claim.parent} is being restored by another "
+                                        f"FineTuneFlow process ({owner}): wait for it to "
+                                        "end, then look at the projects list.") from None
+                    claim.unlink(missing_ok=True)
+        finally:
+            mine.unlink(missing_ok=True)
+        try:
+            yield
+        finally:
+            claim.unlink(missing_ok=True)
 
     # --- which folder -------------------------------------------------------------------------
 
@@ -248,6 +281,13 @@ class RestoreService:
         if exports.is_dir() and any(exports.iterdir()):
             result.not_restored.append(f"the export history: the exported files stay in "
                                        f"{exports}, but are not listed as exports")
+
+
+def _pid_in(path: Path) -> int | None:
+    try:
+        return int(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _finished_event(path: Path) -> FinishedEvent | None:

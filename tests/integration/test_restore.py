@@ -307,3 +307,32 @@ def test_a_restore_killed_part_way_is_listed_and_runs_again_in_full(
     assert run_cli_json(home, "doctor")["orphan_folders"] == []
     names = json.loads((home / "storage" / project_id / MANIFEST).read_text())["files"]
     assert sorted(names.values()) == ["notes 0.txt", "notes 1.txt", "notes 2.txt"]
+
+
+def test_two_restores_of_one_folder_at_once_are_refused_and_a_dead_claim_is_taken_over(
+        restored_home: tuple[AppContext, str, dict[str, int]]) -> None:
+    """A second restore while one runs would take the first one's rows for those of a stopped
+    restore and delete them: it is refused. A claim left by a killed restore is not a lock."""
+    import subprocess
+    import sys
+
+    from finetuneflow.services.restore import RESTORE_CLAIM
+
+    context, project_id, before = restored_home
+    claim = context.home.project_dir(project_id) / RESTORE_CLAIM
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        claim.write_text(str(other.pid), encoding="utf-8")
+        with pytest.raises(UserError, match=f"being restored by another .*\\({other.pid}\\)"):
+            RestoreService(context).restore(project_id)
+        assert ProjectService(context).list() == []  # nothing written
+    finally:
+        other.kill()
+        other.wait()
+
+    result = RestoreService(context).restore(project_id)  # the claim's process is gone
+
+    assert (result.documents, result.examples) == (3, 60)
+    assert _counts(context.home.db_path, project_id) == {**before, "runs": 1}
+    assert not claim.exists()
+    assert not list(claim.parent.glob(RESTORE_CLAIM + ".*"))
