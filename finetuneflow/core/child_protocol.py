@@ -231,6 +231,28 @@ class AnswerEvent:
 
 
 @dataclass
+class QuestionAnswerEvent:
+    """`trainer answer`: one variant's answer to one evaluation question, emitted as soon as
+    its batch is done, so a stopped or killed run keeps every answer already sent."""
+
+    TYPE: ClassVar[str] = "question_answer"
+    question_id: int
+    variant: str
+    text: str
+    new_tokens: int = 0
+
+
+@dataclass
+class EvalLossEvent:
+    """`trainer answer`: one variant's loss on the evaluation split (None: no split given)."""
+
+    TYPE: ClassVar[str] = "eval_loss"
+    variant: str
+    loss: float | None = None
+    perplexity: float | None = None
+
+
+@dataclass
 class ExportedEvent:
     """`trainer export` is done: the before/after answers and, if asked for, the merged model.
 
@@ -247,12 +269,12 @@ class ExportedEvent:
 
 Event = (StatusEvent | StartedEvent | LogEvent | EvalEvent | CheckpointEvent | WarningEvent
          | FinishedEvent | StoppedEvent | ErrorEvent | ProbeEvent | TokenEvent | AnswerEvent
-         | ExportedEvent | SpeedEvent)
+         | ExportedEvent | SpeedEvent | QuestionAnswerEvent | EvalLossEvent)
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.TYPE: cls for cls in (
     StatusEvent, StartedEvent, LogEvent, EvalEvent, CheckpointEvent, WarningEvent,
     FinishedEvent, StoppedEvent, ErrorEvent, ProbeEvent, TokenEvent, AnswerEvent,
-    ExportedEvent, SpeedEvent)}
+    ExportedEvent, SpeedEvent, QuestionAnswerEvent, EvalLossEvent)}
 
 
 def _finite(value: Any) -> Any:
@@ -406,6 +428,26 @@ class ChatJob(JobFile):
     variants: list[str] = field(default_factory=lambda: [FINETUNED])
     temperature: float = 0.7  # 0: greedy
     max_new_tokens: int = 256
+    seed: int = 0
+    version: int = JOB_VERSION
+
+
+@dataclass
+class AnswerJob(JobFile):
+    """`trainer answer`: greedy answers of each variant to each question, in batches.
+
+    questions: [{"id": int, "messages": [{"role": …, "content": …}, …]}, …], the chat up to
+    the answer; the parent leaves out the questions already answered (resume).
+    eval_path: a JSONL file of evaluation examples in the training format; when set, each
+    variant's loss on it is sent as an EvalLossEvent before the answers."""
+
+    model_path: str
+    adapter_dir: str
+    questions: list[dict[str, Any]]
+    variants: list[str] = field(default_factory=lambda: [BASE, FINETUNED])
+    max_new_tokens: int = 256
+    batch_size: int = 8
+    eval_path: str | None = None
     seed: int = 0
     version: int = JOB_VERSION
 
