@@ -66,14 +66,8 @@ def run_answer(job_path: Path, channel: EventChannel, stop: StopSignal) -> int:
         torch.manual_seed(job.seed)
         if evaluation is not None and not _send_losses(loaded, evaluation, job, channel, stop):
             return _stopped(channel, 0, job)
-        questions = sorted((Question(item["id"], prompt_ids(loaded.tokenizer, item["messages"]))
-                            for item in job.questions), key=lambda question: len(question.prompt))
-        sent = 0
-        for start, batch, variant in _batches(questions, job):
-            if stop.requested:
-                return _stopped(channel, sent, job)
-            sent += _answer_batch(loaded, start, batch, variant, job, channel)
-        return 0
+        sent_before_stop = answer_questions(loaded, job, channel, stop)
+        return 0 if sent_before_stop is None else _stopped(channel, sent_before_stop, job)
     except Exception as error:
         event = error_event(error, RunContext(device=device.kind, batch=batch_size,
                                               activity="Answering the evaluation questions"))
@@ -117,6 +111,20 @@ def _is_chat(messages: Any) -> bool:
     return isinstance(messages, list) and bool(messages) and all(
         isinstance(message, dict) and message.get("role") in ROLES
         and isinstance(message.get("content"), str) for message in messages)
+
+
+def answer_questions(loaded: Loaded, job: AnswerJob, channel: EventChannel,
+                     stop: StopSignal) -> int | None:
+    """Send every variant's answers, batch by batch: None when all are sent, else the number
+    sent when the stop request came."""
+    questions = sorted((Question(item["id"], prompt_ids(loaded.tokenizer, item["messages"]))
+                        for item in job.questions), key=lambda question: len(question.prompt))
+    sent = 0
+    for start, batch, variant in _batches(questions, job):
+        if stop.requested:
+            return sent
+        sent += _answer_batch(loaded, start, batch, variant, job, channel)
+    return None
 
 
 def _batches(questions: list[Question], job: AnswerJob
