@@ -4,7 +4,7 @@ One load serves every variant (see `inference`). The questions are sorted by pro
 answered `batch_size` at a time, one `generate` per batch: neighbours of similar length waste
 little on padding. Each answer is sent as soon as its batch ends, so a stop (after the current
 batch) or a kill keeps every answer already sent. With an `eval_path`, each variant's loss on
-that split is sent first (see `losses`).
+that split is sent first, computed as the training computes it (see `_evaluator`).
 
 Imported only once the protocol owns stdout (see `channel`).
 """
