@@ -54,7 +54,8 @@ def make_adapter(model_dir: Path, folder: Path) -> Path:
     return folder
 
 
-def time_batches(model_dir: Path, max_new_tokens: int, repeats: int) -> dict[int, float]:
+def time_batches(name: str, model_dir: Path, max_new_tokens: int, repeats: int) -> None:
+    """Print each batch size's time as it is measured (the one-by-one run comes first)."""
     from finetuneflow.trainer.answers import answer_questions
     from finetuneflow.trainer.channel import EventChannel
     from finetuneflow.trainer.inference import load_with_adapter
@@ -65,7 +66,7 @@ def time_batches(model_dir: Path, max_new_tokens: int, repeats: int) -> dict[int
         adapter = make_adapter(model_dir, Path(root) / "adapter")
         channel = EventChannel(io.StringIO())
         loaded = load_with_adapter(str(model_dir), str(adapter), pick_device(), channel)
-        seconds = {}
+        seconds: dict[int, float] = {}
         for batch_size in BATCH_SIZES:
             job = AnswerJob(model_path=str(model_dir), adapter_dir=str(adapter),
                             questions=questions(QUESTIONS), variants=[FINETUNED],
@@ -76,17 +77,12 @@ def time_batches(model_dir: Path, max_new_tokens: int, repeats: int) -> dict[int
                 answer_questions(loaded, job, channel, StopSignal())
                 runs.append(time.perf_counter() - started)
             seconds[batch_size] = min(runs)
-    return seconds
-
-
-def report(name: str, seconds: dict[int, float], max_new_tokens: int) -> None:
-    one_by_one = seconds[1]
-    for batch_size, value in seconds.items():
-        print(f"BENCH {name}: {QUESTIONS} questions × {max_new_tokens} new tokens, batch "
-              f"{batch_size:>2}: {value:6.2f} s, speed-up ×{one_by_one / value:.2f}")
-    ratio = one_by_one / seconds[DEFAULT_BATCH]
+            print(f"BENCH {name}: {QUESTIONS} questions × {max_new_tokens} new tokens, batch "
+                  f"{batch_size:>2}: {seconds[batch_size]:6.2f} s, speed-up "
+                  f"×{seconds[1] / seconds[batch_size]:.2f}", flush=True)
+    ratio = seconds[1] / seconds[DEFAULT_BATCH]
     print(f"BENCH {name}: batched (batch {DEFAULT_BATCH}) ÷ one-by-one speed-up ×{ratio:.2f} "
-          f"(target ≥ 3) {'ok' if ratio >= 3 else 'BELOW TARGET'}")
+          f"(target ≥ 3) {'ok' if ratio >= 3 else 'BELOW TARGET'}", flush=True)
 
 
 def main() -> None:
@@ -94,16 +90,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--tokens", type=int, default=32, help="max_new_tokens per answer")
-    parser.add_argument("--quick", action="store_true", help="the tiny model only")
+    parser.add_argument("--only", choices=("tiny", "smol"), help="one of the two models")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
-    models = {"tiny model": cached_tiny_model()}
-    if not args.quick:
-        models["SmolLM2-135M shape"] = smol_shaped_model()
-    for name, model_dir in models.items():
-        report(name, time_batches(model_dir, args.tokens, args.repeats), args.tokens)
+    models = {"tiny": ("tiny model", cached_tiny_model),
+              "smol": ("SmolLM2-135M shape", smol_shaped_model)}
+    for key, (name, build) in models.items():
+        if args.only not in (None, key):
+            continue
+        model_dir = build()
+        time_batches(name, model_dir, args.tokens, args.repeats)
 
 
 if __name__ == "__main__":
