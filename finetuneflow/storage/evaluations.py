@@ -122,6 +122,12 @@ class EvaluationRepository:
             EvaluationQuestion.evaluation_id == evaluation_id)
             .order_by(EvaluationQuestion.ordinal)))
 
+    def question(self, question_id: int) -> EvaluationQuestion:
+        question = self._session.get(EvaluationQuestion, question_id)
+        if question is None:
+            raise LookupError(f"there is no evaluation question {question_id}")
+        return question
+
     def runs_with_latest(self, project_id: str) -> list[tuple[Run, EvaluationRecord | None]]:
         """Every run of the project, newest first, with its latest evaluation."""
         latest = (select(EvaluationRecord.run_id, func.max(EvaluationRecord.id).label("id"))
