@@ -368,7 +368,12 @@ def test_the_cli_prints_the_databases_numbers(
     assert f"judge: {result.summary.judge_requests} requests" in human.stdout
 
     # --json: the read model as asdict, the rate and its interval beside the counts.
-    with_json = run_cli(home, "evaluate", project, "--json")  # a new evaluation, judged again
+    context = AppContext.open()
+    try:
+        answered_evaluation(context, project, trained.run_id)  # another one, to judge
+    finally:
+        context.close()
+    with_json = run_cli(home, "evaluate", project, "--json")
     assert with_json.returncode == 0, with_json.stderr
     shown = json.loads(with_json.stdout)
     assert set(shown) == {"summary", "questions"}
@@ -405,3 +410,45 @@ def test_a_run_without_held_out_questions_or_typed_ones_is_refused(
     job = JobService(ctx).latest(project, JobKind.EVAL)
     assert job is not None and job.status is JobStatus.FAILED
 
+
+
+def test_ctrl_c_mid_judge_keeps_the_verdicts_and_a_rerun_asks_only_the_rest(
+        project: str, home: Path, trained: Trained, fake_llm: FakeLLMServer) -> None:
+    context = AppContext.open()
+    try:
+        plan = answered_evaluation(context, project, trained.run_id)
+        use_fake_llm(context, project, fake_llm, concurrency=1)
+    finally:
+        context.close()
+    fake_llm.set_responder(verdicts(plan))
+    fake_llm.set_latency(300)
+    child = subprocess.Popen([sys.executable, "-m", "finetuneflow", "evaluate", project],
+                             env=cli_env(home), cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(judge_requests(fake_llm)) < 4 and time.monotonic() < deadline:
+        assert child.poll() is None, child.communicate()
+        time.sleep(0.05)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    assert "Traceback" not in err and "run the same command again" in err
+    context = AppContext.open()
+    try:
+        stopped = evaluation(context, project, trained.run_id)
+        job = JobService(context).latest(project, JobKind.EVAL)
+    finally:
+        context.close()
+    assert stopped is not None and stopped.summary.status == "stopped"
+    assert job is not None and job.status is JobStatus.CANCELLED
+    # The request in flight at the stop is dropped unanswered: asked again on resume.
+    answered = stopped.summary.judge_requests
+    assert 3 <= answered <= len(judge_requests(fake_llm)) < 22
+
+    fake_llm.set_latency(0)
+    fake_llm.reset_counters()
+    resumed = run_cli(home, "evaluate", project, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(judge_requests(fake_llm)) == 22 - answered  # none answered twice
+    summary = json.loads(resumed.stdout)["summary"]
+    assert summary["judge_requests"] == 22 and summary["tally"]["judged"] == 10
