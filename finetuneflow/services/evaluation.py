@@ -272,7 +272,8 @@ class _Evaluator:
                             variants=variants or [BASE, FINETUNED],
                             max_new_tokens=max_new_tokens, batch_size=ANSWER_BATCH,
                             eval_path=str(eval_path) if eval_path else None,
-                            seed=int(self._run.config.get("seed") or 0))
+                            seed=int(self._run.config.get("seed") or 0),
+                            **_loss_settings(self._run.config))
             log_path = self._context.home.project_file(self._run.project_id, "logs",
                                                        f"eval-{self._run.id}.log")
             progress(0.0, f"Answering {len(todo)} questions with both models…")
@@ -486,6 +487,13 @@ def _verdict(question: EvaluationQuestion, order: Order) -> Verdict:
                                   "reason": question.base_first_reason or ""})
     return Verdict.from_dict({"winner": question.tuned_first_winner,
                               "reason": question.tuned_first_reason or ""})
+
+
+def _loss_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's own max_seq_length and assistant_only_loss: the losses are then measured as
+    the training's evaluation measured them."""
+    return {name: config[name] for name in ("max_seq_length", "assistant_only_loss")
+            if name in config}
 
 
 def _missing_variants(question: EvaluationQuestion) -> set[str]:

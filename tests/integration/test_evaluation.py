@@ -281,6 +281,11 @@ def test_the_tiny_models_answers_are_stored_with_their_scores(
         assert row.base_grounded is None  # imported examples have no passage
     assert summary.base_eval_loss is not None and summary.tuned_eval_loss is not None
     assert summary.tuned_perplexity is not None
+    with ctx.transaction() as tx:  # the held-out split is the one the run evaluated on
+        run = tx.runs.get(trained.run_id)
+        assert run is not None
+        final = run.metrics["final_eval_loss"]
+    assert summary.tuned_eval_loss == pytest.approx(final, rel=1e-3)
     # The same four held-out questions every time (a stable choice).
     start_evaluation(ctx, project, judge=False, max_questions=4, max_new_tokens=8)
     again = evaluation(ctx, project, trained.run_id)
