@@ -36,6 +36,7 @@ from finetuneflow.services.evaluation import (
     run_scores,
     start_evaluation,
 )
+from finetuneflow.services.export import ExportOptions, ExportService
 from finetuneflow.services.generation import GenerationService
 from finetuneflow.services.jobs import JobService
 from finetuneflow.services.projects import ProjectService
@@ -185,6 +186,14 @@ def test_the_judge_aggregates_as_computed_by_hand(
     assert summary.base_eval_loss == 2.5 and summary.tuned_perplexity == pytest.approx(2.0 ** 1.5)
     assert summary.tuned_f1 == pytest.approx(sum(
         token_f1(row.tuned_answer or "", row.reference or "") for row in result.rows) / 11)
+
+    # The export's report.md and metrics.json carry the same read model.
+    exported = ExportService(ctx).export(project, ExportOptions(
+        merged=False, sample_prompts=1, sample_max_tokens=4))
+    report = (exported.folder / "report.md").read_text(encoding="utf-8")
+    assert f"**{summary.headline}**" in report and "| Eval loss | 2.5000 | 1.5000 |" in report
+    metrics = json.loads((exported.folder / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["evaluation"] == json.loads(json.dumps(evaluation_json(result)))
 
 
 def test_a_resume_asks_the_judge_only_what_is_missing(
@@ -438,6 +447,7 @@ def test_ctrl_c_mid_judge_keeps_the_verdicts_and_a_rerun_asks_only_the_rest(
     out, err = child.communicate(timeout=60)
     assert child.returncode == 130, err
     assert "Traceback" not in err and "run the same command again" in err
+    assert "11 of 11 questions answered by both models (stopped)" in out
     context = AppContext.open()
     try:
         stopped = evaluation(context, project, trained.run_id)
