@@ -13,9 +13,16 @@ from finetuneflow.core.evaluation.results import Evaluation
 from finetuneflow.core.evaluation.stats import rate_text
 from finetuneflow.core.export.report import evaluation_json, outcome_label, score_rows
 from finetuneflow.core.progress import CancelToken
+from finetuneflow.core.statuses import JobStatus
 from finetuneflow.core.terminal import printable
 from finetuneflow.services.errors import UserError
-from finetuneflow.services.evaluation import DEFAULT_MAX_NEW_TOKENS
+from finetuneflow.services.evaluation import (
+    DEFAULT_MAX_NEW_TOKENS,
+    evaluation,
+    run_scores,
+    start_evaluation,
+)
+from finetuneflow.services.jobs import JobService
 
 if TYPE_CHECKING:
     from finetuneflow.core.evaluation import JudgeCost
@@ -26,10 +33,6 @@ TEXT_CHARS = 100
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from finetuneflow.services.evaluation import evaluation, start_evaluation
-    from finetuneflow.services.jobs import JobService
-    from finetuneflow.storage.tables import JobStatus
-
     context = open_context()
     cancel = CancelToken()
     with ctrl_c_cancels(cancel, "Stopping; the answers and verdicts so far are kept…"):
@@ -83,8 +86,6 @@ def _short(text: str) -> str:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from finetuneflow.services.evaluation import run_scores
-
     runs = run_scores(open_context(), args.project)
     if args.json:
         print_json({"runs": [_run_json(run) for run in runs]})
