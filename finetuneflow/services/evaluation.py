@@ -16,6 +16,7 @@ of a run is resumed instead of starting a new one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import statistics
@@ -223,11 +224,13 @@ class _Evaluator:
         self._on_cost = on_cost
 
     def run(self, judge: bool) -> None:
-        sink = ThrottledProgress(self._jobs, self._job_id)
-        report = self._reporter(sink)
-        answered = self._answer(scaled(report, 0.0, ANSWERS_SHARE if judge else 1.0))
-        if answered and judge:
-            answered = self._judge(scaled(report, ANSWERS_SHARE, 1.0))
+        """The answers, then the judge; the judge's server is checked first, so a dead LLM
+        fails the job before the answers take their time."""
+        report = self._reporter(ThrottledProgress(self._jobs, self._job_id))
+        with self._judge_client() if judge else contextlib.nullcontext() as client:
+            answered = self._answer(scaled(report, 0.0, ANSWERS_SHARE if judge else 1.0))
+            if answered and client is not None:
+                answered = self._judge(client, scaled(report, ANSWERS_SHARE, 1.0))
         if not answered:
             _end(self._context, self._job_id, self._id, "stopped",
                  "Stopped; the answers and verdicts so far are kept: evaluate again to resume.")
@@ -290,23 +293,39 @@ class _Evaluator:
 
     # --- the judge --------------------------------------------------------------------------------
 
-    def _judge(self, progress: ProgressSink) -> bool:
+    def _judge_client(self) -> LLMClient:
+        """A client for the project's LLM, as generation makes it, past its preflight."""
+        settings = GenerationService(self._context).llm_settings(self._run.project_id)
+        limits = AppSettings.load(self._context.home).response_limits()
+        client = LLMClient(settings, get_secret(Secret.LLM_API_KEY), retry=retry_policy(),
+                           limits=limits)
+        try:
+            client.preflight(cancel=self._cancel)
+        except LLMError as error:
+            client.close()
+            raise EvaluationFailed(f"The judge cannot be used: {one_line(str(error))}") from error
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def _judge(self, client: LLMClient, progress: ProgressSink) -> bool:
         """Both verdicts of every question still missing one; False when stopped."""
         requests = self._pending_requests()
         if not requests:
             return True
-        generation = GenerationService(self._context)
-        settings = generation.llm_settings(self._run.project_id)
-        limits = AppSettings.load(self._context.home).response_limits()
-        with LLMClient(settings, get_secret(Secret.LLM_API_KEY), retry=retry_policy(),
-                       limits=limits) as client:
-            self._preflight(client, requests)
-            cost = estimate_judge_cost(((r.case, r.order) for r in requests),
-                                       judge_token_counter(self._run), answer_budget(settings))
-            if self._on_cost is not None:
-                self._on_cost(cost)
-            return _JudgeRound(self._context, self._id, client, requests, progress,
-                               self._cancel).run()
+        longest = max((judge_messages(r.case, r.order) for r in requests),
+                      key=estimated_prompt_tokens)
+        try:
+            client.require_prompt_fits(longest, client.settings.max_tokens)
+        except LLMError as error:
+            raise EvaluationFailed(f"The judge cannot be used: {one_line(str(error))}") from error
+        cost = estimate_judge_cost(((r.case, r.order) for r in requests),
+                                   judge_token_counter(self._run), answer_budget(client.settings))
+        if self._on_cost is not None:
+            self._on_cost(cost)
+        return _JudgeRound(self._context, self._id, client, requests, progress,
+                           self._cancel).run()
 
     def _pending_requests(self) -> list[_Request]:
         """The verdicts still missing; a question whose answers are the same is a tie now."""
@@ -323,15 +342,6 @@ class _Evaluator:
                 requests += [_Request(question.id, case, order) for order in ORDERS
                              if _verdict(question, order).winner is None]
         return requests
-
-    def _preflight(self, client: LLMClient, requests: list[_Request]) -> None:
-        longest = max((judge_messages(r.case, r.order) for r in requests),
-                      key=estimated_prompt_tokens)
-        try:
-            client.preflight(cancel=self._cancel)
-            client.require_prompt_fits(longest, client.settings.max_tokens)
-        except LLMError as error:
-            raise EvaluationFailed(f"The judge cannot be used: {one_line(str(error))}") from error
 
 
 class _AnswerWriter:
@@ -388,12 +398,16 @@ class _JudgeRound:
         with ThreadPoolExecutor(workers, thread_name_prefix="judge") as pool:
             pending: set[Future[tuple[_Request, Verdict | None, int]]] = {
                 pool.submit(self._ask, request) for request in self._requests}
-            while pending:
-                finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
-                if self._cancel.cancelled:
-                    self._halt.cancel()
-                for future in finished:
-                    self._store(*future.result())
+            try:
+                while pending:
+                    finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                    if self._cancel.cancelled:
+                        self._halt.cancel()
+                    for future in finished:
+                        self._store(*future.result())
+            except BaseException:
+                self._halt.cancel()  # the requests not sent yet are not sent
+                raise
         if self._cancel.cancelled:
             return False
         self._raise_failure()

@@ -253,6 +253,18 @@ def test_a_dead_llm_fails_the_job_with_the_cause_and_keeps_the_answers(
     assert result.summary.message == job.error
 
 
+def test_a_dead_llm_fails_a_judged_evaluation_before_any_answer(
+        ctx: AppContext, project: str, trained: Trained) -> None:
+    with FakeLLMServer() as server:
+        use_fake_llm(ctx, project, server)
+    with pytest.raises(UserError, match="judge cannot be used"):
+        start_evaluation(ctx, project, judge=True, max_questions=2)
+    result = evaluation(ctx, project, trained.run_id)
+    assert result is not None and result.summary.status == "failed"
+    assert result.summary.answered == 0 and len(result.rows) == 2
+    assert not (ctx.home.project_file(project, "logs") / f"eval-{trained.run_id}.log").exists()
+
+
 def test_every_request_failing_fails_the_job(
         ctx: AppContext, project: str, trained: Trained, fake_llm: FakeLLMServer,
         monkeypatch: pytest.MonkeyPatch) -> None:
