@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from finetuneflow.core.chat_template import chat_token_counter
 from finetuneflow.core.child_protocol import (
@@ -42,6 +42,7 @@ from finetuneflow.core.evaluation import (
     JudgeCase,
     JudgeCost,
     Order,
+    Outcome,
     Verdict,
     check_grounding,
     combine,
@@ -616,13 +617,12 @@ def _number(value: Any) -> float | None:
 
 
 def question_result(question: EvaluationQuestion) -> QuestionResult:
-    outcome = question.outcome if question.outcome in ("win", "tie", "loss") else None
+    outcome = cast("Outcome | None", question.outcome)  # the CHECK allows only these
     return QuestionResult(
         question.id, question.question, question.reference, question.passage,
         question.base_answer, question.tuned_answer, question.base_f1, question.tuned_f1,
         question.base_rouge_l, question.tuned_rouge_l, question.base_grounded,
-        question.tuned_grounded, outcome,  # type: ignore[arg-type]
-        question.reason)
+        question.tuned_grounded, outcome, question.reason)
 
 
 def summarise(record: EvaluationRecord, rows: list[QuestionResult]) -> EvaluationSummary:

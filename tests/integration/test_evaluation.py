@@ -32,6 +32,7 @@ from finetuneflow.services.datasets import DatasetService
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.evaluation import (
     answer_scores,
+    estimate_judge,
     evaluation,
     run_scores,
     start_evaluation,
@@ -156,9 +157,11 @@ def test_the_judge_aggregates_as_computed_by_hand(
     plan = answered_evaluation(ctx, project, trained.run_id)
     use_fake_llm(ctx, project, fake_llm)
     fake_llm.set_responder(verdicts(plan))
+    estimate = estimate_judge(ctx, project)  # before it runs: the answers are stored
     costs = []
     job_id = start_evaluation(ctx, project, judge=True, max_questions=None,
                               on_cost=costs.append)
+    assert costs == [estimate]
     assert JobService(ctx).get(job_id).status is JobStatus.SUCCEEDED
     result = evaluation(ctx, project, trained.run_id)
     assert result is not None
@@ -208,7 +211,9 @@ def test_a_resume_asks_the_judge_only_what_is_missing(
     assert job is not None and job.status is JobStatus.FAILED and "API key" in (job.error or "")
     failed = evaluation(ctx, project, trained.run_id)
     assert failed is not None and failed.summary.status == "failed"
-    before = {row.question_id: row.outcome for row in failed.rows}
+    with ctx.database.session() as session:  # the verdicts that came before the failure
+        kept = sum(winner is not None for q in session.query(EvaluationQuestion).all()
+                   for winner in (q.base_first_winner, q.tuned_first_winner))
 
     fake_llm.reset_counters()
     start_evaluation(ctx, project, judge=True, max_questions=None)
@@ -216,8 +221,7 @@ def test_a_resume_asks_the_judge_only_what_is_missing(
     assert first_pass is not None and first_pass.summary.tally is not None
     assert first_pass.summary.tally.unjudged == 1  # the unreadable one
     asked = judge_requests(fake_llm)
-    judged_before = [q for q, outcome in before.items() if outcome is not None]
-    assert len(asked) == 2 * (11 - len(judged_before))  # nothing asked twice
+    assert len(asked) == 22 - kept  # no verdict asked twice
 
     # The evaluation succeeded: a new one would start. A stopped one resumes: the judge's
     # unreadable question is asked again, and only it.
