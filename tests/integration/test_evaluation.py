@@ -483,3 +483,44 @@ def test_ctrl_c_mid_judge_keeps_the_verdicts_and_a_rerun_asks_only_the_rest(
     assert len(judge_requests(fake_llm)) == 22 - answered  # none answered twice
     summary = json.loads(resumed.stdout)["summary"]
     assert summary["judge_requests"] == 22 and summary["tally"]["judged"] == 10
+
+
+def test_ctrl_c_mid_answers_stops_after_a_batch_and_a_rerun_finishes(
+        project: str, home: Path) -> None:
+    typed = [f"What is {n} minus one?" for n in range(40)]
+    args = [arg for text in typed for arg in ("--question", text)]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "finetuneflow", "evaluate", project, "--no-judge",
+         "--max-new-tokens", "24", *args], env=cli_env(home, OMP_NUM_THREADS="1"),
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if home.joinpath("finetuneflow.db").exists() and any(
+                base is not None for base, _ in stored_answers(home).values()):
+            break
+        assert child.poll() is None, child.communicate()
+        time.sleep(0.2)
+    os.killpg(child.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the CLI and its child
+    out, err = child.communicate(timeout=300)
+    assert child.returncode == 130, err
+    assert "Traceback" not in err and "(stopped)" in out
+    before = stored_answers(home)
+    assert any(None in answers for answers in before.values())
+
+    resumed = run_cli(home, "evaluate", project, "--no-judge", "--max-new-tokens", "24",
+                      "--json", *args, timeout=600, OMP_NUM_THREADS="1")
+    assert resumed.returncode == 0, resumed.stderr
+    after = stored_answers(home)
+    assert set(after) == set(before) and all(None not in a for a in after.values())
+    assert all(after[key][0] == base for key, (base, _) in before.items() if base is not None)
+
+
+def test_evaluating_a_project_without_a_finished_run_says_what_to_do(home: Path) -> None:
+    created = run_cli(home, "project", "create", "Empty", "--json")
+    project = json.loads(created.stdout)["id"]
+    result = run_cli(home, "evaluate", project, "--no-judge")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "finetuneflow train" in result.stderr.splitlines()[-1]
+    runs = run_cli(home, "runs", project, "--json")
+    assert runs.returncode == 0 and json.loads(runs.stdout) == {"runs": []}
