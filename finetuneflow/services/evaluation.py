@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import statistics
 import tempfile
@@ -257,19 +258,21 @@ class _Evaluator:
             questions = tx.evaluations.questions(self._id)
             held = tx.evaluations.held_out(self._run.project_id)
             wanted = [(q.id, list(q.prompt), _missing_variants(q)) for q in questions]
-            needs_loss = record.base_eval_loss is None or record.tuned_eval_loss is None
+            # The losses are measured on the whole split, once; typed questions have none.
+            needs_loss = (record.base_eval_loss is None or record.tuned_eval_loss is None) and any(
+                q.example_id is not None for q in questions)
+            loss_split = [h.messages for h in held] if needs_loss else []
             max_new_tokens = record.max_new_tokens
             scoring = {q.id: (q.reference, q.passage) for q in questions}
         todo = [(qid, prompt) for qid, prompt, missing in wanted if missing]
         variants = [v for v in (BASE, FINETUNED) if any(v in m for _, _, m in wanted)]
-        has_examples = any(q.example_id is not None for q in questions)
-        if not todo and not (needs_loss and has_examples and held):
+        if not todo and not loss_split:
             return True
         writer = _AnswerWriter(self._context, self._id, scoring, len(todo) * len(variants),
                                progress)
         with tempfile.TemporaryDirectory(dir=self._run.folder) as folder:
-            eval_path = (_write_chats(Path(folder) / "eval.jsonl", [h.messages for h in held])
-                         if needs_loss and has_examples and held else None)
+            eval_path = (_write_chats(Path(folder) / "eval.jsonl", loss_split) if loss_split
+                         else None)
             job = AnswerJob(model_path=str(self._run.model_dir),
                             adapter_dir=str(self._run.adapter_dir),
                             questions=[{"id": qid, "messages": prompt} for qid, prompt in todo],
@@ -523,8 +526,6 @@ def _record(record: EvaluationRecord | None) -> EvaluationRecord:
 
 
 def _write_chats(path: Path, chats: Iterable[list[dict[str, str]]]) -> Path:
-    import json
-
     path.write_text("".join(json.dumps({"messages": chat}, ensure_ascii=False) + "\n"
                             for chat in chats), encoding="utf-8")
     return path
