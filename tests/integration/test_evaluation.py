@@ -135,12 +135,13 @@ def answered_evaluation(context: AppContext, project_id: str, run_id: int,
         record = tx.evaluations.add(run_id, judge=True, max_questions=None, max_new_tokens=32)
         tx.evaluations.add_questions(record.id, [NewQuestion(
             f"example:{h.example_id}", h.example_id, h.messages[:-1],
-            h.messages[-2]["content"], h.messages[-1]["content"], None) for h in held])
+            h.messages[-2]["content"], h.messages[-1]["content"],
+            f"Twice that number is {h.messages[-1]['content']}.") for h in held])
         for number, question in enumerate(tx.evaluations.questions(record.id)):
-            for variant, text in (("base", f"base says {number}"),
+            for variant, text in (("base", f"base says {number + 1000}"),
                                   ("finetuned", f"tuned says {question.reference}")):
-                tx.evaluations.record_answer(record.id, question.id, variant, text,
-                                             answer_scores(text, question.reference, None))
+                tx.evaluations.record_answer(record.id, question.id, variant, text, answer_scores(
+                    text, question.reference, question.passage))
         for variant, loss in (("base", 2.5), ("finetuned", 1.5)):
             tx.evaluations.record_loss(record.id, variant, loss, 2.0 ** loss)
         tx.evaluations.finish(record.id, "stopped", "stopped before the judge")
@@ -186,6 +187,8 @@ def test_the_judge_aggregates_as_computed_by_hand(
     assert by_plan["base"].outcome == "loss" and by_plan["base"].reason == "base for " + \
         by_plan["base"].question
     assert [row.outcome for row in result.needing_a_look()[:3]] == ["loss", "loss", None]
+    # Every tuned answer's number is in its passage, no base answer's is.
+    assert (summary.base_grounded_share, summary.tuned_grounded_share) == (0.0, 1.0)
     assert summary.base_eval_loss == 2.5 and summary.tuned_perplexity == pytest.approx(2.0 ** 1.5)
     assert summary.tuned_f1 == pytest.approx(sum(
         token_f1(row.tuned_answer or "", row.reference or "") for row in result.rows) / 11)
@@ -524,3 +527,41 @@ def test_evaluating_a_project_without_a_finished_run_says_what_to_do(home: Path)
     assert "finetuneflow train" in result.stderr.splitlines()[-1]
     runs = run_cli(home, "runs", project, "--json")
     assert runs.returncode == 0 and json.loads(runs.stdout) == {"runs": []}
+
+
+def test_kill_9_mid_judge_then_resume_asks_each_verdict_once(
+        project: str, home: Path, trained: Trained, fake_llm: FakeLLMServer) -> None:
+    context = AppContext.open()
+    try:
+        plan = answered_evaluation(context, project, trained.run_id)
+        use_fake_llm(context, project, fake_llm, concurrency=1)
+    finally:
+        context.close()
+    fake_llm.set_responder(verdicts(plan))
+    fake_llm.set_latency(300)
+    child = subprocess.Popen([sys.executable, "-m", "finetuneflow", "evaluate", project],
+                             env=cli_env(home), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(judge_requests(fake_llm)) < 5 and time.monotonic() < deadline:
+        assert child.poll() is None
+        time.sleep(0.05)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    context = AppContext.open()
+    try:
+        killed = evaluation(context, project, trained.run_id)
+    finally:
+        context.close()
+    assert killed is not None and killed.summary.status == "running"  # as the kill left it
+    kept = killed.summary.judge_requests
+    assert 4 <= kept < 22
+
+    fake_llm.set_latency(0)
+    fake_llm.reset_counters()
+    resumed = run_cli(home, "evaluate", project, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(judge_requests(fake_llm)) == 22 - kept
+    summary = json.loads(resumed.stdout)["summary"]
+    assert summary["evaluation_id"] == killed.summary.evaluation_id
+    assert summary["judge_requests"] == 22 and summary["tally"]["wins"] == 5
