@@ -142,6 +142,16 @@ def test_a_stopped_evaluation_says_what_is_done_and_how_to_go_on(
     assert view.note.isVisible()
 
 
+def test_a_running_evaluation_is_either_elsewhere_or_was_cut_off(view: EvaluationView) -> None:
+    running = evaluation([question(1, "win")], status="running")
+    view.show_evaluation(running)
+    assert view.note.text() == ("The evaluation was cut off with 1 of 1 questions answered. "
+                                "Evaluate again to go on from there.")
+    view.show_evaluation(running, elsewhere=True)
+    assert view.note.text().startswith("Being evaluated in another window or from the command "
+                                       "line: 1 of 1 questions answered so far.")
+
+
 def test_evaluate_asks_with_the_judge_and_the_question_count(view: EvaluationView,
                                                              qtbot: QtBot) -> None:
     view.max_questions.setValue(20)

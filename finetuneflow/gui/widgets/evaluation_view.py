@@ -102,15 +102,18 @@ def scores_line(summary: EvaluationSummary) -> str:
     return " · ".join(f"{name} {text}" for name, text in pairs) + "   (base → fine-tuned)"
 
 
-def progress_note(summary: EvaluationSummary) -> str:
-    """What the headline cannot say: an evaluation not finished, and why."""
+def progress_note(summary: EvaluationSummary, elsewhere: bool = False) -> str:
+    """What the headline cannot say: an evaluation not finished, and why. A running one is
+    running `elsewhere` (another window, the command line), or was cut off when its process
+    ended."""
     done = f"{summary.answered} of {summary.questions} questions answered"
     if summary.status == "succeeded":
         return ""
-    if summary.status == "running":
-        return f"Evaluating: {done}."
+    if summary.status == "running" and elsewhere:
+        return (f"Being evaluated in another window or from the command line: {done} so "
+                "far. Come back to this page to see more.")
+    word = {"running": "was cut off", "stopped": "stopped"}.get(summary.status, "failed")
     reason = f" {summary.message}" if summary.message else ""
-    word = "stopped" if summary.status == "stopped" else "failed"
     return f"The evaluation {word} with {done}.{reason} Evaluate again to go on from there."
 
 
@@ -310,8 +313,9 @@ class EvaluationView(QWidget):
 
     # --- showing --------------------------------------------------------------------------------
 
-    def show_evaluation(self, evaluation: Evaluation | None) -> None:
-        """The run's evaluation in the needing-a-look order, or the advice when there is none."""
+    def show_evaluation(self, evaluation: Evaluation | None, elsewhere: bool = False) -> None:
+        """The run's evaluation in the needing-a-look order, or the advice when there is none;
+        `elsewhere`: an evaluation of the project runs in another process."""
         has_rows = evaluation is not None and bool(evaluation.rows)
         self.results.setVisible(has_rows)
         self.filler.setVisible(not has_rows)
@@ -325,7 +329,7 @@ class EvaluationView(QWidget):
         summary = evaluation.summary
         self.headline.setText(summary.headline)
         self.scores.setText(scores_line(summary))
-        self.note.setText(progress_note(summary))
+        self.note.setText(progress_note(summary, elsewhere))
         set_tone(self.note, "error" if summary.status == "failed" else "warning")
         self.note.setVisible(bool(self.note.text()))
         self.questions.set_rows(evaluation.rows)
