@@ -16,6 +16,7 @@ from finetuneflow import __version__
 from finetuneflow.cli import (
     doctor,
     documents,
+    evaluation,
     examples,
     export,
     generation,
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     generation.register(commands)
     training.register(commands)
     export.register(commands)
+    evaluation.register(commands)
     doctor.register(commands)
     machines.register(commands)
     _register_gui(commands)

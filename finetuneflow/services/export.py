@@ -68,6 +68,7 @@ from finetuneflow.core.export.report import (
     OllamaInfo,
     ReportInput,
     Sample,
+    evaluation_json,
     export_metrics,
     loss_curve_svg,
     render_report,
@@ -84,6 +85,7 @@ from finetuneflow.core.progress import (
 )
 from finetuneflow.core.write_errors import write_problem
 from finetuneflow.services.errors import UserError
+from finetuneflow.services.evaluation import evaluation
 from finetuneflow.services.finished_runs import FinishedRun, FinishedRuns, last_user_text
 from finetuneflow.services.generation import GenerationService
 from finetuneflow.services.jobs import JobService, ThrottledProgress
@@ -94,6 +96,7 @@ from finetuneflow.services.worker_process import run_in_worker
 from finetuneflow.storage.tables import JobKind
 
 if TYPE_CHECKING:
+    from finetuneflow.core.evaluation.results import Evaluation
     from finetuneflow.services.context import AppContext
 
 SAMPLE_PROMPTS = 5
@@ -492,7 +495,12 @@ class ExportService:
         path = run.job.metrics_path
         trainer_metrics = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
         metrics = export_metrics(trainer_metrics, str(run.record_metrics.get("message") or ""))
-        return {**metrics, "run_id": run.id}
+        evaluated = self._evaluation(run)
+        return {**metrics, "run_id": run.id,
+                "evaluation": evaluation_json(evaluated) if evaluated else None}
+
+    def _evaluation(self, run: FinishedRun) -> Evaluation | None:
+        return evaluation(self._context, run.project_id, run.id)
 
     def _config_document(self, contents: _Contents) -> dict[str, Any]:
         run = contents.run
@@ -528,7 +536,8 @@ class ExportService:
             samples=contents.samples, samples_held_out=contents.held_out,
             sample_max_tokens=contents.options.sample_max_tokens, packages=_packages(),
             ollama=self._ollama_info(contents), files=files,
-            base_local=base["source"] == "local", gguf=contents.gguf)
+            base_local=base["source"] == "local", gguf=contents.gguf,
+            evaluation=self._evaluation(run))
 
     def _ollama_info(self, contents: _Contents) -> OllamaInfo | None:
         if not contents.merged:

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 models for the six tables. Alembic (migrations/) owns the schema built from them."""
+"""SQLAlchemy 2 models of the tables. Alembic (migrations/) owns the schema built from them."""
 
 from __future__ import annotations
 
@@ -216,3 +216,80 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+# An evaluation's states (core/evaluation/results.EVALUATION_STATUSES), as SQL for the CHECK.
+EVALUATION_STATUS_CHECK = "status IN ('running', 'stopped', 'succeeded', 'failed')"
+VERDICT_CHECK = "{0} IS NULL OR {0} IN ('A', 'B', 'tie')"
+OUTCOME_CHECK = "outcome IS NULL OR outcome IN ('win', 'tie', 'loss')"
+
+
+class EvaluationRecord(Base):
+    """One evaluation of a finished run: its settings, its losses and what the judge cost."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"),
+                                               index=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    judge: Mapped[bool] = mapped_column(Boolean, default=False)
+    max_questions: Mapped[int | None] = mapped_column(Integer)
+    max_new_tokens: Mapped[int] = mapped_column(Integer)
+    base_eval_loss: Mapped[float | None] = mapped_column(Float)
+    tuned_eval_loss: Mapped[float | None] = mapped_column(Float)
+    base_perplexity: Mapped[float | None] = mapped_column(Float)
+    tuned_perplexity: Mapped[float | None] = mapped_column(Float)
+    judge_requests: Mapped[int] = mapped_column(Integer, default=0)
+    judge_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (CheckConstraint(EVALUATION_STATUS_CHECK, name="status"),)
+
+
+class EvaluationQuestion(Base):
+    """One question of an evaluation: both answers, their scores and the judge's verdicts.
+
+    `key` names the question within its evaluation ("example:ID", or "typed:HASH" for one the
+    person typed): unique, so a resumed evaluation can never hold a question twice. A verdict's
+    winner is NULL until it is read; its reason then says why it could not be (asked again on
+    resume)."""
+
+    __tablename__ = "evaluation_questions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    evaluation_id: Mapped[int] = mapped_column(
+        ForeignKey("evaluations.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(80))
+    ordinal: Mapped[int] = mapped_column(Integer)
+    example_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dataset_examples.id", ondelete="SET NULL"), index=True)
+    prompt: Mapped[list[Any]] = mapped_column()  # the chat up to the answer
+    question: Mapped[str] = mapped_column(Text)
+    reference: Mapped[str | None] = mapped_column(Text)
+    passage: Mapped[str | None] = mapped_column(Text)
+    base_answer: Mapped[str | None] = mapped_column(Text)
+    tuned_answer: Mapped[str | None] = mapped_column(Text)
+    base_f1: Mapped[float | None] = mapped_column(Float)
+    tuned_f1: Mapped[float | None] = mapped_column(Float)
+    base_rouge_l: Mapped[float | None] = mapped_column(Float)
+    tuned_rouge_l: Mapped[float | None] = mapped_column(Float)
+    base_grounded: Mapped[bool | None] = mapped_column(Boolean)
+    tuned_grounded: Mapped[bool | None] = mapped_column(Boolean)
+    base_first_winner: Mapped[str | None] = mapped_column(String(8))
+    base_first_reason: Mapped[str | None] = mapped_column(Text)
+    tuned_first_winner: Mapped[str | None] = mapped_column(String(8))
+    tuned_first_reason: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(String(8))
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (
+        Index("uq_evaluation_questions_key", "evaluation_id", "key", unique=True),
+        CheckConstraint(VERDICT_CHECK.format("base_first_winner"), name="base_first_winner"),
+        CheckConstraint(VERDICT_CHECK.format("tuned_first_winner"), name="tuned_first_winner"),
+        CheckConstraint(OUTCOME_CHECK, name="outcome"),
+    )

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from finetuneflow.storage.documents import DocumentRepository
+    from finetuneflow.storage.evaluations import EvaluationRepository
     from finetuneflow.storage.examples import ExampleRepository
     from finetuneflow.storage.projects import ProjectRepository
     from finetuneflow.storage.runs import JobRepository, RunRepository
@@ -55,3 +56,9 @@ class Transaction:
         from finetuneflow.storage.runs import RunRepository
 
         return RunRepository(self.session)
+
+    @cached_property
+    def evaluations(self) -> EvaluationRepository:
+        from finetuneflow.storage.evaluations import EvaluationRepository
+
+        return EvaluationRepository(self.session)

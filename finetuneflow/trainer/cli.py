@@ -1,6 +1,7 @@
 """`finetuneflow trainer probe [--home PATH]`, `finetuneflow trainer run JOB.json`,
 `finetuneflow trainer launch ACCELERATE_ARGS` (several processes: see trainer/launch.py),
-`finetuneflow trainer export JOB.json`, `finetuneflow trainer chat JOB.json` and
+`finetuneflow trainer export JOB.json`, `finetuneflow trainer chat JOB.json`,
+`finetuneflow trainer answer JOB.json` (the evaluation's answers, in batches) and
 `finetuneflow trainer speed JOB.json` (times a few steps: the training time estimate).
 
 stdout carries protocol events only (one JSON object per line); logs go to stderr. Exit codes:
@@ -34,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("run", "train the job described by a job file"),
                        ("export", "answer sample prompts before and after, merge the adapter"),
                        ("chat", "answer a chat token by token (base and fine-tuned)"),
+                       ("answer", "answer evaluation questions in batches (base and "
+                                  "fine-tuned)"),
                        ("speed", "time a few training steps of the job's model")):
         command = commands.add_parser(name, help=text)
         command.add_argument("job", type=Path, help="the job file (JSON)")
@@ -88,6 +91,10 @@ def _run(command: str, job: Path, channel: EventChannel) -> int:
         from finetuneflow.trainer.inference import run_chat
 
         return run_chat(job, channel, stop)
+    if command == "answer":
+        from finetuneflow.trainer.answers import run_answer
+
+        return run_answer(job, channel, stop)
     from finetuneflow.trainer.run import run_job
 
     return run_job(job, channel, stop)

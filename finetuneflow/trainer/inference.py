@@ -125,26 +125,64 @@ class Answer:
     stopped: bool
 
 
+def prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """The chat's tokens in the chat template, up to where the assistant's answer starts."""
+    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                              return_dict=False))
+
+
+def generation_config(loaded: Loaded, *, max_new_tokens: int, temperature: float
+                      ) -> GenerationConfig:
+    """Greedy when temperature is 0; stops at any end-of-turn token."""
+    stops = stop_token_ids(loaded.tokenizer, loaded.model)
+    pad = loaded.tokenizer.pad_token_id
+    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {
+        "do_sample": False}
+    return GenerationConfig(max_new_tokens=max_new_tokens, eos_token_id=stops,
+                            pad_token_id=pad if pad is not None else (stops or [0])[0],
+                            **sampling)
+
+
+def generate(loaded: Loaded, prompts: list[list[int]], config: GenerationConfig, *,
+             variant: str, stop: StopSignal | None = None,
+             streamer: TextStreamer | None = None) -> list[Answer]:
+    """One `generate` call for all the prompts, left-padded so every answer starts at the same
+    position; with an attention mask, generate derives each row's positions from it, so a
+    batched answer is the answer the prompt gets alone. `stop` cuts the answers short."""
+    width = max(len(ids) for ids in prompts)
+    pad = int(config.pad_token_id)
+    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts])
+    mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts])
+    criteria = StoppingCriteriaList([_StopRequested(stop)] if stop is not None else [])
+    model = loaded.model
+    with use(loaded, variant), torch.inference_mode():
+        output = model.generate(input_ids=input_ids.to(model.device),
+                                attention_mask=mask.to(model.device),
+                                generation_config=config, streamer=streamer,
+                                stopping_criteria=criteria)
+    stops = set(config.eos_token_id)
+    cut_short = stop is not None and stop.requested
+    return [_decode(loaded.tokenizer, row[width:].tolist(), stops, cut_short) for row in output]
+
+
+def _decode(tokenizer: Any, new: list[int], stops: set[int], cut_short: bool) -> Answer:
+    """The text up to the first end-of-turn token: after it, a batch row holds padding."""
+    end = next((index for index, token in enumerate(new) if token in stops), None)
+    kept = new if end is None else new[:end]
+    text = tokenizer.decode(kept, skip_special_tokens=True).strip()
+    return Answer(text, len(new) if end is None else end + 1, cut_short)
+
+
 def answer(loaded: Loaded, messages: list[dict[str, str]], *, variant: str,
            max_new_tokens: int, temperature: float, stop: StopSignal,
            channel: EventChannel | None = None) -> Answer:
     """Generate one reply (greedy when temperature is 0); stream it as token events if a
     channel is given."""
-    tokenizer, model = loaded.tokenizer, loaded.model
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                           return_tensors="pt", return_dict=True)
-    inputs = {name: tensor.to(model.device) for name, tensor in inputs.items()}
-    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {
-        "do_sample": False}
-    config = GenerationConfig(max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                              eos_token_id=stop_token_ids(tokenizer, model), **sampling)
-    streamer = _TokenStreamer(tokenizer, channel, variant) if channel is not None else None
-    with use(loaded, variant), torch.inference_mode():
-        output = model.generate(**inputs, generation_config=config, streamer=streamer,
-                                stopping_criteria=StoppingCriteriaList([_StopRequested(stop)]))
-    new = output[0, inputs["input_ids"].shape[1]:]
-    text = tokenizer.decode(new, skip_special_tokens=True).strip()
-    return Answer(text, int(new.shape[0]), stop.requested)
+    config = generation_config(loaded, max_new_tokens=max_new_tokens, temperature=temperature)
+    streamer = (_TokenStreamer(loaded.tokenizer, channel, variant) if channel is not None
+                else None)
+    return generate(loaded, [prompt_ids(loaded.tokenizer, messages)], config, variant=variant,
+                    stop=stop, streamer=streamer)[0]
 
 
 def run_chat(job_path: Path, channel: EventChannel, stop: StopSignal) -> int:

@@ -11,12 +11,14 @@ import math
 import re
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import PurePath
 from typing import Any
 from xml.sax.saxutils import escape
 
 from finetuneflow.core.child_protocol import EARLY_STOPPING
+from finetuneflow.core.evaluation.results import Evaluation, EvaluationSummary, QuestionResult
+from finetuneflow.core.evaluation.stats import percent
 from finetuneflow.core.training.config import METHOD_LABELS, field_metadata
 from finetuneflow.core.units import format_bytes, format_duration
 
@@ -134,10 +136,12 @@ class ReportInput:
     files: list[str] = field(default_factory=list)
     base_local: bool = False  # the base was a local folder, not a Hub model
     gguf: list[GgufInfo] = field(default_factory=list)
+    evaluation: Evaluation | None = None  # the run's latest evaluation, when it has one
 
 
 def render_report(data: ReportInput) -> str:
-    parts = [_summary(data), _usage(data), _curve_section(data), _dataset_section(data),
+    parts = [_summary(data), evaluation_section(data.evaluation), _usage(data),
+             _curve_section(data), _dataset_section(data),
              _config_section(data), _examples_section(data), _samples_section(data),
              _reproduce_section(data)]
     return "\n\n".join(part.rstrip() for part in parts if part) + "\n"
@@ -348,6 +352,73 @@ def _samples_section(data: ReportInput) -> str:
                             ("Fine-tuned", sample.finetuned)):
             lines += ["", f"**{label}**", "", _fenced(text or "(no answer)")]
     return "\n".join(lines)
+
+
+# --- the evaluation ----------------------------------------------------------------------------
+
+LOOK_FIRST = 10  # questions the report lists, those needing a look first
+QUESTION_CHARS = 300
+
+
+def evaluation_json(evaluation: Evaluation) -> dict[str, Any]:
+    """The read model as JSON (metrics.json, `evaluate --json`): dataclasses.asdict, with
+    the win rate and its interval beside the tally's counts."""
+    summary = asdict(evaluation.summary)
+    tally = evaluation.summary.tally
+    if tally is not None and summary["tally"] is not None:
+        interval = tally.interval
+        summary["tally"] |= {"judged": tally.judged, "rate": tally.rate,
+                             "interval_low": interval.low if interval else None,
+                             "interval_high": interval.high if interval else None}
+    return {"summary": summary, "questions": [asdict(row) for row in evaluation.rows]}
+
+
+def score_rows(summary: EvaluationSummary) -> list[tuple[str, str, str]]:
+    """(measure, base model, fine-tuned model) as every surface prints them."""
+    return [
+        ("Eval loss", _number(summary.base_eval_loss), _number(summary.tuned_eval_loss)),
+        ("Perplexity", _number(summary.base_perplexity, 2), _number(summary.tuned_perplexity, 2)),
+        ("Token F1", _number(summary.base_f1, 3), _number(summary.tuned_f1, 3)),
+        ("ROUGE-L", _number(summary.base_rouge_l, 3), _number(summary.tuned_rouge_l, 3)),
+        ("Grounded answers", _share(summary.base_grounded_share),
+         _share(summary.tuned_grounded_share)),
+    ]
+
+
+def outcome_label(row: QuestionResult) -> str:
+    return {"win": "fine-tuned better", "tie": "tie", "loss": "base better",
+            None: "not judged"}[row.outcome]
+
+
+def evaluation_section(evaluation: Evaluation | None) -> str:
+    """The headline, the scores per model and the questions that need a look first."""
+    if evaluation is None:
+        return ""
+    summary = evaluation.summary
+    lines = ["## Evaluation", "", f"**{summary.headline}**", "",
+             f"{summary.answered} of {summary.questions} held-out questions answered by both "
+             f"models (evaluation {summary.status}). The judge is the project's LLM, asked "
+             "twice per question with the answers in both orders; a tie counts half.", "",
+             _table(("Measure", "Base model", "Fine-tuned"), score_rows(summary))]
+    if summary.judge_requests:
+        lines += ["", f"The judge used {summary.judge_requests:,} requests and "
+                      f"{summary.judge_tokens:,} tokens."]
+    if summary.message:
+        lines += ["", f"Note: {summary.message}"]
+    rows = evaluation.needing_a_look()[:LOOK_FIRST]
+    if rows:
+        lines += ["", f"### Questions to look at first ({len(rows)} of {len(evaluation.rows)})",
+                  "", _table(("#", "Question", "Result", "Why", "Base model", "Fine-tuned"), [
+                      (str(row.question_id), _cut(row.question, QUESTION_CHARS),
+                       outcome_label(row), row.reason or "",
+                       _cut(row.base_answer or "(no answer)", QUESTION_CHARS),
+                       _cut(row.tuned_answer or "(no answer)", QUESTION_CHARS))
+                      for row in rows])]
+    return "\n".join(lines)
+
+
+def _share(value: float | None) -> str:
+    return percent(value) if value is not None else "n/a"
 
 
 def _reproduce_section(data: ReportInput) -> str:
