@@ -5,13 +5,21 @@ data, the same objects the evaluation service returns."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QThreadPool
+from PySide6.QtGui import QPainter, QPixmap
 from pytestqt.qtbot import QtBot
 
+from finetuneflow.core.evaluation.cost import JudgeCost
 from finetuneflow.core.evaluation.judge import Outcome
 from finetuneflow.core.evaluation.results import (
     Evaluation,
@@ -20,12 +28,29 @@ from finetuneflow.core.evaluation.results import (
     RunScores,
 )
 from finetuneflow.core.evaluation.stats import headline, rate_text, tally
+from finetuneflow.core.generation import LLMSettings
+from finetuneflow.core.statuses import JobKind, JobStatus
+from finetuneflow.gui.main_window import MainWindow
+from finetuneflow.gui.pages.export_page import EVALUATE, EVALUATION_STOPPED, ExportPage
+from finetuneflow.gui.pages.train_page import TrainPage
 from finetuneflow.gui.widgets.evaluation_view import (
     COLUMNS,
     NOT_EVALUATED,
     EvaluationView,
     RunComparison,
+    scores_line,
 )
+from finetuneflow.services import evaluation as evaluations
+from finetuneflow.services.base_model import ModelService
+from finetuneflow.services.context import AppContext
+from finetuneflow.services.datasets import DatasetService
+from finetuneflow.services.generation import GenerationService
+from finetuneflow.services.jobs import JobService
+from finetuneflow.services.projects import ProjectService
+from finetuneflow.storage.home import Home
+from tests.helpers.fake_llm import Api, FakeLLMServer, last_user_text
+from tests.helpers.finished_run import arithmetic_chats, train
+from tests.helpers.gui_projects import project_with_examples
 from tests.helpers.images import assert_not_blank
 
 SHOTS = Path(os.environ.get("EVALGUI_SHOTS", "/tmp/evalgui-shots"))
@@ -165,6 +190,21 @@ def test_evaluate_asks_with_the_judge_and_the_question_count(view: EvaluationVie
         qtbot.mouseClick(view.stop_button, Qt.MouseButton.LeftButton)
 
 
+def test_the_judges_cost_is_asked_for_once_the_count_rests_and_shown(
+        view: EvaluationView, qtbot: QtBot) -> None:
+    asked: list[int] = []
+    view.questions_changed.connect(lambda: asked.append(view.max_questions.value()))
+    with qtbot.waitSignal(view.questions_changed):
+        for value in (1, 12, 120):  # typing 120
+            view.max_questions.setValue(value)
+    assert asked == [120]
+    view.show_cost(JudgeCost(requests=240, prompt_tokens=61_234, completion_tokens=48_000))
+    assert view.cost.text() == ("The judge: 240 requests to the project's LLM, about 61,234 "
+                                "prompt tokens and at most 48,000 answer tokens.")
+    view.judge.setChecked(False)
+    assert view.cost.isHidden()
+
+
 def runs() -> list[RunScores]:
     shown = mixed().summary
     return [RunScores(3, "succeeded", "tiny-llama", "lora",
@@ -216,3 +256,222 @@ def test_screenshots_of_the_section_and_the_comparison(view: EvaluationView,
     compared = SHOTS / "run-comparison.png"
     dialog.grab().save(str(compared))
     assert_not_blank(compared)
+
+
+# --- the pages on a real finished run ---------------------------------------------------------
+
+CHILD_TIMEOUT_MS = 300_000  # the trainer child on a busy 2-core machine
+
+
+@dataclass(frozen=True)
+class Trained:
+    home: Path
+    project_id: str
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[Trained]:
+    """One short training of the tiny model for the module: its held-out split is what the
+    evaluation asks."""
+    root = tmp_path_factory.mktemp("evaluation-section")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("OMP_NUM_THREADS", "1")  # the tiny model only loses time to threads
+    context = AppContext.open(Home(root / "home"))
+    try:
+        project_id = ProjectService(context).create("Arithmetic tutor").id
+        ModelService(context).choose(project_id, str(tiny_model_dir))
+        DatasetService(context).import_file(project_id, arithmetic_chats(root / "chats.jsonl"))
+        train(context, project_id)
+        yield Trained(root / "home", project_id)
+    finally:
+        context.close()
+        patch.undo()
+
+
+def fair_judge(request_json: dict[str, Any], _api: Api) -> str:
+    """A judge that prefers the answer holding the reference, then the shorter one; the same
+    verdict in both orders."""
+    sections = dict(re.findall(r"(Reference answer|Answer A|Answer B):\n(.*?)(?:\n\n|$)",
+                               last_user_text(request_json), re.S))
+    reference = sections["Reference answer"].strip()
+
+    def merit(answer: str) -> tuple[bool, int]:
+        return reference in answer, -len(answer)
+
+    a, b = merit(sections["Answer A"]), merit(sections["Answer B"])
+    winner = "tie" if a == b else ("A" if a > b else "B")
+    return json.dumps({"winner": winner, "reason": f"{winner}: closer to {reference}."})
+
+
+@pytest.fixture
+def opened(qtbot: QtBot, trained: Trained, fake_llm: FakeLLMServer,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[MainWindow, ExportPage]]:
+    """The trained project's Export page, its LLM the fake judge."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    fake_llm.set_responder(fair_judge)
+    context = AppContext.open(Home(trained.home))
+    GenerationService(context).set_llm_settings(trained.project_id, LLMSettings(
+        provider="ollama", base_url=fake_llm.base_url, model="gpt-oss:20b"))
+    window = MainWindow(context)
+    qtbot.addWidget(window)
+    window.resize(*SIZE)
+    window.show()
+    yield window, export_page(window, trained.project_id, qtbot)
+    QThreadPool.globalInstance().waitForDone(CHILD_TIMEOUT_MS)  # nothing outlives the home
+    context.close()
+
+
+def export_page(window: MainWindow, project_id: str, qtbot: QtBot) -> ExportPage:
+    page = window.open_project(project_id, "export").currentPage()
+    assert isinstance(page, ExportPage)
+    qtbot.waitUntil(lambda: not page.runner.is_running("report"), timeout=60_000)
+    return page
+
+
+def evaluate(page: ExportPage, qtbot: QtBot, questions: int, judge: bool = True) -> None:
+    view = page.evaluation_view
+    page.tabs.setCurrentWidget(view)
+    view.max_questions.setValue(questions)
+    view.judge.setChecked(judge)
+    qtbot.mouseClick(view.evaluate_button, Qt.MouseButton.LeftButton)
+    assert view.stop_button.isVisible() and not view.evaluate_button.isEnabled()
+    qtbot.waitUntil(lambda: not page.runner.is_running(EVALUATE), timeout=CHILD_TIMEOUT_MS)
+
+
+def assert_shows_the_database(page: ExportPage) -> Evaluation:
+    assert page.run_id is not None
+    stored = evaluations.evaluation(page.context, page.project_id, page.run_id)
+    assert stored is not None
+    view = page.evaluation_view
+    assert view.headline.text() == stored.summary.headline
+    assert view.scores.text() == scores_line(stored.summary)
+    assert view.shown_rows() == stored.needing_a_look()
+    return stored
+
+
+def test_the_export_page_evaluates_the_run_and_shows_what_is_stored(
+        opened: tuple[MainWindow, ExportPage], qtbot: QtBot, trained: Trained) -> None:
+    window, page = opened
+    view = page.evaluation_view
+    assert page.tabs.tabText(page.tabs.indexOf(view)) == "Evaluation"
+    assert view.headline.text() == NOT_EVALUATED and view.results.isHidden()
+    evaluate(page, qtbot, questions=6)
+    assert view.evaluate_button.isEnabled() and view.stop_button.isHidden()
+    assert view.status.isHidden(), view.status.text()
+    stored = assert_shows_the_database(page)
+    summary = stored.summary
+    assert summary.status == "succeeded" and summary.questions == summary.answered == 6
+    assert summary.tally is not None and summary.tally.judged + summary.tally.unjudged == 6
+    assert view.headline.text().startswith("The fine-tuned model wins ")
+    assert all(row.base_answer is not None and row.tuned_answer is not None
+               for row in view.shown_rows())
+    first = view.shown_rows()[0]
+    assert first.tuned_answer is not None and first.tuned_answer.strip() in (
+        view.detail.toPlainText())
+    assert "Evaluation" in page.report.toPlainText()  # the report, read again, carries it
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SHOTS / "export-page-evaluation.png"
+    window.grab().save(str(shot))
+    assert_not_blank(shot)
+    # The app opened again shows the same evaluation.
+    window.close()
+    again = MainWindow(page.context)
+    qtbot.addWidget(again)
+    again.show()
+    reopened = export_page(again, trained.project_id, qtbot)
+    assert assert_shows_the_database(reopened) == stored
+    assert reopened.evaluation_view.note.isHidden()
+
+
+def test_stop_keeps_what_is_done_and_evaluate_goes_on(
+        opened: tuple[MainWindow, ExportPage], qtbot: QtBot) -> None:
+    _window, page = opened
+    view = page.evaluation_view
+    page.tabs.setCurrentWidget(view)
+    view.max_questions.setValue(8)
+    qtbot.mouseClick(view.evaluate_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(view.stop_button, Qt.MouseButton.LeftButton)  # before any answer
+    qtbot.waitUntil(lambda: not page.runner.is_running(EVALUATE), timeout=CHILD_TIMEOUT_MS)
+    assert view.status.text() == EVALUATION_STOPPED
+    job = JobService(page.context).latest(page.project_id, JobKind.EVAL)
+    assert job is not None and job.status is JobStatus.CANCELLED
+    stored = assert_shows_the_database(page)
+    assert stored.summary.status == "stopped" and view.note.text().startswith(
+        "The evaluation stopped with ")
+    evaluate(page, qtbot, questions=8)
+    resumed = assert_shows_the_database(page)
+    assert resumed.summary.evaluation_id == stored.summary.evaluation_id
+    assert resumed.summary.status == "succeeded" and resumed.summary.answered == 8
+
+
+def test_a_judge_that_cannot_be_reached_is_said_on_the_page(
+        opened: tuple[MainWindow, ExportPage], qtbot: QtBot, trained: Trained,
+        fake_llm: FakeLLMServer) -> None:
+    _window, page = opened
+    GenerationService(page.context).set_llm_settings(trained.project_id, LLMSettings(
+        provider="ollama", base_url=f"http://127.0.0.1:{free_port()}", model="gpt-oss:20b"))
+    evaluate(page, qtbot, questions=3)
+    view = page.evaluation_view
+    assert view.status.isVisible() and view.status.property("tone") == "error"
+    assert "127.0.0.1" in view.status.text() or "LLM" in view.status.text()
+    assert view.evaluate_button.isEnabled() and view.stop_button.isHidden()
+    job = JobService(page.context).latest(page.project_id, JobKind.EVAL)
+    assert job is not None and job.status is JobStatus.FAILED
+    stored = assert_shows_the_database(page)
+    assert stored.summary.status == "failed"
+    assert all(row.tuned_answer is not None for row in stored.rows)  # the answers are kept
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_train_page_compares_finished_runs(
+        window: MainWindow, qtbot: QtBot, context: AppContext, tiny_model_dir: Path,
+        tmp_path: Path) -> None:
+    project_id = project_with_examples(window, context, tiny_model_dir, tmp_path, "Runs", 12)
+    finished = {1: {"lora_r": 8, "num_epochs": 1.0}, 2: {"lora_r": 16, "num_epochs": 3.0},
+                3: {"lora_r": 16, "num_epochs": 2.0}}
+
+    def finish(run_id: int) -> None:  # as `finetuneflow train` leaves a run, from outside
+        with context.transaction() as tx:
+            tx.runs.restore_succeeded(project_id, run_id, {"method": "lora", **finished[run_id]},
+                                      {"final_eval_loss": 1.0 + run_id / 10},
+                                      {"adapter": f"artifacts/run-{run_id}/adapter"})
+
+    finish(1)
+    page = window.open_project(project_id, "train").currentPage()
+    assert isinstance(page, TrainPage) and page.compare_button.isHidden()  # one run alone
+    finish(2)
+    finish(3)
+    page.arrive()  # as the wizard does when the person comes back to the step
+    assert page.compare_button.isVisible() and page.compare_button.text() == (
+        "Compare with run 2")
+    qtbot.mouseClick(page.compare_button, Qt.MouseButton.LeftButton)
+    dialog = page.comparison
+    assert dialog is not None and dialog.isVisible()
+    assert [dialog.other.itemText(i) for i in range(dialog.other.count())] == ["Run 2", "Run 1"]
+    rows = table_text(dialog)
+    assert ["Final eval loss (training)", "1.30", "1.20"] in rows
+    assert ["Epochs", "2", "3"] in rows and ["LoRA rank", "16", "16"] not in rows
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SHOTS / "train-page-comparison.png"
+    window.resize(*SIZE)
+    over_window(window, dialog).save(str(shot))
+    assert_not_blank(shot)
+    dialog.close()
+
+
+def over_window(window: MainWindow, dialog: RunComparison) -> QPixmap:
+    """The window with the dialog in its middle, as the person sees them (offscreen, each top
+    level window is drawn alone)."""
+    picture = window.grab()
+    painter = QPainter(picture)
+    drawn = dialog.grab()
+    painter.drawPixmap((picture.width() - drawn.width()) // 2,
+                       (picture.height() - drawn.height()) // 2, drawn)
+    painter.end()
+    return picture

@@ -17,11 +17,13 @@ from PySide6.QtCore import (
     QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
+    QTimer,
     Signal,
 )
-from PySide6.QtGui import QFont
+from PySide6.QtGui import QFont, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QAbstractScrollArea,
     QCheckBox,
     QComboBox,
     QDialog,
@@ -41,6 +43,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from finetuneflow.core.evaluation.cost import JudgeCost
 from finetuneflow.core.evaluation.results import (
     Evaluation,
     EvaluationSummary,
@@ -57,6 +60,7 @@ NOT_EVALUATED = ("This run has not been evaluated yet. Evaluate it to see whethe
                  "answer every question, and an LLM judge picks the better answer.")
 DEFAULT_QUESTIONS = 50
 MAX_QUESTIONS = 1000
+SETTLE_MS = 400
 OUTCOME_WORDS = {"win": "win", "tie": "tie", "loss": "loss", None: "not judged"}
 OUTCOME_TONES = {"win": "ok", "loss": "error"}
 OUTCOME_RANK = {"loss": 0, None: 1, "tie": 2, "win": 3}  # Evaluation.needing_a_look's order
@@ -231,6 +235,7 @@ class EvaluationView(QWidget):
 
     evaluate = Signal(bool, int)  # judge, max questions
     stop = Signal()
+    questions_changed = Signal()  # the question count, settled: the judge's cost is new
 
     def __init__(self) -> None:
         super().__init__()
@@ -274,6 +279,13 @@ class EvaluationView(QWidget):
                                       maximum=MAX_QUESTIONS, value=DEFAULT_QUESTIONS)
         self.max_questions.setToolTip("At most this many held-out questions (the same ones "
                                       "each time).")
+        # Typing 120 passes 1 and 12: the cost is asked for once the number rests.
+        self.settle = QTimer(self, singleShot=True, interval=SETTLE_MS)
+        self.settle.timeout.connect(self.questions_changed.emit)
+        self.max_questions.valueChanged.connect(lambda _value: self.settle.start())
+        self.cost = QLabel(objectName="judgeCost", wordWrap=True)
+        self.cost.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self.judge.toggled.connect(self.cost.setVisible)
         self.evaluate_button = QPushButton("Evaluate", objectName="evaluateButton")
         self.evaluate_button.clicked.connect(
             lambda: self.evaluate.emit(self.judge.isChecked(), self.max_questions.value()))
@@ -292,6 +304,7 @@ class EvaluationView(QWidget):
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         column = QVBoxLayout()
         column.addLayout(row)
+        column.addWidget(self.cost)
         column.addWidget(self.progress)
         column.addWidget(self.status)
         return column
@@ -346,6 +359,13 @@ class EvaluationView(QWidget):
         if current.isValid():
             source = self.sorted.mapToSource(current)
             self.detail.setHtml(detail_html(self.questions.row_at(source.row())))
+
+    def show_cost(self, cost: JudgeCost | str) -> None:
+        """The judge's estimated cost for the questions chosen, or why it cannot be told."""
+        self.cost.setText(cost if isinstance(cost, str) else (
+            f"The judge: {cost.requests:,} requests to the project's LLM, about "
+            f"{cost.prompt_tokens:,} prompt tokens and at most {cost.completion_tokens:,} "
+            "answer tokens."))
 
     def set_busy(self, busy: bool) -> None:
         for widget in (self.evaluate_button, self.judge, self.max_questions):
@@ -428,7 +448,7 @@ class RunComparison(QDialog):
         self.runs = {run.run_id: run for run in runs}
         self.this_run = this_run
         self.other = QComboBox(objectName="compareWith")
-        for run_id in self.runs:
+        for run_id in sorted(self.runs, reverse=True):  # newest first
             if run_id != this_run:
                 self.other.addItem(f"Run {run_id}", run_id)
         self.other.setCurrentIndex(self.other.findData(other_run))
@@ -454,8 +474,10 @@ class RunComparison(QDialog):
         layout.addWidget(self.table, 1)
         layout.addWidget(self.all_settings)
         layout.addWidget(buttons)
-        self.resize(760, 480)
+        # As tall as its rows (a few, unless every setting is listed), no blank table below.
+        self.table.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
         self.fill()
+        self.resize(720, self.sizeHint().height())
 
     def fill(self) -> None:
         other = self.other.currentData()
