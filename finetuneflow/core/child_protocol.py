@@ -439,7 +439,10 @@ class AnswerJob(JobFile):
     questions: [{"id": int, "messages": [{"role": …, "content": …}, …]}, …], the chat up to
     the answer; the parent leaves out the questions already answered (resume).
     eval_path: a JSONL file of evaluation examples in the training format; when set, each
-    variant's loss on it is sent as an EvalLossEvent before the answers."""
+    variant's loss on it is sent as an EvalLossEvent before the answers. It is computed as the
+    training's evaluation computes it: give the run's max_seq_length and assistant_only_loss,
+    and batch_size = the run's per_device_batch_size, and the fine-tuned loss is the run's
+    final evaluation loss."""
 
     model_path: str
     adapter_dir: str
@@ -450,6 +453,8 @@ class AnswerJob(JobFile):
     eval_path: str | None = None
     seed: int = 0
     version: int = JOB_VERSION
+    max_seq_length: int = 1024  # the loss covers each example's first max_seq_length tokens
+    assistant_only_loss: str = "auto"  # the run's setting: "off" counts the prompts too
 
 
 @dataclass

@@ -12,6 +12,7 @@ Imported only once the protocol owns stdout (see `channel`).
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from finetuneflow.core.child_protocol import (
     BASE,
     VARIANTS,
     AnswerJob,
+    EvalLossEvent,
     ProtocolError,
     QuestionAnswerEvent,
     StatusEvent,
@@ -37,12 +39,12 @@ from finetuneflow.trainer.inference import (
     generation_config,
     load_with_adapter,
     prompt_ids,
+    use,
 )
 from finetuneflow.trainer.model import pick_device
 from finetuneflow.trainer.stop import StopSignal
 
 log = logging.getLogger(__name__)
-LABELS = {BASE: "base"}  # how a variant is named in a status line; others: "fine-tuned"
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def _batches(questions: list[Question], job: AnswerJob
 def _answer_batch(loaded: Loaded, start: int, batch: list[Question], variant: str,
                   job: AnswerJob, channel: EventChannel) -> int:
     channel.emit(StatusEvent("answering", (
-        f"The {LABELS.get(variant, 'fine-tuned')} model answers questions {start + 1}–"
+        f"The {_label(variant)} model answers questions {start + 1}–"
         f"{start + len(batch)} of {len(job.questions)}…")))
     config = generation_config(loaded, max_new_tokens=job.max_new_tokens, temperature=0.0)
     answers = generate(loaded, [question.prompt for question in batch], config, variant=variant)
@@ -140,9 +142,43 @@ def _answer_batch(loaded: Loaded, start: int, batch: list[Question], variant: st
 def _send_losses(loaded: Loaded, evaluation: LoadedDataset, job: AnswerJob,
                  channel: EventChannel, stop: StopSignal) -> bool:
     """Each variant's loss on the evaluation split; False when stopped first."""
-    from finetuneflow.trainer.losses import variant_losses
+    from finetuneflow.trainer.callbacks import perplexity
 
-    return variant_losses(loaded, evaluation, job, channel, stop)
+    channel.emit(StatusEvent("preparing_data", "Tokenising the evaluation set…"))
+    with tempfile.TemporaryDirectory(prefix="finetuneflow-answer-") as scratch:
+        evaluator = _evaluator(loaded, evaluation, job, Path(scratch))
+        for variant in job.variants:
+            if stop.requested:
+                return False
+            channel.emit(StatusEvent("evaluating", (
+                f"Computing the {_label(variant)} model's loss on the evaluation set…")))
+            with use(loaded, variant):
+                loss = evaluator.evaluate().get("eval_loss")
+            channel.emit(EvalLossEvent(variant, loss, perplexity(loss)))
+    return True
+
+
+def _evaluator(loaded: Loaded, evaluation: LoadedDataset, job: AnswerJob, scratch: Path) -> Any:
+    """An SFTTrainer that only evaluates: the tokenising, the loss mask (see `chat`) and the
+    averaging of the training's evaluation, so the numbers are comparable."""
+    from trl import SFTConfig, SFTTrainer
+
+    from finetuneflow.trainer.build import plan_loss, precision_arguments, sft_dataset
+
+    plan = plan_loss(loaded.tokenizer, job.assistant_only_loss)
+    arguments = SFTConfig(
+        output_dir=str(scratch), per_device_eval_batch_size=job.batch_size,
+        max_length=job.max_seq_length, assistant_only_loss=plan.assistant_only_loss,
+        activation_checkpointing=False, report_to="none", disable_tqdm=True,
+        dataloader_num_workers=0, **precision_arguments(loaded.device))
+    dataset = sft_dataset(evaluation, plan, loaded.tokenizer)
+    # SFTTrainer insists on a training set; nothing is trained on it.
+    return SFTTrainer(model=loaded.model, args=arguments, processing_class=loaded.tokenizer,
+                      train_dataset=dataset, eval_dataset=dataset)
+
+
+def _label(variant: str) -> str:
+    return "base" if variant == BASE else "fine-tuned"
 
 
 def _stopped(channel: EventChannel, sent: int, job: AnswerJob) -> int:

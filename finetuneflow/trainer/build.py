@@ -69,8 +69,8 @@ def build_trainer(inputs: Inputs, model: Any, tokenizer: Any, plan: LossPlan, de
                   channel: EventChannel, stop: StopSignal, resume_from: Path | None
                   ) -> TrainerParts:
     config = inputs.config
-    train_set = _dataset(inputs.train, plan, tokenizer)
-    eval_set = _dataset(inputs.eval, plan, tokenizer) if inputs.eval else None
+    train_set = sft_dataset(inputs.train, plan, tokenizer)
+    eval_set = sft_dataset(inputs.eval, plan, tokenizer) if inputs.eval else None
     outcome, progress = Outcome(), Progress()
     watch = EvalWatch(patience=config.early_stopping_patience,
                       threshold=config.early_stopping_threshold,
@@ -142,7 +142,7 @@ def lora_config(config: TrainingConfig) -> LoraConfig:
         bias="none", task_type="CAUSAL_LM")
 
 
-def _dataset(loaded: LoadedDataset, plan: LossPlan, tokenizer: Any) -> datasets.Dataset:
+def sft_dataset(loaded: LoadedDataset, plan: LossPlan, tokenizer: Any) -> datasets.Dataset:
     if plan.to_prompt_completion:
         def render(messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
             return str(tokenizer.apply_chat_template(
