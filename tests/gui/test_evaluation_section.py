@@ -30,6 +30,7 @@ from finetuneflow.core.evaluation.results import (
 from finetuneflow.core.evaluation.stats import headline, rate_text, tally
 from finetuneflow.core.generation import LLMSettings
 from finetuneflow.core.statuses import JobKind, JobStatus
+from finetuneflow.core.terminal import printable
 from finetuneflow.gui.main_window import MainWindow
 from finetuneflow.gui.pages.export_page import EVALUATE, EVALUATION_STOPPED, ExportPage
 from finetuneflow.gui.pages.train_page import TrainPage
@@ -62,7 +63,7 @@ def question(number: int, outcome: Outcome | None, f1: float | None = None) -> Q
         question_id=number, question=f"How long are records of study {number} kept?",
         reference=f"{number} years.", passage=f"Records of study {number} are kept {number} "
         "years.", base_answer=f"Maybe {number + 1} years.",
-        tuned_answer=f"They are kept {number} years.", base_f1=0.25,
+        tuned_answer=f"They are kept {number} years.\n  - by law", base_f1=0.25,
         tuned_f1=f1, base_rouge_l=0.2, tuned_rouge_l=0.5, base_grounded=False,
         tuned_grounded=True, outcome=outcome, reason=f"Reason {number}: the period is right.")
 
@@ -119,8 +120,9 @@ def test_losses_needing_a_look_come_first_and_the_first_is_open(view: Evaluation
     assert [row.question_id for row in view.shown_rows()] == [2, 5, 4, 3, 1, 6, 7]
     assert view.table.horizontalHeader().sortIndicatorSection() == 0
     detail = view.detail.toPlainText()
+    assert "Base model\nMaybe 3 years.\n" in detail
     for text in ("How long are records of study 2 kept?", "2 years.", "Maybe 3 years.",
-                 "They are kept 2 years.", "Reason 2: the period is right.",
+                 "They are kept 2 years.\n  - by law", "Reason 2: the period is right.",
                  "Judge: loss for the fine-tuned model", "Records of study 2 are kept"):
         assert text in detail
 
@@ -366,10 +368,12 @@ def test_the_export_page_evaluates_the_run_and_shows_what_is_stored(
     assert view.headline.text().startswith("The fine-tuned model wins ")
     assert all(row.base_answer is not None and row.tuned_answer is not None
                for row in view.shown_rows())
-    first = view.shown_rows()[0]
-    assert first.tuned_answer is not None and first.tuned_answer.strip() in (
-        view.detail.toPlainText())
-    assert "Evaluation" in page.report.toPlainText()  # the report, read again, carries it
+    first = view.shown_rows()[0]  # the tiny model's answers: control characters escaped
+    assert first.tuned_answer is not None and first.base_answer is not None
+    for text in (first.question, first.base_answer, first.tuned_answer, first.reason):
+        assert printable(text) in view.detail.toPlainText()
+    qtbot.waitUntil(lambda: not page.runner.is_running("report"), timeout=60_000)
+    assert summary.headline in page.report.toPlainText()  # the report, read again, has it
     SHOTS.mkdir(parents=True, exist_ok=True)
     shot = SHOTS / "export-page-evaluation.png"
     window.grab().save(str(shot))
@@ -402,7 +406,8 @@ def test_stop_keeps_what_is_done_and_evaluate_goes_on(
     evaluate(page, qtbot, questions=8)
     resumed = assert_shows_the_database(page)
     assert resumed.summary.evaluation_id == stored.summary.evaluation_id
-    assert resumed.summary.status == "succeeded" and resumed.summary.answered == 8
+    assert resumed.summary.status == "succeeded"
+    assert resumed.summary.answered == resumed.summary.questions > 0
 
 
 def test_a_judge_that_cannot_be_reached_is_said_on_the_page(

@@ -124,7 +124,7 @@ def progress_note(summary: EvaluationSummary, elsewhere: bool = False) -> str:
 # --- the per-question table -------------------------------------------------------------------
 
 def _yes_no(value: bool | None) -> str:
-    return "" if value is None else ("yes" if value else "no")
+    return "—" if value is None else ("yes" if value else "no")
 
 
 COLUMNS: tuple[tuple[str, Callable[[QuestionResult], Any], Callable[[Any], str]], ...] = (
@@ -208,8 +208,10 @@ class QuestionSort(QSortFilterProxyModel):
 def detail_html(result: QuestionResult) -> str:
     """The selected question whole: both answers, the reference and the judge's reason."""
     def part(title: str, text: str | None, missing: str) -> str:
+        # pre-wrap: an answer's line breaks and indentation (code, lists) are kept.
         body = html.escape(printable(text)) if text else f"<i>{missing}</i>"
-        return f"<p><b>{title}</b><br>{body.replace(chr(10), '<br>')}</p>"
+        return (f'<p style="margin: 0"><b>{title}</b></p>'
+                f'<p style="margin: 0 0 8px 0; white-space: pre-wrap">{body}</p>')
 
     verdict = OUTCOME_WORDS[result.outcome]
     return "".join((
@@ -283,9 +285,9 @@ class EvaluationView(QWidget):
         self.settle = QTimer(self, singleShot=True, interval=SETTLE_MS)
         self.settle.timeout.connect(self.questions_changed.emit)
         self.max_questions.valueChanged.connect(lambda _value: self.settle.start())
-        self.cost = QLabel(objectName="judgeCost", wordWrap=True)
+        self.cost = QLabel(objectName="judgeCost", wordWrap=True, visible=False)
         self.cost.setForegroundRole(QPalette.ColorRole.PlaceholderText)
-        self.judge.toggled.connect(self.cost.setVisible)
+        self.judge.toggled.connect(lambda on: self.cost.setVisible(on and bool(self.cost.text())))
         self.evaluate_button = QPushButton("Evaluate", objectName="evaluateButton")
         self.evaluate_button.clicked.connect(
             lambda: self.evaluate.emit(self.judge.isChecked(), self.max_questions.value()))
@@ -366,6 +368,7 @@ class EvaluationView(QWidget):
             f"The judge: {cost.requests:,} requests to the project's LLM, about "
             f"{cost.prompt_tokens:,} prompt tokens and at most {cost.completion_tokens:,} "
             "answer tokens."))
+        self.cost.setVisible(self.judge.isChecked())
 
     def set_busy(self, busy: bool) -> None:
         for widget in (self.evaluate_button, self.judge, self.max_questions):
