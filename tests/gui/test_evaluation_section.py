@@ -352,6 +352,7 @@ def assert_shows_the_database(page: ExportPage) -> Evaluation:
     return stored
 
 
+@pytest.mark.slow
 def test_the_export_page_evaluates_the_run_and_shows_what_is_stored(
         opened: tuple[MainWindow, ExportPage], qtbot: QtBot, trained: Trained) -> None:
     window, page = opened
@@ -380,14 +381,21 @@ def test_the_export_page_evaluates_the_run_and_shows_what_is_stored(
     assert_not_blank(shot)
     # The app opened again shows the same evaluation.
     window.close()
-    again = MainWindow(page.context)
-    qtbot.addWidget(again)
-    again.show()
-    reopened = export_page(again, trained.project_id, qtbot)
-    assert assert_shows_the_database(reopened) == stored
-    assert reopened.evaluation_view.note.isHidden()
+    context = AppContext.open(Home(trained.home))
+    try:
+        again = MainWindow(context)
+        qtbot.addWidget(again)
+        again.show()
+        reopened = export_page(again, trained.project_id, qtbot)
+        assert assert_shows_the_database(reopened) == stored
+        assert reopened.evaluation_view.note.isHidden()
+        again.close()
+        QThreadPool.globalInstance().waitForDone(CHILD_TIMEOUT_MS)
+    finally:
+        context.close()
 
 
+@pytest.mark.slow
 def test_stop_keeps_what_is_done_and_evaluate_goes_on(
         opened: tuple[MainWindow, ExportPage], qtbot: QtBot) -> None:
     _window, page = opened
@@ -410,6 +418,7 @@ def test_stop_keeps_what_is_done_and_evaluate_goes_on(
     assert resumed.summary.answered == resumed.summary.questions > 0
 
 
+@pytest.mark.slow
 def test_a_judge_that_cannot_be_reached_is_said_on_the_page(
         opened: tuple[MainWindow, ExportPage], qtbot: QtBot, trained: Trained,
         fake_llm: FakeLLMServer) -> None:
@@ -418,14 +427,41 @@ def test_a_judge_that_cannot_be_reached_is_said_on_the_page(
         provider="ollama", base_url=f"http://127.0.0.1:{free_port()}", model="gpt-oss:20b"))
     evaluate(page, qtbot, questions=3)
     view = page.evaluation_view
-    assert view.status.isVisible() and view.status.property("tone") == "error"
-    assert "127.0.0.1" in view.status.text() or "LLM" in view.status.text()
     assert view.evaluate_button.isEnabled() and view.stop_button.isHidden()
     job = JobService(page.context).latest(page.project_id, JobKind.EVAL)
     assert job is not None and job.status is JobStatus.FAILED
     stored = assert_shows_the_database(page)
     assert stored.summary.status == "failed"
+    # Said once, in the note, with what is kept and how to go on.
+    assert view.status.isHidden() and view.note.property("tone") == "error"
+    cause = "The judge cannot be used: Could not connect to http://127.0.0.1:"
+    assert view.note.text().startswith(
+        f"The evaluation failed with {stored.summary.answered} of "
+        f"{stored.summary.questions} questions answered. {cause}")
+    assert view.note.text().endswith("Evaluate again to go on from there.")
     assert all(row.tuned_answer is not None for row in stored.rows)  # the answers are kept
+
+
+@pytest.mark.slow
+def test_an_evaluation_refused_says_why_and_nothing_changes(
+        opened: tuple[MainWindow, ExportPage], qtbot: QtBot) -> None:
+    _window, page = opened
+    assert page.run_id is not None
+    before = evaluations.evaluation(page.context, page.project_id, page.run_id)
+    headline_before = page.evaluation_view.headline.text()
+    jobs = JobService(page.context)
+    training = jobs.create(page.project_id, JobKind.TRAIN)
+    jobs.start(training)  # owned by this living process, as a training in another window
+    try:
+        evaluate(page, qtbot, questions=3)
+    finally:
+        jobs.cancel(training)
+    view = page.evaluation_view
+    assert view.status.text() == ("A training is running and needs the GPU: evaluate when it "
+                                  "is done, or stop it first.")
+    assert view.status.property("tone") == "error" and view.evaluate_button.isEnabled()
+    assert evaluations.evaluation(page.context, page.project_id, page.run_id) == before
+    assert view.headline.text() == headline_before
 
 
 def free_port() -> int:

@@ -347,6 +347,8 @@ class EvaluationView(QWidget):
         self.note.setText(progress_note(summary, elsewhere))
         set_tone(self.note, "error" if summary.status == "failed" else "warning")
         self.note.setVisible(bool(self.note.text()))
+        if summary.message and summary.message in self.status.text():
+            self.show_status("")  # the note says it, with what is done and how to go on
         self.questions.set_rows(evaluation.rows)
         self.table.sortByColumn(OUTCOME_COLUMN, Qt.SortOrder.AscendingOrder)
         if has_rows:
