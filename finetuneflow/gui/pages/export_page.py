@@ -35,8 +35,10 @@ from finetuneflow.gui.chat_panel import ChatPanel
 from finetuneflow.gui.colours import set_tone
 from finetuneflow.gui.errors import describe, show_error
 from finetuneflow.gui.pages.step_page import StepPage
+from finetuneflow.gui.widgets.evaluation_view import EvaluationView
 from finetuneflow.gui.widgets.report_view import ReportView
 from finetuneflow.gui.workers import TaskRunner, Work
+from finetuneflow.services import evaluation as evaluations
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.export import ADAPTER_GGUF, ExportOptions, ExportResult, ExportService
 from finetuneflow.services.finished_runs import FinishedRuns
@@ -63,6 +65,10 @@ NOT_EXPORTED = ("This run has not been exported yet. The report on the right is 
 STOPPED = {"export": "Export stopped. Nothing half-made was kept.",
            "save": "Copy stopped. Nothing was written.",
            "ollama": "Stopped. Ollama may have the model already."}
+EVALUATE = "evaluate"  # the runner's names for an evaluation and the judge's cost
+ESTIMATE = "estimate"
+EVALUATION_STOPPED = ("Stopped. The answers and verdicts so far are kept: Evaluate goes on "
+                      "from there.")
 
 
 class ExportPage(StepPage):
@@ -114,7 +120,13 @@ class ExportPage(StepPage):
         row.addStretch(1)
         self.chat = ChatPanel(self.context, self.project_id)
         self.tabs = QTabWidget(objectName="exportTabs")
+        self.evaluation_view = EvaluationView()
+        self.evaluation_view.evaluate.connect(self.start_evaluation)
+        self.evaluation_view.stop.connect(lambda: self.runner.cancel(EVALUATE))
+        self.evaluation_view.questions_changed.connect(self.estimate_judge)
+        self._cost_stale = False
         self.tabs.addTab(self._build_export_tab(), "Export")
+        self.tabs.addTab(self.evaluation_view, "Evaluation")
         self.tabs.addTab(self.chat, "Try it")
         content = QWidget()
         layout = QVBoxLayout(content)
@@ -302,6 +314,7 @@ class ExportPage(StepPage):
         if run_id != self.run_id:  # a return visit keeps what the person chose
             self._apply_defaults(run_id)
         self.show_last_export(self.service.last_export(self.project_id, run_id))
+        self.show_evaluation()
         self.load_report()
 
     def _apply_defaults(self, run_id: int) -> None:
@@ -404,6 +417,62 @@ class ExportPage(StepPage):
         if self._report_stale:
             self.load_report()
 
+    # --- the evaluation -------------------------------------------------------------------------
+
+    def show_evaluation(self) -> None:
+        """The shown run's evaluation as stored; one that runs here shows its progress instead."""
+        if self.runner.is_running(EVALUATE):
+            return
+        elsewhere = bool(JobService(self.context).alive(self.project_id, JobKind.EVAL))
+        self.evaluation_view.show_evaluation(
+            evaluations.evaluation(self.context, self.project_id, self.run_id), elsewhere)
+        self.estimate_judge()  # what is left to judge has changed
+
+    def estimate_judge(self) -> None:
+        """The judge's cost before it runs (it counts tokens with the model's tokenizer)."""
+        if self.runner.is_running(ESTIMATE):
+            self._cost_stale = True  # estimated again when the running one ends
+            return
+        self._cost_stale = False
+        run_id, count = self.run_id, self.evaluation_view.max_questions.value()
+        self.runner.start(
+            ESTIMATE, lambda _progress, _cancel: evaluations.estimate_judge(
+                self.context, self.project_id, run_id, max_questions=count),
+            on_success=self.evaluation_view.show_cost,
+            on_failure=lambda error: self.evaluation_view.show_cost(
+                describe(error, self.context.log_file)[0]),
+            on_finished=self._estimated)
+
+    def _estimated(self) -> None:
+        if self._cost_stale:
+            self.estimate_judge()
+
+    def start_evaluation(self, judge: bool, max_questions: int) -> None:
+        run_id = self.run_id
+        self.evaluation_view.set_busy(True)
+        self.run_choice.setEnabled(False)  # the results shown belong to this run
+        self.evaluation_view.show_status("Starting the evaluation (loading the models)…")
+        self.runner.start(
+            EVALUATE, lambda progress, cancel: evaluations.start_evaluation(
+                self.context, self.project_id, run_id, judge=judge,
+                max_questions=max_questions, progress=progress, cancel=cancel),
+            on_progress=self.evaluation_view.show_progress,
+            on_success=lambda _job: self.evaluation_view.show_status(""),
+            on_cancel=lambda: self.evaluation_view.show_status(EVALUATION_STOPPED),
+            on_failure=self._evaluation_failed, on_finished=self._evaluation_finished)
+
+    def _evaluation_failed(self, error: BaseException) -> None:
+        text, is_bug = describe(error, self.context.log_file)
+        self.evaluation_view.show_status(text, "error")
+        if is_bug:
+            show_error(self, "Evaluation", error, self.context.log_file)
+
+    def _evaluation_finished(self) -> None:
+        self.evaluation_view.set_busy(False)
+        self.run_choice.setEnabled(self.task is None)
+        self.show_evaluation()
+        self.load_report()  # the report leads with the evaluation
+
     # --- background tasks -----------------------------------------------------------------------
 
     def start_export(self) -> None:
@@ -495,8 +564,9 @@ class ExportPage(StepPage):
 
     def _set_busy(self, busy: bool) -> None:
         for widget in (self.export_button, self.merged, self.include_dataset,
-                       self.change_destination, self.run_choice):
+                       self.change_destination):
             widget.setEnabled(not busy)
+        self.run_choice.setEnabled(not busy and not self.runner.is_running(EVALUATE))
         self._enable_gguf(not busy)
         self.cancel_button.setVisible(busy)
         self.progress.setVisible(busy)

@@ -29,10 +29,13 @@ from finetuneflow.core.units import format_bytes, format_duration
 from finetuneflow.gui.errors import describe
 from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.training_controller import TrainingController
+from finetuneflow.gui.widgets.evaluation_view import RunComparison
 from finetuneflow.gui.widgets.loss_chart import LossChart
 from finetuneflow.gui.workers import TaskRunner, Work
+from finetuneflow.services import evaluation as evaluations
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import UserError
+from finetuneflow.services.finished_runs import FinishedRuns
 from finetuneflow.services.hardware import HardwareService
 from finetuneflow.services.projects import ProjectSummary
 from finetuneflow.services.settings import AppSettings
@@ -78,11 +81,14 @@ class TrainPage(StepPage):
         self.smaller_button = QPushButton("Retry with smaller settings")
         self.smaller_button.clicked.connect(self.retry_smaller)
         self._retried = False
+        self.compare_button = QPushButton(objectName="compareRuns", visible=False)
+        self.compare_button.clicked.connect(self.compare_runs)
+        self.comparison: RunComparison | None = None
         self.state = QLabel()
         self.state.setWordWrap(True)
         buttons = QHBoxLayout()
         for widget in (self.start_button, self.stop_button, self.resume_button,
-                       self.smaller_button):
+                       self.smaller_button, self.compare_button):
             buttons.addWidget(widget)
         buttons.addWidget(self.state, 1)
 
@@ -111,6 +117,9 @@ class TrainPage(StepPage):
         controller.run_ended.connect(self._on_run_ended)
         self._restore_last_run()
         self._update_buttons()
+
+    def arrive(self) -> None:
+        self._update_buttons()  # a run may have finished from the command line meanwhile
 
     # --- actions --------------------------------------------------------------------------------
 
@@ -255,6 +264,20 @@ class TrainPage(StepPage):
         self.resume_button.setEnabled(not running and resumable)
         self.smaller_button.setVisible(
             not running and self.training.suggested_config(self.project_id) is not None)
+        finished = FinishedRuns(self.context).ids(self.project_id)
+        self.compare_button.setVisible(len(finished) > 1)
+        if len(finished) > 1:
+            self.compare_button.setText(f"Compare with run {finished[1]}")
+
+    def compare_runs(self) -> None:
+        """The latest finished run beside the one before it (another can be chosen there)."""
+        finished = FinishedRuns(self.context).ids(self.project_id)
+        if len(finished) < 2:
+            return
+        runs = [run for run in evaluations.run_scores(self.context, self.project_id)
+                if run.run_id in finished]
+        self.comparison = RunComparison(runs, finished[0], finished[1], self)
+        self.comparison.open()
 
     def isComplete(self) -> bool:
         run = self.training.latest_run(self.project_id)
