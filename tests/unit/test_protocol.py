@@ -17,12 +17,14 @@ from finetuneflow.core.child_protocol import (
     CheckpointEvent,
     ErrorEvent,
     EvalEvent,
+    EvalLossEvent,
     ExportedEvent,
     ExportJob,
     FinishedEvent,
     LogEvent,
     ProbeEvent,
     ProtocolError,
+    QuestionAnswerEvent,
     SpeedEvent,
     StartedEvent,
     StatusEvent,
@@ -63,6 +65,8 @@ SAMPLES = [
     ExportedEvent(samples=[{"base": "fish", "finetuned": "4"}], merged_dir="/e/merged",
                   merge_max_abs_diff=2e-6, dtype="bfloat16", message="Exported."),
     SpeedEvent(step_s=0.62, startup_s=9.0, device="cpu", steps_timed=3),
+    QuestionAnswerEvent(question_id=7, variant=protocol.BASE, text="Lyon.", new_tokens=2),
+    EvalLossEvent(variant=protocol.FINETUNED, loss=1.25, perplexity=3.49),
 ]
 
 
