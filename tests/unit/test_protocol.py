@@ -74,7 +74,7 @@ def test_every_event_type_has_a_sample() -> None:
     assert {type(event).TYPE for event in SAMPLES} == set(EVENT_TYPES)
     assert set(EVENT_TYPES) == {"status", "started", "log", "eval", "checkpoint", "warning",
                                 "finished", "stopped", "error", "probe", "token", "answer",
-                                "exported", "speed"}
+                                "exported", "speed", "question_answer", "eval_loss"}
 
 
 @pytest.mark.parametrize("event", SAMPLES, ids=lambda event: type(event).TYPE)
