@@ -208,16 +208,23 @@ def _sentencepiece_tokenizer(family: Family, special_tokens: list[str]
     return tokenizer
 
 
-def _train_tokenizer(special_tokens: list[str]):  # -> tokenizers.Tokenizer
+def _train_tokenizer(special_tokens: list[str], ascii_only: bool = False
+                     ):  # -> tokenizers.Tokenizer
+    """ascii_only: no token holds a byte above 127, so whatever a random model writes is
+    valid UTF-8 (llama-cpp-python's server slows to a crawl on long runs of broken UTF-8)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
+    alphabet = ([bytes_to_unicode()[byte] for byte in range(128)] if ascii_only
+                else pre_tokenizers.ByteLevel.alphabet())
     trainer = trainers.BpeTrainer(
         vocab_size=1000, special_tokens=special_tokens, show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator(_TRAINING_TEXT * 50, trainer=trainer)
+        initial_alphabet=alphabet, limit_alphabet=len(alphabet) if ascii_only else None)
+    text = [line for line in _TRAINING_TEXT if line.isascii() or not ascii_only]
+    tokenizer.train_from_iterator(text * 50, trainer=trainer)
     return tokenizer
 
 
@@ -233,7 +240,8 @@ def _config(family: Family, tokenizer: Any) -> Any:
     return config
 
 
-def build_family_model(family: Family, dest: Path, *, seed: int = 0) -> Path:
+def build_family_model(family: Family, dest: Path, *, seed: int = 0, ascii_only: bool = False
+                       ) -> Path:
     """Write a loadable model + tokenizer folder of `family` to `dest` and return it."""
     import torch
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
@@ -245,7 +253,7 @@ def build_family_model(family: Family, dest: Path, *, seed: int = 0) -> Path:
         specials = list(dict.fromkeys([*specials, "<unk>"]))
         tokenizer = _sentencepiece_tokenizer(family, specials)
     else:
-        tokenizer = _train_tokenizer(specials)
+        tokenizer = _train_tokenizer(specials, ascii_only)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, bos_token=family.bos, eos_token=family.eos,
         pad_token=family.pad, unk_token="<unk>" if family.sentencepiece else None,
