@@ -222,7 +222,7 @@ def _train_tokenizer(special_tokens: list[str], ascii_only: bool = False
                 else pre_tokenizers.ByteLevel.alphabet())
     trainer = trainers.BpeTrainer(
         vocab_size=1000, special_tokens=special_tokens, show_progress=False,
-        initial_alphabet=alphabet, limit_alphabet=len(alphabet) if ascii_only else None)
+        initial_alphabet=alphabet, **({"limit_alphabet": len(alphabet)} if ascii_only else {}))
     text = [line for line in _TRAINING_TEXT if line.isascii() or not ascii_only]
     tokenizer.train_from_iterator(text * 50, trainer=trainer)
     return tokenizer

@@ -159,7 +159,8 @@ def test_phi4_minis_long_context_rope_and_gpt4o_tokenizer_run_in_llama_cpp(tmp_p
 # Spaces (leading, trailing, runs), digits, accents, CJK and emoji (byte fallback), newlines and
 # tabs, special tokens inside text, and the chat layouts of both families.
 TEXTS = ["Hello world", " leading space", "  two leading spaces", "trailing ", "a  b   c",
-         "1234567890 digits 42", "Über café naïve", "é", "敏捷的棕色狐狸跳过了懒狗", "emoji 🙂👍🏽 here",
+         "1234567890 digits 42", "Über café naïve", "é", "敏捷的棕色狐狸跳过了懒狗",
+         "emoji 🙂👍🏽 here",
          "tab\there\nnewline\n\nend", "\n", "   ", "x", "don't stop", "fox.jumps",
          "The quick brown fox", "Question: What? Answer: It.", "[INST] hi[/INST]",
          "<s>[INST] What is 2+2?[/INST] 4</s>", "[INST]no space[/INST]",
