@@ -18,7 +18,7 @@ import contextlib
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,9 @@ class Family:
     system_role: bool = True  # False: the template folds the system text into a user turn
     # Text that may sit inside an assistant's masked span besides its content and turn end.
     reply_decorations: tuple[str, ...] = ()
+    # None: a byte-level BPE tokenizer; else a SentencePiece-style one whose text gets a "▁"
+    # before it ("prefix", Mistral's) or not ("no-prefix", Gemma's)
+    sentencepiece: str | None = None
 
 
 _SMALL = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
@@ -157,16 +160,71 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
 )}
 
 
-def _train_tokenizer(special_tokens: list[str]):  # -> tokenizers.Tokenizer
+# The real released tokenizers of Mistral v0.3 and Gemma 3 are SentencePiece-style (see
+# _sentencepiece_tokenizer), with their special tokens first and a BOS added by HF.
+SENTENCEPIECE_FAMILIES: dict[str, Family] = {
+    "mistral-spm": replace(FAMILIES["mistral"], name="mistral-spm", sentencepiece="prefix"),
+    "gemma3-spm": replace(FAMILIES["gemma3"], name="gemma3-spm", sentencepiece="no-prefix"),
+}
+
+
+def _sentencepiece_tokenizer(family: Family, special_tokens: list[str]
+                             ):  # -> tokenizers.Tokenizer
+    """The shape of a tokenizer.json converted from SentencePiece: a BPE with byte fallback over
+    text whose spaces are "▁", the special tokens, then the 256 "<0xXX>" byte tokens, then the
+    pieces; its merges list every pair that joins to a piece, ordered by the piece's id (what
+    transformers' converter writes). CJK text is left out of training, so it falls back to
+    bytes, as rare text does in the real vocabularies."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, processors, trainers
+    from transformers.tokenization_utils_base import generate_merges
+
+    space = "\u2581"
+    replace_space = normalizers.Replace(" ", space)
+    normalizer = (normalizers.Sequence([normalizers.Prepend(space), replace_space])
+                  if family.sentencepiece == "prefix" else replace_space)
+    trained = Tokenizer(models.BPE())
+    trained.normalizer = normalizer
+    trained.train_from_iterator(
+        [line for line in _TRAINING_TEXT if line.isascii() or "Fuchs" in line] * 50,
+        trainer=trainers.BpeTrainer(vocab_size=600, show_progress=False))
+    vocab = {token: index for index, token in enumerate(special_tokens)}
+    for byte in range(256):
+        vocab[f"<0x{byte:02X}>"] = len(vocab)
+    for token, _ in sorted(trained.get_vocab().items(), key=lambda item: item[1]):
+        vocab.setdefault(token, len(vocab))
+    tokenizer = Tokenizer(models.BPE(
+        vocab=vocab, merges=generate_merges(vocab, skip_tokens=special_tokens),
+        unk_token="<unk>", fuse_unk=True, byte_fallback=True))
+    tokenizer.normalizer = normalizer
+    steps = [decoders.Replace(space, " "), decoders.ByteFallback(), decoders.Fuse()]
+    if family.sentencepiece == "prefix":
+        steps.append(decoders.Strip(" ", 1, 0))
+    tokenizer.decoder = decoders.Sequence(steps)
+    tokenizer.add_special_tokens(special_tokens)
+    assert family.bos is not None
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{family.bos} $A", pair=f"{family.bos} $A $B:1",
+        special_tokens=[(family.bos, vocab[family.bos])])
+    return tokenizer
+
+
+def _train_tokenizer(special_tokens: list[str], ascii_only: bool = False
+                     ):  # -> tokenizers.Tokenizer
+    """ascii_only: no token holds a byte above 127, so whatever a random model writes is
+    valid UTF-8 (llama-cpp-python's server slows to a crawl on long runs of broken UTF-8)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
+    alphabet = ([bytes_to_unicode()[byte] for byte in range(128)] if ascii_only
+                else pre_tokenizers.ByteLevel.alphabet())
     trainer = trainers.BpeTrainer(
         vocab_size=1000, special_tokens=special_tokens, show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator(_TRAINING_TEXT * 50, trainer=trainer)
+        initial_alphabet=alphabet, **({"limit_alphabet": len(alphabet)} if ascii_only else {}))
+    text = [line for line in _TRAINING_TEXT if line.isascii() or not ascii_only]
+    tokenizer.train_from_iterator(text * 50, trainer=trainer)
     return tokenizer
 
 
@@ -182,7 +240,8 @@ def _config(family: Family, tokenizer: Any) -> Any:
     return config
 
 
-def build_family_model(family: Family, dest: Path, *, seed: int = 0) -> Path:
+def build_family_model(family: Family, dest: Path, *, seed: int = 0, ascii_only: bool = False
+                       ) -> Path:
     """Write a loadable model + tokenizer folder of `family` to `dest` and return it."""
     import torch
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
@@ -190,9 +249,14 @@ def build_family_model(family: Family, dest: Path, *, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     named = [token for token in (family.pad, family.bos, family.eos) if token]
     specials = list(dict.fromkeys([*named, *family.extra_tokens]))
+    if family.sentencepiece:
+        specials = list(dict.fromkeys([*specials, "<unk>"]))
+        tokenizer = _sentencepiece_tokenizer(family, specials)
+    else:
+        tokenizer = _train_tokenizer(specials, ascii_only)
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=_train_tokenizer(specials), bos_token=family.bos,
-        eos_token=family.eos, pad_token=family.pad, unk_token=None,
+        tokenizer_object=tokenizer, bos_token=family.bos, eos_token=family.eos,
+        pad_token=family.pad, unk_token="<unk>" if family.sentencepiece else None,
         additional_special_tokens=[t for t in specials if t not in named])
     fast.chat_template = family.template()
     model = AutoModelForCausalLM.from_config(_config(family, fast))
@@ -210,7 +274,7 @@ def cached_family_model(name: str) -> Path:
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"tiny-family-{name}-build-", dir=final.parent))
-    build_family_model(FAMILIES[name], staging / "model")
+    build_family_model({**FAMILIES, **SENTENCEPIECE_FAMILIES}[name], staging / "model")
     with contextlib.suppress(OSError):  # another process won the race: its folder is as good
         (staging / "model").rename(final)
     shutil.rmtree(staging, ignore_errors=True)

@@ -15,11 +15,18 @@ import numpy as np
 import pytest
 
 from finetuneflow.core.export.gguf import F16, Q8_0, GgufError, unsupported_reason, write_gguf
-from tests.helpers.families import FAMILIES, build_family_model, cached_family_model
+from tests.helpers.families import (
+    FAMILIES,
+    SENTENCEPIECE_FAMILIES,
+    build_family_model,
+    cached_family_model,
+)
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+pytestmark = pytest.mark.slow
+needs_llama_cpp = pytest.mark.skipif(
     find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed (pip install "
-    "'finetuneflow[gguf-q4]'; it compiles llama.cpp)")]
+    "'finetuneflow[gguf-q4]'; it compiles llama.cpp)")
+ALL_FAMILIES = {**FAMILIES, **SENTENCEPIECE_FAMILIES}
 PROMPT = [{"role": "system", "content": "You answer arithmetic questions with one number."},
           {"role": "user", "content": "What is 7 plus 7?"},
           {"role": "assistant", "content": "14"},
@@ -68,13 +75,15 @@ def _llama_cpp_run(path: Path, text: str) -> tuple[list[int], np.ndarray, str]:
         llama.close()
 
 
-@pytest.mark.parametrize("name", ["qwen3", "phi3", "gemma3", "smollm3", "mistral"])
+@needs_llama_cpp
+@pytest.mark.parametrize("name", ["qwen3", "phi3", "gemma3", "smollm3", "mistral",
+                                  *SENTENCEPIECE_FAMILIES])
 def test_llama_cpp_runs_each_family_as_transformers_does(name: str, tmp_path: Path) -> None:
     import torch
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    family = FAMILIES[name]
+    family = ALL_FAMILIES[name]
     model = _model(name, tmp_path)
     assert unsupported_reason(model) is None
     tokenizer = AutoTokenizer.from_pretrained(model)
@@ -101,6 +110,7 @@ def test_llama_cpp_runs_each_family_as_transformers_does(name: str, tmp_path: Pa
         assert formatter(messages=PROMPT).prompt == text
 
 
+@needs_llama_cpp
 def test_smollm3_with_rope_less_layers_llama_cpp_does_not_skip_is_refused(tmp_path: Path
                                                                           ) -> None:
     model = cached_family_model("smollm3")  # 2 layers, the second without rope
@@ -111,6 +121,7 @@ def test_smollm3_with_rope_less_layers_llama_cpp_does_not_skip_is_refused(tmp_pa
     assert not list(tmp_path.iterdir())
 
 
+@needs_llama_cpp
 def test_phi4_minis_long_context_rope_and_gpt4o_tokenizer_run_in_llama_cpp(tmp_path: Path
                                                                            ) -> None:
     """Phi-4-mini as released: longrope scaling (the short factors below the original context,
@@ -143,3 +154,69 @@ def test_phi4_minis_long_context_rope_and_gpt4o_tokenizer_run_in_llama_cpp(tmp_p
     difference = float(np.abs(logits - expected).max())
     print(f"phi-4-mini longrope F16: max |logit difference| {difference:.3g} over {len(ids)}")
     assert difference < F16_TOLERANCE
+
+
+# Spaces (leading, trailing, runs), digits, accents, CJK and emoji (byte fallback), newlines and
+# tabs, special tokens inside text, and the chat layouts of both families.
+TEXTS = ["Hello world", " leading space", "  two leading spaces", "trailing ", "a  b   c",
+         "1234567890 digits 42", "Über café naïve", "é", "敏捷的棕色狐狸跳过了懒狗",
+         "emoji 🙂👍🏽 here",
+         "tab\there\nnewline\n\nend", "\n", "   ", "x", "don't stop", "fox.jumps",
+         "The quick brown fox", "Question: What? Answer: It.", "[INST] hi[/INST]",
+         "<s>[INST] What is 2+2?[/INST] 4</s>", "[INST]no space[/INST]",
+         "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n",
+         "LoRA trains small low-rank matrices", "<bos>text after bos", "ends with special</s>"]
+
+
+@needs_llama_cpp
+@pytest.mark.parametrize("name", list(SENTENCEPIECE_FAMILIES))
+def test_sentencepiece_tokenizers_give_hfs_token_ids_in_llama_cpp(name: str, tmp_path: Path
+                                                                  ) -> None:
+    """Mistral v0.3's and Gemma 3's kind of tokenizer, written as llama.cpp's "llama" vocab:
+    the same ids as HF for every text, BOS added as HF adds it, special tokens parsed."""
+    import gguf
+    from llama_cpp import Llama
+    from transformers import AutoTokenizer
+
+    model = cached_family_model(name)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    path = write_gguf(model, tmp_path / "m.gguf", F16, name=f"{name} tuned").path
+    reader = gguf.GGUFReader(path)
+    assert reader.fields["tokenizer.ggml.model"].contents() == "llama"
+    assert reader.fields["tokenizer.ggml.add_space_prefix"].contents() is (name == "mistral-spm")
+    assert reader.fields["tokenizer.ggml.add_bos_token"].contents() is True
+    types = reader.fields["tokenizer.ggml.token_type"].contents()
+    tokens = reader.fields["tokenizer.ggml.tokens"].contents()
+    assert types[tokens.index("<0x0A>")] == gguf.TokenType.BYTE
+    assert types[tokens.index(ALL_FAMILIES[name].eos)] == gguf.TokenType.CONTROL
+    llama = Llama(str(path), vocab_only=True, verbose=False)
+    try:
+        different = [text for text in TEXTS if tokenizer(text)["input_ids"]
+                     != llama.tokenize(text.encode(), add_bos=True, special=True)]
+    finally:
+        llama.close()
+    print(f"{name}: {len(TEXTS) - len(different)} of {len(TEXTS)} texts tokenized as HF does")
+    assert different == []
+
+
+@pytest.mark.parametrize("scheme", ["always", "first"])
+def test_a_metaspace_prepend_rule_llama_cpp_does_not_follow_is_refused(scheme: str,
+                                                                       tmp_path: Path) -> None:
+    """transformers' newer SentencePiece conversions put "▁" before text by a Metaspace rule;
+    llama.cpp's tokenizer would split such text differently, so no GGUF is written."""
+    model = tmp_path / "model"
+    source = cached_family_model("mistral-spm")
+    model.mkdir()
+    for item in source.iterdir():
+        (model / item.name).write_bytes(item.read_bytes())
+    data = json.loads((model / "tokenizer.json").read_text(encoding="utf-8"))
+    data["normalizer"] = None
+    data["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581",
+                             "prepend_scheme": scheme, "split": False}
+    (model / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    reason = unsupported_reason(model)
+    assert reason is not None and f"prepend_scheme {scheme!r}" in reason
+    assert "convert_hf_to_gguf.py" in reason
+    with pytest.raises(GgufError, match="SentencePiece-style"):
+        write_gguf(model, tmp_path / "out" / "m.gguf", F16, name="m")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

@@ -4,7 +4,8 @@ Built on the `gguf` package, which is kept with llama.cpp: its writer, its map f
 tensor names to GGUF ones, its special-token reader and its numpy quantisers (F16, Q8_0). What
 is written follows llama.cpp's reference converter (convert_hf_to_gguf.py) for the architectures
 the app trains: Llama-shaped models (Llama 3.x, SmolLM2, Mistral), Qwen2, Qwen3, Phi-3 (Phi-4-mini),
-Gemma 3 (text) and SmolLM3, with a byte-level BPE tokenizer. Anything else is refused by
+Gemma 3 (text) and SmolLM3, with a byte-level BPE tokenizer or a SentencePiece-style one
+(Mistral v0.3's, Gemma 3's: see gguf_vocab.py). Anything else is refused by
 `unsupported_reason` before any work starts.
 
 Q4_K_M has no numpy quantiser: llama.cpp's own (`llama_model_quantize`, reached through the
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from finetuneflow.core.export import gguf_vocab
 from finetuneflow.core.progress import CancelToken, ProgressSink, ignore_progress
 
 F16, Q8_0, Q4_K_M = "f16", "q8_0", "q4_k_m"
@@ -96,7 +98,7 @@ def unsupported_reason(model_dir: Path) -> str | None:
         arch = _architecture(config)
         _check_shape(arch, config)
         _rope_scaling(_rope_parameters(config), arch)
-        _pre_tokenizer(_read_json(model_dir / "tokenizer.json"))
+        _check_tokenizer(_read_json(model_dir / "tokenizer.json"))
     except GgufError as error:
         return str(error)
     return None
@@ -142,6 +144,15 @@ def _check_shape(arch: str, config: dict[str, Any]) -> None:
                         "convert_hf_to_gguf.py cannot fix this either).")
 
 
+def _check_tokenizer(tokenizer: dict[str, Any]) -> None:
+    if not gguf_vocab.is_sentencepiece_style(tokenizer):
+        _pre_tokenizer(tokenizer)
+    elif problem := gguf_vocab.space_prefix_problem(tokenizer):
+        raise GgufError(f"This model's SentencePiece-style tokenizer cannot be written as GGUF: "
+                        f"{problem}. Export without GGUF and convert the merged model with "
+                        "llama.cpp's convert_hf_to_gguf.py.")
+
+
 def _pre_tokenizer(tokenizer: dict[str, Any]) -> str:
     """llama.cpp's name for the tokenizer's pre-tokenizer (how text is split before BPE)."""
     model = tokenizer.get("model") or {}
@@ -158,8 +169,9 @@ def _pre_tokenizer(tokenizer: dict[str, Any]) -> str:
             name = _SPLITS.get((steps[0].get("pattern") or {}).get("Regex", ""))
     if name is None:
         raise GgufError("GGUF export supports byte-level BPE tokenizers of the GPT-2, SmolLM, "
-                        "Llama 3, Qwen2 and GPT-4o kinds, not this model's: export without GGUF "
-                        "and convert the merged model with llama.cpp's convert_hf_to_gguf.py.")
+                        "Llama 3, Qwen2 and GPT-4o kinds and SentencePiece-style ones (Mistral, "
+                        "Gemma), not this model's: export without GGUF and convert the merged "
+                        "model with llama.cpp's convert_hf_to_gguf.py.")
     return name
 
 
@@ -476,12 +488,23 @@ def _write_vocab(writer: Any, model_dir: Path, config: dict[str, Any]) -> None:
 
     tokenizer = _read_json(model_dir / "tokenizer.json")
     size = int(config["vocab_size"])
-    tokens, kinds = _tokens(tokenizer, size)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(_pre_tokenizer(tokenizer))
-    writer.add_token_list(tokens)
-    writer.add_token_types(kinds)
-    special = gguf.SpecialVocab(model_dir, load_merges=True, n_vocab=size)
+    _check_tokenizer(tokenizer)
+    ids = [*tokenizer["model"]["vocab"].values(),
+           *(entry["id"] for entry in tokenizer.get("added_tokens", []))]
+    if max(ids) >= size:
+        raise GgufError("The tokenizer has more tokens than the model's vocab_size: the model "
+                        "folder does not match its tokenizer; export the merged model again.")
+    sentencepiece = gguf_vocab.is_sentencepiece_style(tokenizer)
+    if sentencepiece:
+        gguf_vocab.write_sentencepiece_vocab(writer, tokenizer, size)
+    else:
+        tokens, kinds = _tokens(tokenizer, size)
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre(_pre_tokenizer(tokenizer))
+        writer.add_token_list(tokens)
+        writer.add_token_types(kinds)
+    # llama.cpp's SentencePiece tokenizer works from scores; merges are for its BPE one
+    special = gguf.SpecialVocab(model_dir, load_merges=not sentencepiece, n_vocab=size)
     special.add_special_token.setdefault("bos", False)  # HF adds a BOS only by post-processor
     special.add_to_gguf(writer, quiet=True)
     added = {entry["content"]: entry["id"] for entry in tokenizer.get("added_tokens", [])}
@@ -495,9 +518,6 @@ def _tokens(tokenizer: dict[str, Any], size: int) -> tuple[list[str], list[int]]
 
     by_id = {index: token for token, index in tokenizer["model"]["vocab"].items()}
     added = {entry["id"]: entry for entry in tokenizer.get("added_tokens", [])}
-    if max([*by_id, *added]) >= size:
-        raise GgufError("The tokenizer has more tokens than the model's vocab_size: the model "
-                        "folder does not match its tokenizer; export the merged model again.")
     tokens, kinds = [], []
     for index in range(size):
         if index in added:

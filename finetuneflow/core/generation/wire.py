@@ -260,10 +260,12 @@ def read_sse_stream(lines: Iterable[str]) -> Completion:
         raise NetworkError("The answer stream ended before the server finished (no [DONE]).",
                            cause="stream cut short")
     if finish_reason is None:
-        # llama.cpp's server ends a request it dropped with the role delta and [DONE] alone.
+        # llama.cpp's server ends a request it dropped with the role delta and [DONE] alone;
+        # llama-cpp-python's drops the running request whenever another one arrives.
         raise StreamCutShortError(
-            "The answer stream ended without a finish_reason: the server cut the answer short."
-        )
+            "The answer stream ended without a finish_reason: the server cut the answer short "
+            "(a server that answers one request at a time, such as llama-cpp-python's, does so "
+            "when the next request arrives: set the concurrency to 1).")
     return Completion("".join(pieces), finish_reason, *usage)
 
 
