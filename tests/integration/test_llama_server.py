@@ -56,7 +56,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # uvicorn can sit in a request and ignore SIGTERM
+            process.kill()
+            process.wait()
         log.close()
 
 
