@@ -489,6 +489,7 @@ def test_the_train_page_compares_finished_runs(
     finish(2)
     finish(3)
     page.arrive()  # as the wizard does when the person comes back to the step
+    assert page.state.text() == "Last run (3): succeeded."  # the newest run, as in the database
     assert page.compare_button.isVisible() and page.compare_button.text() == (
         "Compare with run 2")
     qtbot.mouseClick(page.compare_button, Qt.MouseButton.LeftButton)

@@ -119,7 +119,16 @@ class TrainPage(StepPage):
         self._update_buttons()
 
     def arrive(self) -> None:
-        self._update_buttons()  # a run may have finished from the command line meanwhile
+        # A run may have started or finished from the command line meanwhile.
+        if not self.controller.running and self._latest_run_id() != self._shown_run_id:
+            self.chart.clear()
+            self.log_view.clear()
+            self._restore_last_run()
+        self._update_buttons()
+
+    def _latest_run_id(self) -> int | None:
+        run = self.training.latest_run(self.project_id)
+        return None if run is None else int(run["id"])
 
     # --- actions --------------------------------------------------------------------------------
 
@@ -241,6 +250,7 @@ class TrainPage(StepPage):
     def _restore_last_run(self) -> None:
         """Rebuild the chart and state of the last run from its stored events."""
         run = self.training.latest_run(self.project_id)
+        self._shown_run_id = None if run is None else int(run["id"])
         if run is None:
             self.state.setText("No training yet. The settings come from the Hardware step.")
             return
