@@ -17,7 +17,7 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QLabel, QWidget
 from pytestqt.qtbot import QtBot
 
-from finetuneflow.gui.app import make_application
+from finetuneflow.gui.app import finish_application, make_application
 from finetuneflow.gui.colours import (
     TONE_PROPERTY,
     TONES,
@@ -100,10 +100,11 @@ def test_one_watcher_per_application(qapp: QApplication) -> None:
 
 @pytest.fixture
 def app_look(qapp: QApplication) -> Iterator[None]:
-    """The app's style and style sheet, as `make_application` sets them; the session's come back
-    afterwards."""
+    """The app's style and style sheet, as `make_application` and `finish_application` set them;
+    the session's come back afterwards."""
     style, sheet, icon = qapp.style().name(), qapp.styleSheet(), qapp.windowIcon()
     assert make_application() is qapp
+    finish_application()
     yield
     qapp.setWindowIcon(icon)
     qapp.setStyleSheet(sheet)
