@@ -17,6 +17,7 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QLabel, QWidget
 from pytestqt.qtbot import QtBot
 
+from finetuneflow.core.steps import step_index
 from finetuneflow.gui.app import finish_application, make_application
 from finetuneflow.gui.colours import (
     TONE_PROPERTY,
@@ -160,7 +161,9 @@ def test_a_switch_recolours_the_open_pages(window: MainWindow, qtbot: QtBot, pro
                                            fake_llm: FakeLLMServer, switch_to: Switch,
                                            app_look: None) -> None:
     light = QApplication.palette()
-    window.open_project(project_id, "review")
+    wizard = window.open_project(project_id, "review")
+    for step in ("preview", "hardware", "train", "review"):  # a page is built on its first visit
+        wizard.go_to_index(step_index(step))
     histogram = window.findChild(ReviewPage).histogram
     histogram.show()  # as the page does when it has lengths to show
     qtbot.waitUntil(lambda: histogram.built, timeout=10_000)
