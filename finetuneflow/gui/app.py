@@ -2,6 +2,8 @@
 
 The start has two steps so the window appears at once: its frame, which needs Qt alone, is
 shown first; then the database is opened (SQLAlchemy, migrations) and the dashboard fills it.
+The first step imports and touches only what its frame shows: the first use of each PySide6
+class builds its Python enums (a few ms each), so the rest waits for the second step.
 """
 
 from __future__ import annotations
@@ -15,12 +17,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEventLoop, QThreadPool, QTimer
-from PySide6.QtGui import QGuiApplication, QIcon
-from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
-from finetuneflow.core.resources import resource_path
-from finetuneflow.gui.colours import theme_watcher
-from finetuneflow.gui.errors import show_error
 from finetuneflow.gui.main_window import MainWindow
 from finetuneflow.services.data_folder import Home
 from finetuneflow.services.errors import UserError
@@ -46,14 +45,32 @@ QFrame#resumeBanner, QFrame#staleBanner, QFrame#orphanBanner { background: rgba(
 
 
 def make_application(argv: list[str] | None = None) -> QApplication:
-    app = QApplication.instance() or QApplication(argv or [sys.argv[0]])
+    """The application as the first frame needs it; `finish_application` adds the rest."""
+    app = QApplication.instance()
+    if app is None:
+        # Fusion follows the system's light/dark scheme on every platform. Given as Qt's own
+        # option, not with setStyle(), which hands Python the style object: PySide6 then
+        # builds its enums, ~10 ms of the first frame.
+        app = QApplication([*(argv or sys.argv[:1]), "-style", "Fusion"])
+    else:
+        app.setStyle("Fusion")
     app.setApplicationName("FineTuneFlow")
     app.setOrganizationName("FineTuneFlow")
-    app.setWindowIcon(QIcon(str(resource_path("icons", "finetuneflow-256.png"))))
-    app.setStyle("Fusion")  # follows the system's light/dark scheme on every platform
     app.setStyleSheet(STYLE_SHEET)
-    theme_watcher()  # colours the app again when the system switches between light and dark
     return app  # type: ignore[return-value]
+
+
+def finish_application() -> None:
+    """What the first frame does without: the window icon, and the watcher that colours the app
+    again when the system switches between light and dark."""
+    from PySide6.QtGui import QIcon
+
+    from finetuneflow.core.resources import resource_path
+    from finetuneflow.gui.colours import theme_watcher
+
+    QApplication.instance().setWindowIcon(  # type: ignore[union-attr]
+        QIcon(str(resource_path("icons", "finetuneflow-256.png"))))
+    theme_watcher()
 
 
 def save_screenshot(widget: QWidget, path: Path) -> None:
@@ -75,6 +92,8 @@ def install_bug_dialog(context: AppContext) -> None:
         if QGuiApplication.platformName() == "offscreen":
             sys.__excepthook__(kind, error, tb)
             return
+        from PySide6.QtWidgets import QMessageBox
+
         QMessageBox.critical(None, "Something went wrong",
                              f"FineTuneFlow hit an unexpected error: {error}\n\n"
                              f"Details are in the log file:\n{context.log_file}")
@@ -109,6 +128,7 @@ def fill_window(window: MainWindow, home: Home) -> AppContext | None:
 
     A failure is shown in a dialog (None), or, offscreen where no one sees one, raised for the
     command line to report."""
+    finish_application()
     try:
         from finetuneflow.services.context import AppContext
 
@@ -118,6 +138,7 @@ def fill_window(window: MainWindow, home: Home) -> AppContext | None:
     except Exception as error:
         if QGuiApplication.platformName() == "offscreen":
             raise
+        from finetuneflow.gui.errors import show_error
         from finetuneflow.services.logs import LOG_FILE_NAME
 
         if not isinstance(error, UserError):

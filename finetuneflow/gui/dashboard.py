@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QPoint, Signal
-from PySide6.QtGui import QFont, QKeySequence, QShortcut
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QFrame,
     QHBoxLayout,
     QHeaderView,
-    QInputDialog,
     QLabel,
-    QMenu,
-    QMessageBox,
-    QProgressBar,
     QPushButton,
     QStackedWidget,
     QTableWidget,
@@ -31,19 +24,19 @@ from finetuneflow.core.project_summary import ProjectSummary
 from finetuneflow.core.statuses import JobStatus
 from finetuneflow.core.steps import STEPS, ProgressFacts, describe_progress, step_index
 from finetuneflow.gui.dashboard_frame import PROJECTS_HEADING
-from finetuneflow.gui.errors import show_error
 from finetuneflow.gui.workers import TaskRunner, Work
 from finetuneflow.services.errors import UserError
 
 # Light at import: the window's first frame shows the list (read without SQLAlchemy) before
-# the database layer is attached.
+# the database layer is attached. The first use of a PySide6 class builds its enums (a few ms
+# each), so the dialogs, the menu and the keys are imported where the working dashboard uses
+# them.
 if TYPE_CHECKING:
-    from PySide6.QtCore import Qt
+    from PySide6.QtCore import QPoint, Qt
 
+    from finetuneflow.gui.orphan_banner import OrphanBanner
     from finetuneflow.services.context import AppContext
-    from finetuneflow.services.doctor import OrphanFolder
     from finetuneflow.services.projects import ProjectService
-    from finetuneflow.services.restore import RestoreResult
 
 COLUMNS = ("Project", "Base model", "Step", "Last activity", "Latest job")
 JOB_KINDS = {"preview": "Preview", "generate": "Generation", "train": "Training",
@@ -97,94 +90,15 @@ def _step_tip(project: ProjectSummary) -> str:
             f"{STEPS[number].title}, where you last were.")
 
 
-def describe_orphans(orphans: list[OrphanFolder], shown: int = 5) -> str:
-    """The banner's rich text: how many folders, the first few named (escaped: a name is
-    the person's text, not markup)."""
-    names = ", ".join(html.escape(f"“{orphan.name}”" if orphan.name else orphan.id)
-                      for orphan in orphans[:shown])
-    if len(orphans) > shown:
-        names += f" and {len(orphans) - shown} more"
-    folders = "project folder is" if len(orphans) == 1 else "project folders are"
-    return (f"<b>{len(orphans)} {folders} not in this list</b> ({names}): the database does "
-            "not list them, perhaps because it was deleted or replaced. Restore brings back "
-            "their settings, documents, dataset and finished training runs.")
-
-
-def describe_restored(results: list[RestoreResult], failures: list[str]) -> str:
-    """What a restore brought back, and what it could not."""
-    lines = [result.describe() for result in results] + [
-        f"Could not restore: {failure}" for failure in failures]
-    return "\n".join(lines) or "Nothing was restored."
-
-
-class OrphanBanner(QFrame):
-    """Project folders the database does not list, with Restore and Dismiss."""
-
-    finished = Signal()  # a restore ended (the list has changed)
-
-    def __init__(self, tasks: TaskRunner) -> None:
-        super().__init__(objectName="orphanBanner", visible=False)
-        self.tasks = tasks
-        self.context: AppContext | None = None
-        self.text = QLabel(objectName="orphanText", wordWrap=True)
-        self.progress = QProgressBar(objectName="restoreProgress", visible=False)
-        self.restore_button = QPushButton("Restore", objectName="restoreOrphans")
-        self.dismiss_button = QPushButton("Dismiss", objectName="dismissOrphans")
-        self.restore_button.clicked.connect(self.restore)
-        self.dismiss_button.clicked.connect(self.hide)
-        row = QHBoxLayout()
-        row.addWidget(self.text, 1)
-        row.addWidget(self.restore_button)
-        row.addWidget(self.dismiss_button)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(10, 6, 10, 6)
-        layout.addLayout(row)
-        layout.addWidget(self.progress)
-
-    def check(self, context: AppContext, known: set[str]) -> None:
-        """Show the banner when folders exist that are not among the known projects."""
-        from finetuneflow.services.doctor import orphan_folders
-
-        self.context = context
-        orphans = orphan_folders(context.home, known)
-        self.text.setText(describe_orphans(orphans))
-        self.restore_button.show()
-        self.setVisible(bool(orphans))
-
-    def restore(self) -> None:
-        from finetuneflow.services.restore import RestoreService
-
-        context = self.context
-        assert context is not None, "check() first"
-        service = RestoreService(context)
-        self.restore_button.setEnabled(False)
-        self.progress.setValue(0)
-        self.progress.show()
-        self.tasks.start(
-            "restore", lambda progress, cancel: service.restore_all(progress, cancel),
-            on_progress=lambda fraction, _text: self.progress.setValue(int(fraction * 100)),
-            on_success=self._restored,
-            on_failure=lambda error: show_error(self, "Restore projects", error,
-                                                context.log_file),
-            on_finished=self._finished, status_text="Restoring projects")
-
-    def _restored(self, outcome: tuple[list[RestoreResult], list[str]]) -> None:
-        self.text.setText(html.escape(describe_restored(*outcome), quote=False)
-                          .replace("\n", "<br>"))  # rich text, as the label is
-        self.restore_button.hide()
-
-    def _finished(self) -> None:
-        self.progress.hide()
-        self.restore_button.setEnabled(True)
-        self.finished.emit()
-
-
 class Dashboard(QWidget):
     open_project = Signal(str)  # project id
     home_changed = Signal()  # the data folder was moved
 
+    # From attach() on:
     context: AppContext
     projects: ProjectService
+    tasks: TaskRunner
+    orphan_banner: OrphanBanner
 
     def __init__(self, context: AppContext | None = None,
                  early_list: list[ProjectSummary] | None = None,
@@ -194,7 +108,6 @@ class Dashboard(QWidget):
         until `attach(context)`."""
         super().__init__()
         self.setObjectName("dashboard")
-        self.tasks = TaskRunner(self)
         self._summaries: list[ProjectSummary] = early_list or []
         self._progress: dict[str, ProgressFacts] = early_progress or {}
         self._notes: dict[str, str] = {}  # the sample's note, worked out from its state
@@ -213,9 +126,6 @@ class Dashboard(QWidget):
                        "Your work is saved as you go: open a project to continue where you left.",
                        wordWrap=True)
 
-        self.orphan_banner = OrphanBanner(self.tasks)
-        self.orphan_banner.finished.connect(self.refresh)
-        self.orphan_banner.restore_button.clicked.connect(self._update_buttons)  # now busy
         self.table = self._build_table()
         self.empty = QLabel(EMPTY_TEXT, objectName="emptyState", wordWrap=True)
         self.list_or_empty = QStackedWidget()
@@ -238,13 +148,12 @@ class Dashboard(QWidget):
                        self.delete_button):
             buttons.addWidget(button)
 
-        layout = QVBoxLayout(self)
-        layout.addLayout(top)
-        layout.addWidget(self.orphan_banner)
-        layout.addWidget(intro)
-        layout.addWidget(self.list_or_empty, 1)
-        layout.addWidget(self.note)
-        layout.addLayout(buttons)
+        self.column = QVBoxLayout(self)
+        self.column.addLayout(top)  # the orphan banner comes under it (attach)
+        self.column.addWidget(intro)
+        self.column.addWidget(self.list_or_empty, 1)
+        self.column.addWidget(self.note)
+        self.column.addLayout(buttons)
         self._connect()
         if context is not None:
             self.attach(context)
@@ -257,16 +166,24 @@ class Dashboard(QWidget):
 
         self.context = context
         self.projects = ProjectService(context)
-        self.attached = True
         self._finish_setup()
+        self.attached = True
         self.refresh()
         self.orphan_banner.check(context, {project.id for project in self._summaries})
 
     def _finish_setup(self) -> None:
-        """What needs PySide6's Qt namespace (~25 ms to load): done once the first frame is on
-        screen, with the keys and the menu, which need the database anyway."""
+        """What the list does not show: background tasks, the orphan banner, and what needs
+        PySide6's Qt namespace (~25 ms to load): keys and the menu, which need the database
+        anyway. Done once the first frame is on screen."""
         from PySide6.QtCore import Qt
 
+        from finetuneflow.gui.orphan_banner import OrphanBanner
+
+        self.tasks = TaskRunner(self)
+        self.orphan_banner = OrphanBanner(self.tasks)
+        self.orphan_banner.finished.connect(self.refresh)
+        self.orphan_banner.restore_button.clicked.connect(self._update_buttons)  # now busy
+        self.column.insertWidget(1, self.orphan_banner)
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -300,6 +217,8 @@ class Dashboard(QWidget):
     def _add_shortcuts(self, context: Qt.ShortcutContext) -> None:
         """Enter opens, F2 renames and Delete deletes the selected project; Ctrl+N makes one
         and Ctrl+, opens the settings."""
+        from PySide6.QtGui import QKeySequence, QShortcut
+
         for keys, action, scope in (
                 ("Return", self._open_selected, self.table),
                 ("Enter", self._open_selected, self.table),
@@ -345,7 +264,7 @@ class Dashboard(QWidget):
             item = QTableWidgetItem(value)
             item.setToolTip(tips.get(column) or value)
             if column == len(COLUMNS) - 1 and project.latest_job_status in NOTABLE:
-                font = QFont(item.font())
+                font = item.font()  # a copy
                 font.setBold(True)
                 item.setFont(font)
             self.table.setItem(row, column, item)
@@ -356,7 +275,7 @@ class Dashboard(QWidget):
 
     def _update_buttons(self) -> None:
         project = self.selected_project()
-        busy = self.tasks.busy() or not self.attached  # the early list only shows
+        busy = not self.attached or self.tasks.busy()  # the early list only shows
         for button in (self.open_button, self.rename_button, self.duplicate_button,
                        self.delete_button):
             button.setEnabled(project is not None and not busy)
@@ -372,6 +291,8 @@ class Dashboard(QWidget):
     def _show_menu(self, position: QPoint) -> None:
         if self.selected_project() is None or self.tasks.busy():
             return
+        from PySide6.QtWidgets import QMenu
+
         menu = QMenu(self)
         menu.addAction("Open", self._open_selected)
         menu.addAction("Rename…", self._rename_selected)
@@ -388,6 +309,8 @@ class Dashboard(QWidget):
         return project
 
     def _create(self) -> None:
+        from PySide6.QtWidgets import QInputDialog, QMessageBox
+
         name, ok = QInputDialog.getText(self, "New project", "Name of the new project:")
         if not ok:
             return
@@ -407,11 +330,15 @@ class Dashboard(QWidget):
         project = self.selected_project()
         if project is None:
             return
+        from PySide6.QtWidgets import QInputDialog
+
         name, ok = QInputDialog.getText(self, "Rename project", "New name:", text=project.name)
         if ok:
             self.rename(project.id, name)
 
     def rename(self, project_id: str, name: str) -> None:
+        from PySide6.QtWidgets import QMessageBox
+
         try:
             self.projects.rename(project_id, name)
         except UserError as error:
@@ -430,6 +357,8 @@ class Dashboard(QWidget):
         project = self.selected_project()
         if project is None:
             return
+        from PySide6.QtWidgets import QMessageBox
+
         answer = QMessageBox.question(
             self, "Delete project",
             f"Delete “{project.name}” with its documents, datasets and trained models?\n\n"
@@ -463,6 +392,8 @@ class Dashboard(QWidget):
     def _run(self, name: str, title: str, work: Work, on_success: Callable[[Any], None],
              on_finished: Callable[[], None] | None = None) -> None:
         """A project action on the thread pool (copying files can take a while)."""
+        from finetuneflow.gui.errors import show_error
+
         def finished() -> None:
             if on_finished is not None:
                 on_finished()

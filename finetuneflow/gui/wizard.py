@@ -1,22 +1,23 @@
-"""The eight-step wizard for one project, with a side list of the steps."""
+"""The eight-step wizard for one project, with a side list of the steps.
+
+Each step's page is built, and its module imported, when the wizard first goes there: a project
+opens at its step without building the other seven (the Export page alone loads numpy). Until
+then a PendingPage holds the step's place, so Qt's page ids, the titles and the walks between
+steps are as with every page built.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import import_module
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QWizard, QWizardPage
 
-from finetuneflow.core.steps import STEPS, completed_steps, step_index
+from finetuneflow.core.steps import STEPS, Step, completed_steps, step_index
 from finetuneflow.gui.focus import chain_tab_order, layout_order
-from finetuneflow.gui.pages.data_page import DataPage
-from finetuneflow.gui.pages.export_page import ExportPage
-from finetuneflow.gui.pages.hardware_page import HardwarePage
-from finetuneflow.gui.pages.model_page import ModelPage
-from finetuneflow.gui.pages.preview_page import PreviewPage
-from finetuneflow.gui.pages.review_page import ReviewPage
 from finetuneflow.gui.pages.step_page import StepPage
-from finetuneflow.gui.pages.task_page import TaskPage
-from finetuneflow.gui.pages.train_page import TrainPage
 from finetuneflow.gui.training_controller import TrainingController
 from finetuneflow.gui.wizard_frame import StepList
 from finetuneflow.services.context import AppContext
@@ -24,9 +25,11 @@ from finetuneflow.services.progress import ProgressService
 from finetuneflow.services.projects import ProjectService, ProjectSummary
 from finetuneflow.services.staleness import StalenessService
 
-PAGE_CLASSES: dict[str, type] = {"model": ModelPage, "task": TaskPage, "data": DataPage,
-                                 "preview": PreviewPage, "review": ReviewPage,
-                                 "hardware": HardwarePage, "export": ExportPage}
+# Each step's page class, as "module.Class" in finetuneflow.gui.pages.
+PAGE_CLASSES = {"model": "model_page.ModelPage", "task": "task_page.TaskPage",
+                "data": "data_page.DataPage", "preview": "preview_page.PreviewPage",
+                "review": "review_page.ReviewPage", "hardware": "hardware_page.HardwarePage",
+                "train": "train_page.TrainPage", "export": "export_page.ExportPage"}
 # Why Next is off, per step, when the page holds it back (its isComplete() is False). A page
 # may say it better with a `next_blocked_reason()` method of its own.
 NEXT_BLOCKED = {
@@ -44,11 +47,24 @@ NEXT_BLOCKED = {
 }
 
 
-def build_pages(context: AppContext, project: ProjectSummary,
-                training: TrainingController) -> list[QWizardPage]:
-    """One page per step, in the steps' order."""
-    return [TrainPage(step, context, project, training) if step.key == "train"
-            else PAGE_CLASSES[step.key](step, context, project) for step in STEPS]
+def build_page(step: Step, context: AppContext, project: ProjectSummary,
+               training: TrainingController) -> StepPage:
+    module, _dot, name = PAGE_CLASSES[step.key].partition(".")
+    page_class: Callable[..., StepPage] = getattr(
+        import_module(f"finetuneflow.gui.pages.{module}"), name)
+    if step.key == "train":
+        return page_class(step, context, project, training)
+    return page_class(step, context, project)
+
+
+class PendingPage(QWizardPage):
+    """A step's place in the wizard until its page is built: the step's title and purpose."""
+
+    def __init__(self, step: Step) -> None:
+        super().__init__()
+        self.step = step
+        self.setTitle(step.title)
+        self.setSubTitle(step.purpose)
 
 
 class ProjectWizard(QWizard):
@@ -60,6 +76,7 @@ class ProjectWizard(QWizard):
         self.setWindowFlags(Qt.WindowType.Widget)  # embedded in the main window, not a dialog
         self.context = context
         self.project = project
+        self.training = training
         self.setWizardStyle(QWizard.WizardStyle.ModernStyle)
         self.setOption(QWizard.WizardOption.HaveCustomButton1, True)
         self.setButtonText(QWizard.WizardButton.CustomButton1, "← &Projects")
@@ -71,28 +88,61 @@ class ProjectWizard(QWizard):
         # Finish on the last step would hide the embedded wizard: it leads back to the projects.
         self.accepted.connect(self.back_to_projects.emit)
         self._walking = False  # during go_to_index: the pages passed on the way are not visits
-        pages = build_pages(context, project, training)
-        for page in pages:
-            self.addPage(page)
+        self._entering = False  # entering a page just built (_build_current)
+        for step in STEPS:
+            self.addPage(PendingPage(step))
         self.steps = StepList(self)
         self.setSideWidget(self.steps)
         self.steps.currentRowChanged.connect(self.go_to_index)
         self.currentIdChanged.connect(self._on_page_changed)
-        self._add_keyboard_navigation(pages)
-        for page in pages:
-            page.completeChanged.connect(self.explain_next)
-            # What made the page complete (a model chosen, examples kept) may finish a step.
-            page.completeChanged.connect(self.refresh_progress)
+        self._add_shortcuts()
+        # Built now: restart() shows it, and Qt cannot put a page in the place of the only one
+        # in its history (_build_current steps back to do it).
+        self._build(0)
         self.currentIdChanged.connect(lambda _id: self.explain_next())
 
-    def _add_keyboard_navigation(self, pages: list[QWizardPage]) -> None:
-        """Tab runs through the page, then Back, Next, Finish, Projects and the step list;
-        Ctrl+1…8 jump to a step (Alt+B, Alt+N and Alt+P are the buttons' own mnemonics)."""
+    def _build(self, index: int) -> None:
+        """Build the step's page in its PendingPage's place, if it is not built yet."""
+        pending = self.page(index)
+        if not isinstance(pending, PendingPage):
+            return
+        page = build_page(STEPS[index], self.context, self.project, self.training)
+        self.removePage(index)  # when it is the page shown, Qt steps back to the one before
+        pending.deleteLater()
+        self.setPage(index, page)
+        page.completeChanged.connect(self.explain_next)
+        # What made the page complete (a model chosen, examples kept) may finish a step.
+        page.completeChanged.connect(self.refresh_progress)
+        self._chain_tab_order()
+
+    def _build_current(self) -> None:
+        """Build the page the wizard has just gone to, if it was pending: its place is taken
+        (which steps back) and the page entered from the step before, as Next enters a page,
+        without checking that step again."""
+        if not isinstance(self.currentPage(), PendingPage):
+            return
+        walking, self._walking, self._entering = self._walking, True, True
+        try:
+            self._build(self.currentId())
+            self.next()
+        finally:
+            self._walking, self._entering = walking, False
+
+    def validateCurrentPage(self) -> bool:
+        """Qt's check before Next: the page's own, except when entering a page just built."""
+        return self._entering or super().validateCurrentPage()
+
+    def _chain_tab_order(self) -> None:
+        """Tab runs through the page, then Back, Next, Finish, Projects and the step list."""
         buttons = [self.button(which) for which in (
             QWizard.WizardButton.BackButton, QWizard.WizardButton.NextButton,
             QWizard.WizardButton.FinishButton, QWizard.WizardButton.CustomButton1)]
-        chain_tab_order([*(w for page in pages for w in layout_order(page)), *buttons,
-                         self.steps])
+        pages = [self.page(page_id) for page_id in self.pageIds()]
+        chain_tab_order([*(widget for page in pages if not isinstance(page, PendingPage)
+                           for widget in layout_order(page)), *buttons, self.steps])
+
+    def _add_shortcuts(self) -> None:
+        """Ctrl+1…8 jump to a step (Alt+B, Alt+N and Alt+P are the buttons' own mnemonics)."""
         for index in range(len(STEPS)):
             shortcut = QShortcut(QKeySequence(f"Ctrl+{index + 1}"), self)
             shortcut.setContext(Qt.ShortcutContext.WindowShortcut)  # only a shown wizard's
@@ -123,14 +173,29 @@ class ProjectWizard(QWizard):
         self.button(QWizard.WizardButton.NextButton).setToolTip(reason)
 
     def start_at(self, step_key: str) -> None:
-        self.refresh_progress()
-        self.restart()
-        self.go_to_index(step_index(step_key))
+        """Show the step, walking from the first as Qt's wizard starts there."""
+        self._walking = True  # the first step, shown by restart(), is passed on the way
+        try:
+            self.restart()
+        finally:
+            self._walking = False
+        self._walk(step_index(step_key))
+        self._arrive(self.currentId())
+        self.explain_next()
 
     def go_to_index(self, index: int) -> None:
-        """Walk to a step with next()/back(): each page's own checks still apply on the way.
-        Only the page where the walk ends is recorded and checked for stale results."""
+        """Walk to a step. Only the page where the walk ends is recorded and checked for stale
+        results."""
         start = self.currentId()
+        self._walk(index)
+        if self.currentId() != start:
+            self._arrive(self.currentId())
+        self._sync_step_list()
+        self.explain_next()
+
+    def _walk(self, index: int) -> None:
+        """With next()/back(): each built page's own checks still apply on the way (a pending
+        page has none: nothing was entered there). The page the walk ends on is built."""
         self._walking = True
         try:
             while self.currentId() < index:
@@ -142,16 +207,15 @@ class ProjectWizard(QWizard):
                 self.back()
         finally:
             self._walking = False
-        if self.currentId() != start:
-            self._arrive(self.currentId())
-        self._sync_step_list()
-        self.explain_next()
+        self._build_current()
 
     def current_step_key(self) -> str:
         return STEPS[max(self.currentId(), 0)].key
 
     def _on_page_changed(self, page_id: int) -> None:
+        """Next, Back, or a call to next() or back()."""
         if page_id >= 0 and not self._walking:
+            self._build_current()
             self._arrive(page_id)
 
     def _arrive(self, page_id: int) -> None:

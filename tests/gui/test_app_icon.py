@@ -8,13 +8,14 @@ from PySide6.QtGui import QIcon, QImageReader
 from PySide6.QtWidgets import QApplication
 
 from finetuneflow.core.resources import resource_path
-from finetuneflow.gui.app import make_application
+from finetuneflow.gui.app import finish_application, make_application
 
 
 def test_the_window_carries_the_app_icon(qapp: QApplication) -> None:
     style, sheet = qapp.style().name(), qapp.styleSheet()
     try:
         assert make_application() is qapp
+        finish_application()  # once the first frame shows
         assert QSize(256, 256) in qapp.windowIcon().availableSizes()
     finally:  # the application is shared by the whole session
         qapp.setWindowIcon(QIcon())

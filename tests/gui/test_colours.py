@@ -17,7 +17,8 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QLabel, QWidget
 from pytestqt.qtbot import QtBot
 
-from finetuneflow.gui.app import make_application
+from finetuneflow.core.steps import step_index
+from finetuneflow.gui.app import finish_application, make_application
 from finetuneflow.gui.colours import (
     TONE_PROPERTY,
     TONES,
@@ -100,10 +101,11 @@ def test_one_watcher_per_application(qapp: QApplication) -> None:
 
 @pytest.fixture
 def app_look(qapp: QApplication) -> Iterator[None]:
-    """The app's style and style sheet, as `make_application` sets them; the session's come back
-    afterwards."""
+    """The app's style and style sheet, as `make_application` and `finish_application` set them;
+    the session's come back afterwards."""
     style, sheet, icon = qapp.style().name(), qapp.styleSheet(), qapp.windowIcon()
     assert make_application() is qapp
+    finish_application()
     yield
     qapp.setWindowIcon(icon)
     qapp.setStyleSheet(sheet)
@@ -159,7 +161,9 @@ def test_a_switch_recolours_the_open_pages(window: MainWindow, qtbot: QtBot, pro
                                            fake_llm: FakeLLMServer, switch_to: Switch,
                                            app_look: None) -> None:
     light = QApplication.palette()
-    window.open_project(project_id, "review")
+    wizard = window.open_project(project_id, "review")
+    for step in ("preview", "hardware", "train", "review"):  # a page is built on its first visit
+        wizard.go_to_index(step_index(step))
     histogram = window.findChild(ReviewPage).histogram
     histogram.show()  # as the page does when it has lengths to show
     qtbot.waitUntil(lambda: histogram.built, timeout=10_000)

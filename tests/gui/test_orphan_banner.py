@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
-from finetuneflow.gui.dashboard import describe_orphans
 from finetuneflow.gui.main_window import MainWindow
+from finetuneflow.gui.orphan_banner import describe_orphans
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.doctor import OrphanFolder
 from finetuneflow.services.projects import ProjectService

@@ -9,6 +9,7 @@ from PySide6.QtCore import QItemSelectionModel
 from pytestqt.qtbot import QtBot
 
 from finetuneflow.core.generation import LLMSettings
+from finetuneflow.core.steps import step_index
 from finetuneflow.gui.main_window import MainWindow
 from finetuneflow.gui.pages.preview_page import PreviewPage
 from finetuneflow.gui.pages.review_page import ReviewPage
@@ -157,7 +158,8 @@ def select_rows(page: ReviewPage, rows: list[int]) -> None:
 def test_walking_past_preview_keeps_settings_changed_elsewhere(
         window: MainWindow, project_id: str, context: AppContext,
         fake_llm: FakeLLMServer) -> None:
-    wizard = window.open_project(project_id, "data")  # the Preview page is built now
+    wizard = window.open_project(project_id, "preview")  # the Preview page is built now
+    wizard.go_to_index(step_index("data"))
     use_server(context, project_id, fake_llm)  # then the settings change (CLI, Settings…)
     wizard.start_at("review")  # walks through Preview, which saves its box on the way
     assert GenerationService(context).llm_settings(project_id).base_url == fake_llm.base_url

@@ -102,3 +102,23 @@ def test_gui_does_not_import_the_ml_stack(home: Path) -> None:
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert "HEAVY:\n" in result.stdout, result.stdout
+
+
+def test_a_project_opens_with_its_step_built_and_builds_the_others_on_a_visit(
+        window: MainWindow, context: AppContext) -> None:
+    from finetuneflow.gui.wizard import PendingPage
+
+    project = window.dashboard.create_project("Lazy")
+    wizard = window.open_project(project.id, "hardware")
+    pending = [page_id for page_id in wizard.pageIds()
+               if isinstance(wizard.page(page_id), PendingPage)]
+    assert pending == [1, 2, 3, 4, 6, 7]  # only the first step and the saved one are built
+    wizard.back()  # the Back button's way: onto a pending step
+    assert wizard.current_step_key() == "review"
+    assert not isinstance(wizard.currentPage(), PendingPage)
+    assert ProjectService(context).get(project.id).current_step == "review"
+    wizard.back()
+    assert wizard.current_step_key() == "preview"
+    wizard.steps.setCurrentRow(STEP_KEYS.index("export"))  # a walk passing Hardware and Train
+    assert wizard.current_step_key() == "export"
+    assert isinstance(wizard.page(STEP_KEYS.index("train")), PendingPage)
