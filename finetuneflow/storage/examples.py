@@ -1,8 +1,9 @@
 """Dataset examples: the one content hash, inserts, filters, counts and the split.
 
 Every row's `content_hash` is `core.generation.quality.content_hash(row.messages)`, written
-here and nowhere else. A *kept* example (not rejected, not in the preview) is unique by
-(project, content hash): the partial index `uq_dataset_examples_kept_content_hash` enforces it,
+here and nowhere else, and its `hash_key` (core/dataset/keys.py) the indexed short form that
+lookups go through. A *kept* example (not rejected, not in the preview) is unique by
+(project, hash key): the partial index `uq_dataset_examples_kept_hash_key` enforces it,
 and the writes below turn a copy of a kept example into a rejected "duplicate of <id>" row
 instead of letting the index refuse it. Preview rows are a scratch sample that the next preview
 replaces and training never reads, so a full run may repeat them.
@@ -28,6 +29,7 @@ from sqlalchemy import (
     update,
 )
 
+from finetuneflow.core.dataset.keys import hash_key
 from finetuneflow.core.dataset.split import assign_splits
 from finetuneflow.core.generation.quality import content_hash
 from finetuneflow.storage.tables import (
@@ -122,27 +124,28 @@ class ExampleRepository:
             f"PRAGMA cache_size=-{IMPORT_CACHE_KB}")
         turns = [_turns_of(row) for row in rows]
         digests = [content_hash(messages) for messages in turns]
-        known = set(self._session.scalars(_known_hashes(project_id, digests)))
+        keys = [hash_key(digest) for digest in digests]
+        known = set(self._session.scalars(_known_keys(project_id, keys)))
         now = str(utcnow())  # as SQLAlchemy stores a DateTime in SQLite
         train, imported = ExampleSplit.TRAIN.value, ExampleSource.IMPORTED.value
         accepted, rejected = ExampleStatus.ACCEPTED.value, ExampleStatus.REJECTED.value
         values: list[tuple[Any, ...]] = []
         counts = ImportCounts(0, [], 0)
-        for row, messages, digest in zip(rows, turns, digests, strict=True):
-            if digest in known:
+        for row, messages, digest, key in zip(rows, turns, digests, keys, strict=True):
+            if key in known:
                 counts.duplicates += 1
                 continue
             if row.error is None:
                 # Only good lines join `known`: two equal bad lines in one file are both
                 # stored, with their own line numbers.
-                known.add(digest)
+                known.add(key)
                 counts.imported += 1
                 status, reason = accepted, None
             else:
                 counts.rejected.append(row)
                 status, reason = rejected, f"line {row.line}: {row.error}"[:MAX_REASON]
             values.append((project_id, train, _JSON.encode(messages), status, reason, digest,
-                           imported, now, now))
+                           key, imported, now, now))
         if values:
             # The driver's executemany: an import is thousands of rows, and SQLAlchemy's
             # per-row parameter processing took half the time.
@@ -185,7 +188,7 @@ class ExampleRepository:
                         excluding: int | None = None) -> int | None:
         """The kept example with this content, if there is one."""
         return self._session.scalar(select(DatasetExample.id).where(
-            DatasetExample.project_id == project_id, DatasetExample.content_hash == digest,
+            DatasetExample.project_id == project_id, DatasetExample.hash_key == hash_key(digest),
             *_kept(excluding=excluding)).limit(1))
 
     def edit(self, example_id: int, messages: Messages, tokens: int | None) -> bool:
@@ -393,17 +396,21 @@ DEFAULT_CACHE_KB = 2000
 _JSON = json.JSONEncoder(ensure_ascii=False)  # as the engine's serializer writes JSON columns
 IMPORT_INSERT = (
     "INSERT INTO dataset_examples (project_id, split, messages, status, reject_reason, "
-    "content_hash, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    "content_hash, hash_key, source, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
-def _known_hashes(project_id: str, digests: Iterable[str]) -> Select[str]:
-    """Which of these hashes the project's dataset holds. `project_id || ''` keeps SQLite off
-    the project_id index: through it, every batch would read all of the project's rows (a
-    million-line import, quadratic); through the content_hash index it reads a few per hash."""
-    return select(DatasetExample.content_hash).where(
+def _known_keys(project_id: str, keys: Iterable[int]) -> Select[int]:
+    """Which of these hash keys the project's dataset holds. `project_id || ''` keeps SQLite
+    off the project_id index: through it, every batch would read all of the project's rows (a
+    million-line import, quadratic); through the hash_key index it reads a few per key. The
+    keys go in as one JSON list: as a parameter each, a batch took longer to render than to
+    look up, and a batch over SQLite's 32,766 parameters would fail."""
+    listed = func.json_each(_JSON.encode(list(keys))).table_valued("value")
+    return select(DatasetExample.hash_key).where(
         (DatasetExample.project_id + "") == project_id,
         DatasetExample.split != ExampleSplit.PREVIEW,
-        DatasetExample.content_hash.in_(set(digests)))
+        DatasetExample.hash_key.in_(select(listed.c.value)))
 
 
 def _turns_of(row: ImportedRow) -> Messages:

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -22,9 +23,10 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 from finetuneflow.core import statuses
+from finetuneflow.core.dataset.keys import hash_key
 
 # The states live in core (the window shows them before this module loads); named here too.
 FileStatus = statuses.FileStatus
@@ -189,15 +191,22 @@ class DatasetExample(Base):
     status: Mapped[ExampleStatus] = mapped_column(_enum(ExampleStatus, "example_status"),
                                                   default=ExampleStatus.ACCEPTED)
     reject_reason: Mapped[str | None] = mapped_column(String(200))
-    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    # hash_key(content_hash), set with it (below): the indexes hold this 8-byte key.
+    hash_key: Mapped[int] = mapped_column(BigInteger, index=True)
     token_count: Mapped[int | None] = mapped_column(Integer)
     source: Mapped[ExampleSource] = mapped_column(_enum(ExampleSource, "example_source"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
     # A kept example exists once per project; rejected and preview rows may repeat it.
-    __table_args__ = (Index("uq_dataset_examples_kept_content_hash", "project_id",
-                            "content_hash", unique=True, sqlite_where=text(KEPT_EXAMPLE)),)
+    __table_args__ = (Index("uq_dataset_examples_kept_hash_key", "project_id", "hash_key",
+                            unique=True, sqlite_where=text(KEPT_EXAMPLE)),)
+
+    @validates("content_hash")
+    def _set_key(self, _name: str, digest: str) -> str:
+        self.hash_key = hash_key(digest)
+        return digest
 
 
 class Run(Base):

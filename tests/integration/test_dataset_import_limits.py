@@ -160,13 +160,13 @@ def test_the_duplicate_lookup_of_a_batch_reads_by_hash_not_the_whole_project(
     million-line import would slow down quadratically."""
     from sqlalchemy.dialects import sqlite
 
-    from finetuneflow.storage.examples import _known_hashes
+    from finetuneflow.storage.examples import _known_keys
 
-    query = _known_hashes("some-project", ["a" * 64, "b" * 64]).compile(
+    query = _known_keys("some-project", [1, -2]).compile(
         dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
     with sqlite3.connect(context.home.db_path) as db:
         plan = " ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {query}"))
-    assert "USING INDEX ix_dataset_examples_content_hash" in plan, plan
+    assert "USING INDEX ix_dataset_examples_hash_key" in plan, plan
 
 
 def test_an_import_gives_its_page_cache_back(context: AppContext, tmp_path: Path) -> None:
