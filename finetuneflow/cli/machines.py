@@ -17,6 +17,7 @@ from finetuneflow.services.machines import (
     TrainerMissing,
     add_machine,
     check_machine,
+    gpu_names,
     list_machines,
     remove_machine,
     setup_machine,
@@ -112,8 +113,7 @@ def _asked_to_trust(unknown: HostKeyUnknown) -> bool:
 
 def _describe(check: MachineCheck) -> list[str]:
     probe = check.probe
-    gpus = ", ".join(f"{gpu.get('name', 'GPU')} ({format_bytes(gpu.get('total_bytes') or 0)})"
-                     for gpu in probe.gpus) or "none"
+    gpus = gpu_names(probe) or "none"
     return [f"{check.machine.name}: connected to {check.machine.url}",
             f"Python {check.python_version}, FineTuneFlow {check.finetuneflow_version} "
             f"(trainer protocol {check.protocol})",

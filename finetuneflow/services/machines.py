@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from finetuneflow import __version__
 from finetuneflow.core.child_protocol import JOB_VERSION, ProbeEvent, probe_outcome
+from finetuneflow.core.units import format_bytes, format_duration
 from finetuneflow.services.errors import UserError
 from finetuneflow.storage.home import Home
 from finetuneflow.storage.machines import (
@@ -39,6 +40,7 @@ from finetuneflow.storage.machines import (
 CONNECT_TIMEOUT_S = 10
 CHECK_TIMEOUT_S = 60
 PROBE_TIMEOUT_S = 180  # the probe imports torch: slow on a cold disk
+PROBE_MAX_AGE_S = 24 * 3600  # as this computer's probe: GPUs and drivers change rarely
 EXIT_SSH = 255  # ssh's own failures (connection, authentication, host key)
 EXIT_NOT_FOUND = 127  # the remote shell found no such command
 # Runs on the remote python: its version, and the trainer's version and protocol if importable.
@@ -127,6 +129,28 @@ class LastCheck:
 
     def age_s(self) -> float:
         return max(0.0, time.time() - self.time)
+
+    def summary(self) -> str:
+        """One line for a list: when, and what was found (or what went wrong)."""
+        when = f"{format_duration(self.age_s())} ago"
+        if not self.ok:
+            return f"Failed {when}: {self.message}"
+        return f"Ready {when} · {gpu_names(self.probe) or 'no GPU'}"
+
+
+def gpu_names(probe: ProbeEvent | None) -> str:
+    """The GPUs a probe found with their memory, or "" for none."""
+    return ", ".join(f"{gpu.get('name', 'GPU')} ({format_bytes(gpu.get('total_bytes') or 0)})"
+                     for gpu in (probe.gpus if probe is not None else []))
+
+
+def machine_probe(home: Home, name: str, refresh: bool = False) -> ProbeEvent:
+    """What the machine trains on: its last check's probe while recent, else a new check's."""
+    last = None if refresh else last_check(home, name)
+    if last is not None and last.ok and last.probe is not None and (
+            last.age_s() < PROBE_MAX_AGE_S):
+        return last.probe
+    return check_machine(home, name).probe
 
 
 def last_check(home: Home, name: str) -> LastCheck | None:

@@ -30,14 +30,19 @@ NOT_LENT = ("finetuneflow", "__editable__", "_distutils_hack", "pip", "setuptool
             "pkg_resources")
 
 
-@pytest.fixture(scope="module")
-def libraries(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This venv's installed libraries without FineTuneFlow (links, so it costs nothing)."""
-    folder = tmp_path_factory.mktemp("libraries")
+def lend_libraries(folder: Path) -> Path:
+    """This venv's installed libraries without FineTuneFlow, in `folder` (links: it costs
+    nothing), for a remote's PYTHONPATH."""
+    folder.mkdir(parents=True, exist_ok=True)
     for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
         if not entry.name.startswith(NOT_LENT) and entry.suffix != ".pth":
             (folder / entry.name).symlink_to(entry)
     return folder
+
+
+@pytest.fixture(scope="module")
+def libraries(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return lend_libraries(tmp_path_factory.mktemp("libraries"))
 
 
 @pytest.fixture
