@@ -233,6 +233,7 @@ class HardwarePage(StepPage):
         self.train_on = QComboBox(objectName="trainOn")
         self.train_on.currentIndexChanged.connect(lambda _index: self.start_probe())
         self._probed_for: str | None = None  # the machine (None: this computer) last probed
+        self._probe_next: bool | None = None  # asked while a probe ran: its `refresh`
         choice = QHBoxLayout()
         choice.addWidget(QLabel("Train on:"))
         choice.addWidget(self.train_on, 1)
@@ -309,11 +310,13 @@ class HardwarePage(StepPage):
         return name if isinstance(name, str) else None
 
     def start_probe(self, refresh: bool = False) -> None:
-        if self.tasks.is_running("probe"):
-            return  # when it ends, a choice changed meanwhile is probed (_after_probe)
-        machine = self._probed_for = self.machine()
+        machine = self.machine()
         self.findings.setText(f"Connecting to {machine} and inspecting it…" if machine
                               else "Inspecting this computer…")
+        if self.tasks.is_running("probe"):
+            self._probe_next = refresh or bool(self._probe_next)  # when it ends: _after_probe
+            return
+        self._probed_for, self._probe_next = machine, None
         self._refresh_speed = refresh
         # The examples are counted here too: with many of them that takes seconds.
         self.tasks.start("probe", lambda _p, _c: (
@@ -342,8 +345,9 @@ class HardwarePage(StepPage):
         self.completeChanged.emit()
 
     def _after_probe(self) -> None:
-        if self._probed_for != self.machine():
-            self.start_probe()
+        """A probe asked for while one ran (another choice, Check again) starts now."""
+        if self._probe_next is not None:
+            self.start_probe(refresh=self._probe_next)
 
     def replan(self) -> None:
         if self.probe is None:
