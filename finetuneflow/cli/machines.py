@@ -93,7 +93,7 @@ def _show_progress(line: str) -> None:
 
 
 def _asked_to_set_up(missing: TrainerMissing) -> bool:
-    print(missing, file=sys.stderr)
+    print(f"{missing.cause}.", file=sys.stderr)
     try:
         answer = input(f"Set up the trainer on {missing.machine.name} now, in {DEFAULT_VENV} "
                        "there? [y/N] ")

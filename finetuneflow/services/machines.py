@@ -62,6 +62,7 @@ class TrainerMissing(UserError):
 
     def __init__(self, machine: Machine, cause: str) -> None:
         self.machine = machine
+        self.cause = cause
         super().__init__(f"{cause}: set it up there with `finetuneflow machine setup "
                          f"{machine.name}` (or `pip install finetuneflow[trainer]` of this "
                          "version into that python).")

@@ -109,10 +109,10 @@ def test_declined_key_then_missing_trainer_then_changed_key(
     machines.test_button.click()
     qtbot.waitUntil(lambda: "is not known yet" in machines.result.text(), timeout=60_000)
     assert not (context.home.root / "ssh" / "known_hosts").exists()
-    assert cell(machines, 3).startswith("Failed ")
+    qtbot.waitUntil(machines.test_button.isEnabled)
+    assert cell(machines, 3).startswith("Failed ") and "is not known yet" in cell(machines, 3)
 
     answers[0] = QMessageBox.StandardButton.Yes
-    qtbot.waitUntil(machines.test_button.isEnabled)
     machines.test_button.click()
     qtbot.waitUntil(lambda: "machine setup box" in machines.result.text(), timeout=60_000)
     assert "FineTuneFlow's trainer is not installed" in machines.result.text()
