@@ -1,4 +1,6 @@
-"""Machines to train on over SSH: add, list, remove, and a check that one is ready.
+"""Machines to train on over SSH: add, list, remove, a check that one is ready (its outcome
+kept as the machine's last check), and the set-up of the trainer there (a venv in the remote home
+with this version's wheel).
 
 The SSH engine is the system's OpenSSH client (`ssh`, `ssh-keyscan`, `ssh-keygen`): it uses the
 person's own keys, agent, ssh_config and known_hosts, so no key material passes through the app,

@@ -3,7 +3,8 @@
 A JSON file beside settings.json rather than a table: a handful of app-wide entries that no
 project row refers to, readable and editable by hand, and no migration. Only what names a machine
 is kept (user, host, port, the path of a key, the remote python): never a password or key
-material. The host keys the person accepted in the app go to the app's own `ssh/known_hosts`.
+material. The host keys the person accepted in the app go to the app's own `ssh/known_hosts`;
+each machine's last check (when, ready or why not, its probe) to `machine_checks.json`.
 """
 
 from __future__ import annotations
