@@ -408,15 +408,17 @@ def setup_machine(home: Home, name: str, options: SetupOptions | None = None,
     on_line(f"Making the venv {options.venv} on {name}…")
     venv, python = _make_venv(store, machine, options)
     wheel = local_wheel(home)
-    on_line("Installing FineTuneFlow's trainer there (pip fetches its libraries: this can "
-            "take a while)…")
+    installing = ("Installing FineTuneFlow's trainer there (pip fetches its libraries: this can "
+                  "take a while)…")
     if wheel is None:  # a released version: pip takes it from the machine's index
+        on_line(installing)
         _pip_install(store, machine, python,
                      [*options.pip_args, f"finetuneflow[trainer]=={__version__}"], on_line)
     else:
         remote_wheel = f"{venv}/wheels/{wheel.name}"
         on_line(f"Copying {wheel.name} to {name}…")
         _upload(store, machine, wheel, f"{venv}/wheels")
+        on_line(installing)
         _pip_install(store, machine, python, [*options.pip_args, f"{remote_wheel}[trainer]"],
                      on_line)
         # The same version number may be other code (a checkout): pip would keep the old one.
