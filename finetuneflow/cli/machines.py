@@ -1,20 +1,26 @@
-"""`finetuneflow machine add|list|test|remove`: the machines a run can go to over SSH."""
+"""`finetuneflow machine add|list|test|setup|remove`: the machines a run can go to over SSH."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from finetuneflow.cli.common import add_json, print_json, subcommands
 from finetuneflow.core.units import format_bytes
 from finetuneflow.services.data_folder import Home
 from finetuneflow.services.machines import (
+    DEFAULT_VENV,
     HostKeyUnknown,
     MachineCheck,
+    SetupOptions,
+    TrainerMissing,
     add_machine,
     check_machine,
+    gpu_names,
     list_machines,
     remove_machine,
+    setup_machine,
 )
 
 
@@ -49,17 +55,51 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     home = Home.default()
+    interactive = not args.json and sys.stdin.isatty()
     try:
-        check = check_machine(home, args.name, accept_host_key=args.accept_host_key)
-    except HostKeyUnknown as unknown:
-        if args.json or not sys.stdin.isatty() or not _asked_to_trust(unknown):
+        try:
+            check = check_machine(home, args.name, accept_host_key=args.accept_host_key)
+        except HostKeyUnknown as unknown:
+            if not interactive or not _asked_to_trust(unknown):
+                raise
+            check = check_machine(home, args.name, accept_host_key=unknown.fingerprint)
+    except TrainerMissing as missing:
+        if not interactive or not _asked_to_set_up(missing):
             raise
-        check = check_machine(home, args.name, accept_host_key=unknown.fingerprint)
+        check = setup_machine(home, args.name, on_line=_show_progress).check
     if args.json:
         print_json(check.to_json())
     else:
         print("\n".join(_describe(check)))
     return 0
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    options = SetupOptions(venv=args.venv, python=args.python,
+                           system_site_packages=args.system_site_packages,
+                           pip_args=tuple(shlex.split(args.pip_args)))
+    result = setup_machine(Home.default(), args.name, options, on_line=_show_progress)
+    if args.json:
+        print_json(result.to_json())
+    else:
+        print(f"Set up FineTuneFlow's trainer on {args.name} in {result.venv}")
+        print("\n".join(_describe(result.check)))
+    return 0
+
+
+def _show_progress(line: str) -> None:
+    """Each step and pip's output, on stderr: stdout stays the result (or the JSON)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def _asked_to_set_up(missing: TrainerMissing) -> bool:
+    print(f"{missing.cause}.", file=sys.stderr)
+    try:
+        answer = input(f"Set up the trainer on {missing.machine.name} now, in {DEFAULT_VENV} "
+                       "there? [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _asked_to_trust(unknown: HostKeyUnknown) -> bool:
@@ -73,8 +113,7 @@ def _asked_to_trust(unknown: HostKeyUnknown) -> bool:
 
 def _describe(check: MachineCheck) -> list[str]:
     probe = check.probe
-    gpus = ", ".join(f"{gpu.get('name', 'GPU')} ({format_bytes(gpu.get('total_bytes') or 0)})"
-                     for gpu in probe.gpus) or "none"
+    gpus = gpu_names(probe) or "none"
     return [f"{check.machine.name}: connected to {check.machine.url}",
             f"Python {check.python_version}, FineTuneFlow {check.finetuneflow_version} "
             f"(trainer protocol {check.protocol})",
@@ -96,9 +135,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     test.add_argument("name")
     test.add_argument("--accept-host-key", metavar="SHA256:…",
                       help="trust an unknown host key with this fingerprint")
+    setup = actions.add_parser(
+        "setup", help="install this version's trainer there, in a venv, and use its python")
+    setup.add_argument("name")
+    setup.add_argument("--venv", default=DEFAULT_VENV,
+                       help=f"the venv's folder there (default: {DEFAULT_VENV})")
+    setup.add_argument("--python", help="the python there to make the venv with (default: the "
+                                        "machine's python)")
+    setup.add_argument("--system-site-packages", action="store_true",
+                       help="let the venv see that python's packages (a torch already there)")
+    setup.add_argument("--pip-args", default="", metavar='"ARGS"',
+                       help='options for pip install there, written as --pip-args="--no-deps"')
     remove = actions.add_parser("remove", help="forget a machine")
     remove.add_argument("name")
     for parser, handler in ((add, cmd_add), (listing, cmd_list), (test, cmd_test),
-                            (remove, cmd_remove)):
+                            (setup, cmd_setup), (remove, cmd_remove)):
         add_json(parser)
         parser.set_defaults(handler=handler)

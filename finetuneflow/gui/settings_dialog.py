@@ -1,5 +1,5 @@
-"""App-wide settings: the defaults new projects start with, the Hugging Face token, and where
-the data is kept (with a safe move)."""
+"""App-wide settings: the defaults new projects start with, the Hugging Face token, the machines
+to train on over SSH, and where the data is kept (with a safe move)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from finetuneflow.core.training.config import PRESETS
 from finetuneflow.gui.errors import describe
 from finetuneflow.gui.llm_settings_box import LLMSettingsBox
+from finetuneflow.gui.widgets.machines_list import MachinesList
 from finetuneflow.gui.workers import TaskRunner
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.data_folder import HOME_ENV
@@ -67,6 +68,7 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(self._llm_tab(settings), "Writing examples")
         self.tabs.addTab(self._training_tab(settings), "Training && documents")
         self.tabs.addTab(self._hub_tab(), "Hugging Face")
+        self.tabs.addTab(self._machines_tab(), "Machines")
         self.tabs.addTab(self._storage_tab(), "Storage")
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
                                         | QDialogButtonBox.StandardButton.Cancel)
@@ -239,6 +241,20 @@ class SettingsDialog(QDialog):
     def _remove_token(self) -> None:
         delete_secret(Secret.HF_TOKEN)
         self._show_token_state()
+
+    # --- machines to train on -------------------------------------------------------------------
+
+    def _machines_tab(self) -> QWidget:
+        self.machines = MachinesList(self.context)
+        tab = QWidget()
+        layout = QVBoxLayout(tab)
+        layout.addWidget(_note(
+            "Train on a bigger computer over SSH: a workstation, a cloud GPU or a university "
+            "server. FineTuneFlow connects with your own key or SSH agent and checks the "
+            "server's host key. Set up installs this version's trainer there, in a venv in "
+            "your home folder on that machine."))
+        layout.addWidget(self.machines, 1)
+        return tab
 
     # --- storage --------------------------------------------------------------------------------
 

@@ -3,14 +3,15 @@
 A JSON file beside settings.json rather than a table: a handful of app-wide entries that no
 project row refers to, readable and editable by hand, and no migration. Only what names a machine
 is kept (user, host, port, the path of a key, the remote python): never a password or key
-material. The host keys the person accepted in the app go to the app's own `ssh/known_hosts`.
+material. The host keys the person accepted in the app go to the app's own `ssh/known_hosts`;
+each machine's last check (when, ready or why not, its probe) to `machine_checks.json`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ from finetuneflow.core.errors import NotFoundError, UserError
 from finetuneflow.storage.home import Home
 
 MACHINES_FILE = "machines.json"
+CHECKS_FILE = "machine_checks.json"  # each machine's last check: written often, kept apart
 KNOWN_HOSTS = Path("ssh") / "known_hosts"
 DEFAULT_PYTHON = "python3"
 # Letters, digits, '.', '_', '-': a name goes into commands (`--on A,B`) and folder names.
@@ -77,6 +79,7 @@ def parse_ssh_url(url: str) -> tuple[str, str, int]:
 class MachineStore:
     def __init__(self, home: Home) -> None:
         self.path = home.root / MACHINES_FILE
+        self.checks_path = home.root / CHECKS_FILE
         self.known_hosts = home.root / KNOWN_HOSTS
 
     def machines(self) -> list[Machine]:
@@ -106,7 +109,32 @@ class MachineStore:
     def remove(self, name: str) -> Machine:
         machine = self.get(name)
         self._save([known for known in self.machines() if known.name != name])
+        self._save_checks({key: entry for key, entry in self._checks().items() if key != name})
         return machine
+
+    def set_python(self, name: str, python: str) -> Machine:
+        """The machine with another remote python (after the trainer was set up there)."""
+        machine = replace(self.get(name), python=python)
+        self._save([machine if known.name == name else known for known in self.machines()])
+        return machine
+
+    def last_check(self, name: str) -> dict[str, Any] | None:
+        entry = self._checks().get(name)
+        return entry if isinstance(entry, dict) else None
+
+    def record_check(self, name: str, entry: dict[str, Any]) -> None:
+        self._save_checks({**self._checks(), name: entry})
+
+    def _checks(self) -> dict[str, Any]:
+        """The last checks; an unreadable file is only a forgotten history, so it reads empty."""
+        try:
+            checks = json.loads(self.checks_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return checks if isinstance(checks, dict) else {}
+
+    def _save_checks(self, checks: dict[str, Any]) -> None:
+        atomic_write_text(self.checks_path, json.dumps(checks, indent=1) + "\n")
 
     def _save(self, machines: list[Machine]) -> None:
         entries = [asdict(machine) for machine in machines]

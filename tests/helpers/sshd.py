@@ -2,7 +2,8 @@
 
 It runs in the foreground (`sshd -D`) as the current user's server, with public-key login only.
 Sessions get PYTHONPATH set to this checkout (sshd's SetEnv), so a remote python of this venv
-imports the code under test through the real ssh path.
+imports the code under test through the real ssh path; `environment` sets other variables
+instead (a remote without FineTuneFlow, a HOME of its own).
 """
 
 from __future__ import annotations
@@ -46,9 +47,12 @@ def fingerprint(private_key: Path) -> str:
 
 
 class Sshd:
-    def __init__(self, folder: Path, binary: str) -> None:
+    def __init__(self, folder: Path, binary: str,
+                 environment: dict[str, str] | None = None) -> None:
         self.folder = folder
         self.binary = binary
+        self.environment = ({"PYTHONPATH": str(REPO_ROOT)} if environment is None
+                            else environment)
         self.port = free_port()
         self.user_key = make_key(folder / "user_key")
         self.host_key = make_key(folder / "host_key")
@@ -66,7 +70,9 @@ class Sshd:
             f"AuthorizedKeysFile {self.folder / 'authorized_keys'}",
             "PermitRootLogin prohibit-password", "StrictModes no", "UsePAM no",
             "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-            f"SetEnv PYTHONPATH={REPO_ROOT}", ""]))
+            # One line: sshd takes only the first SetEnv line.
+            "SetEnv " + " ".join(f'"{name}={value}"' for name, value in self.environment.items()),
+            ""]))
         with contextlib.suppress(OSError):  # not root: sshd then runs without it
             PRIVILEGE_SEPARATION_DIR.mkdir(mode=0o755, exist_ok=True)
         log = (self.folder / "sshd.log").open("ab")
@@ -107,13 +113,13 @@ class Sshd:
 
 
 @contextmanager
-def running_sshd(folder: Path) -> Iterator[Sshd]:
+def running_sshd(folder: Path, environment: dict[str, str] | None = None) -> Iterator[Sshd]:
     binary = sshd_binary()
     if binary is None:
         import pytest
 
         pytest.skip("OpenSSH server (sshd) is not installed: apt-get install openssh-server")
-    server = Sshd(folder, binary)
+    server = Sshd(folder, binary, environment)
     server.start()
     try:
         yield server

@@ -233,7 +233,7 @@ def test_terminal_asks_once_before_trusting(home: Path, sshd: Sshd, tmp_path: Pa
     assert refused.returncode == 1
     assert f"Its fingerprint is {fingerprint(sshd.host_key)}" in refused.stderr
     assert not known_hosts(home).exists()
-    trusted = run_on_terminal(home, "y\n", "machine", "test", "box")
+    trusted = run_on_terminal(home, "y\nn\n", "machine", "test", "box")  # no set-up
     assert trusted.returncode == 1 and "trainer is not installed" in trusted.stderr
     assert trusted.stdout.count("Trust this host key?") == 1
     assert known_hosts(home).read_text().count("ssh-ed25519") == 1

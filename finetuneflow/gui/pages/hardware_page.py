@@ -1,4 +1,5 @@
-"""Step 6 — Hardware: what this computer has, what fits, and the training settings."""
+"""Step 6 — Hardware: what this computer (or a machine reached over SSH) has, what fits, and the
+training settings."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.workers import TaskRunner
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.hardware import HardwareService
+from finetuneflow.services.machines import list_machines, machine_probe
 from finetuneflow.services.projects import ProjectSummary
 from finetuneflow.services.training import TrainingPlan, TrainingService
 
@@ -75,6 +77,11 @@ class MemoryBar(QWidget):
     def show_estimate(self, estimate: MemoryEstimate, budget: int) -> None:
         self.estimate, self.budget = estimate, budget
         self.setToolTip(estimate.summary() + f" · available {format_bytes(budget)}")
+        self.update()
+
+    def clear(self) -> None:
+        self.estimate, self.budget = None, 0
+        self.setToolTip("")
         self.update()
 
     def parts(self) -> list[int]:
@@ -222,10 +229,20 @@ class HardwarePage(StepPage):
         self.findings.setWordWrap(True)
         refresh = QPushButton("Check again")
         refresh.clicked.connect(lambda: self.start_probe(refresh=True))
-        machine = QGroupBox("This computer")
-        machine_layout = QHBoxLayout(machine)
-        machine_layout.addWidget(self.findings, 1)
-        machine_layout.addWidget(refresh, 0, Qt.AlignmentFlag.AlignTop)
+        # Where the run trains: the recommendation fits that computer's probe.
+        self.train_on = QComboBox(objectName="trainOn")
+        self.train_on.currentIndexChanged.connect(lambda _index: self.start_probe())
+        self._probed_for: str | None = None  # the machine (None: this computer) last probed
+        self._probe_next: bool | None = None  # asked while a probe ran: its `refresh`
+        choice = QHBoxLayout()
+        choice.addWidget(QLabel("Train on:"))
+        choice.addWidget(self.train_on, 1)
+        choice.addWidget(refresh)
+        machine = QGroupBox("Hardware")
+        machine_layout = QVBoxLayout(machine)
+        machine_layout.addLayout(choice)
+        machine_layout.addWidget(self.findings)
+        self._list_machines()
 
         self.bar = MemoryBar()
         self.recommendation = QLabel()
@@ -273,26 +290,64 @@ class HardwarePage(StepPage):
     def initializePage(self) -> None:
         """Probe (cached for a day) and count the examples (they may have changed since) when
         the person arrives here, not when the wizard is built."""
+        self._list_machines()
         self.start_probe()
 
+    def _list_machines(self) -> None:
+        """This computer, then the machines of Settings → Machines (added there meanwhile)."""
+        chosen = self.machine()
+        self.train_on.blockSignals(True)
+        self.train_on.clear()
+        self.train_on.addItem("This computer", None)
+        for machine in list_machines(self.context.home):
+            self.train_on.addItem(f"{machine.name} ({machine.url})", machine.name)
+        self.train_on.setCurrentIndex(max(0, self.train_on.findData(chosen)))
+        self.train_on.blockSignals(False)
+
+    def machine(self) -> str | None:
+        """The machine chosen to train on; None: this computer."""
+        name = self.train_on.currentData()
+        return name if isinstance(name, str) else None
+
     def start_probe(self, refresh: bool = False) -> None:
+        machine = self.machine()
+        self.findings.setText(f"Connecting to {machine} and inspecting it…" if machine
+                              else "Inspecting this computer…")
         if self.tasks.is_running("probe"):
+            self._probe_next = refresh or bool(self._probe_next)  # when it ends: _after_probe
             return
-        self.findings.setText("Inspecting this computer…")
+        self._probed_for, self._probe_next = machine, None
         self._refresh_speed = refresh
         # The examples are counted here too: with many of them that takes seconds.
         self.tasks.start("probe", lambda _p, _c: (
-            self.hardware.probe(refresh=refresh),
+            machine_probe(self.context.home, machine, refresh) if machine
+            else self.hardware.probe(refresh=refresh),
             self.training.example_token_lengths(self.project_id)),
-            on_success=self._show_probe, on_failure=self._show_failure)
+            on_success=self._show_probe, on_failure=self._show_failure,
+            on_finished=self._after_probe)
 
     def _show_probe(self, probe_and_lengths: tuple[ProbeEvent, list[int]]) -> None:
+        if self._probed_for != self.machine():
+            return  # the person chose another computer meanwhile
         self.probe, self._lengths = probe_and_lengths
         self.findings.setText(describe_probe(self.probe))
         self.replan()
 
     def _show_failure(self, error: BaseException) -> None:
+        if self._probed_for != self.machine():
+            return
         self.findings.setText(describe(error, self.context.log_file)[0])
+        # What fitted the computer chosen before does not hold for this one.
+        self.probe = self.plan = None
+        self.bar.clear()
+        for label in (self.recommendation, self.duration, self.warnings):
+            label.clear()
+        self.completeChanged.emit()
+
+    def _after_probe(self) -> None:
+        """A probe asked for while one ran (another choice, Check again) starts now."""
+        if self._probe_next is not None:
+            self.start_probe(refresh=self._probe_next)
 
     def replan(self) -> None:
         if self.probe is None:
@@ -320,6 +375,11 @@ class HardwarePage(StepPage):
             return
         if not self.isVisible():  # built or initialised on the way to another page
             self._time_when_shown = True
+            return
+        if self.machine() is not None:  # the speed is timed on this computer only
+            rough = self.plan.recommendation.estimated_seconds
+            self.duration.setText(f"Expected time: roughly {format_duration(rough)} — a guess "
+                                  f"from the model's size and {self.machine()}'s hardware.")
             return
         config, processes = self.plan.config, self._processes()
         cached = None if self._refresh_speed else self.training.cached_time(
