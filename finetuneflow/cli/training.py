@@ -247,18 +247,21 @@ def _train_there(context: AppContext, recorder: RunRecorder, prepared: PreparedR
 
     assert where.machine is not None
     service = RemoteTraining(context)
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
     try:
         if where.attach:
             run = service.attach(prepared, where.machine)
         else:
-            run = service.start(prepared, where.machine, where.processes,
-                                progress=lambda message: print(message, file=sys.stderr))
+            run = service.start(prepared, where.machine, where.processes, progress=say)
     except UserError as error:
         recorder.process_ended(None, str(error), failed=True)
         raise
     print(f"Training on {where.machine}; if this command ends, the run goes on there "
           f"(reattach with --on {where.machine} --attach).", file=sys.stderr)
-    follow_remote(run, recorder, where.project, on_line, cancel)
+    follow_remote(run, recorder, where.project, on_line, cancel, notice=say)
 
 
 def _report(final: Event | None, prepared: PreparedRun, as_json: bool) -> int:

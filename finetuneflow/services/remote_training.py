@@ -359,9 +359,11 @@ class RemoteRun:
 
     # --- following ------------------------------------------------------------------------------
 
-    def follow(self, on_line: Callable[[str], None], cancel: CancelToken | None = None) -> bool:
+    def follow(self, on_line: Callable[[str], None], cancel: CancelToken | None = None,
+               notice: Callable[[str], None] = log.warning) -> bool:
         """Stream the run's events to `on_line` until the trainer there ends: True. False when
-        the connection stayed lost through every retry (the run goes on there)."""
+        the connection stayed lost through every retry (the run goes on there). `notice`
+        hears of each reconnection."""
         stopper = self._watch_cancel(cancel) if cancel is not None else None
         try:
             failures = 0
@@ -376,8 +378,8 @@ class RemoteRun:
                 failures = 0 if got_lines else failures + 1
                 if failures <= len(RECONNECT_DELAYS_S):
                     delay = RECONNECT_DELAYS_S[min(failures, len(RECONNECT_DELAYS_S)) - 1]
-                    log.warning("Lost the connection to %s; reconnecting in %d s",
-                                self.remote.machine.name, delay)
+                    notice(f"Lost the connection to {self.remote.machine.name}; "
+                           f"reconnecting in {delay} s (the run goes on there).")
                     time.sleep(delay)
             return False
         finally:
@@ -531,10 +533,11 @@ class RemoteTraining:
 
 
 def follow_remote(run: RemoteRun, recorder: RunRecorder, project_ref: str,
-                  on_line: Callable[[str], None], cancel: CancelToken | None = None) -> None:
+                  on_line: Callable[[str], None], cancel: CancelToken | None = None,
+                  notice: Callable[[str], None] = log.warning) -> None:
     """Follow the run to its end and close the job the way it ended."""
     name = run.remote.machine.name
-    if not run.follow(on_line, cancel):
+    if not run.follow(on_line, cancel, notice):
         recorder.process_ended(None, f"Lost the connection to {name}; the training goes on "
                                f"there: reattach with `finetuneflow train {project_ref} --on "
                                f"{name} --attach`.")

@@ -156,7 +156,7 @@ def test_a_second_run_sends_only_what_is_missing(home: Path, project: str, machi
                                                  remote_home: Path) -> None:
     """A partial upload (a `.part` file left by a broken transfer) continues; the model is
     not sent again."""
-    first = run_cli(home, "train", project, "--preset", "quick", "--max-steps", "2", "--json",
+    first = run_cli(home, "train", project, "--preset", "quick", "--max-steps", "5", "--json",
                     "--on", machine, timeout=600)
     assert first.returncode == 0, first.stderr
     (model_dir,) = (remote_home / "models").iterdir()
@@ -165,13 +165,13 @@ def test_a_second_run_sends_only_what_is_missing(home: Path, project: str, machi
     weights.unlink()
     (model_dir / ".finetuneflow-manifest.json").unlink()
     Path(f"{weights}.part").write_bytes(whole[: len(whole) // 2])
-    second = run_cli(home, "train", project, "--preset", "quick", "--max-steps", "2", "--json",
+    second = run_cli(home, "train", project, "--preset", "quick", "--max-steps", "5", "--json",
                      "--on", machine, timeout=600)
     assert second.returncode == 0, second.stderr
     assert f"Uploading {weights.name} to box (from byte {len(whole) // 2})" in second.stderr
     assert "Uploading config.json" not in second.stderr
     assert weights.read_bytes() == whole
-    third = run_cli(home, "train", project, "--preset", "quick", "--max-steps", "2", "--json",
+    third = run_cli(home, "train", project, "--preset", "quick", "--max-steps", "5", "--json",
                     "--on", machine, timeout=600)
     assert third.returncode == 0 and f"Uploading {weights.name}" not in third.stderr
 
