@@ -154,6 +154,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.attach:
         if args.on is None:
             raise UserError("--attach follows a run on another machine: add --on NAME.")
+        # Checked before a job exists: a refused attach leaves the run as it was.
+        RemoteTraining(context).attach(service.latest_prepared(args.project), args.on)
         prepared = service.prepare_attach(args.project)
     elif args.resume:
         prepared = service.prepare_resume(args.project)
@@ -170,7 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("Out of memory: retrying once with smaller settings.", file=sys.stderr)
         prepared = _prepare(service, args.project, smaller)
         final = _run_once(context, prepared, args.json, replace(where, attach=False))
-    code = _report(final, prepared, args.json)
+    code = _report(final, prepared, args.json, _remote_ending(context, prepared, where))
     if isinstance(final, FinishedEvent) and not args.json:
         print_next(args.project)
     return code
@@ -264,7 +266,18 @@ def _train_there(context: AppContext, recorder: RunRecorder, prepared: PreparedR
     follow_remote(run, recorder, where.project, on_line, cancel, notice=say)
 
 
-def _report(final: Event | None, prepared: PreparedRun, as_json: bool) -> int:
+def _remote_ending(context: AppContext, prepared: PreparedRun, where: Where) -> str | None:
+    """Why a run there ended without a final event (its job says: died, or out of reach)."""
+    if where.machine is None:
+        return None
+    from finetuneflow.services.jobs import JobService
+
+    job = JobService(context).get(prepared.job_id)
+    return job.error or job.message
+
+
+def _report(final: Event | None, prepared: PreparedRun, as_json: bool,
+            ending: str | None = None) -> int:
     if as_json:
         print_json(_final_json(final, prepared.run_id, prepared.job.config))
     if isinstance(final, FinishedEvent):
@@ -278,7 +291,7 @@ def _report(final: Event | None, prepared: PreparedRun, as_json: bool) -> int:
               file=sys.stderr)
         return 0
     message = final.message if isinstance(final, ErrorEvent) else \
-        "The training process ended unexpectedly; resume with --resume."
+        ending or "The training process ended unexpectedly; resume with --resume."
     print(f"finetuneflow: error: {message}", file=sys.stderr)
     return EXIT_USER_ERROR
 

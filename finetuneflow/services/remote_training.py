@@ -50,7 +50,7 @@ from finetuneflow.core.progress import CancelToken
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.machines import ssh_command
 from finetuneflow.services.trainer_process import STOP_GRACE_SECONDS, trainer_command
-from finetuneflow.services.training import PreparedRun, RunRecorder, TrainingService
+from finetuneflow.services.training import PreparedRun, RunRecorder
 from finetuneflow.storage.machines import Machine, MachineStore
 
 if TYPE_CHECKING:
@@ -228,8 +228,10 @@ class RemoteMachine:
              input: bytes | None = None, timeout: float | None = HELPER_TIMEOUT_S) -> bytes:
         """Run a helper operation to its end; its stdout. A failure is a UserError."""
         try:
+            # Never the terminal's stdin: ssh would pass the person's keystrokes on.
+            source = None if input is not None else stdin or subprocess.DEVNULL
             result = subprocess.run(self.command(op, *args), capture_output=True, input=input,
-                                    stdin=stdin if input is None else None, timeout=timeout)
+                                    stdin=source, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise UserError(f"{self.machine.name} did not answer within {timeout:.0f} s: check "
                             "the network and the machine, then try again.") from None
@@ -298,6 +300,9 @@ class RemoteRun:
         self.state = state
         self.ended = False
         self.exit_code: int | None = None  # the trainer's there, once it has ended
+        # A follower killed after storing a line but before saving its offset stored it
+        # already: the same first line, read again, is not passed on twice.
+        self._stored_last = _last_line_of(prepared.events_path)
 
     @property
     def _remote_run(self) -> str:
@@ -409,7 +414,10 @@ class RemoteRun:
     def _handle(self, raw: bytes, on_line: Callable[[str], None]) -> None:
         line = raw.decode("utf-8", errors="replace").strip()
         if line:
-            on_line(self._localise(line))
+            local = self._localise(line)
+            if local != self._stored_last:
+                on_line(local)
+            self._stored_last = None
         self.state.offset += len(raw)
         self.state.save(self.local_run_dir)
 
@@ -496,7 +504,7 @@ class RemoteRun:
 
 
 class RemoteTraining:
-    """The use cases: train on a machine, reattach to its run, stop it from anywhere."""
+    """The use cases: train on a machine, reattach to its run."""
 
     def __init__(self, context: AppContext) -> None:
         self._context = context
@@ -525,12 +533,6 @@ class RemoteTraining:
         remote = RemoteMachine(self._store, self._store.get(state.machine))
         return RemoteRun(remote, prepared, state)
 
-    def stop(self, project_ref: str) -> bool:
-        """Ask the project's latest remote run to stop after its current step (the follower
-        then records the stop). False when it is not running there any more."""
-        prepared = TrainingService(self._context).latest_prepared(project_ref)
-        return self.attach(prepared).stop()
-
 
 def follow_remote(run: RemoteRun, recorder: RunRecorder, project_ref: str,
                   on_line: Callable[[str], None], cancel: CancelToken | None = None,
@@ -557,6 +559,16 @@ def _folder_uploads(folder: Path, remote: str) -> list[Upload]:
     prefix = f"{remote}/" if remote else ""
     return [Upload.of(path, prefix + path.relative_to(folder).as_posix())
             for path in sorted(folder.rglob("*")) if path.is_file()]
+
+
+def _last_line_of(path: Path) -> str | None:
+    try:
+        with path.open("rb") as stream:
+            stream.seek(max(0, stream.seek(0, 2) - (1 << 16)))
+            lines = stream.read().decode("utf-8", errors="replace").strip().splitlines()
+    except FileNotFoundError:
+        return None
+    return lines[-1].strip() if lines else None
 
 
 def _sha256(path: Path, limit: int | None = None) -> str:

@@ -260,3 +260,26 @@ def test_an_unknown_machine_is_refused_before_anything_runs(home: Path, project:
     assert result.returncode == 1 and "No machine is named 'nowhere'" in result.stderr
     attach = run_cli(home, "train", project, "--attach")
     assert attach.returncode == 1 and "add --on NAME" in attach.stderr
+
+
+def test_attach_to_a_run_that_trained_here_changes_nothing(home: Path, project: str,
+                                                            machine: str) -> None:
+    nothing = run_cli(home, "train", project, "--on", machine, "--attach")
+    assert nothing.returncode == 1 and "has no run yet" in nothing.stderr
+    local = run_cli(home, "train", project, "--preset", "quick", "--max-steps", "5", timeout=600)
+    assert local.returncode == 0, local.stderr
+    refused = run_cli(home, "train", project, "--on", machine, "--attach")
+    assert refused.returncode == 1
+    assert "Run 1 did not train on another machine" in refused.stderr
+    assert train_job(home, project).status is JobStatus.SUCCEEDED
+
+
+def test_two_processes_there_report_once(home: Path, project: str, machine: str) -> None:
+    """accelerate launch on the remote side (gloo on the CPU)."""
+    result = run_cli(home, "train", project, "--preset", "quick", "--max-steps", "5", "--json",
+                     "--on", machine, "--processes", "2", timeout=600)
+    assert result.returncode == 0, result.stderr
+    events = events_of(result.stdout)
+    started = [e for e in events if e["type"] == "started"]
+    assert len(started) == 1 and started[0]["processes"] == 2
+    assert events[-1]["status"] == "finished"
