@@ -48,7 +48,7 @@ from finetuneflow.core.child_protocol import (
 )
 from finetuneflow.core.progress import CancelToken
 from finetuneflow.services.errors import UserError
-from finetuneflow.services.machines import ssh_command
+from finetuneflow.services.machines import EXIT_SSH, _ssh_failure, ssh_command
 from finetuneflow.services.trainer_process import STOP_GRACE_SECONDS, trainer_command
 from finetuneflow.services.training import PreparedRun, RunRecorder
 from finetuneflow.storage.machines import Machine, MachineStore
@@ -219,41 +219,40 @@ class RemoteMachine:
         self._store = store
         self.machine = machine
 
-    def command(self, op: str, *args: str, keepalive: bool = False) -> list[str]:
+    def command(self, op: str, *args: str) -> list[str]:
         remote = [self.machine.python, "-c", REMOTE_HELPER, op, *args]
-        return ssh_command(self._store, self.machine, remote,
-                           options=KEEPALIVE if keepalive else ())
+        return ssh_command(self._store, self.machine, remote, options=KEEPALIVE)
 
     def call(self, op: str, *args: str, stdin: IO[bytes] | None = None,
-             input: bytes | None = None, timeout: float | None = HELPER_TIMEOUT_S) -> bytes:
-        """Run a helper operation to its end; its stdout. A failure is a UserError."""
+             input: bytes | None = None, stdout: IO[bytes] | None = None,
+             timeout: float | None = HELPER_TIMEOUT_S) -> bytes:
+        """Run a helper operation to its end; its stdout (or into `stdout`). A failure is a
+        UserError."""
         try:
             # Never the terminal's stdin: ssh would pass the person's keystrokes on.
             source = None if input is not None else stdin or subprocess.DEVNULL
-            result = subprocess.run(self.command(op, *args), capture_output=True, input=input,
-                                    stdin=source, timeout=timeout)
+            result = subprocess.run(self.command(op, *args), input=input, stdin=source,
+                                    stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE,
+                                    timeout=timeout)
         except subprocess.TimeoutExpired:
             raise UserError(f"{self.machine.name} did not answer within {timeout:.0f} s: check "
                             "the network and the machine, then try again.") from None
         if result.returncode != 0:
-            from finetuneflow.services.machines import EXIT_SSH, _ssh_failure
-
             stderr = result.stderr.decode(errors="replace")
             if result.returncode == EXIT_SSH:
                 raise _ssh_failure(self.machine, stderr)
             raise UserError(f"{self.machine.name} could not {op} ({_last_line(stderr)}): "
                             f"check `finetuneflow machine test {self.machine.name}`.")
-        return result.stdout
+        return result.stdout or b""
 
     def home(self) -> str:
         home = self.machine.remote_home or DEFAULT_REMOTE_HOME
         return str(json.loads(self.call("home", home))["home"])
 
-    def upload(self, files: list[Upload], progress: Callable[[str], None]) -> int:
-        """Send what the machine lacks, continuing partial files; the bytes sent."""
+    def upload(self, files: list[Upload], progress: Callable[[str], None]) -> None:
+        """Send what the machine lacks, continuing partial files."""
         answers = json.loads(self.call("have", input=json.dumps([f.remote for f in files])
                                        .encode()))
-        sent = 0
         for upload, there in zip(files, answers, strict=True):
             if there["size"] == upload.size and there["sha"] == upload.sha256:
                 continue
@@ -264,15 +263,13 @@ class RemoteMachine:
                 stream.seek(start)
                 self.call("receive", upload.remote, str(upload.size), upload.sha256,
                           str(start), stdin=stream, timeout=None)
-            sent += upload.size - start
-        return sent
 
     def fetch_folder(self, remote: str, local: Path) -> None:
         """Copy a remote folder here, replacing `local` only once the copy is whole."""
         local.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=local.parent, prefix=".fetch-") as scratch:
-            with tempfile.TemporaryFile() as archive:
-                archive.write(self.call("tar", remote, timeout=None))
+            with tempfile.TemporaryFile() as archive:  # a checkpoint can be large: on disk
+                self.call("tar", remote, stdout=archive, timeout=None)
                 archive.seek(0)
                 with tarfile.open(fileobj=archive, mode="r") as tar:
                     tar.extractall(Path(scratch) / "copy", filter="data")
@@ -392,8 +389,7 @@ class RemoteRun:
                 stopper.set()
 
     def _follow_once(self) -> Iterator[bytes]:
-        command = self.remote.command("follow", self._remote_run, str(self.state.offset),
-                                      keepalive=True)
+        command = self.remote.command("follow", self._remote_run, str(self.state.offset))
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                  stderr=subprocess.DEVNULL)
         assert child.stdout is not None
