@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from finetuneflow.cli.common import (
@@ -39,7 +40,12 @@ from finetuneflow.core.units import format_duration
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.settings import AppSettings
-from finetuneflow.services.training import PreparedRun, QLoRAWithoutCuda, TrainingService
+from finetuneflow.services.training import (
+    PreparedRun,
+    QLoRAWithoutCuda,
+    RunRecorder,
+    TrainingService,
+)
 
 
 def cmd_hardware(args: argparse.Namespace) -> int:
@@ -141,7 +147,17 @@ def _final_json(event: Event | None, run_id: int,
 def cmd_train(args: argparse.Namespace) -> int:
     context = open_context()
     service = TrainingService(context)
-    if args.resume:
+    if args.on is not None:
+        from finetuneflow.services.remote_training import RemoteTraining
+
+        RemoteTraining(context).machine(args.on)  # a wrong name fails before anything runs
+    if args.attach:
+        if args.on is None:
+            raise UserError("--attach follows a run on another machine: add --on NAME.")
+        # Checked before a job exists: a refused attach leaves the run as it was.
+        RemoteTraining(context).attach(service.latest_prepared(args.project), args.on)
+        prepared = service.prepare_attach(args.project)
+    elif args.resume:
         prepared = service.prepare_resume(args.project)
     else:
         from finetuneflow.services.status import check_can_train
@@ -149,13 +165,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_can_train(context, args.project)  # model, then data, before the settings
         config = service.config_for(args.project, args.preset, args.method, args.max_steps)
         prepared = _prepare(service, args.project, config)
-    final = _run_once(context, prepared, args.json, args.processes)
+    where = Where(args.project, args.on, args.processes, args.attach)
+    final = _run_once(context, prepared, args.json, where)
     smaller = service.suggested_config(args.project)
     if smaller is not None and AppSettings.load(context.home).retry_smaller_on_oom:
         print("Out of memory: retrying once with smaller settings.", file=sys.stderr)
         prepared = _prepare(service, args.project, smaller)
-        final = _run_once(context, prepared, args.json, args.processes)
-    code = _report(final, prepared, args.json)
+        final = _run_once(context, prepared, args.json, replace(where, attach=False))
+    code = _report(final, prepared, args.json, _remote_ending(context, prepared, where))
     if isinstance(final, FinishedEvent) and not args.json:
         print_next(args.project)
     return code
@@ -168,12 +185,19 @@ def _prepare(service: TrainingService, project: str, config: TrainingConfig) -> 
         raise UserError(f"{error} Train with --method lora, or on a computer with one.") from None
 
 
-def _run_once(context: AppContext, prepared: PreparedRun, as_json: bool,
-              processes: int = 1) -> Event | None:
-    """Run the trainer child to its end; Ctrl-C asks it to stop after the current step."""
-    from finetuneflow.services.trainer_process import run_trainer
-    from finetuneflow.services.training import RunRecorder
+@dataclass(frozen=True)
+class Where:
+    """Where a run trains: here, or on a machine (`--on`), newly started or reattached."""
 
+    project: str
+    machine: str | None = None
+    processes: int = 1
+    attach: bool = False
+
+
+def _run_once(context: AppContext, prepared: PreparedRun, as_json: bool,
+              where: Where) -> Event | None:
+    """Run the trainer child to its end; Ctrl-C asks it to stop after the current step."""
     recorder = RunRecorder(context, prepared)
     recorder.begin()  # refused while another job trains this project
     cancel = CancelToken()
@@ -200,15 +224,60 @@ def _run_once(context: AppContext, prepared: PreparedRun, as_json: bool,
     for warning in prepared.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     try:
-        code = run_trainer(["run", str(prepared.job_path)], prepared.log_path, on_line, cancel,
-                           processes=processes)
+        if where.machine is None:
+            _train_here(recorder, prepared, on_line, cancel, where.processes)
+        else:
+            _train_there(context, recorder, prepared, on_line, cancel, where)
     finally:
         signal.signal(signal.SIGINT, previous)
-    recorder.process_ended(code)
     return recorder.final
 
 
-def _report(final: Event | None, prepared: PreparedRun, as_json: bool) -> int:
+def _train_here(recorder: RunRecorder, prepared: PreparedRun, on_line: Callable[[str], None],
+                cancel: CancelToken, processes: int) -> None:
+    from finetuneflow.services.trainer_process import run_trainer
+
+    code = run_trainer(["run", str(prepared.job_path)], prepared.log_path, on_line, cancel,
+                       processes=processes)
+    recorder.process_ended(code)
+
+
+def _train_there(context: AppContext, recorder: RunRecorder, prepared: PreparedRun,
+                 on_line: Callable[[str], None], cancel: CancelToken, where: Where) -> None:
+    """Upload and start (or reattach), then follow; the run goes on there if this ends."""
+    from finetuneflow.services.remote_training import RemoteTraining, follow_remote
+
+    assert where.machine is not None
+    service = RemoteTraining(context)
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    try:
+        if where.attach:
+            run = service.attach(prepared, where.machine)
+        else:
+            run = service.start(prepared, where.machine, where.processes, progress=say)
+    except UserError as error:
+        recorder.process_ended(None, str(error), failed=True)
+        raise
+    print(f"Training on {where.machine}; if this command ends, the run goes on there "
+          f"(reattach with --on {where.machine} --attach).", file=sys.stderr)
+    follow_remote(run, recorder, where.project, on_line, cancel, notice=say)
+
+
+def _remote_ending(context: AppContext, prepared: PreparedRun, where: Where) -> str | None:
+    """Why a run there ended without a final event (its job says: died, or out of reach)."""
+    if where.machine is None:
+        return None
+    from finetuneflow.services.jobs import JobService
+
+    job = JobService(context).get(prepared.job_id)
+    return job.error or job.message
+
+
+def _report(final: Event | None, prepared: PreparedRun, as_json: bool,
+            ending: str | None = None) -> int:
     if as_json:
         print_json(_final_json(final, prepared.run_id, prepared.job.config))
     if isinstance(final, FinishedEvent):
@@ -222,7 +291,7 @@ def _report(final: Event | None, prepared: PreparedRun, as_json: bool) -> int:
               file=sys.stderr)
         return 0
     message = final.message if isinstance(final, ErrorEvent) else \
-        "The training process ended unexpectedly; resume with --resume."
+        ending or "The training process ended unexpectedly; resume with --resume."
     print(f"finetuneflow: error: {message}", file=sys.stderr)
     return EXIT_USER_ERROR
 
@@ -245,5 +314,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="train with N processes under accelerate launch (one per GPU)")
     train.add_argument("--resume", action="store_true",
                        help="continue the last stopped or interrupted run")
+    train.add_argument("--on", metavar="NAME",
+                       help="train on this machine over SSH (see `finetuneflow machine`); "
+                            "checkpoints and the adapter are copied back here")
+    train.add_argument("--attach", action="store_true",
+                       help="with --on: follow the latest run there again, after a lost "
+                            "connection, from where this computer stopped reading")
     add_json(train)
     train.set_defaults(handler=cmd_train)

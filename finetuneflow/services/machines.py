@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -247,8 +247,10 @@ def _probe(store: MachineStore, machine: Machine) -> ProbeEvent:
                     "`pip install finetuneflow[trainer]`.")
 
 
-def ssh_command(store: MachineStore, machine: Machine, remote: list[str]) -> list[str]:
-    """The ssh command line that runs `remote` (quoted for the remote shell) on the machine."""
+def ssh_command(store: MachineStore, machine: Machine, remote: list[str],
+                options: Sequence[str] = ()) -> list[str]:
+    """The ssh command line that runs `remote` (quoted for the remote shell) on the machine;
+    `options`: more ssh options (-o NAME=VALUE pairs)."""
     known_hosts = f'"{store.known_hosts}" ~/.ssh/known_hosts'
     command = [_tool("ssh"), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
                "-o", f"UserKnownHostsFile={known_hosts}",
@@ -256,7 +258,7 @@ def ssh_command(store: MachineStore, machine: Machine, remote: list[str]) -> lis
                "-l", machine.user]
     if machine.key:
         command += ["-i", machine.key, "-o", "IdentitiesOnly=yes"]
-    return [*command, "--", machine.host, shlex.join(remote)]
+    return [*command, *options, "--", machine.host, shlex.join(remote)]
 
 
 def _ssh(store: MachineStore, machine: Machine, remote: list[str], timeout: float,

@@ -22,19 +22,21 @@ log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 120.0  # a checkpoint of a large model takes a while to write
 
 
-def trainer_command(*args: str, processes: int = 1) -> list[str]:
-    """`finetuneflow trainer ARGS`.
+def trainer_command(*args: str, processes: int = 1, python: str | None = None) -> list[str]:
+    """`finetuneflow trainer ARGS`; with `python`, as that interpreter runs it (on another
+    machine, where FineTuneFlow is installed for it).
 
     With several processes the trainer runs accelerate's launcher (`trainer launch`) with
     `--multi_gpu` (DDP: one process per GPU; without CUDA it falls back to gloo on the CPU,
     which the tests use); only rank 0 reports events. A frozen app has no `python -m`, so its
     ranks are the app itself again (`--no_python APP trainer ARGS`).
     """
+    trainer = [python, "-m", "finetuneflow", "trainer"] if python else own_command("trainer")
     if processes <= 1:
-        return own_command("trainer", *args)
-    frozen = getattr(sys, "frozen", False)
+        return [*trainer, *args]
+    frozen = getattr(sys, "frozen", False) and python is None
     rank = ["--no_python", sys.executable, "trainer"] if frozen else ["-m", "finetuneflow.trainer"]
-    return [*own_command("trainer"), LAUNCH_COMMAND, "--multi_gpu",
+    return [*trainer, LAUNCH_COMMAND, "--multi_gpu",
             "--num_processes", str(processes), "--main_process_port", str(free_port()),
             *rank, *args]
 

@@ -286,6 +286,37 @@ class TrainingService:
                                Path(old.eval_path) if old.eval_path else None, config,
                                resume=True)
 
+    def prepare_attach(self, project_ref: str) -> PreparedRun:
+        """A new job that follows the project's latest run again (one that trains on another
+        machine while nothing here follows it); the run's files stay as they are."""
+        self._refuse_if_training()
+        prepared = self.latest_prepared(project_ref)
+        with self._context.transaction() as tx:
+            run = tx.runs.latest(prepared.project_id)
+            if run is None or run.status not in (*RESUMABLE, JobStatus.RUNNING):
+                raise UserError("The latest run has ended: there is nothing to reattach to.")
+        job_id = self._jobs.create(prepared.project_id, JobKind.TRAIN,
+                                   {"run_id": prepared.run_id, "attach": True})
+        with self._context.transaction() as tx:
+            tx.runs.attach_job(prepared.run_id, job_id)
+        return replace(prepared, job_id=job_id)
+
+    def latest_prepared(self, project_ref: str) -> PreparedRun:
+        """The project's latest run as it was prepared (its job file); job_id is its job's."""
+        project_id = self._projects.get(project_ref).id
+        with self._context.transaction() as tx:
+            run = tx.runs.latest(project_id)
+            if run is None:
+                raise UserError("This project has no run yet: start one with `finetuneflow "
+                                "train`.")
+            run_id, job_id = run.id, run.job_id
+        folder = self._run_dir(project_id, run_id)
+        job = TrainJob.from_json((folder / "job.json").read_text(encoding="utf-8"))
+        return PreparedRun(run_id, job_id or 0, project_id, folder / "job.json",
+                           self._context.home.project_file(project_id, "logs",
+                                                           f"train-{run_id}.log"),
+                           folder / "events.jsonl", job)
+
     def _refuse_if_training(self) -> None:
         if self._jobs.alive(kind=JobKind.TRAIN):
             raise UserError("Another training is running (one at a time): wait for it to "
@@ -429,15 +460,17 @@ class RunRecorder:
         self._record_outcome({"suggested_config": after.to_dict()}, {})
         return f" Suggested: {describe_change(before, after)}"
 
-    def process_ended(self, exit_code: int) -> None:
-        """The child is gone. Without a final event it died: the run can be resumed."""
+    def process_ended(self, exit_code: int | None, message: str | None = None, *,
+                      failed: bool = False) -> None:
+        """The child is gone (or out of reach). Without a final event the job is interrupted
+        (it can be resumed), or failed when the caller knows the child died."""
         if self._events is not None:
             self._events.close()
         if self.final is not None:
             return
-        self._jobs.interrupt(self._prepared.job_id,
-                             f"The training process ended unexpectedly (exit code {exit_code}). "
-                             "Resume continues from the last complete checkpoint.")
+        message = message or (f"The training process ended unexpectedly (exit code "
+                              f"{exit_code}). Resume continues from the last complete checkpoint.")
+        (self._jobs.fail if failed else self._jobs.interrupt)(self._prepared.job_id, message)
 
     def _record_outcome(self, metrics: dict[str, Any], artifacts: dict[str, Any]) -> None:
         with self._context.transaction() as tx:

@@ -37,6 +37,8 @@ class Machine:
     port: int = 22
     key: str | None = None  # the path of the person's own private key; None: the SSH agent
     python: str = DEFAULT_PYTHON
+    # The folder runs and models go to there (None: ~/.finetuneflow-remote); set by hand.
+    remote_home: str | None = None
 
     @property
     def url(self) -> str:
@@ -44,7 +46,8 @@ class Machine:
         return f"ssh://{self.user}@{host}" + (f":{self.port}" if self.port != 22 else "")
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "url": self.url}
+        shown = {k: v for k, v in asdict(self).items() if k != "remote_home" or v is not None}
+        return {**shown, "url": self.url}
 
 
 def check_name(name: str) -> str:
