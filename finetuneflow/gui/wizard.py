@@ -3,7 +3,8 @@
 Each step's page is built, and its module imported, when the wizard first goes there: a project
 opens at its step without building the other seven (the Export page alone loads numpy). Until
 then a PendingPage holds the step's place, so Qt's page ids, the titles and the walks between
-steps are as with every page built.
+steps are as with every page built. Once a page is shown, the pending pages ahead of it are built
+in idle time, one per turn of the event loop, so a first jump there finds its page ready.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib import import_module
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import QWizard, QWizardPage
 
 from finetuneflow.core.steps import STEPS, Step, completed_steps, step_index
@@ -89,6 +90,12 @@ class ProjectWizard(QWizard):
         self.accepted.connect(self.back_to_projects.emit)
         self._walking = False  # during go_to_index: the pages passed on the way are not visits
         self._entering = False  # entering a page just built (_build_current)
+        # The pending pages ahead are built one per turn of the event loop (_ahead fires again
+        # after each), from the turn after the one that painted the page arrived at (_settled).
+        self._ahead = QTimer(self, singleShot=True, interval=0)
+        self._ahead.timeout.connect(self._build_ahead)
+        self._settled = QTimer(self, singleShot=True, interval=0)
+        self._settled.timeout.connect(self._ahead.start)
         for step in STEPS:
             self.addPage(PendingPage(step))
         self.steps = StepList(self)
@@ -114,6 +121,30 @@ class ProjectWizard(QWizard):
         # What made the page complete (a model chosen, examples kept) may finish a step.
         page.completeChanged.connect(self.refresh_progress)
         self._chain_tab_order()
+
+    def _build_ahead(self) -> None:
+        """Build the first pending page after the current one, and come back for the next.
+        Only pages ahead: those behind sit in Qt's history, where a page cannot be replaced.
+        Stops while the wizard is hidden (the projects list or another project is shown)."""
+        if not self.isVisible() or self._walking:
+            return
+        ahead = [index for index in range(self.currentId() + 1, len(STEPS))
+                 if isinstance(self.page(index), PendingPage)]
+        if ahead:
+            self._build(ahead[0])
+        if len(ahead) > 1:
+            self._ahead.start()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """Shown again (back from the projects list): carry on building the pages ahead."""
+        super().showEvent(event)
+        self._build_ahead_later()
+
+    def _build_ahead_later(self) -> None:
+        """Start building the pages ahead once the page shown has painted; a jump meanwhile
+        starts over, so no page is built while the page arrived at is being drawn."""
+        self._ahead.stop()
+        self._settled.start()
 
     def _build_current(self) -> None:
         """Build the page the wizard has just gone to, if it was pending: its place is taken
@@ -227,6 +258,7 @@ class ProjectWizard(QWizard):
             page.arrive()
         self.show_stale_results()
         self._focus_first_field()
+        self._build_ahead_later()
 
     def _focus_first_field(self) -> None:
         """Keyboard users land in the new page, not on a button of the one they left."""

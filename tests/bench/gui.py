@@ -206,12 +206,21 @@ def scenario_train(window: object, context: object, project_id: str) -> dict[str
                          and not training.running and len(page.chart.train[0]) > 0)
 
 
-def scenario_steps(window: object, context: object, project_id: str) -> dict[str, float]:
+def scenario_steps(window: object, context: object, project_id: str,
+                   idle: bool = True) -> dict[str, float]:
     """Jumps between wizard steps (every ordered pair, as the step list allows), each timed
-    until the new page has drawn. Target p95 <= 100 ms."""
-    open_page(window, project_id, "model")
-    wizard = window.wizard  # type: ignore[attr-defined]
+    until the new page has drawn. Target p95 <= 100 ms. With `idle`, the wizard idles a moment
+    after opening at the first step (the pages ahead are built then); without, in a new wizard,
+    the jumps start once the first page has drawn and come one turn of the event loop apart,
+    faster than the pages ahead are built in idle time: each first visit builds its page."""
     app = _app()
+    if idle:
+        open_page(window, project_id, "model")
+    else:
+        window.show_dashboard()  # type: ignore[attr-defined]  # the open wizard is released
+        window.open_project(project_id, "model")  # type: ignore[attr-defined]
+        app.processEvents()  # type: ignore[attr-defined]
+    wizard = window.wizard  # type: ignore[attr-defined]
     times, cpu = [], []
     for start in range(8):
         for target in range(8):
@@ -337,11 +346,12 @@ def main() -> None:
     scenarios = {"ingest": scenario_ingest, "generate": scenario_generate,
                  "train": scenario_train}
     if args.only in (None, "steps"):
-        result = scenario_steps(window, context, project_id)
-        verdict = ("ok" if result["p95_ms"] <= 100 else "SLOW") + (
-            ", CPU ok" if result["cpu_p95_ms"] <= 100 else ", CPU SLOW")
-        print("steps     jump between wizard steps: " + ", ".join(
-            f"{k} {v:.0f}" for k, v in result.items()) + f"  [{verdict}]", flush=True)
+        for idle, when in ((False, "first visits"), (True, "after idle")):
+            result = scenario_steps(window, context, project_id, idle)
+            verdict = ("ok" if result["p95_ms"] <= 100 else "SLOW") + (
+                ", CPU ok" if result["cpu_p95_ms"] <= 100 else ", CPU SLOW")
+            print(f"steps     jump between wizard steps, {when}: " + ", ".join(
+                f"{k} {v:.0f}" for k, v in result.items()) + f"  [{verdict}]", flush=True)
     for name, run in scenarios.items():
         if args.only in (None, name):
             result = run(window, context, project_id)

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtWidgets import QMessageBox
+from pytestqt.qtbot import QtBot
 
 from finetuneflow.core.steps import STEP_KEYS, STEPS
 from finetuneflow.gui.main_window import MainWindow
+from finetuneflow.gui.wizard import PendingPage, ProjectWizard
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.projects import ProjectService
 from tests.helpers.cli import cli_env
@@ -106,8 +108,6 @@ def test_gui_does_not_import_the_ml_stack(home: Path) -> None:
 
 def test_a_project_opens_with_its_step_built_and_builds_the_others_on_a_visit(
         window: MainWindow, context: AppContext) -> None:
-    from finetuneflow.gui.wizard import PendingPage
-
     project = window.dashboard.create_project("Lazy")
     wizard = window.open_project(project.id, "hardware")
     pending = [page_id for page_id in wizard.pageIds()
@@ -122,3 +122,46 @@ def test_a_project_opens_with_its_step_built_and_builds_the_others_on_a_visit(
     wizard.steps.setCurrentRow(STEP_KEYS.index("export"))  # a walk passing Hardware and Train
     assert wizard.current_step_key() == "export"
     assert isinstance(wizard.page(STEP_KEYS.index("train")), PendingPage)
+
+
+def pending_pages(wizard: ProjectWizard) -> list[int]:
+    return [page_id for page_id in wizard.pageIds()
+            if isinstance(wizard.page(page_id), PendingPage)]
+
+
+def test_pages_ahead_are_built_while_the_wizard_idles_and_those_behind_stay_pending(
+        window: MainWindow, qtbot: QtBot) -> None:
+    project = window.dashboard.create_project("Ahead")
+    wizard = window.open_project(project.id, "preview")
+    assert pending_pages(wizard) == [1, 2, 4, 5, 6, 7]  # nothing more before the loop turns
+    qtbot.waitUntil(lambda: pending_pages(wizard) == [1, 2])
+    qtbot.wait(50)
+    assert pending_pages(wizard) == [1, 2]  # behind: in Qt's history, left as they are
+    wizard.back()  # onto a pending step: built on the visit
+    assert wizard.current_step_key() == "data"
+    assert pending_pages(wizard) == [1]
+    wizard.steps.setCurrentRow(STEP_KEYS.index("export"))  # a walk through the built pages
+    assert wizard.current_step_key() == "export"
+
+
+def test_a_hidden_wizard_builds_nothing_ahead_until_shown_again(
+        window: MainWindow, qtbot: QtBot) -> None:
+    project = window.dashboard.create_project("Away")
+    wizard = window.open_project(project.id, "hardware")
+    # Hidden before the event loop turns, kept alive as a wizard with work running is.
+    window.stack.setCurrentWidget(window.dashboard)
+    qtbot.wait(100)
+    assert pending_pages(wizard) == [1, 2, 3, 4, 6, 7]
+    assert window.open_project(project.id) is wizard
+    qtbot.waitUntil(lambda: pending_pages(wizard) == [1, 2, 3, 4])
+
+
+def test_leaving_for_the_projects_list_before_the_pages_ahead_are_built(
+        window: MainWindow, qtbot: QtBot) -> None:
+    project = window.dashboard.create_project("Gone")
+    window.open_project(project.id, "task")
+    window.show_dashboard()  # the wizard is released, its timers with it
+    qtbot.wait(100)
+    wizard = window.open_project(project.id)
+    assert wizard.current_step_key() == "task"
+    qtbot.waitUntil(lambda: pending_pages(wizard) == [])
