@@ -200,6 +200,7 @@ class RemoteState:
     adapter_dir: str
     offset: int = 0
     log_offset: int = 0
+    model_dir: str | None = None  # where a local base model was sent there
 
     @classmethod
     def load(cls, run_dir: Path) -> RemoteState | None:
@@ -293,6 +294,7 @@ class RemoteRun:
         self.remote = remote
         self.local_run_dir = prepared.job_path.parent
         self.local_adapter_dir = Path(prepared.job.adapter_dir)
+        self.local_model_path = prepared.job.model_path
         self.log_path = prepared.log_path
         self.state = state
         self.ended = False
@@ -329,7 +331,9 @@ class RemoteRun:
         command = trainer_command("run", f"{run_dir}/job.json", processes=processes,
                                   python=machine.python)
         started = json.loads(remote.call("start", run_dir, json.dumps(command)))
-        state = RemoteState(machine.name, run_dir, remote_job.adapter_dir, started["offset"])
+        state = RemoteState(machine.name, run_dir, remote_job.adapter_dir, started["offset"],
+                            model_dir=remote_job.model_path if remote_job.model_path
+                            != job.model_path else None)
         previous = RemoteState.load(local_run)
         if previous is not None and previous.run_dir == run_dir:  # a resume: same log
             state.log_offset = previous.log_offset
@@ -451,10 +455,15 @@ class RemoteRun:
         return dataclasses.replace(cast(Any, event), **changes)  # type: ignore[no-any-return]
 
     def _local_path(self, value: str) -> str:
-        for remote, local in ((self.state.adapter_dir, self.local_adapter_dir),
-                              (self._remote_run, self.local_run_dir)):
-            if value == remote or value.startswith(remote + "/"):
-                return str(local) + value[len(remote):]
+        """The remote folders named in a value (a path, or a message that quotes one) turned
+        into their local counterparts, so nothing stored here names the other machine's
+        files."""
+        pairs = [(self.state.adapter_dir, str(self.local_adapter_dir)),
+                 (self._remote_run, str(self.local_run_dir))]
+        if self.state.model_dir:
+            pairs.append((self.state.model_dir, self.local_model_path))
+        for remote, local in pairs:  # the adapter first: it lies inside the remote run folder
+            value = value.replace(remote, local)
         return value
 
     def _fetch_log(self) -> None:

@@ -176,8 +176,13 @@ def test_a_second_run_sends_only_what_is_missing(home: Path, project: str, machi
     assert third.returncode == 0 and f"Uploading {weights.name}" not in third.stderr
 
 
-def long_run(home: Path, project: str) -> None:
-    save_settings(home, project, max_steps=30, eval_steps=10, save_steps=10, logging_steps=1,
+# Long enough that a stop or a kill sent after the first checkpoint came back still finds the
+# trainer training: 30 tiny steps can all be done while that checkpoint is being copied.
+STOPPED_RUN_STEPS = 400
+
+
+def long_run(home: Path, project: str, steps: int = 30) -> None:
+    save_settings(home, project, max_steps=steps, eval_steps=10, save_steps=10, logging_steps=1,
                   per_device_batch_size=2, gradient_accumulation_steps=1)
 
 
@@ -220,14 +225,14 @@ def test_a_dead_cli_reattaches_where_it_stopped(home: Path, project: str, machin
 
 def test_stop_reaches_the_remote_trainer_and_resume_continues_here(
         home: Path, project: str, machine: str) -> None:
-    long_run(home, project)
+    long_run(home, project, STOPPED_RUN_STEPS)
     child = start_train(home, project, "--on", machine)
     read_until(child, "checkpoint")
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=600)
     assert child.returncode == 0, err
     summary = events_of(out)[-1]
-    assert summary["status"] == "stopped" and summary["step"] < 30
+    assert summary["status"] == "stopped" and summary["step"] < STOPPED_RUN_STEPS
     local_checkpoint = Path(summary["checkpoint"])
     assert local_checkpoint.parent == home / "storage" / project / "artifacts" / "run-1" / \
         "checkpoints"
@@ -241,7 +246,7 @@ def test_stop_reaches_the_remote_trainer_and_resume_continues_here(
 
 def test_a_killed_remote_trainer_fails_the_run_and_keeps_the_checkpoint(
         home: Path, project: str, machine: str, remote_home: Path) -> None:
-    long_run(home, project)
+    long_run(home, project, STOPPED_RUN_STEPS)
     child = start_train(home, project, "--on", machine)
     read_until(child, "checkpoint")
     os.killpg(remote_pid(remote_home, project, 1), signal.SIGKILL)
