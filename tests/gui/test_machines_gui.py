@@ -156,8 +156,12 @@ def test_hardware_page_recommends_for_the_machine_chosen(
     assert [page.train_on.itemText(i) for i in range(page.train_on.count())] == [
         "This computer", f"box ({sshd.url})"]
 
+    assert page.remote_note.isHidden()
     page.train_on.setCurrentIndex(page.train_on.findData("box"))
     assert page.findings.text() == "Connecting to box and inspecting it…"
+    # Where the run will go is said plainly: the Train step trains here.
+    assert not page.remote_note.isHidden()
+    assert "finetuneflow train Remote --on box" in page.remote_note.text()
     qtbot.waitUntil(lambda: "Connecting" not in page.findings.text(), timeout=CHECK_S)
     checked = last_check(context.home, "box")
     assert checked is not None and checked.ok and checked.probe is not None

@@ -445,8 +445,10 @@ def test_a_run_without_held_out_questions_or_typed_ones_is_refused(
 
 
 
-def test_ctrl_c_mid_judge_keeps_the_verdicts_and_a_rerun_asks_only_the_rest(
-        project: str, home: Path, trained: Trained, fake_llm: FakeLLMServer) -> None:
+def judging_in_a_child(project: str, home: Path, trained: Trained, fake_llm: FakeLLMServer,
+                       requests: int, **popen: Any) -> subprocess.Popen[Any]:
+    """`finetuneflow evaluate` in a child process, its answers already stored, once the slow
+    judge has received `requests` requests."""
     context = AppContext.open()
     try:
         plan = answered_evaluation(context, project, trained.run_id)
@@ -456,12 +458,18 @@ def test_ctrl_c_mid_judge_keeps_the_verdicts_and_a_rerun_asks_only_the_rest(
     fake_llm.set_responder(verdicts(plan))
     fake_llm.set_latency(300)
     child = subprocess.Popen([sys.executable, "-m", "finetuneflow", "evaluate", project],
-                             env=cli_env(home), cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+                             env=cli_env(home), cwd=REPO_ROOT, **popen)
     deadline = time.monotonic() + 120
-    while len(judge_requests(fake_llm)) < 4 and time.monotonic() < deadline:
+    while len(judge_requests(fake_llm)) < requests and time.monotonic() < deadline:
         assert child.poll() is None, child.communicate()
         time.sleep(0.05)
+    return child
+
+
+def test_ctrl_c_mid_judge_keeps_the_verdicts_and_a_rerun_asks_only_the_rest(
+        project: str, home: Path, trained: Trained, fake_llm: FakeLLMServer) -> None:
+    child = judging_in_a_child(project, home, trained, fake_llm, requests=4,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=60)
     assert child.returncode == 130, err
@@ -531,21 +539,9 @@ def test_evaluating_a_project_without_a_finished_run_says_what_to_do(home: Path)
 
 def test_kill_9_mid_judge_then_resume_asks_each_verdict_once(
         project: str, home: Path, trained: Trained, fake_llm: FakeLLMServer) -> None:
-    context = AppContext.open()
-    try:
-        plan = answered_evaluation(context, project, trained.run_id)
-        use_fake_llm(context, project, fake_llm, concurrency=1)
-    finally:
-        context.close()
-    fake_llm.set_responder(verdicts(plan))
-    fake_llm.set_latency(300)
-    child = subprocess.Popen([sys.executable, "-m", "finetuneflow", "evaluate", project],
-                             env=cli_env(home), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while len(judge_requests(fake_llm)) < 5 and time.monotonic() < deadline:
-        assert child.poll() is None
-        time.sleep(0.05)
+    child = judging_in_a_child(project, home, trained, fake_llm, requests=5,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
     os.killpg(child.pid, signal.SIGKILL)
     child.wait()
     context = AppContext.open()

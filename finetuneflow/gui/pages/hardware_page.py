@@ -3,6 +3,7 @@ training settings."""
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from PySide6.QtCore import QRectF, Qt
@@ -241,6 +242,11 @@ class HardwarePage(StepPage):
         machine = QGroupBox("Hardware")
         machine_layout = QVBoxLayout(machine)
         machine_layout.addLayout(choice)
+        # The Train step runs here; a machine's run starts from the command line (for now).
+        self.remote_note = QLabel(objectName="remoteNote", visible=False)
+        self.remote_note.setWordWrap(True)
+        self.remote_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        machine_layout.addWidget(self.remote_note)
         machine_layout.addWidget(self.findings)
         self._list_machines()
 
@@ -311,6 +317,12 @@ class HardwarePage(StepPage):
 
     def start_probe(self, refresh: bool = False) -> None:
         machine = self.machine()
+        self.remote_note.setVisible(machine is not None)
+        if machine:
+            self.remote_note.setText(
+                f"The Train step trains on this computer. To train on {machine}, run "
+                f"finetuneflow train {shlex.quote(self.project_name)} --on {machine} in a "
+                f"terminal; the Train step shows its chart when you come back to it.")
         self.findings.setText(f"Connecting to {machine} and inspecting it…" if machine
                               else "Inspecting this computer…")
         if self.tasks.is_running("probe"):
