@@ -229,10 +229,15 @@ class _Evaluator:
         """The answers, then the judge; the judge's server is checked first, so a dead LLM
         fails the job before the answers take their time."""
         report = self._reporter(ThrottledProgress(self._jobs, self._job_id))
-        with self._judge_client() if judge else contextlib.nullcontext() as client:
-            answered = self._answer(scaled(report, 0.0, ANSWERS_SHARE if judge else 1.0))
-            if answered and client is not None:
-                answered = self._judge(client, scaled(report, ANSWERS_SHARE, 1.0))
+        try:
+            checked = self._judge_client() if judge else contextlib.nullcontext()
+        except Cancelled:  # stopped while the judge's server was being checked
+            answered = False
+        else:
+            with checked as client:
+                answered = self._answer(scaled(report, 0.0, ANSWERS_SHARE if judge else 1.0))
+                if answered and client is not None:
+                    answered = self._judge(client, scaled(report, ANSWERS_SHARE, 1.0))
         if not answered:
             _end(self._context, self._job_id, self._id, "stopped",
                  "Stopped; the answers and verdicts so far are kept: evaluate again to resume.")

@@ -140,7 +140,8 @@ def test_set_up_installs_the_trainer_there(qtbot: QtBot, context: AppContext,
         qtbot.waitUntil(lambda: "Installing" in machines.result.text(), timeout=120_000)
         qtbot.waitUntil(lambda: "is ready" in machines.result.text(), timeout=2 * CHECK_S)
     venv_python = remote_home / ".finetuneflow-remote" / "venv" / "bin" / "python"
-    assert cell(machines, 2) == str(venv_python)
+    # The list is re-read once the task has finished, a turn after its outcome is shown.
+    qtbot.waitUntil(lambda: cell(machines, 2) == str(venv_python), timeout=5000)
     assert cell(machines, 3).startswith("Ready ")
 
 

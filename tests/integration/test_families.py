@@ -163,7 +163,7 @@ def _masked_rows(folder: Path, tmp_path: Path) -> tuple[str, list[tuple[list[int
 
     tokenizer = build.load_tokenizer(str(folder))
     plan = build.plan_loss(tokenizer, "on")
-    dataset = build._dataset(LoadedDataset(tmp_path / "train.jsonl", [CHAT]), plan, tokenizer)
+    dataset = build.sft_dataset(LoadedDataset(tmp_path / "train.jsonl", [CHAT]), plan, tokenizer)
     model = transformers.AutoModelForCausalLM.from_pretrained(folder)
     args = SFTConfig(output_dir=str(tmp_path / "out"), assistant_only_loss=plan.assistant_only_loss,
                      use_cpu=True, bf16=False, report_to="none", max_length=512)
