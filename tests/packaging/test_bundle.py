@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import zipfile
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -151,6 +152,26 @@ def test_the_frozen_trainer_trains_merges_and_chats(build: Build, home: Path, pr
     answer = run_app(build.app, home, "chat", project, "What is 2 plus 1?", "--max-tokens", "6",
                      "--temperature", "0")
     assert answer.stdout.strip()
+
+
+def test_the_frozen_app_quantises_the_gguf_to_q4_k_m(build: Build, home: Path, project: str,
+                                                      tmp_path: Path) -> None:
+    """Q4_K_M comes from llama.cpp's quantiser, which the installer carries (a pip install
+    needs the gguf-q4 extra): the file it writes is a Q4_K_M GGUF that llama.cpp's reader
+    opens."""
+    import gguf
+
+    train(build, home, project, "--max-steps", "2")
+    exported = run_app_json(build.app, home, "export", project, "--gguf", "q4_k_m",
+                            "--sample-tokens", "1", "--out", str(tmp_path / "gguf.zip"))
+    assert [(g["file"], g["quantisation"]) for g in exported["gguf"]] == [
+        ("gguf/model-q4_k_m.gguf", "q4_k_m")]
+    with zipfile.ZipFile(tmp_path / "gguf.zip") as archive:
+        archive.extract("gguf/model-q4_k_m.gguf", tmp_path)
+    reader = gguf.GGUFReader(tmp_path / "gguf" / "model-q4_k_m.gguf")
+    file_type = reader.fields["general.file_type"]
+    assert file_type.parts[file_type.data[0]][0] == gguf.LlamaFileType.MOSTLY_Q4_K_M
+    assert exported["gguf"][0]["bytes"] == (tmp_path / "gguf" / "model-q4_k_m.gguf").stat().st_size
 
 
 def test_two_processes_run_under_the_bundled_launcher(build: Build, home: Path,
