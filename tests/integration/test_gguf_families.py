@@ -199,23 +199,60 @@ def test_sentencepiece_tokenizers_give_hfs_token_ids_in_llama_cpp(name: str, tmp
     assert different == []
 
 
-@pytest.mark.parametrize("scheme", ["always", "first"])
-def test_a_metaspace_prepend_rule_llama_cpp_does_not_follow_is_refused(scheme: str,
-                                                                       tmp_path: Path) -> None:
-    """transformers' newer SentencePiece conversions put "▁" before text by a Metaspace rule;
-    llama.cpp's tokenizer would split such text differently, so no GGUF is written."""
+def _metaspace_mistral(tmp_path: Path, scheme: str) -> Path:
+    """The Mistral-style tiny model, its tokenizer converted the non-legacy way: no normalizer,
+    a Metaspace step that puts "▁" before text by `scheme`."""
     model = tmp_path / "model"
-    source = cached_family_model("mistral-spm")
     model.mkdir()
-    for item in source.iterdir():
+    for item in cached_family_model("mistral-spm").iterdir():
         (model / item.name).write_bytes(item.read_bytes())
     data = json.loads((model / "tokenizer.json").read_text(encoding="utf-8"))
     data["normalizer"] = None
     data["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581",
                              "prepend_scheme": scheme, "split": False}
     (model / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    return model
+
+
+@needs_llama_cpp
+def test_a_metaspace_first_tokenizer_gives_hfs_ids_for_every_chat_prompt(tmp_path: Path
+                                                                          ) -> None:
+    """Mistral v0.3's form ("first"): written without the space prefix, every text that starts
+    with a special token or a space tokenizes as in HF, chat prompts included; only a bare text
+    at the very start lacks HF's leading "▁"."""
+    import gguf
+    from llama_cpp import Llama
+    from transformers import AutoTokenizer
+
+    model = _metaspace_mistral(tmp_path, "first")
+    assert unsupported_reason(model) is None
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    path = write_gguf(model, tmp_path / "m.gguf", F16, name="m").path
+    assert gguf.GGUFReader(path).fields["tokenizer.ggml.add_space_prefix"].contents() is False
+    chat = tokenizer.apply_chat_template(PROMPT, tokenize=False, add_generation_prompt=True)
+    starts_marked = [text for text in TEXTS if text.startswith(("<s>", "[INST]"))
+                     or text.startswith(" ")]
+    llama = Llama(str(path), vocab_only=True, verbose=False)
+    try:
+        def same(text: str) -> bool:
+            return bool(tokenizer(text, add_special_tokens=False)["input_ids"]
+                        == llama.tokenize(text.encode(), add_bos=False, special=True))
+        assert same(chat)
+        assert [text for text in starts_marked if not same(text)] == []
+        bare = [text for text in TEXTS if text not in starts_marked]
+        print(f"metaspace first: {len(bare) - sum(map(same, bare))} of {len(bare)} bare texts "
+              "lack the leading \u2581")
+        assert not same("Hello world")  # HF: ▁Hello ▁world; here: Hello ▁world
+    finally:
+        llama.close()
+
+
+def test_a_metaspace_always_tokenizer_is_refused(tmp_path: Path) -> None:
+    """"always" puts "▁" after each special token unless the text starts with a space: no
+    llama.cpp setting reproduces that for "[INST] question", so no GGUF is written."""
+    model = _metaspace_mistral(tmp_path, "always")
     reason = unsupported_reason(model)
-    assert reason is not None and f"prepend_scheme {scheme!r}" in reason
+    assert reason is not None and "prepend_scheme 'always'" in reason
     assert "convert_hf_to_gguf.py" in reason
     with pytest.raises(GgufError, match="SentencePiece-style"):
         write_gguf(model, tmp_path / "out" / "m.gguf", F16, name="m")

@@ -12,9 +12,14 @@ token types, add_space_prefix) is written here from tokenizer.json alone.
 llama.cpp puts a "▁" before the text at the start and after every special token when
 add_space_prefix is on, and nowhere when it is off: what a tokenizer.json converted with the
 legacy rule does (its normalizer prepends "▁" to every text). A Metaspace pre-tokenizer that
-prepends it differs: "always" skips text that already starts with a space, "first" text after a
-special token (with "always", 5 of 23 test texts came out differently in llama.cpp, those
-with leading spaces or special tokens), so those are refused.
+prepends it follows other rules. "first" (transformers' non-legacy conversion, Mistral v0.3's
+form) puts it only before a text that starts the input with neither a space nor a special
+token: written with add_space_prefix off, every text that starts with a special token or a
+space, so every chat prompt, tokenizes as in HF, and a bare text such as "Hello" lacks its
+leading "▁" (with it on, every text after a special token would get a "▁" HF does not give, as
+in GGUFs from llama.cpp's own converter). "always" puts it after each special token unless the
+text starts with a space, which neither setting reproduces for chat layouts such as
+"[INST] question", so it is refused.
 """
 
 from __future__ import annotations
@@ -38,10 +43,10 @@ def space_prefix_problem(tokenizer: dict[str, Any]) -> str | None:
     if (tokenizer.get("model") or {}).get("ignore_merges"):
         return "it ignores its merges for whole words, which llama.cpp's SentencePiece does not"
     pre = tokenizer.get("pre_tokenizer") or {}
-    if pre.get("type") == "Metaspace" and (scheme := _prepend_scheme(pre)) != "never":
+    if pre.get("type") == "Metaspace" and (scheme := _prepend_scheme(pre)) == "always":
         return (f"its Metaspace step puts \"▁\" before the text by a rule (prepend_scheme "
                 f"{scheme!r}) that llama.cpp does not follow (it puts one before every text "
-                "and after every special token, even where the text starts with a space)")
+                "after a special token, or none, even where the text starts with a space)")
     if adds_space_prefix(tokenizer) is None:
         return "its spaces are not turned into \"▁\" the way llama.cpp's SentencePiece does"
     return None
@@ -54,7 +59,8 @@ def adds_space_prefix(tokenizer: dict[str, Any]) -> bool | None:
     pre = tokenizer.get("pre_tokenizer") or {}
     if not normalizers and pre.get("type") == "Metaspace" and pre.get("replacement") == SPACE \
             and not pre.get("split", True):
-        return False if _prepend_scheme(pre) == "never" else None
+        # "first": off, so text after a special token gets no "▁" (see the module's doc)
+        return False if _prepend_scheme(pre) in ("never", "first") else None
     # Gemma's word split runs on text whose spaces are already "▁": it splits nothing
     if pre and not (pre.get("type") == "Split" and pre.get("pattern") == {"String": " "}):
         return None
