@@ -37,3 +37,4 @@ class ProjectSettings:
     training: TrainingConfig | None = None  # None: the app's default preset
     note: str = ""                          # what the dashboard says about the project
     sample: bool = False                    # the sample project, which its button reopens
+    train_on: str | None = None             # a machine's name (Settings → Machines); None: here

@@ -36,6 +36,7 @@ from finetuneflow.core.statuses import (
 from finetuneflow.core.steps import STEP_KEYS, ProgressFacts, step_index
 from finetuneflow.core.training.config import TrainingConfig
 from finetuneflow.storage.home import Home
+from finetuneflow.storage.machines import check_name
 from finetuneflow.storage.tables import (
     Base,
     Chunk,
@@ -63,7 +64,8 @@ NOT_COPIED = frozenset({"id", "name", "created_at", "updated_at", "current_step"
 # What a project's manifest (project.json, storage/home.py) records besides its id and name, so
 # that its folder alone can bring the project back (services/restore.py).
 MANIFEST_COLUMNS = ("current_step", "base_model", "base_model_source", "base_model_folder",
-                    "task_config", "chunking", "llm", "training", "note", "is_sample")
+                    "task_config", "chunking", "llm", "training", "note", "is_sample",
+                    "train_on")
 _PENDING_MANIFESTS = "finetuneflow.manifests"  # session.info key: ids of projects changed
 
 # The sections stored as JSON: each is checked by `_problems` below.
@@ -268,6 +270,7 @@ class ProjectRepository:
             training=_load(project, TRAINING),
             note=project.note,
             sample=project.is_sample,
+            train_on=project.train_on,
         )
 
     def save_model(self, ref: str, model: ModelRef) -> bool:
@@ -300,6 +303,12 @@ class ProjectRepository:
 
     def save_training(self, ref: str, training: TrainingConfig) -> None:
         _store(self._changing(ref), TRAINING, training)
+
+    def save_train_on(self, ref: str, machine: str | None) -> None:
+        """Where the Train step trains: a machine's name, or None for this computer. The name
+        is checked as Settings → Machines checks it; whether that machine still exists is the
+        caller's to say (machines.json may change after this is stored)."""
+        self._changing(ref).train_on = None if machine is None else check_name(machine)
 
     # --- how far each project is (issue 14: the furthest completed step) ----------------------
 
@@ -400,7 +409,8 @@ def _restorable(recorded: dict[str, Any]) -> dict[str, Any]:
     if kept.get("current_step") not in STEP_KEYS:
         kept.pop("current_step", None)
     for key, kind in (("task_config", dict), ("chunking", dict | None), ("llm", dict | None),
-                      ("training", dict | None), ("note", str), ("is_sample", bool)):
+                      ("training", dict | None), ("note", str), ("is_sample", bool),
+                      ("train_on", str | None)):
         if key in kept and not isinstance(kept[key], kind):
             problems.append(key)
             del kept[key]

@@ -89,6 +89,8 @@ class Project(Base):
     training: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # None: the default preset
     note: Mapped[str] = mapped_column(Text, default="", server_default="")
     is_sample: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Where the Train step trains: a machine's name (Settings → Machines); None: this computer.
+    train_on: Mapped[str | None] = mapped_column(String(64))
 
     files: Mapped[list[SourceFile]] = relationship(
         back_populates="project", cascade="all, delete-orphan", passive_deletes=True)
