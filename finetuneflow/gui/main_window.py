@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 PRELOAD_DELAY_MS = 1500  # after the dashboard has shown and settled
 
 # Which step resumes each kind of job, and the page method that does it.
+# Closing during a run on a machine: the follow ends at once (ssh killed); its job is then
+# written as interrupted, which takes a moment.
+DETACH_WAIT_MS = 10_000
 RESUME_STEPS = {"preview": "preview", "generate": "review", "train": "train", "export": "export",
                 "ingest": "data"}
 # Adding files has no action: the person adds them again (finished ones are recognised).
@@ -223,7 +226,10 @@ class MainWindow(QMainWindow):
             return
         for runner in self.findChildren(TaskRunner):
             runner.cancel_all()
-        if self.training.running:
+        if self.training.machine is not None:  # it trains on there: stop following only
+            self.training.detach()
+            self.training.wait_for_end(DETACH_WAIT_MS)
+        elif self.training.running:
             from finetuneflow.services.trainer_process import STOP_GRACE_SECONDS
 
             self.training.stop()
@@ -238,12 +244,16 @@ class MainWindow(QMainWindow):
         busy = [runner for runner in self.findChildren(TaskRunner) if runner.busy()]
         if not (self.training.running or busy):
             return True
-        what = ("Training is running. It finishes the current step and saves a checkpoint, "
+        machine = self.training.machine
+        what = (f"Training runs on {machine}. It goes on there while FineTuneFlow is closed; "
+                "reopen the project and Reattach to follow it again." if machine else
+                "Training is running. It finishes the current step and saves a checkpoint, "
                 "so you can resume it later." if self.training.running else
                 "Work is running in the background. What is finished is kept, and you can "
                 "continue later.")
         answer = QMessageBox.question(
-            self, "Stop and close?", f"{what}\n\nStop it and close FineTuneFlow?",
+            self, "Close?" if machine else "Stop and close?",
+            f"{what}\n\n{'Close' if machine else 'Stop it and close'} FineTuneFlow?",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel)
         return answer == QMessageBox.StandardButton.Yes
 

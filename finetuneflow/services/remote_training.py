@@ -29,7 +29,6 @@ import subprocess
 import tarfile
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,6 +301,8 @@ class RemoteRun:
         # A follower killed after storing a line but before saving its offset stored it
         # already: the same first line, read again, is not passed on twice.
         self._stored_last = _last_line_of(prepared.events_path)
+        self._detached = threading.Event()  # see detach()
+        self._follower: subprocess.Popen[bytes] | None = None
 
     @property
     def _remote_run(self) -> str:
@@ -381,12 +382,15 @@ class RemoteRun:
                 if self.ended:
                     self._fetch_log()
                     return True
+                if self._detached.is_set():
+                    return False
                 failures = 0 if got_lines else failures + 1
                 if failures <= len(RECONNECT_DELAYS_S):
                     delay = RECONNECT_DELAYS_S[min(failures, len(RECONNECT_DELAYS_S)) - 1]
                     notice(f"Lost the connection to {self.remote.machine.name}; "
                            f"reconnecting in {delay} s (the run goes on there).")
-                    time.sleep(delay)
+                    if self._detached.wait(delay):
+                        return False
             return False
         finally:
             if stopper is not None:
@@ -396,6 +400,9 @@ class RemoteRun:
         command = self.remote.command("follow", self._remote_run, str(self.state.offset))
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                  stderr=subprocess.DEVNULL)
+        self._follower = child
+        if self._detached.is_set():  # detached while it started: detach() missed it
+            child.kill()
         assert child.stdout is not None
         try:
             for raw in child.stdout:
@@ -478,6 +485,15 @@ class RemoteRun:
             local_log.write(data)
         self.state.log_offset += len(data)
         self.state.save(self.local_run_dir)
+
+    def detach(self) -> None:
+        """End `follow` soon, as a lost connection would, without stopping the run there (the
+        app is closing): it returns False, and a reattach continues from the saved offset. Safe
+        from any thread."""
+        self._detached.set()
+        follower = self._follower
+        if follower is not None and follower.poll() is None:
+            follower.kill()
 
     # --- stopping -------------------------------------------------------------------------------
 

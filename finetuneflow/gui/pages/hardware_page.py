@@ -37,6 +37,7 @@ from finetuneflow.services.context import AppContext
 from finetuneflow.services.hardware import HardwareService
 from finetuneflow.services.machines import list_machines, machine_probe
 from finetuneflow.services.projects import ProjectSummary
+from finetuneflow.services.train_location import choose_train_location, train_location
 from finetuneflow.services.training import TrainingPlan, TrainingService
 
 INT_MAX = 2**31 - 1  # a QSpinBox holds a C int
@@ -232,7 +233,7 @@ class HardwarePage(StepPage):
         refresh.clicked.connect(lambda: self.start_probe(refresh=True))
         # Where the run trains: the recommendation fits that computer's probe.
         self.train_on = QComboBox(objectName="trainOn")
-        self.train_on.currentIndexChanged.connect(lambda _index: self.start_probe())
+        self.train_on.currentIndexChanged.connect(lambda _index: self._choose_machine())
         self._probed_for: str | None = None  # the machine (None: this computer) last probed
         self._probe_next: bool | None = None  # asked while a probe ran: its `refresh`
         choice = QHBoxLayout()
@@ -242,7 +243,7 @@ class HardwarePage(StepPage):
         machine = QGroupBox("Hardware")
         machine_layout = QVBoxLayout(machine)
         machine_layout.addLayout(choice)
-        # The Train step runs here; a machine's run starts from the command line (for now).
+        # Where the Train step trains, or why not on the machine chosen before (removed since).
         self.remote_note = QLabel(objectName="remoteNote", visible=False)
         self.remote_note.setWordWrap(True)
         self.remote_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -300,15 +301,36 @@ class HardwarePage(StepPage):
         self.start_probe()
 
     def _list_machines(self) -> None:
-        """This computer, then the machines of Settings → Machines (added there meanwhile)."""
-        chosen = self.machine()
+        """This computer, then the machines of Settings → Machines (added or removed there
+        meanwhile), with the project's choice selected."""
+        location = train_location(self.context, self.project_id)
         self.train_on.blockSignals(True)
         self.train_on.clear()
         self.train_on.addItem("This computer", None)
         for machine in list_machines(self.context.home):
             self.train_on.addItem(f"{machine.name} ({machine.url})", machine.name)
-        self.train_on.setCurrentIndex(max(0, self.train_on.findData(chosen)))
+        self.train_on.setCurrentIndex(max(0, self.train_on.findData(location.machine)))
         self.train_on.blockSignals(False)
+        self._show_where(location.note)
+
+    def _choose_machine(self) -> None:
+        """The person's choice: kept for the project, and the machine probed."""
+        choose_train_location(self.context, self.project_id, self.machine())
+        self._show_where()
+        self.start_probe()
+
+    def _show_where(self, note: str = "") -> None:
+        machine = self.machine()
+        self.remote_note.setVisible(bool(machine or note))
+        set_tone(self.remote_note, "warning" if note else None)
+        if note:
+            self.remote_note.setText(note)
+        elif machine:
+            self.remote_note.setText(
+                f"The Train step trains on {machine}: it copies the dataset (and the base model, "
+                f"once) there, shows the run's chart here, and copies the checkpoints and the "
+                f"adapter back. In a terminal: finetuneflow train "
+                f"{shlex.quote(self.project_name)} --on {machine}")
 
     def machine(self) -> str | None:
         """The machine chosen to train on; None: this computer."""
@@ -317,12 +339,6 @@ class HardwarePage(StepPage):
 
     def start_probe(self, refresh: bool = False) -> None:
         machine = self.machine()
-        self.remote_note.setVisible(machine is not None)
-        if machine:
-            self.remote_note.setText(
-                f"The Train step trains on this computer. To train on {machine}, run "
-                f"finetuneflow train {shlex.quote(self.project_name)} --on {machine} in a "
-                f"terminal; the Train step shows its chart when you come back to it.")
         self.findings.setText(f"Connecting to {machine} and inspecting it…" if machine
                               else "Inspecting this computer…")
         if self.tasks.is_running("probe"):

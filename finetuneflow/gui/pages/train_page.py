@@ -1,4 +1,7 @@
-"""Step 7 — Train: start, stop, resume; a live loss chart, progress with ETA, and logs."""
+"""Step 7 — Train: start, stop, resume; a live loss chart, progress with ETA, and logs.
+
+It trains where the Hardware step says: this computer, or a machine over SSH (then Reattach
+follows a run there again after a lost connection or a closed window)."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from finetuneflow.core.child_protocol import (
 from finetuneflow.core.steps import Step
 from finetuneflow.core.training.timing import EtaSmoother
 from finetuneflow.core.units import format_bytes, format_duration
+from finetuneflow.gui.colours import set_tone
 from finetuneflow.gui.errors import describe
 from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.training_controller import TrainingController
@@ -38,7 +42,13 @@ from finetuneflow.services.errors import UserError
 from finetuneflow.services.finished_runs import FinishedRuns
 from finetuneflow.services.hardware import HardwareService
 from finetuneflow.services.projects import ProjectSummary
+from finetuneflow.services.remote_follow import (
+    prepare_reattach,
+    reattachable,
+    remote_processes,
+)
 from finetuneflow.services.settings import AppSettings
+from finetuneflow.services.train_location import train_location
 from finetuneflow.services.training import PreparedRun, QLoRAWithoutCuda, TrainingService
 
 MAX_LOG_LINES = 2000
@@ -83,14 +93,22 @@ class TrainPage(StepPage):
         self._retried = False
         self.compare_button = QPushButton(objectName="compareRuns", visible=False)
         self.compare_button.clicked.connect(self.compare_runs)
+        # A run on a machine that nothing here follows (connection lost, window closed).
+        self.reattach_button = QPushButton("Reattach", objectName="reattach", visible=False)
+        self.reattach_button.clicked.connect(self.reattach)
+        self._reattach_to: str | None = None
         self.comparison: RunComparison | None = None
         self.state = QLabel()
         self.state.setWordWrap(True)
         buttons = QHBoxLayout()
         for widget in (self.start_button, self.stop_button, self.resume_button,
-                       self.smaller_button, self.compare_button):
+                       self.reattach_button, self.smaller_button, self.compare_button):
             buttons.addWidget(widget)
         buttons.addWidget(self.state, 1)
+        # Where the next run trains (the Hardware step's choice), or why not where chosen.
+        self.where = QLabel(objectName="trainWhere")
+        self.where.setWordWrap(True)
+        self._machine: str | None = None  # where the run being prepared goes; None: here
 
         self.chart = LossChart()
         self.progress = QProgressBar()
@@ -106,6 +124,7 @@ class TrainPage(StepPage):
         self.log_path = QLabel()
         self.log_path.setWordWrap(True)
 
+        self.body.addWidget(self.where)
         self.body.addLayout(buttons)
         self.body.addWidget(self.chart, 1)
         self.body.addWidget(self.progress)
@@ -115,6 +134,7 @@ class TrainPage(StepPage):
 
         controller.event_received.connect(self._on_live_event)
         controller.run_ended.connect(self._on_run_ended)
+        controller.remote_message.connect(self._on_remote_message)
         self._restore_last_run()
         self._update_buttons()
 
@@ -134,6 +154,7 @@ class TrainPage(StepPage):
 
     def start(self) -> None:
         config = self.training.config_for(self.project_id)
+        self._machine = train_location(self.context, self.project_id).machine
         self._launch(lambda progress, cancel: self.training.prepare(
             self.project_id, config, progress, cancel))
 
@@ -146,7 +167,18 @@ class TrainPage(StepPage):
         self.start()
 
     def resume(self) -> None:
+        """Continue the last run from its checkpoint, where the Hardware step says; a run that
+        still trains on a machine is followed again instead (the start-up banner's Resume)."""
+        if reattachable(self.context, self.project_id) is not None:
+            self.reattach()
+            return
+        self._machine = train_location(self.context, self.project_id).machine
         self._launch(lambda _progress, _cancel: self.training.prepare_resume(self.project_id))
+
+    def reattach(self) -> None:
+        """Follow the latest run on its machine again, from where this computer stopped
+        reading: the chart goes on from its last step."""
+        self._launch(lambda _progress, _cancel: prepare_reattach(self.context, self.project_id))
 
     def _launch(self, prepare: Work) -> None:
         """Prepare in the background (it may write the dataset files or download the model's
@@ -169,21 +201,32 @@ class TrainPage(StepPage):
             text += " Choose LoRA as the Method on the Hardware step."
         self.state.setText(text)
 
-    def _start_prepared(self, prepared: PreparedRun) -> None:
+    def _start_prepared(self, prepared: PreparedRun | tuple[PreparedRun, str]) -> None:
+        """Start the trainer here, or on the machine (a pair: a reattach to that machine)."""
+        attach = isinstance(prepared, tuple)
+        if isinstance(prepared, tuple):
+            prepared, self._machine = prepared
         self.eta = EtaSmoother()
-        if not prepared.job.resume:
+        if not (prepared.job.resume or attach):  # a reattach adds to the chart shown
             self.chart.clear()
             self.log_view.clear()
         self.log_path.setText(f"Log file: {prepared.log_path}")
-        # One process per GPU (DDP) when the Hardware step found several.
         try:
-            self.controller.start(prepared,
-                                  processes=max(1, HardwareService(self.context).gpu_count()))
+            if self._machine is not None:
+                self.controller.start_remote(
+                    prepared, self._machine, remote_processes(self.context, self._machine),
+                    attach=attach)
+            else:  # one process per GPU (DDP) when the Hardware step found several
+                self.controller.start(
+                    prepared, processes=max(1, HardwareService(self.context).gpu_count()))
         except UserError as error:  # another process started training this project meanwhile
             self.state.setText(str(error))
             self._update_buttons()
             return
-        self.state.setText(f"Run {prepared.run_id} is starting (loading the model)…")
+        self.state.setText(
+            f"Following run {prepared.run_id} on {self._machine} again…" if attach else
+            f"Run {prepared.run_id} is starting on {self._machine} (uploading what it needs)…"
+            if self._machine else f"Run {prepared.run_id} is starting (loading the model)…")
         self._update_buttons()
 
     def stop(self) -> None:
@@ -192,7 +235,8 @@ class TrainPage(StepPage):
             self.stop_button.setEnabled(False)
             return
         self.controller.stop()
-        self.state.setText("Stopping after the current step; a checkpoint is saved…")
+        there = f" on {self.controller.machine}" if self.controller.machine else ""
+        self.state.setText(f"Stopping{there} after the current step; a checkpoint is saved…")
         self.stop_button.setEnabled(False)
 
     # --- events ---------------------------------------------------------------------------------
@@ -204,6 +248,10 @@ class TrainPage(StepPage):
     def _on_live_event(self, event: Event) -> None:
         if self._mine():
             self.show_event(event)
+
+    def _on_remote_message(self, message: str) -> None:
+        if self._mine():
+            self.state.setText(message)
 
     def show_event(self, event: Event) -> None:
         if isinstance(event, LogEvent):
@@ -235,7 +283,10 @@ class TrainPage(StepPage):
     def _on_run_ended(self, final: Event | None) -> None:
         if not self._mine():
             return
-        if final is None:
+        outcome = self.controller.outcome
+        if final is None and outcome is not None:
+            self.state.setText(outcome.message)  # lost, died or refused there: why
+        elif final is None:
             self.state.setText("The training process ended unexpectedly. Resume continues from "
                                "the last complete checkpoint.")
         else:
@@ -259,8 +310,12 @@ class TrainPage(StepPage):
             self.show_event(event)
         # A failed run says why, as the command line did when it ended.
         failure = next((e.message for e in reversed(events) if isinstance(e, ErrorEvent)), None)
+        machine = reattachable(self.context, self.project_id)
         if run["status"] == "failed" and failure:
             self.state.setText(f"Last run ({run['id']}) failed: {failure}")
+        elif machine is not None:
+            self.state.setText(f"Run {run['id']} goes on on {machine}, and nothing here follows "
+                               "it: Reattach shows its progress from where it was left.")
         else:
             self.state.setText(f"Last run ({run['id']}): {run['status']}.")
 
@@ -269,15 +324,34 @@ class TrainPage(StepPage):
         running = self.controller.running or preparing
         run = self.training.latest_run(self.project_id)
         resumable = run is not None and run["status"] in {"interrupted", "cancelled", "failed"}
+        self._reattach_to = None if running else reattachable(self.context, self.project_id)
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(preparing or (running and self._mine()))
-        self.resume_button.setEnabled(not running and resumable)
+        self.resume_button.setEnabled(not running and resumable and self._reattach_to is None)
+        self.reattach_button.setVisible(self._reattach_to is not None)
+        if self._reattach_to is not None:
+            self.reattach_button.setToolTip(f"Follow run {run['id'] if run else ''} on "
+                                            f"{self._reattach_to} again")
+        self._show_where()
         self.smaller_button.setVisible(
             not running and self.training.suggested_config(self.project_id) is not None)
         finished = FinishedRuns(self.context).ids(self.project_id)
         self.compare_button.setVisible(len(finished) > 1)
         if len(finished) > 1:
             self.compare_button.setText(f"Compare with run {finished[1]}")
+
+    def _show_where(self) -> None:
+        """Where the run trains: the running one's machine, else the Hardware step's choice."""
+        if self.controller.running and self._mine():
+            machine = self.controller.machine
+            self.where.setText(f"Training on {machine}." if machine else
+                               "Training on this computer.")
+            set_tone(self.where, None)
+            return
+        location = train_location(self.context, self.project_id)
+        self.where.setText(location.note or f"Trains on {location.describe()} (chosen on the "
+                           "Hardware step).")
+        set_tone(self.where, "warning" if location.note else None)
 
     def compare_runs(self) -> None:
         """The latest finished run beside the one before it (another can be chosen there)."""
