@@ -107,8 +107,8 @@ class RemoteFollow:
             self._run = run
         if self._detached.is_set():
             run.detach()  # asked for while it started: it trains on, unfollowed
-        on_message(f"Training on {self.machine}; the run goes on there if this computer "
-                   "loses the connection or FineTuneFlow closes.")
+        on_message(f"Training on {self.machine}: it goes on there if the connection drops or "
+                   "FineTuneFlow closes.")
 
         def on_line(line: str) -> None:
             if (event := recorder.handle_line(line)) is not None:

@@ -115,12 +115,13 @@ def test_a_run_there_charts_every_stored_event_and_ends_as_finished(
         tiny_model_dir: Path, tmp_path: Path, remote_home: Path) -> None:
     project = remote_project(window, context, tiny_model_dir, tmp_path, machine, 8, 4)
     page = train_page(window, project)
-    assert page.where.text() == "Trains on box (chosen on the Hardware step)."
+    assert page.where.text() == "Trains on: box — chosen on the Hardware step."
     said: list[str] = []
     page.controller.remote_message.connect(said.append)
     page.start_button.click()
     qtbot.waitUntil(lambda: page.controller.running, timeout=120_000)
-    assert page.where.text() == "Training on box." and page.stop_button.isEnabled()
+    assert page.where.text().startswith("Training on box over SSH")
+    assert page.stop_button.isEnabled()
     qtbot.waitUntil(lambda: len(page.chart.train[0]) >= 2 or ended(page), timeout=RUN_S)
     shot(window, "train_remote_running.png")
     qtbot.waitUntil(lambda: ended(page), timeout=RUN_S)
@@ -175,6 +176,7 @@ def test_a_lost_connection_offers_reattach_which_shows_every_step(
     qtbot.waitUntil(lambda: ended(page), timeout=120_000)
     assert page.state.text().startswith("Lost the connection to box; the training goes on")
     assert page.reattach_button.isVisible() and not page.resume_button.isEnabled()
+    assert not page.start_button.isEnabled()  # not a second run beside the one there
     assert train_job(context, project) is JobStatus.INTERRUPTED
     shot(window, "train_remote_lost.png")
 
@@ -251,6 +253,17 @@ def test_the_hardware_choice_is_kept_and_a_removed_machine_falls_back_here(
     hardware = reopened("hardware")
     assert isinstance(hardware, HardwarePage) and hardware.machine() == "box"
     qtbot.waitUntil(lambda: not hardware.tasks.is_running("probe"), timeout=60_000)
+
+    # The machine is down: the run fails with the reason, as `train --on` does.
+    train = reopened("train")
+    assert isinstance(train, TrainPage)
+    train.start_button.click()
+    qtbot.waitUntil(lambda: train.controller.outcome is not None and ended(train),
+                    timeout=120_000)
+    assert "box (127.0.0.1:" in train.state.text() and "refused the connection" in \
+        train.state.text()
+    assert train_job(context, project) is JobStatus.FAILED
+    assert train.start_button.isEnabled() and not train.reattach_button.isVisible()
 
     remove_machine(context.home, "box")
     hardware = reopened("hardware")

@@ -325,7 +325,9 @@ class TrainPage(StepPage):
         run = self.training.latest_run(self.project_id)
         resumable = run is not None and run["status"] in {"interrupted", "cancelled", "failed"}
         self._reattach_to = None if running else reattachable(self.context, self.project_id)
-        self.start_button.setEnabled(not running)
+        # Not a second run while the last one may still train on its machine: Reattach (if
+        # that machine cannot be reached, the refused reattach ends that run as failed).
+        self.start_button.setEnabled(not running and self._reattach_to is None)
         self.stop_button.setEnabled(preparing or (running and self._mine()))
         self.resume_button.setEnabled(not running and resumable and self._reattach_to is None)
         self.reattach_button.setVisible(self._reattach_to is not None)
@@ -344,13 +346,14 @@ class TrainPage(StepPage):
         """Where the run trains: the running one's machine, else the Hardware step's choice."""
         if self.controller.running and self._mine():
             machine = self.controller.machine
-            self.where.setText(f"Training on {machine}." if machine else
+            self.where.setText(f"Training on {machine} over SSH; its checkpoints and adapter "
+                               "are copied back here as they come." if machine else
                                "Training on this computer.")
             set_tone(self.where, None)
             return
         location = train_location(self.context, self.project_id)
-        self.where.setText(location.note or f"Trains on {location.describe()} (chosen on the "
-                           "Hardware step).")
+        self.where.setText(location.note or f"Trains on: {location.describe()} — chosen on "
+                           "the Hardware step.")
         set_tone(self.where, "warning" if location.note else None)
 
     def compare_runs(self) -> None:
