@@ -25,6 +25,7 @@ class ResumeBanner(QFrame):
     def __init__(self, context: AppContext) -> None:
         super().__init__()
         self.setObjectName("resumeBanner")
+        self.context = context
         self.jobs = JobService(context)
         self.projects = ProjectService(context)
         self.rows = QVBoxLayout(self)
@@ -46,10 +47,13 @@ class ResumeBanner(QFrame):
         row = QWidget()
         layout = QHBoxLayout(row)
         layout.setContentsMargins(0, 0, 0, 0)
+        # A run that goes on on a machine is followed again, not resumed: its message says so.
+        there = job.kind.value == "train" and self._on_a_machine(job.project_id)
+        how = "" if there else HOW.get(job.kind.value, "")
         text = QLabel(f"<b>{WHAT.get(job.kind.value, job.kind.value)} of “{project_name}” was "
-                      f"interrupted</b> ({job.progress:.0%} done): {job.message} "
-                      f"{HOW.get(job.kind.value, '')}", wordWrap=True)
-        resume = QPushButton("Resume", objectName=f"resumeJob{job.id}")
+                      f"interrupted</b> ({job.progress:.0%} done): {job.message} {how}",
+                      wordWrap=True)
+        resume = QPushButton("Reattach" if there else "Resume", objectName=f"resumeJob{job.id}")
         dismiss = QPushButton("Dismiss", objectName=f"dismissJob{job.id}")
         resume.clicked.connect(lambda: self._resume(job))
         dismiss.clicked.connect(lambda: self._dismiss(job))
@@ -57,6 +61,12 @@ class ResumeBanner(QFrame):
         layout.addWidget(resume)
         layout.addWidget(dismiss)
         return row
+
+    def _on_a_machine(self, project_id: str) -> bool:
+        # Imported here: it loads the training service, which start-up does not need.
+        from finetuneflow.services.remote_follow import reattachable
+
+        return reattachable(self.context, project_id) is not None
 
     def _resume(self, job: JobInfo) -> None:
         self.jobs.dismiss(job.id)  # the resumed work gets a job of its own

@@ -154,10 +154,14 @@ def reattachable(context: AppContext, project_ref: str) -> str | None:
     run = training.latest_run(project_ref)
     if run is None or run["status"] not in FOLLOWABLE:
         return None
-    prepared = training.latest_prepared(project_ref)
-    if JobService(context).alive(prepared.project_id, JobKind.TRAIN):
-        return None  # followed already (here, or by `finetuneflow train --on`)
-    state = RemoteState.load(prepared.job_path.parent)
+    try:
+        prepared = training.latest_prepared(project_ref)
+        if JobService(context).alive(prepared.project_id, JobKind.TRAIN):
+            return None  # followed already (here, or by `finetuneflow train --on`)
+        state = RemoteState.load(prepared.job_path.parent)
+    except (UserError, OSError, ValueError, TypeError) as error:  # its files are gone or torn
+        log.warning("Cannot tell where the latest run trains: %s", error)
+        return None
     return None if state is None else state.machine
 
 

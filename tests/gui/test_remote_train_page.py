@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PySide6.QtWidgets import QPushButton
 from pytestqt.qtbot import QtBot
 
 from finetuneflow.gui.main_window import MainWindow
@@ -210,9 +211,12 @@ def test_closing_the_window_leaves_the_run_there_and_reopening_reattaches(
     again = MainWindow(context)
     qtbot.addWidget(again)
     again.show()
+    banner = again.resume_banner.findChild(QPushButton, f"resumeJob{job.id}")
+    assert banner is not None and banner.text() == "Reattach"  # it calls the page's resume()
     reopened = train_page(again, project)
     assert reopened.reattach_button.isVisible()
     assert "goes on on box" in reopened.state.text()
+    shot(again, "train_remote_reopened.png")
     before = len(reopened.chart.train[0])
     assert before >= 1
     reopened.reattach_button.click()
