@@ -215,7 +215,9 @@ def test_closing_the_window_leaves_the_run_there_and_reopening_reattaches(
     assert banner is not None and banner.text() == "Reattach"  # it calls the page's resume()
     reopened = train_page(again, project)
     assert reopened.reattach_button.isVisible()
-    assert "goes on on box" in reopened.state.text()
+    assert "may still be training on box" in reopened.state.text()
+    qtbot.waitUntil(lambda: reopened.chart.built, timeout=10_000)
+    qtbot.wait(1000)  # its first paint
     shot(again, "train_remote_reopened.png")
     before = len(reopened.chart.train[0])
     assert before >= 1

@@ -314,8 +314,9 @@ class TrainPage(StepPage):
         if run["status"] == "failed" and failure:
             self.state.setText(f"Last run ({run['id']}) failed: {failure}")
         elif machine is not None:
-            self.state.setText(f"Run {run['id']} goes on on {machine}, and nothing here follows "
-                               "it: Reattach shows its progress from where it was left.")
+            self.state.setText(f"Run {run['id']} may still be training on {machine}, and "
+                               "nothing here follows it: Reattach shows its progress from where "
+                               "it was left.")
         else:
             self.state.setText(f"Last run ({run['id']}): {run['status']}.")
 

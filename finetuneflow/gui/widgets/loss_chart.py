@@ -37,6 +37,8 @@ class LossChart(LazyPlot):
     def _theme(self) -> None:
         pg = self._pg
         self.train_curve.setPen(pg.mkPen(tone("series"), width=2))
+        self.train_curve.setSymbolBrush(tone("series"))
+        self.train_curve.setSymbolPen(pg.mkPen(tone("series")))
         self.eval_curve.setPen(pg.mkPen(tone("accent"), width=1))
         self.eval_curve.setSymbolBrush(tone("accent"))
 
@@ -68,5 +70,8 @@ class LossChart(LazyPlot):
         self._redraw.stop()
         if not self.built:
             return
+        # A line needs two points: until the second step, the first shows as a dot.
+        self.train_curve.setSymbol("o" if len(self.train[0]) == 1 else None)
+        self.train_curve.setSymbolSize(6)
         self.train_curve.setData(*self.train)
         self.eval_curve.setData(*self.eval)
