@@ -298,10 +298,10 @@ class NodesRun:
         stopper = self._watch_cancel(cancel) if cancel is not None else None
         try:
             followed = self.main.follow(held, None, notice)
-            main = self.nodes[0].name
-            self.record(NodeEnd(main, self.main.exit_code, time.monotonic(),
-                                unreachable=not followed))
-            self._settle(watches, failed=self.ends[-1].failed)
+            main = NodeEnd(self.nodes[0].name, self.main.exit_code, time.monotonic(),
+                           unreachable=not followed)
+            self.record(main)
+            self._settle(watches, failed=main.failed)
         finally:
             if stopper is not None:
                 stopper.set()
