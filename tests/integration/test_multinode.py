@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -213,3 +214,27 @@ def test_two_names_for_the_same_remote_folder_are_refused(
     assert result.returncode == 1
     assert "one and two are the same account on the same machine" in result.stderr
     assert train_job(home, project) is None
+
+
+def test_killing_a_run_there_ends_the_ranks_of_accelerates_launcher_too(
+        home: Path, project: str, machines: str, remote_homes: dict[str, Path]) -> None:
+    """torch's launcher starts each rank in a session of its own, out of reach of a kill of
+    the launcher's process group: the kill finds them by their job file."""
+    from finetuneflow.services.remote_training import RemoteMachine
+    from finetuneflow.storage.home import Home
+    from finetuneflow.storage.machines import MachineStore
+
+    long_run(home, project)
+    child = start_train(home, project, "--on", "alpha", "--processes", "2")
+    read_until(child, "log")
+    (folder, _) = run_dirs(remote_homes, project, 1)
+    assert len(trainers_of([folder])) >= 3  # the launcher and its two ranks
+    store = MachineStore(Home(home))
+    RemoteMachine(store, store.get("alpha")).call("kill", str(folder))
+    _out, err = child.communicate(timeout=300)
+    assert child.returncode == 1, err
+    assert "The trainer on alpha ended without finishing (it was killed)" in err
+    deadline = time.monotonic() + 10
+    while trainers_of([folder]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert trainers_of([folder]) == []
