@@ -140,17 +140,19 @@ def long_run(home: Path, project: str, steps: int = LONG_RUN_STEPS) -> None:
                   per_device_batch_size=2, gradient_accumulation_steps=1)
 
 
+@pytest.mark.parametrize("victim", ["beta", "alpha"])
 def test_a_killed_node_fails_the_run_and_no_trainer_is_left_on_the_other(
-        home: Path, project: str, machines: str, remote_homes: dict[str, Path]) -> None:
+        home: Path, project: str, machines: str, remote_homes: dict[str, Path],
+        victim: str) -> None:
     long_run(home, project)
     child = start_train(home, project, "--on", machines, "--processes-per-machine", "1")
     read_until(child, "checkpoint")
-    # beta's launcher dies with its group; its rank (a session of its own) is left over.
-    os.killpg(remote_pid(remote_homes["beta"], project, 1), signal.SIGKILL)
+    # The launcher dies with its group; its rank (a session of its own) is left over.
+    os.killpg(remote_pid(remote_homes[victim], project, 1), signal.SIGKILL)
     out, err = child.communicate(timeout=600)
     assert child.returncode == 1, err
     assert events_of(out)[-1]["status"] == "interrupted"
-    expected = ("The run stopped on every machine: the trainer on beta ended without "
+    expected = (f"The run stopped on every machine: the trainer on {victim} ended without "
                 "finishing (it was killed).")
     assert expected in err
     assert f"--resume --on {ON} --processes-per-machine 1" in err
