@@ -147,13 +147,12 @@ def _final_json(event: Event | None, run_id: int,
 def cmd_train(args: argparse.Namespace) -> int:
     context = open_context()
     service = TrainingService(context)
-    if args.on is not None:
-        from finetuneflow.services.remote_training import RemoteTraining
-
-        RemoteTraining(context).machine(args.on)  # a wrong name fails before anything runs
+    where = _where(context, args)  # a wrong machine fails before anything runs
     if args.attach:
         if args.on is None:
             raise UserError("--attach follows a run on another machine: add --on NAME.")
+        from finetuneflow.services.remote_training import RemoteTraining
+
         # Checked before a job exists: a refused attach leaves the run as it was.
         RemoteTraining(context).attach(service.latest_prepared(args.project), args.on)
         prepared = service.prepare_attach(args.project)
@@ -165,7 +164,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_can_train(context, args.project)  # model, then data, before the settings
         config = service.config_for(args.project, args.preset, args.method, args.max_steps)
         prepared = _prepare(service, args.project, config)
-    where = Where(args.project, args.on, args.processes, args.attach)
     final = _run_once(context, prepared, args.json, where)
     smaller = service.suggested_config(args.project)
     if smaller is not None and AppSettings.load(context.home).retry_smaller_on_oom:
@@ -187,12 +185,46 @@ def _prepare(service: TrainingService, project: str, config: TrainingConfig) -> 
 
 @dataclass(frozen=True)
 class Where:
-    """Where a run trains: here, or on a machine (`--on`), newly started or reattached."""
+    """Where a run trains: here, or on a machine (`--on`), newly started or reattached, or on
+    several machines at once (`--on A,B`: `nodes`, with `processes` on each)."""
 
     project: str
     machine: str | None = None
     processes: int = 1
     attach: bool = False
+    nodes: tuple[str, ...] = ()
+
+
+def _where(context: AppContext, args: argparse.Namespace) -> Where:
+    """Where `train` runs, from --on, --processes and --processes-per-machine, checked."""
+    per_machine = args.processes_per_machine
+    if per_machine is not None and per_machine < 1:
+        raise UserError("--processes-per-machine must be 1 or more.")
+    if args.on is None:
+        if per_machine is not None:
+            raise UserError("--processes-per-machine goes with --on A,B (the machines to train "
+                            "on); here, use --processes N.")
+        return Where(args.project, None, args.processes or 1, args.attach)
+    names = [name.strip() for name in args.on.split(",")]
+    if len(names) == 1:
+        from finetuneflow.services.remote_training import RemoteTraining
+
+        if per_machine is not None and args.processes not in (None, per_machine):
+            raise UserError("Give the processes once: --processes N, or "
+                            "--processes-per-machine N.")
+        RemoteTraining(context).machine(names[0])
+        return Where(args.project, names[0], per_machine or args.processes or 1, args.attach)
+    from finetuneflow.services.remote_nodes import MultiNodeTraining
+
+    if args.processes is not None:
+        raise UserError("--processes counts the processes of one machine: with several, use "
+                        "--processes-per-machine N.")
+    if args.attach:
+        raise UserError("--attach follows a run on one machine; a run over several machines "
+                        "is stopped when this command ends: resume it with --resume --on "
+                        f"{args.on}.")
+    MultiNodeTraining(context).machines(names)
+    return Where(args.project, ",".join(names), per_machine or 1, nodes=tuple(names))
 
 
 def _run_once(context: AppContext, prepared: PreparedRun, as_json: bool,
@@ -226,6 +258,8 @@ def _run_once(context: AppContext, prepared: PreparedRun, as_json: bool,
     try:
         if where.machine is None:
             _train_here(recorder, prepared, on_line, cancel, where.processes)
+        elif where.nodes[1:]:
+            _train_on_nodes(context, recorder, prepared, on_line, cancel, where)
         else:
             _train_there(context, recorder, prepared, on_line, cancel, where)
     finally:
@@ -264,6 +298,26 @@ def _train_there(context: AppContext, recorder: RunRecorder, prepared: PreparedR
     print(f"Training on {where.machine}; if this command ends, the run goes on there "
           f"(reattach with --on {where.machine} --attach).", file=sys.stderr)
     follow_remote(run, recorder, where.project, on_line, cancel, notice=say)
+
+
+def _train_on_nodes(context: AppContext, recorder: RunRecorder, prepared: PreparedRun,
+                    on_line: Callable[[str], None], cancel: CancelToken, where: Where) -> None:
+    """Upload to every machine, start them all, follow rank 0; a node that dies ends them."""
+    from finetuneflow.services.remote_nodes import MultiNodeTraining, follow_nodes
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    try:
+        run = MultiNodeTraining(context).start(prepared, list(where.nodes), where.processes,
+                                               progress=say)
+    except UserError as error:
+        recorder.process_ended(None, str(error), failed=True)
+        raise
+    print(f"Training on {', '.join(where.nodes)} ({where.processes} process"
+          f"{'es' if where.processes > 1 else ''} each; {where.nodes[0]} reports). Ctrl-C "
+          "stops every machine after the current step.", file=sys.stderr)
+    follow_nodes(run, recorder, where.project, on_line, cancel, notice=say)
 
 
 def _remote_ending(context: AppContext, prepared: PreparedRun, where: Where) -> str | None:
@@ -310,13 +364,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--preset", choices=list(PRESETS), help="training settings preset")
     train.add_argument("--method", choices=["lora", "qlora"])
     train.add_argument("--max-steps", type=int, metavar="N")
-    train.add_argument("--processes", type=int, default=1, metavar="N",
+    train.add_argument("--processes", type=int, metavar="N",
                        help="train with N processes under accelerate launch (one per GPU)")
+    train.add_argument("--processes-per-machine", type=int, metavar="N",
+                       help="with --on A,B: N processes on each machine (one per GPU)")
     train.add_argument("--resume", action="store_true",
                        help="continue the last stopped or interrupted run")
-    train.add_argument("--on", metavar="NAME",
+    train.add_argument("--on", metavar="NAME[,NAME...]",
                        help="train on this machine over SSH (see `finetuneflow machine`); "
-                            "checkpoints and the adapter are copied back here")
+                            "checkpoints and the adapter are copied back here. Several "
+                            "names, comma-separated, train on all of them at once (the "
+                            "first one reports)")
     train.add_argument("--attach", action="store_true",
                        help="with --on: follow the latest run there again, after a lost "
                             "connection, from where this computer stopped reading")

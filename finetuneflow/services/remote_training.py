@@ -166,6 +166,13 @@ def op_stop(run):
 def op_kill(run):
     try: os.killpg(int(open(os.path.join(run, "pid")).read()), signal.SIGKILL)
     except (OSError, ValueError): pass
+    # torch's launcher starts each rank in a session of its own: find them by their job file.
+    mark = os.path.join(run, "job.json").encode()
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        try:
+            if entry.isdigit() and mark in open("/proc/%s/cmdline" % entry, "rb").read():
+                os.kill(int(entry), signal.SIGKILL)
+        except OSError: pass
 
 def op_tar(folder):
     with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as tar: tar.add(folder, arcname=".")
@@ -313,6 +320,16 @@ class RemoteRun:
     @classmethod
     def upload_and_start(cls, remote: RemoteMachine, prepared: PreparedRun, processes: int,
                          progress: Callable[[str], None]) -> RemoteRun:
+        staged = cls.upload(remote, prepared, progress)
+        command = trainer_command("run", f"{staged.run_dir}/job.json", processes=processes,
+                                  python=remote.machine.python)
+        return cls.start(remote, prepared, staged, command)
+
+    @classmethod
+    def upload(cls, remote: RemoteMachine, prepared: PreparedRun,
+               progress: Callable[[str], None]) -> RemoteState:
+        """Send what the run needs (its job there, data, checkpoints so far, a local model);
+        the state of the run there, not started yet."""
         machine, job = remote.machine, prepared.job
         home = remote.home()
         local_run = Path(job.log_dir)
@@ -329,14 +346,19 @@ class RemoteRun:
             files.append(Upload.of(Path(job.eval_path), remote_job.eval_path))
         files += _folder_uploads(Path(job.checkpoints_dir), remote_job.checkpoints_dir)
         remote.upload(files, progress)
-        command = trainer_command("run", f"{run_dir}/job.json", processes=processes,
-                                  python=machine.python)
-        started = json.loads(remote.call("start", run_dir, json.dumps(command)))
-        state = RemoteState(machine.name, run_dir, remote_job.adapter_dir, started["offset"],
-                            model_dir=remote_job.model_path if remote_job.model_path
-                            != job.model_path else None)
+        return RemoteState(machine.name, run_dir, remote_job.adapter_dir,
+                           model_dir=remote_job.model_path if remote_job.model_path
+                           != job.model_path else None)
+
+    @classmethod
+    def start(cls, remote: RemoteMachine, prepared: PreparedRun, staged: RemoteState,
+              command: list[str]) -> RemoteRun:
+        """Start `command` detached in the uploaded run folder there; the run to follow."""
+        started = json.loads(remote.call("start", staged.run_dir, json.dumps(command)))
+        state = dataclasses.replace(staged, offset=started["offset"])
+        local_run = prepared.job_path.parent
         previous = RemoteState.load(local_run)
-        if previous is not None and previous.run_dir == run_dir:  # a resume: same log
+        if previous is not None and previous.run_dir == state.run_dir:  # a resume: same log
             state.log_offset = previous.log_offset
         state.save(local_run)
         return cls(remote, prepared, state)

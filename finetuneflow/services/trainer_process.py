@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from finetuneflow.core.child_protocol import LAUNCH_COMMAND, Event, ProtocolError, decode
@@ -22,23 +23,41 @@ log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 120.0  # a checkpoint of a large model takes a while to write
 
 
-def trainer_command(*args: str, processes: int = 1, python: str | None = None) -> list[str]:
+@dataclass(frozen=True)
+class Rendezvous:
+    """Where this node stands in a run over several machines: accelerate's multi-machine
+    launch, every node started with the same main (rank 0) address and port."""
+
+    machines: int
+    rank: int  # this machine's rank; 0 is the main one, the one that reports
+    address: str  # the main machine's address, as the other machines reach it
+    port: int
+
+    def arguments(self) -> list[str]:
+        return ["--num_machines", str(self.machines), "--machine_rank", str(self.rank),
+                "--main_process_ip", self.address, "--main_process_port", str(self.port)]
+
+
+def trainer_command(*args: str, processes: int = 1, python: str | None = None,
+                    rendezvous: Rendezvous | None = None) -> list[str]:
     """`finetuneflow trainer ARGS`; with `python`, as that interpreter runs it (on another
     machine, where FineTuneFlow is installed for it).
 
     With several processes the trainer runs accelerate's launcher (`trainer launch`) with
     `--multi_gpu` (DDP: one process per GPU; without CUDA it falls back to gloo on the CPU,
     which the tests use); only rank 0 reports events. A frozen app has no `python -m`, so its
-    ranks are the app itself again (`--no_python APP trainer ARGS`).
+    ranks are the app itself again (`--no_python APP trainer ARGS`). With a `rendezvous`,
+    `processes` counts the processes of all the machines together.
     """
     trainer = [python, "-m", "finetuneflow", "trainer"] if python else own_command("trainer")
-    if processes <= 1:
+    if processes <= 1 and rendezvous is None:
         return [*trainer, *args]
     frozen = getattr(sys, "frozen", False) and python is None
     rank = ["--no_python", sys.executable, "trainer"] if frozen else ["-m", "finetuneflow.trainer"]
-    return [*trainer, LAUNCH_COMMAND, "--multi_gpu",
-            "--num_processes", str(processes), "--main_process_port", str(free_port()),
-            *rank, *args]
+    machines = (rendezvous.arguments() if rendezvous is not None
+                else ["--main_process_port", str(free_port())])
+    return [*trainer, LAUNCH_COMMAND, "--multi_gpu", "--num_processes", str(processes),
+            *machines, *rank, *args]
 
 
 def free_port() -> int:
