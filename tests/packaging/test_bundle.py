@@ -161,7 +161,7 @@ def test_the_frozen_app_quantises_the_gguf_to_q4_k_m(build: Build, home: Path, p
     opens."""
     import gguf
 
-    train(build, home, project, "--max-steps", "2")
+    train(build, home, project, "--max-steps", "5")  # one logged step
     exported = run_app_json(build.app, home, "export", project, "--gguf", "q4_k_m",
                             "--sample-tokens", "1", "--out", str(tmp_path / "gguf.zip"))
     assert [(g["file"], g["quantisation"]) for g in exported["gguf"]] == [
