@@ -287,14 +287,7 @@ def _train_there(context: AppContext, recorder: RunRecorder, prepared: PreparedR
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    try:
-        if where.attach:
-            run = service.attach(prepared, where.machine)
-        else:
-            run = service.start(prepared, where.machine, where.processes, progress=say)
-    except UserError as error:
-        recorder.process_ended(None, str(error), failed=True)
-        raise
+    run = service.begin(recorder, prepared, where.machine, where.processes, where.attach, say)
     print(f"Training on {where.machine}; if this command ends, the run goes on there "
           f"(reattach with --on {where.machine} --attach).", file=sys.stderr)
     follow_remote(run, recorder, where.project, on_line, cancel, notice=say)

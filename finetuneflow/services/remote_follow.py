@@ -93,15 +93,10 @@ class RemoteFollow:
 
     def _run_to_end(self, recorder: RunRecorder, on_event: Callable[[Event], None],
                     on_message: Callable[[str], None]) -> RemoteOutcome:
-        service = RemoteTraining(self._context)
         try:
-            if self._attach:
-                run = service.attach(self.prepared, self.machine)
-            else:
-                run = service.start(self.prepared, self.machine, self._processes,
-                                    progress=on_message)
-        except UserError as error:  # as the CLI: the job fails with the reason
-            recorder.process_ended(None, str(error), failed=True)
+            run = RemoteTraining(self._context).begin(recorder, self.prepared, self.machine,
+                                                      self._processes, self._attach, on_message)
+        except UserError as error:  # the job has failed with the reason
             return RemoteOutcome(Ending.REFUSED, self.machine, str(error))
         with self._lock:
             self._run = run

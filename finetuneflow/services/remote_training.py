@@ -576,6 +576,18 @@ class RemoteTraining:
         remote = RemoteMachine(self._store, self._store.get(state.machine))
         return RemoteRun(remote, prepared, state)
 
+    def begin(self, recorder: RunRecorder, prepared: PreparedRun, machine_name: str,
+              processes: int, attach: bool, progress: Callable[[str], None]) -> RemoteRun:
+        """Start the run there, or reattach to it; a refusal fails the job with its reason
+        (UserError, raised on) before anything is followed."""
+        try:
+            if attach:
+                return self.attach(prepared, machine_name)
+            return self.start(prepared, machine_name, processes, progress=progress)
+        except UserError as error:
+            recorder.process_ended(None, str(error), failed=True)
+            raise
+
 
 def follow_remote(run: RemoteRun, recorder: RunRecorder, project_ref: str,
                   on_line: Callable[[str], None], cancel: CancelToken | None = None,
