@@ -200,7 +200,9 @@ class ProjectWizard(QWizard):
             return
         reason = self.next_blocked_reason()
         purpose = STEPS[self.currentId()].purpose
-        page.setSubTitle(f"{purpose}\n⚠ {reason}" if reason else purpose)
+        subtitle = f"{purpose}\n⚠ {reason}" if reason else purpose
+        if page.subTitle() != subtitle:  # setting it lays the wizard out again, even unchanged
+            page.setSubTitle(subtitle)
         self.button(QWizard.WizardButton.NextButton).setToolTip(reason)
 
     def start_at(self, step_key: str) -> None:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from sqlalchemy import Select, Table, event, func, insert, select
+from sqlalchemy import ScalarSelect, Select, Table, event, func, insert, select
 
 from finetuneflow.core.chunking import ChunkSettings
 from finetuneflow.core.errors import NotFoundError, UserError
@@ -315,40 +315,42 @@ class ProjectRepository:
     def progress_facts(self, project_id: str | None = None) -> dict[str, ProgressFacts]:
         """What each project (or the one given) has made, by project id. The dataset files
         are on disk, not here: `dataset_written` is left False for the caller to fill."""
-        projects = select(Project.id, Project.base_model_folder, Project.task_config,
-                          Project.training)
-        if project_id is not None:
-            projects = projects.where(Project.id == project_id)
-        documents = self._count_by_project(select(
-            Chunk.project_id, func.count(func.distinct(Chunk.file_id))))
         kept = (DatasetExample.status != ExampleStatus.REJECTED,
                 DatasetExample.split != ExampleSplit.PREVIEW)
-        previews = self._count_by_project(select(DatasetExample.project_id, func.count()).where(
-            DatasetExample.split == ExampleSplit.PREVIEW))
-        imported = self._count_by_project(select(DatasetExample.project_id, func.count()).where(
-            *kept, DatasetExample.source == ExampleSource.IMPORTED))
-        generated = self._count_by_project(select(DatasetExample.project_id, func.count()).where(
-            *kept, DatasetExample.source != ExampleSource.IMPORTED))
-        runs = self._count_by_project(select(Run.project_id, func.count()).where(
-            Run.status == JobStatus.SUCCEEDED))
-        exports = self._count_by_project(select(Job.project_id, func.count()).where(
-            Job.kind == JobKind.EXPORT, Job.status == JobStatus.SUCCEEDED))
+        examples = select(func.count()).where(DatasetExample.project_id == Project.id)
+        # One statement, a counting subquery per fact: a page change reads this every time.
+        query = select(
+            Project.id, Project.base_model_folder, Project.task_config, Project.training,
+            _count(select(func.count(func.distinct(Chunk.file_id)))
+                   .where(Chunk.project_id == Project.id)).label("documents"),
+            _count(examples.where(DatasetExample.split == ExampleSplit.PREVIEW)).label("previews"),
+            _count(examples.where(*kept, DatasetExample.source == ExampleSource.IMPORTED)
+                   ).label("imported"),
+            _count(examples.where(*kept, DatasetExample.source != ExampleSource.IMPORTED)
+                   ).label("generated"),
+            _count(select(func.count()).where(Run.project_id == Project.id,
+                                              Run.status == JobStatus.SUCCEEDED)).label("runs"),
+            _count(select(func.count()).where(Job.project_id == Project.id,
+                                              Job.kind == JobKind.EXPORT,
+                                              Job.status == JobStatus.SUCCEEDED)).label("exports"))
+        if project_id is not None:
+            query = query.where(Project.id == project_id)
         return {row.id: ProgressFacts(
             model_chosen=row.base_model_folder is not None, task_chosen=bool(row.task_config),
-            documents=documents.get(row.id, 0), preview_examples=previews.get(row.id, 0),
-            generated_examples=generated.get(row.id, 0), imported_examples=imported.get(row.id, 0),
-            training_set=row.training is not None, runs_succeeded=runs.get(row.id, 0),
-            exports=exports.get(row.id, 0)) for row in self._session.execute(projects)}
+            documents=row.documents, preview_examples=row.previews,
+            generated_examples=row.generated, imported_examples=row.imported,
+            training_set=row.training is not None, runs_succeeded=row.runs,
+            exports=row.exports) for row in self._session.execute(query)}
 
     def sample_models(self) -> dict[str, str | None]:
         """The sample projects (copies of one included), each with its base model's name."""
         return {project_id: model for project_id, model in self._session.execute(
             select(Project.id, Project.base_model).where(Project.is_sample))}
 
-    def _count_by_project(self, query: Select[str, int]) -> dict[str, int]:
-        """(project id, count) rows of a query, grouped by its first column."""
-        grouped = query.group_by(query.selected_columns[0])
-        return {project: int(count) for project, count in self._session.execute(grouped)}
+
+def _count(query: Select[int]) -> ScalarSelect[int]:
+    """A count of the rows that belong to the project of the enclosing query's row."""
+    return query.correlate(Project).scalar_subquery()
 
 
 def record_in_manifest(session: Session, project_id: str) -> None:
