@@ -45,13 +45,15 @@ RESUME_ACTIONS = {"preview": "start_preview", "generate": "start_generation", "t
 
 
 def preload() -> None:
-    """For a pool thread: a first generation's one-off work (services/generation), and the
-    charts' library (0.4–0.6 s to import), done ahead, so neither a run's start nor the first
-    visit to a page with a chart holds up the window."""
+    """For a pool thread: a first generation's one-off work (services/generation), the
+    wizard's pages and the charts' library (0.4–0.6 s to import), done ahead, so neither a
+    run's start nor a page's first visit holds up the window."""
     try:
+        from finetuneflow.gui.wizard import import_pages
         from finetuneflow.services.generation import preload as preload_generation
 
         preload_generation()
+        import_pages()
         import pyqtgraph  # noqa: F401  # imported once; the chart's first build finds it loaded
     except Exception:  # only a head start: the run does the same work itself if this failed
         log.warning("Preloading failed", exc_info=True)

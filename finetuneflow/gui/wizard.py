@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib import import_module
+from types import ModuleType
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut, QShowEvent
@@ -51,11 +52,20 @@ NEXT_BLOCKED = {
 def build_page(step: Step, context: AppContext, project: ProjectSummary,
                training: TrainingController) -> StepPage:
     module, _dot, name = PAGE_CLASSES[step.key].partition(".")
-    page_class: Callable[..., StepPage] = getattr(
-        import_module(f"finetuneflow.gui.pages.{module}"), name)
+    page_class: Callable[..., StepPage] = getattr(_page_module(module), name)
     if step.key == "train":
         return page_class(step, context, project, training)
     return page_class(step, context, project)
+
+
+def import_pages() -> None:
+    """Import every page's module: for a pool thread, so a page's first visit only builds it."""
+    for path in PAGE_CLASSES.values():
+        _page_module(path.partition(".")[0])
+
+
+def _page_module(name: str) -> ModuleType:
+    return import_module(f"finetuneflow.gui.pages.{name}")
 
 
 class PendingPage(QWizardPage):

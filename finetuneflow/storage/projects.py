@@ -173,7 +173,10 @@ class ProjectRepository:
 
     def set_step(self, ref: str, step: str) -> None:
         step_index(step)  # validates
-        self._changing(ref).current_step = step
+        project = self.resolve(ref)
+        if project.current_step != step:
+            self._remember(project)
+            project.current_step = step
 
     def set_note(self, ref: str, note: str) -> None:
         self._changing(ref).note = note
@@ -289,7 +292,7 @@ class ProjectRepository:
         return changed
 
     def save_task(self, ref: str, task: TaskSettings) -> None:
-        _store(self._changing(ref), TASK, task)
+        self._save(ref, TASK, task)
 
     def save_chunking(self, ref: str, chunking: ChunkSettings) -> bool:
         """Store the chunk settings; True when they differ from before (the chunks are stale)."""
@@ -299,10 +302,18 @@ class ProjectRepository:
         return changed
 
     def save_llm(self, ref: str, llm: LLMSettings) -> None:
-        _store(self._changing(ref), LLM, llm)
+        self._save(ref, LLM, llm)
 
     def save_training(self, ref: str, training: TrainingConfig) -> None:
-        _store(self._changing(ref), TRAINING, training)
+        self._save(ref, TRAINING, training)
+
+    def _save(self, ref: str, section: _Section[T], value: T) -> None:
+        """Store a section of settings; the same as stored writes nothing (a page's Next
+        stores its settings each time a walk across the steps passes it)."""
+        project = self.resolve(ref)
+        if getattr(project, section.column) != section.encode(value):
+            self._remember(project)
+            _store(project, section, value)
 
     def save_train_on(self, ref: str, machine: str | None) -> None:
         """Where the Train step trains: a machine's name, or None for this computer. The name

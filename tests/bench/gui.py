@@ -24,6 +24,7 @@ idled), until its page has drawn.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import statistics
@@ -332,6 +333,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("ingest", "generate", "train", "steps", "start"))
     args = parser.parse_args()
+    # As an installed app runs: from bytecode compiled ahead (pip and the installer write it),
+    # not compiling each module as a page first imports it.
+    compileall.compile_dir(REPO_ROOT / "finetuneflow", quiet=1)
     home = Path(tempfile.mkdtemp()) / "home"
     os.environ.update(FINETUNEFLOW_HOME=str(home), QT_QPA_PLATFORM="offscreen",
                       HF_HUB_OFFLINE="1")
