@@ -1,7 +1,8 @@
 """Starting and stopping the app's own child processes (the trainer, the worker).
 
 A child is this program again with a subcommand; it reads `stop` on stdin, finishes what it is
-doing and exits, and is killed only if it has not ended after a grace period.
+doing and exits, and is killed, with every process it started, only if it has not ended after
+a grace period.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import os
 import subprocess
 import sys
 import threading
+
+import psutil
 
 from finetuneflow.core.child_protocol import STOP_COMMAND
 from finetuneflow.core.progress import CancelToken
@@ -51,8 +54,21 @@ def watch_cancel(child: subprocess.Popen[bytes], cancel: CancelToken,
                 try:
                     child.wait(timeout=grace_seconds)
                 except subprocess.TimeoutExpired:
-                    child.kill()
+                    kill_tree(child)
                 return
 
     threading.Thread(target=watch, name="child-stop", daemon=True).start()
     return finished
+
+
+def kill_tree(child: subprocess.Popen[bytes]) -> None:
+    """Kill the child and every process under it: the ranks that `accelerate launch` starts
+    would otherwise go on, orphaned, holding the GPUs, once their launcher is killed."""
+    try:
+        below = psutil.Process(child.pid).children(recursive=True)
+    except psutil.NoSuchProcess:  # ended meanwhile
+        below = []
+    child.kill()  # first, so it starts no more
+    for process in below:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
