@@ -21,6 +21,7 @@ import pytest
 
 from finetuneflow.storage.tables import JobStatus
 from tests.helpers.cli import run_cli, run_cli_json
+from tests.helpers.processes import processes
 from tests.helpers.sshd import Sshd, running_sshd
 from tests.integration.test_remote_training import (
     events_of,
@@ -77,20 +78,8 @@ def project(home: Path, tiny_model_dir: Path, tmp_path: Path) -> str:
 
 
 def trainers_of(run_dirs: list[Path]) -> list[tuple[int, str]]:
-    """(pid, command line) of live processes whose command line names one of these runs."""
-    marks = [str(folder / "job.json") for folder in run_dirs]
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if stat.rsplit(")", 1)[1].split()[0] != "Z" and any(m in cmdline for m in marks):
-            found.append((int(entry.name), cmdline))
-    return found
+    """(pid, command line) of running processes whose command line names one of these runs."""
+    return processes(naming=[str(folder / "job.json") for folder in run_dirs])
 
 
 def final_step(events: list[dict[str, Any]]) -> int:

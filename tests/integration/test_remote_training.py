@@ -19,6 +19,7 @@ from finetuneflow.services.context import AppContext
 from finetuneflow.services.jobs import JobService
 from finetuneflow.storage.tables import JobKind, JobStatus
 from tests.helpers.cli import REPO_ROOT, cli_env, run_cli, run_cli_json
+from tests.helpers.processes import processes
 from tests.helpers.sshd import Sshd, running_sshd
 from tests.integration.test_training_service import save_settings, training_project
 
@@ -87,22 +88,6 @@ def read_until(child: subprocess.Popen[str], kind: str) -> list[dict[str, Any]]:
 
 def remote_pid(remote_home: Path, project: str, run_id: int) -> int:
     return int((remote_home / "runs" / project / f"run-{run_id}" / "pid").read_text())
-
-
-def children_of(pid: int) -> list[tuple[int, str]]:
-    """(pid, command line) of the processes whose parent is `pid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append((int(entry.name), cmdline))
-    return found
 
 
 def train_job(home: Path, project: str) -> Any:
@@ -191,7 +176,7 @@ def test_a_killed_ssh_client_reconnects_and_every_step_shows_once(
     long_run(home, project)
     child = start_train(home, project, "--on", machine)
     seen = read_until(child, "log")
-    (follower,) = [pid for pid, command in children_of(child.pid) if " follow " in command]
+    (follower,) = [pid for pid, command in processes(parent=child.pid) if " follow " in command]
     os.kill(follower, signal.SIGKILL)
     out, err = child.communicate(timeout=600)
     assert child.returncode == 0, err

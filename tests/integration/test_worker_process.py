@@ -25,8 +25,9 @@ from finetuneflow.services.projects import ProjectService
 from finetuneflow.storage.tables import Chunk, SourceFile
 from tests.conftest import REPO_ROOT
 from tests.helpers.documents import write_books
+from tests.helpers.processes import gone, processes
 
-pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds children in /proc")
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="kills the worker with SIGKILL")
 
 DOCUMENTS = ("pdf/normal_pdflatex_4pages.pdf", "docx/google-docs-export.docx",
              "txt/utf8_hebrew_rtl.txt", "txt/binary_jpeg_renamed.txt")
@@ -40,28 +41,7 @@ def new_project(context: AppContext, model: Path, name: str) -> str:
 
 def worker_children(parent: int) -> list[int]:
     """Pids of `finetuneflow worker` processes whose parent is `parent`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and b"worker" in command:
-            found.append(int(entry.name))
-    return found
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    # A zombie is gone for our purposes: it has stopped running and only waits to be reaped.
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    return [pid for pid, _command in processes(parent=parent, naming=[" worker"])]
 
 
 def wait_until(condition: object, seconds: float) -> bool:
