@@ -73,3 +73,14 @@ def fake_llm() -> Iterator:
 
     with FakeLLMServer() as server:
         yield server
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator:
+    """An OpenSSH server on 127.0.0.1 with throwaway keys (see tests/helpers/sshd.py)."""
+    from tests.helpers.sshd import running_sshd
+
+    folder = tmp_path / "sshd"
+    folder.mkdir()
+    with running_sshd(folder) as server:
+        yield server

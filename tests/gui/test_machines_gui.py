@@ -4,7 +4,6 @@ on 127.0.0.1 (tests/helpers/sshd.py) through the real OpenSSH client."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,13 +26,6 @@ from tests.integration.test_machines import SYSTEM_PYTHON, trusted_machine, wrap
 pytestmark = pytest.mark.slow
 SHOTS = Path("/tmp/remotesetup-shots")
 CHECK_S = 240_000  # a check runs the trainer's probe there, which imports torch
-
-
-@pytest.fixture
-def sshd(tmp_path: Path) -> Iterator[Sshd]:
-    (tmp_path / "sshd").mkdir()
-    with running_sshd(tmp_path / "sshd") as server:
-        yield server
 
 
 def machines_section(qtbot: QtBot, context: AppContext) -> tuple[SettingsDialog, MachinesList]:

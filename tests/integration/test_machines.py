@@ -9,24 +9,15 @@ import pty
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from finetuneflow.core.child_protocol import JOB_VERSION
 from tests.helpers.cli import REPO_ROOT, cli_env, run_cli, run_cli_json
-from tests.helpers.sshd import Sshd, fingerprint, free_port, make_key, running_sshd
+from tests.helpers.sshd import Sshd, fingerprint, free_port, make_key
 
 SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-@pytest.fixture
-def sshd(tmp_path: Path) -> Iterator[Sshd]:
-    folder = tmp_path / "sshd"
-    folder.mkdir()
-    with running_sshd(folder) as server:
-        yield server
 
 
 def wrapper_python(folder: Path, name: str, body: str) -> str:

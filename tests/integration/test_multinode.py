@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import pytest
 from finetuneflow.storage.tables import JobStatus
 from tests.helpers.cli import run_cli, run_cli_json
 from tests.helpers.processes import processes
-from tests.helpers.sshd import Sshd, running_sshd
+from tests.helpers.sshd import Sshd
 from tests.integration.test_remote_training import (
     events_of,
     losses,
@@ -36,14 +35,6 @@ from tests.integration.test_training_service import save_settings, training_proj
 pytestmark = pytest.mark.slow
 NODES = ("alpha", "beta")
 ON = ",".join(NODES)
-
-
-@pytest.fixture
-def sshd(tmp_path: Path) -> Iterator[Sshd]:
-    folder = tmp_path / "sshd"
-    folder.mkdir()
-    with running_sshd(folder) as server:
-        yield server
 
 
 def add_machines(home: Path, sshd: Sshd, homes: dict[str, Path]) -> None:

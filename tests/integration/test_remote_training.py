@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +19,11 @@ from finetuneflow.services.jobs import JobService
 from finetuneflow.storage.tables import JobKind, JobStatus
 from tests.helpers.cli import REPO_ROOT, cli_env, run_cli, run_cli_json
 from tests.helpers.processes import processes
-from tests.helpers.sshd import Sshd, running_sshd
+from tests.helpers.sshd import Sshd
 from tests.integration.test_training_service import save_settings, training_project
 
 pytestmark = pytest.mark.slow
 MACHINE = "box"
-
-
-@pytest.fixture
-def sshd(tmp_path: Path) -> Iterator[Sshd]:
-    folder = tmp_path / "sshd"
-    folder.mkdir()
-    with running_sshd(folder) as server:
-        yield server
 
 
 @pytest.fixture

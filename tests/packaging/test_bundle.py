@@ -166,12 +166,14 @@ def test_the_frozen_app_quantises_the_gguf_to_q4_k_m(build: Build, home: Path, p
                             "--sample-tokens", "1", "--out", str(tmp_path / "gguf.zip"))
     assert [(g["file"], g["quantisation"]) for g in exported["gguf"]] == [
         ("gguf/model-q4_k_m.gguf", "q4_k_m")]
-    with zipfile.ZipFile(tmp_path / "gguf.zip") as archive:
-        archive.extract("gguf/model-q4_k_m.gguf", tmp_path)
-    reader = gguf.GGUFReader(tmp_path / "gguf" / "model-q4_k_m.gguf")
+    with zipfile.ZipFile(tmp_path / "gguf.zip") as archive:  # under the export's top folder
+        (member,) = [name for name in archive.namelist()
+                     if name.endswith("/gguf/model-q4_k_m.gguf")]
+        path = Path(archive.extract(member, tmp_path))
+    reader = gguf.GGUFReader(path)
     file_type = reader.fields["general.file_type"]
     assert file_type.parts[file_type.data[0]][0] == gguf.LlamaFileType.MOSTLY_Q4_K_M
-    assert exported["gguf"][0]["bytes"] == (tmp_path / "gguf" / "model-q4_k_m.gguf").stat().st_size
+    assert exported["gguf"][0]["bytes"] == path.stat().st_size
 
 
 def test_two_processes_run_under_the_bundled_launcher(build: Build, home: Path,
