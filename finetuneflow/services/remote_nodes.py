@@ -42,9 +42,9 @@ from finetuneflow.services.remote_training import (
     RemoteMachine,
     RemoteRun,
     RemoteState,
+    stop_on_cancel,
 )
 from finetuneflow.services.trainer_process import (
-    STOP_GRACE_SECONDS,
     Rendezvous,
     trainer_command,
 )
@@ -235,12 +235,16 @@ class NodesRun:
 
     def stop_all(self) -> None:
         """The stop line to every node (one would do: the ranks agree on stopping; each node
-        gets it in case that one is out of reach)."""
+        gets it in case that one is out of reach). UserError when none could be reached."""
+        unreached = []
         for node in self.nodes:
             try:
                 node.remote.call("stop", node.state.run_dir)
             except UserError as error:
                 log.warning("Could not stop the run on %s: %s", node.name, error)
+                unreached.append(error)
+        if len(unreached) == len(self.nodes):
+            raise unreached[-1]
 
     def kill_all(self) -> None:
         """Kill the trainers of every node (those already ended are left as they are)."""
@@ -266,18 +270,8 @@ class NodesRun:
     def _watch_cancel(self, cancel: CancelToken) -> threading.Event:
         """On cancel: stop every node, and kill them all if the main one has not ended after
         the grace period."""
-        finished = threading.Event()
-
-        def watch() -> None:
-            while not finished.is_set():
-                if cancel.wait(0.2):
-                    self.stop_all()
-                    if not finished.wait(STOP_GRACE_SECONDS):
-                        self.kill_all()
-                    return
-
-        threading.Thread(target=watch, name="nodes-stop", daemon=True).start()
-        return finished
+        return stop_on_cancel(cancel, self.stop_all, self.kill_all,
+                              ", ".join(node.name for node in self.nodes))
 
     # --- following ------------------------------------------------------------------------------
 

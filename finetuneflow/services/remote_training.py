@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import shutil
@@ -527,23 +528,39 @@ class RemoteRun:
         self.remote.call("kill", self._remote_run)
 
     def _watch_cancel(self, cancel: CancelToken) -> threading.Event:
-        """On cancel: stop there, and kill there if it has not ended after the grace period."""
-        finished = threading.Event()
+        return stop_on_cancel(cancel, self.stop, self.kill, self.remote.machine.name)
 
-        def watch() -> None:
-            while not finished.is_set():
-                if cancel.wait(0.2):
-                    try:
-                        self.stop()
-                        if not finished.wait(STOP_GRACE_SECONDS):
-                            self.kill()
-                    except UserError as error:
-                        log.warning("Could not stop the run on %s: %s",
-                                    self.remote.machine.name, error)
-                    return
 
-        threading.Thread(target=watch, name="remote-stop", daemon=True).start()
-        return finished
+def stop_on_cancel(cancel: CancelToken, stop: Callable[[], object], kill: Callable[[], object],
+                   machine: str) -> threading.Event:
+    """On cancel: `stop` the run there, and `kill` it if it has not ended (the returned event
+    is set then) after the grace period. A step that cannot reach the machine (UserError) is
+    tried again on the reconnection delays until it goes through or the run's end is known: a
+    Stop pressed while the connection is down still stops the run once it is back."""
+    finished = threading.Event()
+
+    def attempt(step: Callable[[], object], verb: str) -> bool:
+        delays = itertools.chain(RECONNECT_DELAYS_S, itertools.repeat(RECONNECT_DELAYS_S[-1]))
+        while not finished.is_set():
+            try:
+                step()
+                return True
+            except UserError as error:
+                delay = next(delays)
+                log.warning("Could not %s the run on %s (%s); trying again in %d s.", verb,
+                            machine, error, delay)
+                finished.wait(delay)
+        return False
+
+    def watch() -> None:
+        while not finished.is_set():
+            if cancel.wait(0.2):
+                if attempt(stop, "stop") and not finished.wait(STOP_GRACE_SECONDS):
+                    attempt(kill, "kill")
+                return
+
+    threading.Thread(target=watch, name="remote-stop", daemon=True).start()
+    return finished
 
 
 class RemoteTraining:
@@ -595,9 +612,12 @@ def follow_remote(run: RemoteRun, recorder: RunRecorder, project_ref: str,
     """Follow the run to its end and close the job the way it ended."""
     name = run.remote.machine.name
     if not run.follow(on_line, cancel, notice):
-        recorder.process_ended(None, f"Lost the connection to {name}; the training goes on "
-                               f"there: reattach with `finetuneflow train {project_ref} --on "
-                               f"{name} --attach`.")
+        reattach = f"reattach with `finetuneflow train {project_ref} --on {name} --attach`"
+        recorder.process_ended(None, (
+            f"Lost the connection to {name} while stopping the training there, which may go "
+            f"on: {reattach} to see it end, or to stop it again."
+            if cancel is not None and cancel.cancelled else
+            f"Lost the connection to {name}; the training goes on there: {reattach}."))
         return
     how = "it was killed" if run.exit_code in KILLED_CODES or run.exit_code is None else \
         f"exit code {run.exit_code}"

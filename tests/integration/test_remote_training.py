@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +219,24 @@ def test_stop_reaches_the_remote_trainer_and_resume_continues_here(
     events = events_of(resumed.stdout)
     started = next(e for e in events if e["type"] == "started")
     assert started["start_step"] >= 10 and events[-1]["status"] == "finished"
+
+
+def test_a_stop_while_the_machine_is_out_of_reach_reaches_it_once_it_is_back(
+        home: Path, project: str, machine: str, sshd: Sshd) -> None:
+    long_run(home, project, STOPPED_RUN_STEPS)
+    child = start_train(home, project, "--on", machine)
+    read_until(child, "log")
+    sshd.stop()  # no new connection gets through; the one following the run is cut too
+    (follower,) = [pid for pid, command in processes(parent=child.pid) if " follow " in command]
+    os.kill(follower, signal.SIGKILL)
+    child.send_signal(signal.SIGINT)  # Stop, while the machine cannot be reached
+    time.sleep(3)
+    sshd.start()
+    out, err = child.communicate(timeout=600)
+    assert child.returncode == 0, err
+    summary = events_of(out)[-1]
+    assert summary["status"] == "stopped" and summary["step"] < STOPPED_RUN_STEPS, err
+    assert train_job(home, project).status is JobStatus.CANCELLED
 
 
 def test_a_killed_remote_trainer_fails_the_run_and_keeps_the_checkpoint(
