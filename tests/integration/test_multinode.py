@@ -21,7 +21,7 @@ import pytest
 from finetuneflow.storage.tables import JobStatus
 from tests.helpers.cli import run_cli, run_cli_json
 from tests.helpers.processes import processes
-from tests.helpers.sshd import Sshd
+from tests.helpers.sshd import Sshd, running_sshd
 from tests.integration.test_remote_training import (
     events_of,
     losses,
@@ -44,12 +44,14 @@ def add_machines(home: Path, sshd: Sshd, homes: dict[str, Path]) -> None:
                      "--python", sys.executable)
     machines = json.loads((home / "machines.json").read_text())
     for entry in machines["machines"]:
-        entry["remote_home"] = str(homes[entry["name"]])
+        if entry["name"] in homes:
+            entry["remote_home"] = str(homes[entry["name"]])
     (home / "machines.json").write_text(json.dumps(machines))
     scan = subprocess.run(["ssh-keyscan", "-p", str(sshd.port), "127.0.0.1"],
                           capture_output=True, text=True, check=True)
     (home / "ssh").mkdir(exist_ok=True)
-    (home / "ssh" / "known_hosts").write_text(scan.stdout)
+    with (home / "ssh" / "known_hosts").open("a") as known_hosts:
+        known_hosts.write(scan.stdout)
 
 
 @pytest.fixture
@@ -167,6 +169,37 @@ def test_stop_reaches_every_machine_and_resume_continues_on_both(
     beta_checkpoints = run_dirs(remote_homes, project, 1)[1] / "checkpoints"
     assert (beta_checkpoints / f"checkpoint-{started['start_step']}" /
             "trainer_state.json").is_file()
+
+
+# Long enough to be training still when beta comes back, short enough for a quick test.
+OUTAGE_RUN_STEPS = 80
+
+
+def test_a_machine_out_of_reach_for_a_moment_does_not_stop_the_run(
+        home: Path, project: str, sshd: Sshd, remote_homes: dict[str, Path],
+        tmp_path: Path) -> None:
+    """beta's SSH server goes down and its watch is cut; its trainer (which meets alpha's
+    directly, not over SSH) goes on, and the watch picks it up again once it is back."""
+    (tmp_path / "sshd-beta").mkdir()
+    with running_sshd(tmp_path / "sshd-beta") as beta_server:
+        add_machines(home, sshd, {"alpha": remote_homes["alpha"]})
+        add_machines(home, beta_server, {"beta": remote_homes["beta"]})
+        long_run(home, project, OUTAGE_RUN_STEPS)
+        child = start_train(home, project, "--on", ON, "--processes-per-machine", "1")
+        seen = read_until(child, "log")
+        beta_server.stop()
+        beta_run = str(run_dirs(remote_homes, project, 1)[1])
+        (watch,) = [pid for pid, command in processes(parent=child.pid)
+                    if " follow " in command and beta_run in command]
+        os.kill(watch, signal.SIGKILL)
+        time.sleep(3)
+        beta_server.start()
+        out, err = child.communicate(timeout=900)
+    assert child.returncode == 0, err
+    events = seen + events_of(out)
+    assert [step for step, _ in losses(events)] == list(range(1, OUTAGE_RUN_STEPS + 1))
+    assert events[-1]["status"] == "finished"
+    assert train_job(home, project).status is JobStatus.SUCCEEDED
 
 
 @pytest.mark.parametrize(("arguments", "message"), [
