@@ -193,6 +193,7 @@ class Where:
     processes: int = 1
     attach: bool = False
     nodes: tuple[str, ...] = ()
+    main_address: str | None = None  # with nodes: where the others reach the first
 
 
 def _where(context: AppContext, args: argparse.Namespace) -> Where:
@@ -200,6 +201,9 @@ def _where(context: AppContext, args: argparse.Namespace) -> Where:
     per_machine = args.processes_per_machine
     if per_machine is not None and per_machine < 1:
         raise UserError("--processes-per-machine must be 1 or more.")
+    if args.main_address is not None and (args.on is None or "," not in args.on):
+        raise UserError("--main-address goes with --on A,B: it is where the other machines "
+                        "reach the first one.")
     if args.on is None:
         if per_machine is not None:
             raise UserError("--processes-per-machine goes with --on A,B (the machines to train "
@@ -214,8 +218,9 @@ def _where(context: AppContext, args: argparse.Namespace) -> Where:
                             "--processes-per-machine N.")
         RemoteTraining(context).machine(names[0])
         return Where(args.project, names[0], per_machine or args.processes or 1, args.attach)
-    from finetuneflow.services.remote_nodes import MultiNodeTraining
+    from finetuneflow.services.remote_nodes import MultiNodeTraining, check_main_address
 
+    check_main_address(args.main_address)
     if args.processes is not None:
         raise UserError("--processes counts the processes of one machine: with several, use "
                         "--processes-per-machine N.")
@@ -224,7 +229,8 @@ def _where(context: AppContext, args: argparse.Namespace) -> Where:
                         "is stopped when this command ends: resume it with --resume --on "
                         f"{args.on}.")
     MultiNodeTraining(context).machines(names)
-    return Where(args.project, ",".join(names), per_machine or 1, nodes=tuple(names))
+    return Where(args.project, ",".join(names), per_machine or 1, nodes=tuple(names),
+                 main_address=args.main_address)
 
 
 def _run_once(context: AppContext, prepared: PreparedRun, as_json: bool,
@@ -303,7 +309,7 @@ def _train_on_nodes(context: AppContext, recorder: RunRecorder, prepared: Prepar
 
     try:
         run = MultiNodeTraining(context).start(prepared, list(where.nodes), where.processes,
-                                               progress=say)
+                                               progress=say, main_address=where.main_address)
     except UserError as error:
         recorder.process_ended(None, str(error), failed=True)
         raise
@@ -371,5 +377,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--attach", action="store_true",
                        help="with --on: follow the latest run there again, after a lost "
                             "connection, from where this computer stopped reading")
+    train.add_argument("--main-address", metavar="HOST",
+                       help="with --on A,B: the address at which the other machines reach the "
+                            "first one (default: its SSH host; give its address on the network "
+                            "the machines share when that differs)")
     add_json(train)
     train.set_defaults(handler=cmd_train)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import subprocess
 import threading
 import time
@@ -62,6 +63,9 @@ SETTLE_S = 60.0
 # Once a node has failed: how long the others' ends are still read as their own (a node whose
 # peer died fails too, a moment later) before the ones left are killed.
 FAILURE_GRACE_S = 3.0
+
+# A host name, an IPv4 address or an IPv6 one: it goes into each node's launch command.
+HOST_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|[0-9A-Fa-f:]{2,39}")
 
 # Operations the nodes need besides REMOTE_HELPER's; put before it, so its last line (which
 # calls `op_NAME`) finds them, and they can use its functions (alive, exit_code).
@@ -219,10 +223,12 @@ class NodeWatch:
 class NodesRun:
     """A run started on several machines: rank 0's RemoteRun, and every node."""
 
-    def __init__(self, main: RemoteRun, nodes: list[Node], processes_per_machine: int) -> None:
+    def __init__(self, main: RemoteRun, nodes: list[Node], processes_per_machine: int,
+                 main_address: str | None = None) -> None:
         self.main = main
         self.nodes = nodes
         self.processes_per_machine = processes_per_machine
+        self.main_address = main_address  # as given; None: the main machine's SSH host
         self.ends: list[NodeEnd] = []
         self._lock = threading.Lock()
         self.killed_at: float | None = None
@@ -385,10 +391,13 @@ class MultiNodeTraining:
         return machines
 
     def start(self, prepared: PreparedRun, names: list[str], processes_per_machine: int,
-              progress: Callable[[str], None] = lambda _message: None) -> NodesRun:
-        """Upload to every node, then start rank 0's node first and the others after it."""
+              progress: Callable[[str], None] = lambda _message: None,
+              main_address: str | None = None) -> NodesRun:
+        """Upload to every node, then start rank 0's node first and the others after it. The
+        nodes meet at `main_address` (the first machine's SSH host unless given)."""
         if processes_per_machine < 1:
             raise UserError("--processes-per-machine must be 1 or more.")
+        check_main_address(main_address)
         remotes = [NodeMachine(self._store, machine) for machine in self.machines(names)]
         staged = [self._upload(remote, prepared, progress) for remote in remotes]
         main = remotes[0]
@@ -398,7 +407,8 @@ class MultiNodeTraining:
         main_run: RemoteRun | None = None
         try:
             for rank, (remote, state) in enumerate(zip(remotes, staged, strict=True)):
-                rendezvous = Rendezvous(len(remotes), rank, main.machine.host, port)
+                rendezvous = Rendezvous(len(remotes), rank, main_address or main.machine.host,
+                                        port)
                 command = trainer_command("run", f"{state.run_dir}/job.json", processes=total,
                                           python=remote.machine.python, rendezvous=rendezvous)
                 if rank == 0:
@@ -415,7 +425,7 @@ class MultiNodeTraining:
                     node.remote.call("kill", node.state.run_dir)
             raise
         assert main_run is not None
-        return NodesRun(main_run, nodes, processes_per_machine)
+        return NodesRun(main_run, nodes, processes_per_machine, main_address)
 
     @staticmethod
     def _upload(remote: NodeMachine, prepared: PreparedRun,
@@ -428,6 +438,11 @@ class MultiNodeTraining:
         return state
 
 
+def check_main_address(address: str | None) -> None:
+    if address is not None and not HOST_PATTERN.fullmatch(address):
+        raise UserError(f"--main-address {address!r} is not a host name or an IP address.")
+
+
 def follow_nodes(run: NodesRun, recorder: RunRecorder, project_ref: str,
                  on_line: Callable[[str], None], cancel: CancelToken | None = None,
                  notice: Callable[[str], None] = log.warning) -> None:
@@ -438,7 +453,8 @@ def follow_nodes(run: NodesRun, recorder: RunRecorder, project_ref: str,
         recorder.process_ended(run.main.exit_code)
         return
     resume = (f"finetuneflow train {project_ref} --resume --on {run.names} "
-              f"--processes-per-machine {run.processes_per_machine}")
+              f"--processes-per-machine {run.processes_per_machine}" +
+              (f" --main-address {run.main_address}" if run.main_address else ""))
     recorder.process_ended(None, f"The run stopped on every machine: {brought_down.describe()}. "
                            f"The logs are in {', '.join(str(path) for path in logs)}; resume "
                            f"from the last copied checkpoint with `{resume}`.", failed=True)

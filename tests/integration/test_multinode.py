@@ -179,16 +179,20 @@ def test_a_machine_out_of_reach_for_a_moment_does_not_stop_the_run(
         home: Path, project: str, sshd: Sshd, remote_homes: dict[str, Path],
         tmp_path: Path) -> None:
     """beta's SSH server goes down and its watch is cut; its trainer (which meets alpha's
-    directly, not over SSH) goes on, and the watch picks it up again once it is back."""
+    directly, not over SSH, at the address given: 127.1 is 127.0.0.1 written another way)
+    goes on, and the watch picks it up again once it is back."""
     (tmp_path / "sshd-beta").mkdir()
     with running_sshd(tmp_path / "sshd-beta") as beta_server:
         add_machines(home, sshd, {"alpha": remote_homes["alpha"]})
         add_machines(home, beta_server, {"beta": remote_homes["beta"]})
         long_run(home, project, OUTAGE_RUN_STEPS)
-        child = start_train(home, project, "--on", ON, "--processes-per-machine", "1")
+        child = start_train(home, project, "--on", ON, "--processes-per-machine", "1",
+                            "--main-address", "127.1")
         seen = read_until(child, "log")
         beta_server.stop()
         beta_run = str(run_dirs(remote_homes, project, 1)[1])
+        assert any("--main_process_ip 127.1 " in command
+                   for _pid, command in processes(naming=[beta_run]))
         (watch,) = [pid for pid, command in processes(parent=child.pid)
                     if " follow " in command and beta_run in command]
         os.kill(watch, signal.SIGKILL)
@@ -212,6 +216,9 @@ def test_a_machine_out_of_reach_for_a_moment_does_not_stop_the_run(
     (("--on", ON, "--attach"), "resume it with --resume --on alpha,beta"),
     (("--on", "alpha", "--processes", "2", "--processes-per-machine", "3"),
      "Give the processes once"),
+    (("--main-address", "10.0.0.2"), "--main-address goes with --on A,B"),
+    (("--on", "alpha", "--main-address", "10.0.0.2"), "--main-address goes with --on A,B"),
+    (("--on", ON, "--main-address", "a; rm -rf ~"), "is not a host name or an IP address"),
 ])
 def test_wrong_machine_lists_are_refused_before_anything_runs(
         home: Path, project: str, machines: str, arguments: tuple[str, ...],
