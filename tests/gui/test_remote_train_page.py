@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QLabel, QPushButton
 from pytestqt.qtbot import QtBot
 
 from finetuneflow.gui.main_window import MainWindow
@@ -28,9 +28,10 @@ from finetuneflow.services.training import TrainingService
 from finetuneflow.storage.tables import JobKind, JobStatus
 from tests.helpers.gui_projects import project_with_examples
 from tests.helpers.images import assert_not_blank
+from tests.helpers.processes import processes
 from tests.helpers.sshd import Sshd, free_port, running_sshd
 from tests.integration.test_machines import trusted_machine
-from tests.integration.test_remote_training import children_of, remote_pid
+from tests.integration.test_remote_training import remote_pid
 
 pytestmark = pytest.mark.slow
 SHOTS = Path("/tmp/remotegui-shots")
@@ -106,7 +107,7 @@ def ended(page: TrainPage) -> bool:
 
 def kill_the_follow() -> None:
     """The ssh client that streams the events: as a dropped connection does to it."""
-    for pid, command in children_of(os.getpid()):
+    for pid, command in processes(parent=os.getpid()):
         if " follow " in command:
             os.kill(pid, signal.SIGKILL)
 
@@ -141,6 +142,7 @@ def test_a_run_there_charts_every_stored_event_and_ends_as_finished(
     assert (adapter / "adapter_model.safetensors").is_file()
     assert (remote_home / "runs" / project / "run-1" / "adapter").is_dir()
     assert not page.reattach_button.isVisible() and page.start_button.isEnabled()
+    assert "Training" not in window.findChild(QLabel, "runningJobs").text()
     shot(window, "train_remote_finished.png")
 
 
