@@ -32,17 +32,6 @@ SHUTDOWN_WAIT_MS = 30_000
 EXPOSE_WAIT_S = 1.0  # as QSplashScreen waits for its window
 EXIT_START_FAILED = 1
 
-STYLE_SHEET = """
-QLabel#heading { font-size: 20px; font-weight: 600; }
-QLabel#emptyState { font-size: 14px; padding: 40px; }
-QLabel#projectNote { background: palette(alternate-base); border: 1px solid palette(mid);
-    border-radius: 4px; padding: 8px; }
-QListWidget#stepList { border: none; font-size: 13px; }
-QListWidget#stepList::item { padding: 6px 4px; }
-QFrame#resumeBanner, QFrame#staleBanner, QFrame#orphanBanner { background: rgba(243, 156, 18, 0.16);
-    border-bottom: 1px solid rgba(243, 156, 18, 0.6); }
-"""
-
 
 def make_application(argv: list[str] | None = None) -> QApplication:
     """The application as the first frame needs it; `finish_application` adds the rest."""
@@ -56,7 +45,6 @@ def make_application(argv: list[str] | None = None) -> QApplication:
         app.setStyle("Fusion")
     app.setApplicationName("FineTuneFlow")
     app.setOrganizationName("FineTuneFlow")
-    app.setStyleSheet(STYLE_SHEET)
     return app  # type: ignore[return-value]
 
 

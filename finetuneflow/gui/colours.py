@@ -14,6 +14,8 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication, QWidget
 
+from finetuneflow.gui.styles import restyle
+
 TONES = {  # tone: (on a light background, on a dark one)
     "error": ("#c0392b", "#ff7b6b"),
     "ok": ("#1e8449", "#58d68d"),
@@ -69,9 +71,7 @@ class ThemeWatcher(QObject):
         app.paletteChanged.connect(self.recolour)
 
     def recolour(self, _palette: QPalette | None = None) -> None:
-        app = QApplication.instance()
-        # Qt resolves palette(...) in style sheets when a sheet is set, not on a palette change.
-        app.setStyleSheet(app.styleSheet())
+        restyle()  # palette(...) in a sheet is read when the sheet is set
         for widget in QApplication.allWidgets():
             if name := widget.property(TONE_PROPERTY):
                 widget.setStyleSheet(_text_sheet(name))

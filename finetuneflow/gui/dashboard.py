@@ -24,6 +24,7 @@ from finetuneflow.core.project_summary import ProjectSummary
 from finetuneflow.core.statuses import JobStatus
 from finetuneflow.core.steps import STEPS, ProgressFacts, describe_progress, step_index
 from finetuneflow.gui.dashboard_frame import PROJECTS_HEADING
+from finetuneflow.gui.styles import styled
 from finetuneflow.gui.workers import TaskRunner, Work
 from finetuneflow.services.errors import UserError
 
@@ -113,7 +114,7 @@ class Dashboard(QWidget):
         self._notes: dict[str, str] = {}  # the sample's note, worked out from its state
         self.attached = False
 
-        heading = QLabel(PROJECTS_HEADING, objectName="heading")
+        heading = styled(QLabel(PROJECTS_HEADING, objectName="heading"))
         self.sample_button = QPushButton("Try the sample project", objectName="sampleProject")
         self.sample_button.setToolTip("A ready-made project with three short documents about a "
                                       "community garden, set up for questions and answers.")
@@ -127,11 +128,11 @@ class Dashboard(QWidget):
                        wordWrap=True)
 
         self.table = self._build_table()
-        self.empty = QLabel(EMPTY_TEXT, objectName="emptyState", wordWrap=True)
+        self.empty = styled(QLabel(EMPTY_TEXT, objectName="emptyState", wordWrap=True))
         self.list_or_empty = QStackedWidget()
         self.list_or_empty.addWidget(self.table)
         self.list_or_empty.addWidget(self.empty)
-        self.note = QLabel(objectName="projectNote", wordWrap=True)
+        self.note = styled(QLabel(objectName="projectNote", wordWrap=True))
         self.note.hide()
 
         self.new_button = QPushButton("New project…", objectName="newProject", default=True)

@@ -10,6 +10,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout
 
 from finetuneflow.gui.errors import show_error
+from finetuneflow.gui.styles import styled
 from finetuneflow.gui.workers import TaskRunner
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class OrphanBanner(QFrame):
 
     def __init__(self, tasks: TaskRunner) -> None:
         super().__init__(objectName="orphanBanner", visible=False)
+        styled(self)
         self.tasks = tasks
         self.context: AppContext | None = None
         self.text = QLabel(objectName="orphanText", wordWrap=True)

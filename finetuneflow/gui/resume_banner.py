@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from finetuneflow.gui.styles import styled
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.jobs import JobInfo, JobService
 from finetuneflow.services.projects import ProjectService
@@ -25,6 +26,7 @@ class ResumeBanner(QFrame):
     def __init__(self, context: AppContext) -> None:
         super().__init__()
         self.setObjectName("resumeBanner")
+        styled(self)
         self.context = context
         self.jobs = JobService(context)
         self.projects = ProjectService(context)

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from finetuneflow.core.steps import STEPS, step_index
+from finetuneflow.gui.styles import styled
 
 DONE_MARK = "✓"
 NOT_DONE_MARK = "\u2003"  # an em space: the titles stay aligned with and without the mark
@@ -29,6 +30,7 @@ class StepList(QListWidget):
     def __init__(self, parent: QWidget) -> None:
         super().__init__(parent)  # a parent now, so the tab order can include it at once
         self.setObjectName("stepList")
+        styled(self)
         for step in STEPS:
             item = QListWidgetItem()
             item.setToolTip(step.purpose)
@@ -53,13 +55,13 @@ class WizardFrame(QWidget):
         super().__init__()
         self.setObjectName("wizardFrame")
         step = STEPS[step_index(step_key)]
-        self.title = QLabel(step.title, objectName="heading")
+        self.title = styled(QLabel(step.title, objectName="heading"))
         self.purpose = QLabel(step.purpose, wordWrap=True)
         self.steps = StepList(self)
         self.steps.mark_completed(done)
         self.steps.setCurrentRow(step_index(step_key))
         self.steps.setEnabled(False)  # a click waits for the wizard
-        self.note = QLabel(f"Opening {project_name}…", objectName="emptyState")
+        self.note = styled(QLabel(f"Opening {project_name}…", objectName="emptyState"))
         note = QHBoxLayout()
         note.addStretch(1)
         note.addWidget(self.note)

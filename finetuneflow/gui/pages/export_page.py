@@ -35,6 +35,7 @@ from finetuneflow.gui.chat_panel import ChatPanel
 from finetuneflow.gui.colours import set_tone
 from finetuneflow.gui.errors import describe, show_error
 from finetuneflow.gui.pages.step_page import StepPage
+from finetuneflow.gui.styles import styled
 from finetuneflow.gui.widgets.evaluation_view import EvaluationView
 from finetuneflow.gui.widgets.report_view import ReportView
 from finetuneflow.gui.workers import TaskRunner, Work
@@ -96,8 +97,8 @@ class ExportPage(StepPage):
     # --- building -------------------------------------------------------------------------------
 
     def _build_empty(self) -> QWidget:
-        self.empty_text = QLabel(EMPTY_TEXT, objectName="emptyState", wordWrap=True,
-                                 alignment=Qt.AlignmentFlag.AlignCenter)
+        self.empty_text = styled(QLabel(EMPTY_TEXT, objectName="emptyState", wordWrap=True,
+                                        alignment=Qt.AlignmentFlag.AlignCenter))
         to_train = QPushButton("Go to the Train step", objectName="goToTrain")
         to_train.clicked.connect(lambda: self.wizard().back())  # Train is the step before
         empty = QWidget()

@@ -25,6 +25,7 @@ from finetuneflow.core.units import format_bytes
 from finetuneflow.gui.colours import set_tone
 from finetuneflow.gui.errors import describe
 from finetuneflow.gui.pages.step_page import StepPage
+from finetuneflow.gui.styles import styled
 from finetuneflow.gui.workers import TaskRunner
 from finetuneflow.services.base_model import GatedModelError, ModelChoice, ModelService
 from finetuneflow.services.context import AppContext
@@ -76,7 +77,7 @@ class ModelPage(StepPage):
         self._token_wanted_for: str | None = None  # a gated model whose check just failed
         self._curated = curated_models()
         self.samples = SampleService(context)
-        self.project_note = QLabel(objectName="projectNote", wordWrap=True)
+        self.project_note = styled(QLabel(objectName="projectNote", wordWrap=True))
         self.body.addWidget(self.project_note)
         self._show_note(project.note)
 

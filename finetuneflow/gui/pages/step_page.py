@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWizardPage
 
 from finetuneflow.core.steps import Step
+from finetuneflow.gui.styles import styled
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.projects import ProjectSummary
 from finetuneflow.services.staleness import StaleNote
@@ -24,7 +25,7 @@ class StepPage(QWizardPage):
         self.setSubTitle(step.purpose)
         self.body = QVBoxLayout(self)
         self.body.setContentsMargins(0, 8, 0, 0)
-        self.stale_banner = QFrame(objectName="staleBanner", visible=False)
+        self.stale_banner = styled(QFrame(objectName="staleBanner", visible=False))
         self.stale_rows = QVBoxLayout(self.stale_banner)
         self.body.addWidget(self.stale_banner)
 
@@ -36,7 +37,7 @@ class StepPage(QWizardPage):
         """The project's own note (the sample says what its next steps need), on the steps
         it is about."""
         if note:
-            self.body.addWidget(QLabel(note, objectName="projectNote", wordWrap=True))
+            self.body.addWidget(styled(QLabel(note, objectName="projectNote", wordWrap=True)))
 
     def show_stale(self, notes: list[StaleNote]) -> None:
         """Say which results here are older than their inputs, with a button to redo them."""
