@@ -59,8 +59,10 @@ def preload() -> None:
         log.warning("Preloading failed", exc_info=True)
     # What is loaded by now (modules, classes, the data layer) lives as long as the app: kept
     # out of the collector's full passes, each of which otherwise walks it all again, a pause
-    # of about 0.1 s that lands on whatever the person does next.
-    gc.freeze()
+    # of about 0.1 s that lands on whatever the person does next. Once per process: a later
+    # window's freeze would also keep for good whatever garbage waits for collection then.
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
 
 
 class MainWindow(QMainWindow):
