@@ -23,3 +23,13 @@ def database_at(path: Path, revision: str) -> Engine:
         command.upgrade(alembic_config(connection), revision)
         connection.commit()
     return engine
+
+
+def downgrade_to(path: Path, revision: str) -> None:
+    """Take the database file down to `revision`, with foreign keys off as the app migrates."""
+    engine = make_engine(path)
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        command.downgrade(alembic_config(connection), revision)
+        connection.commit()
+    engine.dispose()

@@ -7,10 +7,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from alembic import command
 
-from finetuneflow.storage.db import alembic_config, upgrade_to_head
-from tests.helpers.migrations import database_at
+from finetuneflow.storage.db import upgrade_to_head
+from tests.helpers.migrations import database_at, downgrade_to
 
 QUESTION = ("INSERT INTO evaluation_questions (evaluation_id, key, ordinal, example_id, prompt, "
             "question, reference, reason) VALUES (1, ?, ?, ?, '[]', 'What is 2+2?', '4', '')")
@@ -82,11 +81,7 @@ def test_deleting_an_example_keeps_its_question_and_a_run_takes_its_evaluations(
 def test_the_downgrade_removes_the_tables_and_keeps_the_rest(db_path: Path) -> None:
     with connect(db_path) as db:
         add_evaluation(db)
-    engine = database_at(db_path, "0006")
-    with engine.connect() as connection:
-        command.downgrade(alembic_config(connection), "0005")
-        connection.commit()
-    engine.dispose()
+    downgrade_to(db_path, "0005")
     with connect(db_path) as db:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
         assert "evaluations" not in tables and "evaluation_questions" not in tables

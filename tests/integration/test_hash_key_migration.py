@@ -8,12 +8,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from alembic import command
 
 from finetuneflow.core.dataset.keys import hash_key
 from finetuneflow.core.generation.quality import content_hash
-from finetuneflow.storage.db import alembic_config, upgrade_to_head
-from tests.helpers.migrations import database_at
+from finetuneflow.storage.db import upgrade_to_head
+from tests.helpers.migrations import database_at, downgrade_to
 
 
 def chat(question: str, answer: str) -> list[dict[str, str]]:
@@ -93,11 +92,7 @@ def test_after_the_upgrade_the_database_refuses_a_second_kept_copy(db_path: Path
 
 def test_the_downgrade_gives_back_the_indexes_on_the_hex_hash(db_path: Path) -> None:
     before = _rows(db_path)
-    engine = database_at(db_path, "0007")
-    with engine.connect() as connection:
-        command.downgrade(alembic_config(connection), "0005")
-        connection.commit()
-    engine.dispose()
+    downgrade_to(db_path, "0005")
     assert _rows(db_path) == before
     with sqlite3.connect(db_path) as db:
         columns = {row[1] for row in db.execute("PRAGMA table_info(dataset_examples)")}

@@ -8,15 +8,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from alembic import command
 
 from finetuneflow.core.chunking import ChunkSettings
 from finetuneflow.core.generation.settings import LLMSettings
 from finetuneflow.core.generation.tasks import TaskType
 from finetuneflow.core.project_settings import ModelRef, ProjectSettings
 from finetuneflow.core.training.config import preset_config
-from finetuneflow.storage.db import Database, alembic_config, make_engine, upgrade_to_head
-from tests.helpers.migrations import database_at
+from finetuneflow.storage.db import Database, make_engine, upgrade_to_head
+from tests.helpers.migrations import database_at, downgrade_to
 
 LLM = LLMSettings(provider="ollama", base_url="http://127.0.0.1:11434", model="qwen3:4b")
 TRAINING = preset_config("quick", lora_r=4)
@@ -114,11 +113,8 @@ def test_garbage_becomes_the_defaults_without_failing(db_path: Path) -> None:
 def test_downgrade_puts_the_settings_back_in_the_bag(db_path: Path) -> None:
     engine = make_engine(db_path)
     upgrade_to_head(engine)
-    with engine.connect() as connection:
-        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-        command.downgrade(alembic_config(connection), "0001")
-        connection.commit()
     engine.dispose()
+    downgrade_to(db_path, "0001")
     with sqlite3.connect(db_path) as db:
         bags = {project_id: json.loads(bag) for project_id, bag
                 in db.execute("SELECT id, settings FROM projects")}

@@ -9,11 +9,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from alembic import command
 
 from finetuneflow.core.errors import UserError
-from finetuneflow.storage.db import Database, alembic_config, upgrade_to_head
-from tests.helpers.migrations import database_at
+from finetuneflow.storage.db import Database, upgrade_to_head
+from tests.helpers.migrations import database_at, downgrade_to
 
 
 @pytest.fixture
@@ -85,12 +84,7 @@ def test_the_downgrade_drops_the_column_and_keeps_the_rest(db_path: Path) -> Non
     before = rows(db_path)
     with sqlite3.connect(db_path) as db:
         db.execute("UPDATE projects SET train_on = 'box'")
-    engine = database_at(db_path, "0008")
-    with engine.connect() as connection:
-        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-        command.downgrade(alembic_config(connection), "0007")
-        connection.commit()
-    engine.dispose()
+    downgrade_to(db_path, "0007")
     with sqlite3.connect(db_path) as db:
         columns = {row[1] for row in db.execute("PRAGMA table_info(projects)")}
         assert "train_on" not in columns and "training" in columns
