@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,14 +28,21 @@ from finetuneflow.services.training import TrainingService
 from finetuneflow.storage.tables import JobKind, JobStatus
 from tests.helpers.gui_projects import project_with_examples
 from tests.helpers.images import assert_not_blank
-from tests.helpers.processes import gone, processes
-from tests.helpers.sshd import Sshd, free_port
+from tests.helpers.processes import processes
+from tests.helpers.sshd import Sshd, free_port, running_sshd
 from tests.integration.test_machines import trusted_machine
 from tests.integration.test_remote_training import remote_pid
 
 pytestmark = pytest.mark.slow
 SHOTS = Path("/tmp/remotegui-shots")
 RUN_S = 600_000  # a run there: the model's upload, loading it, the steps, the copies back
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[Sshd]:
+    (tmp_path / "sshd").mkdir()
+    with running_sshd(tmp_path / "sshd") as server:
+        yield server
 
 
 @pytest.fixture
@@ -95,17 +103,6 @@ def train_job(context: AppContext, project: str) -> JobStatus:
 
 def ended(page: TrainPage) -> bool:
     return not page.controller.running and not page.tasks.is_running("prepare")
-
-
-def reattach_to_the_end(qtbot: QtBot, page: TrainPage, context: AppContext,
-                        project: str) -> None:
-    """Reattach, follow the 30-step run to its end: every step charted once, as stored."""
-    page.reattach_button.click()
-    qtbot.waitUntil(lambda: page.controller.running, timeout=60_000)
-    qtbot.waitUntil(lambda: ended(page), timeout=RUN_S)
-    assert [step for step, _loss in charted(page)] == list(range(1, 31))
-    assert charted(page) == stored_losses(context.home.root, project)
-    assert train_job(context, project) is JobStatus.SUCCEEDED
 
 
 def kill_the_follow() -> None:
@@ -187,7 +184,12 @@ def test_a_lost_connection_offers_reattach_which_shows_every_step(
     shot(window, "train_remote_lost.png")
 
     sshd.start()
-    reattach_to_the_end(qtbot, page, context, project)
+    page.reattach_button.click()
+    qtbot.waitUntil(lambda: page.controller.running, timeout=60_000)
+    qtbot.waitUntil(lambda: ended(page), timeout=RUN_S)
+    assert [step for step, _loss in charted(page)] == list(range(1, 31))
+    assert charted(page) == stored_losses(context.home.root, project)
+    assert train_job(context, project) is JobStatus.SUCCEEDED
     assert not page.reattach_button.isVisible()
 
 
@@ -206,7 +208,7 @@ def test_closing_the_window_leaves_the_run_there_and_reopening_reattaches(
     assert job.message.startswith("FineTuneFlow was closed while the run trained on box")
     trainer = remote_pid(remote_home, project, 1)
     assert (remote_home / "runs" / project / "run-1" / "exit_code").exists() or \
-        not gone(trainer)  # not stopped: it trains on (or finished) there
+        Path(f"/proc/{trainer}").exists()  # not stopped: it trains on (or finished) there
 
     again = MainWindow(context)
     qtbot.addWidget(again)
@@ -221,7 +223,12 @@ def test_closing_the_window_leaves_the_run_there_and_reopening_reattaches(
     shot(again, "train_remote_reopened.png")
     before = len(reopened.chart.train[0])
     assert before >= 1
-    reattach_to_the_end(qtbot, reopened, context, project)
+    reopened.reattach_button.click()
+    qtbot.waitUntil(lambda: reopened.controller.running, timeout=60_000)
+    qtbot.waitUntil(lambda: ended(reopened), timeout=RUN_S)
+    assert [step for step, _loss in charted(reopened)] == list(range(1, 31))
+    assert charted(reopened) == stored_losses(context.home.root, project)
+    assert train_job(context, project) is JobStatus.SUCCEEDED
 
 
 def test_the_hardware_choice_is_kept_and_a_removed_machine_falls_back_here(
