@@ -171,14 +171,20 @@ def _evaluator(loaded: Loaded, evaluation: LoadedDataset, job: AnswerJob, scratc
     averaging of the training's evaluation, so the numbers are comparable."""
     from trl import SFTConfig, SFTTrainer
 
-    from finetuneflow.trainer.build import plan_loss, precision_arguments, sft_dataset
+    from finetuneflow.trainer.build import (
+        checkpointing_arguments,
+        plan_loss,
+        precision_arguments,
+        sft_dataset,
+    )
 
     plan = plan_loss(loaded.tokenizer, job.assistant_only_loss)
     arguments = SFTConfig(
         output_dir=str(scratch), per_device_eval_batch_size=job.batch_size,
         max_length=job.max_seq_length, assistant_only_loss=plan.assistant_only_loss,
-        activation_checkpointing=False, report_to="none", disable_tqdm=True,
-        dataloader_num_workers=0, **precision_arguments(loaded.device))
+        report_to="none", disable_tqdm=True,
+        dataloader_num_workers=0, **checkpointing_arguments(False),
+        **precision_arguments(loaded.device))
     dataset = sft_dataset(evaluation, plan, loaded.tokenizer)
     # SFTTrainer insists on a training set; nothing is trained on it.
     return SFTTrainer(model=loaded.model, args=arguments, processing_class=loaded.tokenizer,

@@ -6,6 +6,7 @@ transformers, trl and peft.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import datasets
 import torch
 import transformers
 from peft import LoraConfig
+from transformers import TrainingArguments
 from trl import SFTConfig, SFTTrainer
 
 from finetuneflow.core.child_protocol import StartedEvent
@@ -94,12 +96,21 @@ def build_trainer(inputs: Inputs, model: Any, tokenizer: Any, plan: LossPlan, de
     return TrainerParts(trainer, outcome, progress, guard, started)
 
 
+def checkpointing_arguments(enabled: bool,
+                            arguments: type = TrainingArguments) -> dict[str, Any]:
+    """transformers 5.2x renamed `gradient_checkpointing` to `activation_checkpointing` (the old
+    name warns); 5.0–5.1x know only the old one. Pass the name the installed version takes."""
+    names = {field.name for field in dataclasses.fields(arguments)}
+    prefix = "activation" if "activation_checkpointing" in names else "gradient"
+    return {f"{prefix}_checkpointing": enabled,
+            f"{prefix}_checkpointing_kwargs": {"use_reentrant": False} if enabled else None}
+
+
 def sft_arguments(inputs: Inputs, plan: LossPlan, device: Device) -> SFTConfig:
     config, job = inputs.config, inputs.job
     evaluate = inputs.eval is not None
     # Keeping the best adapter needs a checkpoint at every evaluation that could be the best.
     keep_best = evaluate and config.save_steps % config.eval_steps == 0
-    checkpointing = config.activation_checkpointing
     return SFTConfig(
         output_dir=job.checkpoints_dir,
         num_train_epochs=config.num_epochs,
@@ -112,8 +123,7 @@ def sft_arguments(inputs: Inputs, plan: LossPlan, device: Device) -> SFTConfig:
         warmup_steps=config.warmup_ratio,  # below 1: a fraction of the run (transformers 5)
         max_length=config.max_seq_length,
         packing=config.packing,
-        activation_checkpointing=checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
+        **checkpointing_arguments(config.activation_checkpointing),
         assistant_only_loss=plan.assistant_only_loss,
         logging_steps=config.logging_steps,
         logging_first_step=True,
