@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from finetuneflow.core.child_protocol import (  # noqa: E402
     ErrorEvent,
     FinishedEvent,
+    LogEvent,
     StartedEvent,
     TrainJob,
     decode,
@@ -74,13 +75,15 @@ def build_model(folder: Path) -> Path:
     return target
 
 
-def write_data(folder: Path) -> tuple[Path, Path]:
+def write_data(folder: Path, repeats: int = 6) -> tuple[Path, Path]:
+    """Replies of `repeats` to `repeats + 9` sentences (about 14 tokens each)."""
     sentence = "Fine-tuning adapts a pretrained model to a task with a few examples. "
 
     def record(i: int) -> str:
         return json.dumps({"messages": [
             {"role": "user", "content": f"Question {i}: explain fine-tuning in detail."},
-            {"role": "assistant", "content": sentence * (6 + i % 10)}]}) + "\n"
+            {"role": "assistant", "content": sentence * (repeats + i % 10)}]}) + "\n"
+    folder.mkdir(parents=True, exist_ok=True)
     train, evaluation = folder / "train.jsonl", folder / "eval.jsonl"
     train.write_text("".join(record(i) for i in range(STEPS * 8)), encoding="utf-8")
     evaluation.write_text("".join(record(i) for i in range(16)), encoding="utf-8")
@@ -88,9 +91,9 @@ def write_data(folder: Path) -> tuple[Path, Path]:
 
 
 def run_trainer(folder: Path, model: Path, train: Path, evaluation: Path,
-                method: str) -> dict[str, Any]:
-    run_folder = folder / method
-    job = TrainJob(run_id=method, model_path=str(model), train_path=str(train),
+                method: str, name: str) -> dict[str, Any]:
+    run_folder = folder / name
+    job = TrainJob(run_id=name, model_path=str(model), train_path=str(train),
                    eval_path=str(evaluation), checkpoints_dir=str(run_folder / "checkpoints"),
                    adapter_dir=str(run_folder / "adapter"), log_dir=str(run_folder / "logs"),
                    config={**SETTINGS, "method": method})
@@ -99,7 +102,9 @@ def run_trainer(folder: Path, model: Path, train: Path, evaluation: Path,
     process = subprocess.run(
         [sys.executable, "-m", "finetuneflow.trainer", "run", str(job_path)],
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=RUN_TIMEOUT_S,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)})
+        env={**os.environ, "HF_HUB_OFFLINE": "1",
+             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
+                                                          os.environ.get("PYTHONPATH")]))})
     (run_folder / "trainer.log").write_text(process.stderr, encoding="utf-8")
     events = [decode(line) for line in process.stdout.splitlines()]
     return {"code": process.returncode, "events": events, "job": job,
@@ -127,7 +132,11 @@ def report(method: str, result: dict[str, Any], model: Path) -> list[str]:
     if result["code"] != 0 or finished is None:
         error = next((e for e in events if isinstance(e, ErrorEvent)), None)
         print(f"{method}: FAILED (exit {result['code']}): "
-              f"{error.message if error else 'no finished event'}; log: {result['log']}")
+              f"{error.message if error else 'no finished event'}")
+        # The run's folder is temporary: show the end of the trainer's log here.
+        print("  trainer log (last 40 lines):")
+        for line in result["log"].read_text(encoding="utf-8").splitlines()[-40:]:
+            print(f"    {line}")
         return [f"{method} run"]
     started = next(e for e in events if isinstance(e, StartedEvent))
     config = TrainingConfig.from_dict(result["job"].config)
@@ -138,6 +147,12 @@ def report(method: str, result: dict[str, Any], model: Path) -> list[str]:
     print(f"{method}: {finished.step} steps on {started.device}, "
           f"{finished.tokens_per_second or 0:,.0f} tokens/s, loop {finished.runtime_s:.1f} s "
           f"(process {result['wall_s']:.0f} s), eval loss {finished.final_eval_loss}")
+    logs = [e for e in events if isinstance(e, LogEvent) and e.tokens_seen and e.elapsed_s]
+    if len(logs) >= 2:
+        first, last = logs[0], logs[-1]
+        steady = (last.tokens_seen - first.tokens_seen) / (last.elapsed_s - first.elapsed_s)
+        print(f"  steps {first.step}-{last.step}: {steady:,.0f} tokens/s, "
+              f"{(last.elapsed_s - first.elapsed_s) / (last.step - first.step):.3f} s/step")
     print(f"  peak max_memory_allocated {format_bytes(peak)}; estimate {estimate.summary()}")
     print(f"  estimate without overhead ÷ measured = {tensors / peak:.2f}; "
           f"estimate ÷ measured = {estimate.total / peak:.2f}")
@@ -176,9 +191,19 @@ def main() -> int:
               f"(built in {time.monotonic() - started_at:.0f} s)")
         train, evaluation = write_data(folder)
         failures: list[str] = []
-        for method in ("lora", "qlora"):
-            failures += report(method, run_trainer(folder, model, train, evaluation, method),
+        # Every sequence cut at max_seq_length: the case the memory estimate is for.
+        full_train, full_evaluation = write_data(folder / "full", repeats=60)
+        runs = [("lora", "lora", train, evaluation), ("qlora", "qlora", train, evaluation),
+                ("lora", "lora-full-length", full_train, full_evaluation)]
+        for method, name, train_path, eval_path in runs:
+            failures += report(name, run_trainer(folder, model, train_path, eval_path, method,
+                                                 name),
                                model)
+        baseline = subprocess.run([sys.executable, str(Path(__file__).with_name("bare_loop.py")),
+                                   str(model)], capture_output=True, text=True, timeout=120)
+        print((baseline.stdout or baseline.stderr[-2000:]).strip())
+        print("  (the same batch of 8 x 512 tokens as lora-full-length: its s/step ÷ this one's "
+              "is the trainer's overhead)")
     print("PASS" if not failures else f"FAIL: {', '.join(failures)}")
     return 1 if failures else 0
 
