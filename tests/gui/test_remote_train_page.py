@@ -142,7 +142,9 @@ def test_a_run_there_charts_every_stored_event_and_ends_as_finished(
     assert (adapter / "adapter_model.safetensors").is_file()
     assert (remote_home / "runs" / project / "run-1" / "adapter").is_dir()
     assert not page.reattach_button.isVisible() and page.start_button.isEnabled()
-    assert "Training" not in window.findChild(QLabel, "runningJobs").text()
+    # The status bar reads the jobs table each second.
+    status = window.findChild(QLabel, "runningJobs")
+    qtbot.waitUntil(lambda: "Training" not in status.text(), timeout=3000)
     shot(window, "train_remote_finished.png")
 
 
