@@ -42,7 +42,6 @@ from finetuneflow.core.child_protocol import (
     FinishedEvent,
     ProtocolError,
     StoppedEvent,
-    TrainJob,
     decode,
     encode,
 )
@@ -339,7 +338,7 @@ class RemoteRun:
             job, train_path=f"{run_dir}/train.jsonl",
             eval_path=f"{run_dir}/eval.jsonl" if job.eval_path else None,
             checkpoints_dir=f"{run_dir}/checkpoints", adapter_dir=f"{run_dir}/adapter",
-            log_dir=run_dir, model_path=cls._upload_model(remote, home, job, progress))
+            log_dir=run_dir, model_path=cls.upload_model(remote, home, job.model_path, progress))
         remote_job.write(local_run / REMOTE_JOB_FILE)
         files = [Upload.of(local_run / REMOTE_JOB_FILE, f"{run_dir}/job.json"),
                  Upload.of(Path(job.train_path), remote_job.train_path)]
@@ -365,12 +364,12 @@ class RemoteRun:
         return cls(remote, prepared, state)
 
     @staticmethod
-    def _upload_model(remote: RemoteMachine, home: str, job: TrainJob,
-                      progress: Callable[[str], None]) -> str:
+    def upload_model(remote: RemoteMachine, home: str, model_path: str,
+                     progress: Callable[[str], None]) -> str:
         """The model's path there: a local folder is sent once, under its manifest's hash."""
-        folder = Path(job.model_path)
+        folder = Path(model_path)
         if not folder.is_dir():
-            return job.model_path  # a Hub id: the machine downloads it itself
+            return model_path  # a Hub id: the machine downloads it itself
         progress("Checking the base model's files")
         uploads = _folder_uploads(folder, "")
         manifest = json.dumps([[u.remote, u.size, u.sha256] for u in uploads]).encode()

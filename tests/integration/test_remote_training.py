@@ -17,6 +17,8 @@ import pytest
 
 from finetuneflow.services.context import AppContext
 from finetuneflow.services.jobs import JobService
+from finetuneflow.services.remote_training import RemoteMachine, RemoteRun
+from finetuneflow.storage.machines import MachineStore
 from finetuneflow.storage.tables import JobKind, JobStatus
 from tests.helpers.cli import REPO_ROOT, cli_env, run_cli, run_cli_json
 from tests.helpers.processes import processes
@@ -129,29 +131,42 @@ def test_remote_run_matches_local_losses_and_its_adapter_exports(
     assert any(f["path"].startswith("adapter/") for f in json.loads(exported.stdout)["files"])
 
 
-def test_a_second_run_sends_only_what_is_missing(home: Path, project: str, machine: str,
-                                                 remote_home: Path) -> None:
-    """A partial upload (a `.part` file left by a broken transfer) continues; the model is
-    not sent again."""
-    first = run_cli(home, "train", project, "--preset", "quick", "--max-steps", "5", "--json",
-                    "--on", machine, timeout=600)
-    assert first.returncode == 0, first.stderr
-    (model_dir,) = (remote_home / "models").iterdir()
-    weights = next(model_dir.glob("*.safetensors"))
+def test_the_model_goes_once_and_a_broken_upload_continues(
+        home: Path, machine: str, tiny_model_dir: Path, remote_home: Path) -> None:
+    """What `train --on` sends of a local model (the run above sends it whole): a partial
+    upload (a `.part` file left by a broken transfer) continues from where it broke, and a
+    model already there is not sent again."""
+    context = AppContext.open()
+    try:
+        store = MachineStore(context.home)
+        remote = RemoteMachine(store, store.get(machine))
+    finally:
+        context.close()
+    home_there = remote.home()
+
+    def send() -> tuple[str, list[str]]:
+        said: list[str] = []
+        return RemoteRun.upload_model(remote, home_there, str(tiny_model_dir), said.append), said
+
+    model_dir, said = send()
+    assert Path(model_dir).parent == remote_home / "models"
+    sent = {path.name for path in tiny_model_dir.iterdir() if path.is_file()}
+    # The manifest last: a folder that holds it is whole.
+    assert {line.split()[1] for line in said[:-1] if line.startswith("Uploading")} == sent
+    assert said[-1] == "Uploading manifest.json to box"
+    weights = next(Path(model_dir).glob("*.safetensors"))
     whole = weights.read_bytes()
     weights.unlink()
-    (model_dir / ".finetuneflow-manifest.json").unlink()
+    (Path(model_dir) / ".finetuneflow-manifest.json").unlink()
     Path(f"{weights}.part").write_bytes(whole[: len(whole) // 2])
-    second = run_cli(home, "train", project, "--preset", "quick", "--max-steps", "5", "--json",
-                     "--on", machine, timeout=600)
-    assert second.returncode == 0, second.stderr
-    assert f"Uploading {weights.name} to box (from byte {len(whole) // 2})" in second.stderr
-    assert "Uploading config.json" not in second.stderr
-    assert weights.read_bytes() == whole
-    third = run_cli(home, "train", project, "--preset", "quick", "--max-steps", "5", "--json",
-                    "--on", machine, timeout=600)
-    assert third.returncode == 0 and f"Uploading {weights.name}" not in third.stderr
 
+    again, said = send()
+    assert again == model_dir
+    assert said == ["Checking the base model's files",
+                    f"Uploading {weights.name} to box (from byte {len(whole) // 2})",
+                    "Uploading manifest.json to box"]
+    assert weights.read_bytes() == whole and not Path(f"{weights}.part").exists()
+    assert send() == (model_dir, ["Checking the base model's files"])
 
 # Long enough that a stop or a kill sent after the first checkpoint came back still finds the
 # trainer training: 30 tiny steps can all be done while that checkpoint is being copied.
