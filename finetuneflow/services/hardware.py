@@ -143,7 +143,8 @@ class HardwareService:
                 found.append(event)
 
         log_path = self._context.home.logs_dir / "speed.log"
-        run_trainer(["speed", str(job_path)], log_path, on_line, cancel)
+        # Nothing to save: a cancelled timing ends at once, its memory given back.
+        run_trainer(["speed", str(job_path)], log_path, on_line, cancel, grace_seconds=0)
         shutil.rmtree(folder / "work", ignore_errors=True)
         for event in found:
             if isinstance(event, SpeedEvent):

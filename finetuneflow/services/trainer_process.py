@@ -67,18 +67,19 @@ def free_port() -> int:
 
 
 def run_trainer(args: list[str], log_path: Path, on_line: Callable[[str], None],
-                cancel: CancelToken | None = None, *, processes: int = 1) -> int:
+                cancel: CancelToken | None = None, *, processes: int = 1,
+                grace_seconds: float = STOP_GRACE_SECONDS) -> int:
     """Run the child to its end: stdout lines to `on_line`, stderr appended to `log_path`.
 
     A cancel sends `stop` on stdin (the child checkpoints and exits); if it has not ended
-    after the grace period it is killed.
+    after `grace_seconds` it is killed.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         command = trainer_command(*args, processes=processes)
         child = subprocess.Popen(command, stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, stderr=log, env=child_environment())
-        stopper = (watch_cancel(child, cancel, STOP_GRACE_SECONDS) if cancel is not None
+        stopper = (watch_cancel(child, cancel, grace_seconds) if cancel is not None
                    else None)
         assert child.stdout is not None
         for raw in child.stdout:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pytest
 from PySide6.QtWidgets import QScrollArea
 from pytestqt.qtbot import QtBot
 
+from finetuneflow.core.steps import step_index
 from finetuneflow.gui.main_window import MainWindow
 from finetuneflow.gui.pages.hardware_page import HardwarePage
 from finetuneflow.gui.pages.train_page import TrainPage
@@ -15,6 +17,7 @@ from finetuneflow.services.hardware import HardwareService
 from finetuneflow.services.training import TrainingService
 from tests.helpers.gui_projects import project_with_examples
 from tests.helpers.images import assert_not_blank
+from tests.helpers.processes import processes
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +57,28 @@ def test_hardware_page_probes_and_recommends(window: MainWindow, qtbot: QtBot,
     assert_not_blank(shot)
     reopened = window.open_project(project_id, "hardware").currentPage()
     assert isinstance(reopened, HardwarePage) and reopened.preset.currentText() == "Quick test"
+
+
+def speed_timers() -> list[tuple[int, str]]:
+    """The trainer children timing training steps for the Hardware step's estimate."""
+    return processes(parent=os.getpid(), naming=[" speed "])
+
+
+def test_leaving_the_hardware_step_stops_its_timing_and_coming_back_times_again(
+        window: MainWindow, qtbot: QtBot, project_id: str) -> None:
+    """The timing's trainer child would compete with the training started next (for the CPU,
+    or the GPU's memory)."""
+    wizard = window.open_project(project_id, "hardware")
+    page = wizard.currentPage()
+    assert isinstance(page, HardwarePage)
+    qtbot.waitUntil(lambda: bool(speed_timers()), timeout=120_000)
+    wizard.go_to_index(step_index("train"))
+    qtbot.waitUntil(lambda: not speed_timers() and not page.tasks.is_running("speed"),
+                    timeout=10_000)
+    assert "measured" not in page.duration.text() and "unknown" not in page.duration.text()
+    wizard.go_to_index(step_index("hardware"))
+    assert page.duration.text() == "Expected time: timing a few training steps on this computer…"
+    qtbot.waitUntil(lambda: "measured on cpu" in page.duration.text(), timeout=240_000)
 
 
 def test_train_page_runs_the_child_fills_the_chart_and_stops(

@@ -7,7 +7,7 @@ import shlex
 from typing import Any
 
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QColor, QPainter, QPaintEvent, QShowEvent
+from PySide6.QtGui import QColor, QHideEvent, QPainter, QPaintEvent, QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -432,6 +432,16 @@ class HardwarePage(StepPage):
         if self._time_when_shown:
             self._time_when_shown = False
             self.show_time()
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        """Leaving the step stops a timing under way: its trainer child would compete with a
+        training started next for the CPU and the GPU's memory. Back on the step, it runs
+        again. A minimised window keeps timing."""
+        super().hideEvent(event)
+        if not event.spontaneous() and self.tasks.is_running("speed"):
+            self._timing = None  # its end ("cancelled") is not shown
+            self.tasks.cancel("speed")
+            self._time_when_shown = True
 
     def _show_measured(self, estimate: RunEstimate | None) -> None:
         if self.plan is None or self.plan.config != self._timing:
