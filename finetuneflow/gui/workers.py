@@ -138,9 +138,9 @@ class TaskRunner(QObject):
                              (signals.progress, on_progress), (signals.cancelled, on_cancel)):
             if slot is not None:
                 signal.connect(self._while_alive(slot), queued)
-        signals.finished.connect(self._forget, queued)
-        if on_finished is not None:
-            signals.finished.connect(self._while_alive(lambda _key: on_finished()), queued)
+        # One slot forgets the task, then runs `on_finished`: with two, a check between them
+        # could see the task ended while its `on_finished` had not run yet.
+        signals.finished.connect(self._while_alive(partial(self._end, on_finished)), queued)
         if status_text is not None:
             tasks = background_tasks()
             task = tasks.begin(status_text)
@@ -161,12 +161,14 @@ class TaskRunner(QObject):
 
         return run
 
-    def _forget(self, key: int) -> None:
+    def _end(self, on_finished: Callable[[], None] | None, key: int) -> None:
         self._alive.pop(key, None)
+        if on_finished is not None:
+            on_finished()
 
     def is_running(self, name: str) -> bool:
         """True until the task's `finished` signal reaches the main thread: polling this sees
-        its outcome slots done (its own `on_finished` already sees it ended)."""
+        its outcome slots and `on_finished` done (`on_finished` itself already sees it ended)."""
         worker = self._by_name.get(name)
         return worker is not None and worker.key in self._alive
 
