@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from finetuneflow.core.child_protocol import LAUNCH_COMMAND
+from finetuneflow.core.training.config import TrainingConfig
 from finetuneflow.trainer.channel import EventChannel, open_protocol_channel
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ def hide_bitsandbytes_unless_needed(command: str, job: Path) -> None:
 def _method_of(job: Path) -> str | None:
     try:
         config = json.loads(job.read_text(encoding="utf-8")).get("config") or {}
-        return str(config.get("method", "lora"))
+        return str(config.get("method", TrainingConfig.method))
     except (OSError, ValueError, AttributeError):
         return None  # the job's own reader says what is wrong with the file
 

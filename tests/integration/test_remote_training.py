@@ -168,6 +168,7 @@ def test_the_model_goes_once_and_a_broken_upload_continues(
     assert weights.read_bytes() == whole and not Path(f"{weights}.part").exists()
     assert send() == (model_dir, ["Checking the base model's files"])
 
+
 # Long enough that a stop or a kill sent after the first checkpoint came back still finds the
 # trainer training: 30 tiny steps can all be done while that checkpoint is being copied.
 STOPPED_RUN_STEPS = 400
