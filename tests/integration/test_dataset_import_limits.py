@@ -8,6 +8,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from finetuneflow.core.progress import CancelToken
 from finetuneflow.services.context import AppContext
@@ -67,6 +69,21 @@ def test_a_stopped_import_keeps_its_batches_and_the_rest_follows(
     rest = DatasetService(context).import_file(project_id, path)
     assert (rest.imported, rest.duplicates) == (IMPORT_BATCH + 500, IMPORT_BATCH)
     assert _kept(context, project_id) == IMPORT_BATCH * 2 + 500
+
+
+def test_the_checks_that_an_import_turns_off_are_on_again_for_every_other_write(
+        context: AppContext, tmp_path: Path) -> None:
+    project_id = ProjectService(context).create("Checks").id
+    path = tmp_path / "few.jsonl"
+    path.write_text("\n".join(_line(i) for i in range(3)) + "\n", encoding="utf-8")
+    assert DatasetService(context).import_file(project_id, path).imported == 3
+    with pytest.raises(IntegrityError, match="CHECK constraint failed"), \
+            context.transaction() as tx:
+        tx.session.execute(text(
+            "INSERT INTO dataset_examples (project_id, split, messages, status, content_hash, "
+            "hash_key, source, created_at, updated_at) VALUES (:project, 'train', '[]', 'bogus', "
+            "'x', 1, 'imported', '2026-01-01', '2026-01-01')"), {"project": project_id})
+    assert _kept(context, project_id) == 3
 
 
 def test_a_file_over_the_size_limit_of_the_settings_is_refused_before_reading(
