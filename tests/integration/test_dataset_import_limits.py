@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from finetuneflow.core.progress import CancelToken
 from finetuneflow.services.context import AppContext
-from finetuneflow.services.datasets import IMPORT_BATCH, DatasetService
+from finetuneflow.services.datasets import IMPORT_BATCH, IMPORT_BATCH_CHARS, DatasetService
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.settings import AppSettings
@@ -69,6 +69,25 @@ def test_a_stopped_import_keeps_its_batches_and_the_rest_follows(
     rest = DatasetService(context).import_file(project_id, path)
     assert (rest.imported, rest.duplicates) == (IMPORT_BATCH + 500, IMPORT_BATCH)
     assert _kept(context, project_id) == IMPORT_BATCH * 2 + 500
+
+
+def test_long_examples_go_in_smaller_batches(context: AppContext, tmp_path: Path) -> None:
+    """A batch ends at IMPORT_BATCH_CHARS of text: fifty thousand long examples would be
+    gigabytes held at once."""
+    project_id = ProjectService(context).create("Long").id
+    per_batch = IMPORT_BATCH_CHARS // 8_000
+    lines = per_batch * 2 + 5
+    path = tmp_path / "long.jsonl"
+    path.write_text("\n".join(json.dumps({"messages": [
+        {"role": "user", "content": f"{i:05d}" + "q" * 2_995},
+        {"role": "assistant", "content": "a" * 5_000}]}) for i in range(lines)) + "\n",
+        encoding="utf-8")
+    seen: list[str] = []
+    summary = DatasetService(context).import_file(
+        project_id, path, progress=lambda _fraction, message: seen.append(message))
+    assert summary.imported == lines == _kept(context, project_id)
+    assert seen == [f"long.jsonl: line {line:,} of {lines:,}, {line:,} imported"
+                    for line in (per_batch, per_batch * 2, lines)]
 
 
 def test_the_checks_that_an_import_turns_off_are_on_again_for_every_other_write(
