@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
+from finetuneflow.core.progress import CancelToken
 from finetuneflow.services.context import AppContext
 
 EXIT_USER_ERROR = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -34,6 +38,20 @@ def open_context() -> AppContext:
 
 def stderr_progress(fraction: float, message: str) -> None:
     print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def ctrl_c_cancels(cancel: CancelToken, message: str) -> Iterator[None]:
+    """Ctrl-C sets the cancel token (the service stops cleanly) instead of raising."""
+    def stop(_signum: int, _frame: object) -> None:
+        print(message, file=sys.stderr, flush=True)
+        cancel.cancel()
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:

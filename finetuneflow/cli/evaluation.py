@@ -7,8 +7,14 @@ import sys
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from finetuneflow.cli.common import add_json, open_context, print_json, stderr_progress
-from finetuneflow.cli.export import EXIT_INTERRUPTED, ctrl_c_cancels
+from finetuneflow.cli.common import (
+    EXIT_INTERRUPTED,
+    add_json,
+    ctrl_c_cancels,
+    open_context,
+    print_json,
+    stderr_progress,
+)
 from finetuneflow.core.evaluation.results import Evaluation
 from finetuneflow.core.evaluation.stats import rate_text
 from finetuneflow.core.export.report import evaluation_json, outcome_label, score_rows

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-from finetuneflow.cli.common import add_json, open_context, print_json, stderr_progress
+from finetuneflow.cli.common import (
+    EXIT_INTERRUPTED,
+    add_json,
+    ctrl_c_cancels,
+    open_context,
+    print_json,
+    stderr_progress,
+)
 from finetuneflow.cli.status import print_next
 from finetuneflow.core.export.gguf import QUANTISATIONS
 from finetuneflow.core.export.modelfile import create_command
@@ -25,22 +29,6 @@ from finetuneflow.services.export import (
     ExportResult,
     ExportService,
 )
-
-EXIT_INTERRUPTED = 130
-
-
-@contextlib.contextmanager
-def ctrl_c_cancels(cancel: CancelToken, message: str) -> Iterator[None]:
-    """Ctrl-C sets the cancel token (the service stops cleanly) instead of raising."""
-    def stop(_signum: int, _frame: object) -> None:
-        print(message, file=sys.stderr, flush=True)
-        cancel.cancel()
-
-    previous = signal.signal(signal.SIGINT, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from finetuneflow.cli.common import add_json, open_context, print_json, stderr_progress
+from finetuneflow.cli.common import (
+    add_json,
+    ctrl_c_cancels,
+    open_context,
+    print_json,
+    stderr_progress,
+)
 from finetuneflow.cli.status import print_next
 from finetuneflow.core.generation.settings import (
     DEFAULT_BASE_URLS,
@@ -60,19 +65,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.full:  # the same estimate the Review page shows before a full run
         print(service.estimate(args.project, args.max_chunks).describe(), file=sys.stderr)
     cancel = CancelToken()
-
-    def stop(_signum: int, _frame: object) -> None:
-        print("Stopping; finished chunks are kept…", file=sys.stderr)
-        cancel.cancel()
-
-    previous = signal.signal(signal.SIGINT, stop)  # Ctrl-C: keep what is done, no traceback
-    try:
-        result = service.run(args.project, preview=args.preview, progress=stderr_progress,
-                             cancel=cancel, max_chunks=args.max_chunks)
-    except GenerationFailed as failure:
-        raise UserError(_cli_hint(failure)) from failure
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with ctrl_c_cancels(cancel, "Stopping; finished chunks are kept…"):
+        try:
+            result = service.run(args.project, preview=args.preview, progress=stderr_progress,
+                                 cancel=cancel, max_chunks=args.max_chunks)
+        except GenerationFailed as failure:
+            raise UserError(_cli_hint(failure)) from failure
     if not args.json and result.chunks_done:
         print(_usage_line(result.prompt_tokens, result.completion_tokens), file=sys.stderr)
     if result.unreadable:  # rejected, so a rerun does not ask again: say why

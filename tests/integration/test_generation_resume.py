@@ -95,3 +95,24 @@ def test_a_full_run_prints_its_estimate_first(home: Path, tmp_path: Path,
     assert "2 chunks → 2 requests for about 6 examples at concurrency 2" in estimate
     assert "tokens" in estimate and "run a preview" not in estimate
     assert json.loads(result.stdout)["chunks_done"] == 2
+
+
+def test_ctrl_c_stops_a_full_run_and_keeps_its_finished_chunks(
+        home: Path, tmp_path: Path, tiny_model_dir: Path) -> None:
+    with FakeLLMServer(latency_ms=150) as server:
+        project = new_project(home, tiny_model_dir, unique_document(tmp_path), server)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "finetuneflow", "generate", project, "--full", "--json"],
+            env=cli_env(home), cwd=REPO_ROOT, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_for_examples(home, 6, child)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err
+        result = json.loads(out)
+        assert result["cancelled"] and "Stopping; finished chunks are kept" in err
+        kept = len(stored_examples(home))
+        assert kept == result["examples"] > 0
+        rest = run_cli_json(home, "generate", project, "--full")
+    assert rest["chunks_skipped"] == result["chunks_done"] and not rest["cancelled"]
+    assert len(stored_examples(home)) == kept + rest["examples"]
