@@ -7,14 +7,17 @@ import sys
 from pathlib import Path
 
 from finetuneflow.cli.common import (
+    EXIT_INTERRUPTED,
     EXIT_USER_ERROR,
     add_json,
+    ctrl_c_cancels,
     open_context,
     print_json,
     stderr_progress,
     subcommands,
 )
 from finetuneflow.cli.status import print_next
+from finetuneflow.core.progress import CancelToken
 from finetuneflow.services.errors import UserError
 
 DATASET_FORMATS = ["auto", "messages", "prompt-completion", "alpaca", "sharegpt", "csv"]
@@ -71,20 +74,27 @@ def cmd_dataset_import(args: argparse.Namespace) -> int:
         if not (args.prompt_column and args.completion_column):
             raise UserError("Give both --prompt-column and --completion-column.")
         columns = CsvColumns(args.prompt_column, args.completion_column, args.system_column)
-    summary = DatasetService(open_context()).import_file(
-        args.project, Path(args.file), format=args.format, system_prompt=args.system_prompt,
-        csv_columns=columns)
+    cancel = CancelToken()
+    with ctrl_c_cancels(cancel, "Stopping after the lines being stored; they are kept…"):
+        summary = DatasetService(open_context()).import_file(
+            args.project, Path(args.file), format=args.format, system_prompt=args.system_prompt,
+            csv_columns=columns, progress=stderr_progress, cancel=cancel)
     if args.json:
         print_json(summary.to_json())
     else:
-        print(f"{summary.file} ({summary.format}): {summary.imported} imported, "
+        stopped = " (stopped)" if summary.stopped else ""
+        print(f"{summary.file} ({summary.format}){stopped}: {summary.imported} imported, "
               f"{summary.rejected} rejected, {summary.duplicates} already present")
         for error in summary.errors:
             print(f"  {error}")
         if summary.rejected > len(summary.errors):
             print(f"  … and {summary.rejected - len(summary.errors)} more rejected lines")
-        if summary.imported or summary.duplicates:
+        if summary.stopped:
+            print("Import the same file again to add the rest: the lines stored are skipped.")
+        elif summary.imported or summary.duplicates:
             print_next(args.project)
+    if summary.stopped:
+        return EXIT_INTERRUPTED
     return 0 if summary.imported or summary.duplicates else EXIT_USER_ERROR
 
 

@@ -155,8 +155,9 @@ class ExampleRepository:
             connection.exec_driver_sql("PRAGMA ignore_check_constraints=ON")
             try:
                 connection.exec_driver_sql(IMPORT_INSERT, values)
-            finally:
-                connection.exec_driver_sql("PRAGMA ignore_check_constraints=OFF")
+            finally:  # unless Ctrl-C dropped the connection (and the setting with it)
+                if not connection.invalidated:
+                    connection.exec_driver_sql("PRAGMA ignore_check_constraints=OFF")
         return counts
 
     def end_import(self) -> None:

@@ -190,6 +190,45 @@ def test_a_killed_import_keeps_its_batches_and_a_rerun_adds_the_rest(
                           "dataset_examples").fetchone() == (lines, lines)
 
 
+def test_ctrl_c_stops_an_import_after_its_batch_and_says_what_it_kept(
+        home: Path, tmp_path: Path) -> None:
+    """Ctrl-C of `dataset import`: the batch being stored is finished, the summary says how
+    many lines were imported, the exit code is 130, and a rerun adds the rest."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.helpers.cli import REPO_ROOT, cli_env, run_cli_json
+
+    project_id = run_cli_json(home, "project", "create", "Interrupted")["id"]
+    lines = IMPORT_BATCH * 4
+    path = tmp_path / "many.jsonl"
+    path.write_text("\n".join(_line(i) for i in range(lines)) + "\n", encoding="utf-8")
+    child = subprocess.Popen([sys.executable, "-m", "finetuneflow", "dataset", "import",
+                              project_id, str(path), "--json"], env=cli_env(home), cwd=REPO_ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stderr is not None
+    first = child.stderr.readline()  # the first batch's progress line: the import is under way
+    assert "imported" in first, first
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    summary = json.loads(out)
+    assert summary["stopped"] and 0 < summary["imported"] < lines
+    assert summary["imported"] == _kept_in(home, project_id)
+    assert "Stopping after the lines being stored" in err and "unexpected" not in err
+    rest = run_cli_json(home, "dataset", "import", project_id, str(path))
+    assert (rest["imported"], rest["duplicates"]) == (lines - summary["imported"],
+                                                      summary["imported"])
+    assert _kept_in(home, project_id) == lines
+
+
+def _kept_in(home: Path, project_id: str) -> int:
+    with sqlite3.connect(home / "finetuneflow.db") as db:
+        return int(db.execute("SELECT COUNT(*) FROM dataset_examples WHERE project_id = ? "
+                              "AND status != 'rejected'", (project_id,)).fetchone()[0])
+
+
 def test_the_duplicate_lookup_of_a_batch_reads_by_hash_not_the_whole_project(
         context: AppContext) -> None:
     """Through the project_id index each batch would read every row of the project: a
