@@ -49,8 +49,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         service.set_chunk_settings(args.project, ChunkSettings(
             max_tokens=args.chunk_tokens or current.max_tokens,
             overlap_tokens=current.overlap_tokens if args.overlap is None else args.overlap))
-    outcomes = service.ingest(args.project, [Path(p) for p in args.paths],
-                              password=args.password, progress=stderr_progress)
+    cancel = CancelToken()
+    with ctrl_c_cancels(cancel, "Stopping after the file being read; the files read are kept…"):
+        outcomes = service.ingest(args.project, [Path(p) for p in args.paths],
+                                  password=args.password, progress=stderr_progress,
+                                  cancel=cancel)
     if args.json:
         print_json([outcome.to_json() for outcome in outcomes])
     else:
@@ -58,6 +61,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             pages = "-" if o.pages is None else o.pages
             print(f"{printable(o.name)}\t{o.status}\t{o.message or '-'}\tpages={pages}"
                   f"\tchars={o.chars}\tchunks={o.chunks}")
+    if cancel.cancelled:
+        print(f"Stopped after {len(outcomes)} file(s): run the same command again to add the "
+              "rest (files already added are recognised).", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if failure := nothing_added(outcomes):
         raise UserError(failure)
     if not args.json:

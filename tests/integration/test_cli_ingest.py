@@ -119,3 +119,34 @@ def test_a_folder_is_read_without_links_outside_it_or_hidden_files(
     with sqlite3.connect(home / "finetuneflow.db") as db:
         texts = [row[0] for row in db.execute("SELECT text FROM chunks")]
     assert texts and not any("4242" in text for text in texts)
+
+
+def test_ctrl_c_stops_after_the_file_being_read_and_a_rerun_adds_the_rest(
+        home: Path, corpus_dir: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.helpers.cli import REPO_ROOT, cli_env
+
+    project = run_cli_json(home, "project", "create", "Stopped")["id"]
+    folder = corpus_dir / "pdf"
+    child = subprocess.Popen([sys.executable, "-m", "finetuneflow", "ingest", project,
+                              str(folder), "--json"], env=cli_env(home), cwd=REPO_ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stderr is not None
+    for _ in range(3):  # the third file is being read
+        assert "Reading" in child.stderr.readline()
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    read = json.loads(out)
+    assert 2 <= len(read) < len(list(folder.glob("*.pdf")))
+    assert f"Stopped after {len(read)} file(s)" in err and "unexpected" not in err
+    with sqlite3.connect(home / "finetuneflow.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM files").fetchone()[0] == len(read)
+        assert db.execute("SELECT status FROM jobs").fetchall() == [("cancelled",)]
+    rest = run_cli_json(home, "ingest", project, str(folder))
+    assert [o["name"] for o in rest if o["duplicate"]] == [o["name"] for o in read]
+    with sqlite3.connect(home / "finetuneflow.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM files").fetchone()[0] == len(rest)
