@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from finetuneflow.core.dataset import jsonl
 from finetuneflow.core.dataset.formats import (
     FORMATS,
     CsvColumns,
@@ -16,7 +17,7 @@ from finetuneflow.core.dataset.formats import (
     read_dataset,
     write_jsonl,
 )
-from finetuneflow.core.dataset.jsonl import RAW_LIMIT
+from finetuneflow.core.dataset.jsonl import RAW_LIMIT, iter_json_array
 
 CHAT = [
     {"role": "user", "content": "What is LoRA?"},
@@ -237,6 +238,65 @@ def test_broken_json_array_keeps_the_records_before_the_error(tmp_path: Path) ->
     assert line == 4
     assert error.startswith("not valid JSON (Expecting value at column 14)")
     assert "the rest of the file was not read" in error
+
+
+def _array_records(path: Path) -> list[tuple[int, object, str | None]]:
+    return [(record.line, record.value, record.error) for record in iter_json_array(path)]
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 7, 64])
+def test_a_json_array_read_in_pieces_gives_what_a_whole_read_gives(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece: int) -> None:
+    """Numbers and words that a piece cuts, strings with brackets and escapes, Unicode that a
+    piece cuts in the middle of its bytes, CRLF and blank lines."""
+    elements = [json.dumps({"messages": CHAT}, indent=1), "12345678", "-1.5e10", "true", "null",
+                json.dumps({"text": "a ] , [ { \" } \\ b", "ok": "Grüße, 東京 🚀"},
+                           ensure_ascii=False), "[[1, [2, [3]]], {}]", '"tail"']
+    text = "\ufeff [ \r\n" + ",\r\n\r\n".join(elements) + "\r\n]\r\n"
+    path = tmp_path / "pieces.json"
+    path.write_bytes(text.encode("utf-8"))
+    whole = _array_records(path)
+    assert [value for _line, value, _error in whole] == [json.loads(e) for e in elements]
+    starts = [text.index(element) for element in elements]
+    assert [line for line, _value, _error in whole] == [
+        text.count("\n", 0, start) + 1 for start in starts]
+    monkeypatch.setattr(jsonl, "ARRAY_PIECE_BYTES", piece)
+    assert _array_records(path) == whole
+
+
+def test_a_json_array_stops_with_a_reason_and_keeps_what_came_before(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jsonl, "ARRAY_PIECE_BYTES", 256)
+    good = json.dumps({"messages": CHAT})
+    cases = {  # name: text, the reason
+        "longer.json": (f"[{good},\n" + json.dumps({"messages": "x" * 5000}) + "]",
+                        "an element longer than 1,000 characters"),
+        "latin1.json": (f"[{good},\n" + '{"text": "Caf\xe9"}]', "not UTF-8 text (byte 0xe9)"),
+        "cut.json": (f"[{good},\n{good}", "not valid JSON (the file ends inside the list)"),
+        "deep.json": (f"[{good},\n" + "[" * 100_000 + "]" * 100_000 + "]",
+                      "JSON nested too deeply"),
+        "broken.json": (f"[{good},\n" + '{"messages": oops}, ' + good * 20 + "]",
+                        "not valid JSON (Expecting value at column 14)"),
+    }
+    for name, (text, reason) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(text.encode("latin-1"))
+        *read, last = iter_json_array(path, max_element_bytes=1_000)
+        kept = 2 if name == "cut.json" else 1
+        assert [record.value for record in read] == [{"messages": CHAT}] * kept, name
+        assert last.error == reason + "; the rest of the file was not read" + (
+            ": save it again as UTF-8" if name == "latin1.json" else ""), name
+        assert last.line == 2, name
+
+
+def test_a_long_element_read_whole_is_rejected_and_the_next_follows(tmp_path: Path) -> None:
+    good = json.dumps({"messages": CHAT})
+    path = tmp_path / "long.json"
+    path.write_text(f"[{good},\n" + json.dumps({"messages": "x" * 5000}) + f",\n{good}]",
+                    encoding="utf-8")
+    records = list(iter_json_array(path, max_element_bytes=1_000))
+    assert [(record.line, record.error) for record in records] == [
+        (1, None), (2, "an element longer than 1,000 characters"), (3, None)]
 
 
 # --- detection ----------------------------------------------------------------------------------

@@ -185,8 +185,8 @@ def iter_dataset(
     max_line_bytes: int = MAX_LINE_BYTES,
 ) -> tuple[str, Iterator[ImportedRow]]:
     """`read_dataset` as a stream: the format, and the rows one by one (a file of a million
-    lines is never held whole, except a JSON array, which is one value). A JSONL line longer
-    than `max_line_bytes` is a rejected row, never read whole."""
+    lines is never held whole, nor is a JSON array). A JSONL line, or an element of a JSON array,
+    longer than `max_line_bytes` is a rejected row."""
     path = Path(path)
     if format == "auto":
         format = detect_format(path, max_line_bytes)

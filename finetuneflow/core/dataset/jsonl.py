@@ -6,6 +6,7 @@ stops at a bad line: each record comes back with the value or a reason a person 
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from typing import Any, BinaryIO
 
 RAW_LIMIT = 4096  # characters of a source record kept to show next to its error
 MAX_LINE_BYTES = 8 * 1024 * 1024  # a longer JSONL line is refused before it is read whole
+ARRAY_PIECE_BYTES = 1 << 20  # a JSON array file is read in pieces of this size
 _BOM = "\ufeff"
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
@@ -44,7 +46,7 @@ def is_json_array(path: Path) -> bool:
 def iter_json_records(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[SourceRecord]:
     """The records of a JSONL file or of a JSON array file, blank lines skipped."""
     if is_json_array(path):
-        return iter_json_array(path)
+        return iter_json_array(path, max_line_bytes)
     return iter_jsonl(path, max_line_bytes)
 
 
@@ -89,63 +91,139 @@ def _parse_line(number: int, line: str) -> SourceRecord:
     return SourceRecord(number, value, None, truncate(line))
 
 
-def iter_json_array(path: Path) -> Iterator[SourceRecord]:
-    """The elements of a JSON array file. A syntax error ends the file with one error record."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ValueError(
-            f"{path.name} is not UTF-8 text (line {line}); save it again as UTF-8."
-        ) from exc
-    lines = _LineCounter(text)
-    pos = _skip_space(text, 0) + 1  # past the '['
-    while True:
-        pos = _skip_space(text, pos)
-        if text.startswith("]", pos):
-            return
+def iter_json_array(path: Path, max_element_bytes: int = MAX_LINE_BYTES
+                    ) -> Iterator[SourceRecord]:
+    """The elements of a JSON array file, read a piece at a time, so that only the element
+    being read is held (a 275 MB array read whole peaked at 851 MB). A syntax error, text that
+    is not UTF-8, or an element longer than `max_element_bytes` ends the file with one error
+    record."""
+    with path.open("rb") as file:
+        text = _ArrayText(file)
         try:
-            value, end = _DECODER.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            yield _syntax_error(lines, exc.pos, exc.msg, text[pos : pos + RAW_LIMIT])
+            yield from _array_elements(text, max_element_bytes)
+        except _ArrayStop as stop:
+            yield stop.record
+
+
+class _ArrayStop(Exception):
+    """The rest of the file cannot be read: its error record."""
+
+    def __init__(self, record: SourceRecord) -> None:
+        self.record = record
+
+
+def _array_elements(text: _ArrayText, limit: int) -> Iterator[SourceRecord]:
+    pos = text.skip_space(0) + 1  # past the '['
+    while True:
+        pos = text.skip_space(pos)
+        if text.at(pos, "]"):
             return
-        yield SourceRecord(lines.line_at(pos), value, None, truncate(text[pos:end]))
-        pos = _skip_space(text, end)
-        if text.startswith(",", pos):
+        pos, value, end = text.value_at(pos, limit)
+        if end - pos > limit:  # read whole within a piece: rejected, and the next one follows
+            yield SourceRecord(text.line_at(pos), None, _too_long(limit),
+                               truncate(text.text[pos:pos + RAW_LIMIT]))
+        else:
+            yield SourceRecord(text.line_at(pos), value, None, truncate(text.text[pos:end]))
+        pos = text.skip_space(end)
+        if text.at(pos, ","):
             pos += 1
-        elif not text.startswith("]", pos):
-            yield _syntax_error(lines, pos, "Expecting ',' or ']'", text[pos : pos + RAW_LIMIT])
-            return
+        elif not text.at(pos, "]"):
+            raise text.stop(pos, "not valid JSON (Expecting ',' or ']' at column "
+                            f"{text.column_at(pos)})")
 
 
-def _syntax_error(lines: _LineCounter, pos: int, message: str, raw: str) -> SourceRecord:
-    line, column = lines.line_at(pos), lines.column_at(pos)
-    reason = f"not valid JSON ({message} at column {column}); the rest of the file was not read"
-    return SourceRecord(line, None, reason, truncate(raw))
+class _ArrayText:
+    """The decoded text of a JSON array file from the element being read on; positions are
+    in `text`, which drops what was read each time more is read."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        self.text = ""
+        self._eof = False
+        self._line = 1  # of position `_counted`
+        self._counted = 0
+        self._not_utf8: SourceRecord | None = None  # met in the last piece, after its text
+
+    def more(self, pos: int) -> int:
+        """Read the next piece, dropping the text before `pos`; `pos`'s new place (0)."""
+        if self._not_utf8 is not None:
+            raise _ArrayStop(self._not_utf8)
+        first = not self.text and self._counted == 0 and self._line == 1
+        self.line_at(pos)
+        self.text, self._counted = self.text[pos:], 0
+        data = self._file.read(ARRAY_PIECE_BYTES)
+        self._eof = not data
+        try:
+            self.text += self._decoder.decode(data, final=self._eof)
+        except UnicodeDecodeError as error:  # the text before the byte is still read
+            self.text += error.object[:error.start].decode("utf-8-sig" if first else "utf-8")
+            self._not_utf8 = SourceRecord(
+                self.line_at(len(self.text)), None,
+                f"not UTF-8 text (byte 0x{error.object[error.start]:02x}); the rest of the file "
+                "was not read: save it again as UTF-8", "")
+        return 0
+
+    def skip_space(self, pos: int) -> int:
+        """The next non-space position, at or after `pos` (len(text) at the end of the file)."""
+        while (pos := _skip_space(self.text, pos)) >= len(self.text) and not self._eof:
+            pos = self.more(pos)
+        return pos
+
+    def at(self, pos: int, char: str) -> bool:
+        if pos >= len(self.text):
+            raise self.stop(pos, "not valid JSON (the file ends inside the list)")
+        return self.text.startswith(char, pos)
+
+    def value_at(self, pos: int, limit: int) -> tuple[int, Any, int]:
+        """(start, value, end) of the JSON value at `pos`, reading more until it is whole. A
+        value counts as whole once a ',' or ']' follows it: a piece may end inside a number
+        ("-1" of "-1.5e10") or after it, before its comma."""
+        while True:
+            too_long = len(self.text) - pos > limit
+            try:
+                value, end = _DECODER.raw_decode(self.text, pos)
+                after = _skip_space(self.text, end)
+                if self._eof or too_long or self.text[after:after + 1] in (",", "]"):
+                    return pos, value, end
+            except json.JSONDecodeError as error:
+                if self._eof or not _cut_short(error, len(self.text)):
+                    raise self.stop(error.pos, f"not valid JSON ({error.msg} at column "
+                                    f"{self.column_at(error.pos)})") from None
+            except RecursionError:
+                raise self.stop(pos, "JSON nested too deeply") from None
+            if too_long:
+                raise self.stop(pos, _too_long(limit))
+            pos = self.more(pos)
+
+    def stop(self, pos: int, reason: str) -> _ArrayStop:
+        return _ArrayStop(SourceRecord(self.line_at(pos), None,
+                                       f"{reason}; the rest of the file was not read",
+                                       truncate(self.text[pos:pos + RAW_LIMIT])))
+
+    def line_at(self, pos: int) -> int:
+        if pos > self._counted:
+            self._line += self.text.count("\n", self._counted, pos)
+            self._counted = pos
+        return self._line
+
+    def column_at(self, pos: int) -> int:
+        return pos - self.text.rfind("\n", 0, pos)
+
+
+def _cut_short(error: json.JSONDecodeError, length: int) -> bool:
+    """Whether the error may come from the text read so far ending inside the value: an open
+    string, or an error within the longest word ("-Infinity") of its end."""
+    return error.pos >= length - 10 or error.msg.startswith("Unterminated string")
+
+
+def _too_long(limit: int) -> str:
+    return f"an element longer than {limit:,} characters"
 
 
 def _skip_space(text: str, pos: int) -> int:
     match = _JSON_SPACE.match(text, pos)
     return match.end() if match else pos
-
-
-class _LineCounter:
-    """Line numbers of increasing positions in a text, counted incrementally (linear overall)."""
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-        self._pos = 0
-        self._line = 1
-
-    def line_at(self, pos: int) -> int:
-        if pos > self._pos:
-            self._line += self._text.count("\n", self._pos, pos)
-            self._pos = pos
-        return self._line
-
-    def column_at(self, pos: int) -> int:
-        return pos - self._text.rfind("\n", 0, pos)
 
 
 def write_jsonl(path: Path, examples: Iterable[list[dict[str, str]]]) -> int:
