@@ -14,6 +14,7 @@ from finetuneflow.core.dataset.formats import (
     CsvColumns,
     ImportResult,
     detect_format,
+    iter_dataset,
     read_dataset,
     write_jsonl,
 )
@@ -440,6 +441,44 @@ def test_csv_that_is_not_utf8(tmp_path: Path) -> None:
     path.write_bytes("prompt,completion\nCafé?,Oui.\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"not UTF-8 text \(line 2\)"):
         read_dataset(path)
+
+
+def test_csv_that_is_not_utf8_far_into_the_file(tmp_path: Path) -> None:
+    """The check reads the file a piece at a time: a bad byte after the first piece is found,
+    with its line."""
+    path = tmp_path / "late.csv"
+    good = "".join(f"Question {i}?,Answer {i}.\n" for i in range(100_000))
+    path.write_bytes(("prompt,completion\n" + good).encode() + "Café?,Oui.\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"not UTF-8 text \(line 100002\)"):
+        read_dataset(path)
+
+
+def test_csv_lines_and_fields_over_the_limit(tmp_path: Path) -> None:
+    """A field up to the line limit is read (and judged as an example); a longer line or
+    field ends the file with a reason, keeping the rows before it. The csv module alone
+    stopped at 131,072 characters with an error that ended the import."""
+    path = tmp_path / "long.csv"
+    path.write_text("prompt,completion\nShort?,Yes.\n"
+                    f"Long?,{'x' * 200_000}\nNext?,Read.\n"
+                    f"Longer?,\"{'y' * 300_000}\"\nAfter?,Not read.\n", encoding="utf-8")
+    rows = list(iter_dataset(path, max_line_bytes=250_000)[1])
+    assert [(row.line, row.error is None) for row in rows] == [
+        (2, True), (3, True), (4, True), (5, False)]
+    assert len(rows[1].messages[1]["content"]) == 200_000
+    assert rows[3].error == ("a line or field longer than 250,000 characters; the rest of the "
+                             "file was not read")
+
+
+def test_an_unclosed_quote_ends_the_file_at_the_field_limit(tmp_path: Path) -> None:
+    """An opened quote that never closes takes every line after it into one field: the field
+    limit stops it with a reason, and the rows before it are kept."""
+    path = tmp_path / "unclosed.csv"
+    rest = "".join(f"Question {i}?,Answer {i}.\n" for i in range(20_000))
+    path.write_text(f'prompt,completion\nOne?,Yes.\n"Two?,No.\n{rest}', encoding="utf-8")
+    rows = list(iter_dataset(path, max_line_bytes=100_000)[1])
+    assert [(row.line, row.error) for row in rows] == [
+        (2, None), (3, "a line or field longer than 100,000 characters; the rest of the file "
+                       "was not read")]
 
 
 def test_empty_csv_has_no_rows(tmp_path: Path) -> None:

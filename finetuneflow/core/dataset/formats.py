@@ -16,8 +16,8 @@ with their line number and a reason; nothing is dropped silently. Blank lines ar
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import json
 import re
 from collections import Counter
@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, TextIO, TypeGuard
 
 from finetuneflow.core.dataset.jsonl import (
     MAX_LINE_BYTES,
@@ -195,7 +195,7 @@ def iter_dataset(
             f"Unknown dataset format {format!r}; expected one of {', '.join(FORMATS)}."
         )
     if format == "csv":
-        rows = _read_csv(path, csv_columns)
+        rows = _read_csv(path, csv_columns, max_line_bytes)
     else:
         convert = _CONVERTERS[format]
         rows = (_convert(record, convert)
@@ -440,22 +440,47 @@ class _CsvLayout:
         return f"the {self.header[index].strip()!r} column"
 
 
-def _read_csv(path: Path, columns: CsvColumns | None) -> Iterator[ImportedRow]:
-    text = _read_utf8(path)
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else _guess_delimiter(text)
-    lines = _RecordingLines(text)
-    reader = csv.reader(lines, delimiter=delimiter)
-    header = next((row for row in reader if any(cell.strip() for cell in row)), None)
-    if header is None:
-        return
-    layout = _csv_layout(path, header, columns)
-    lines.take()
-    line = reader.line_num + 1
-    for row in reader:
-        raw = lines.take()
-        if any(cell.strip() for cell in row):
-            yield _csv_row(line, row, layout, raw)
-        line = reader.line_num + 1
+def _read_csv(path: Path, columns: CsvColumns | None,
+              max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[ImportedRow]:
+    """The rows of a CSV file, read line by line: a line or a field longer than
+    `max_line_bytes`, or a record the csv module cannot parse, ends the file with an error
+    row."""
+    _check_utf8(path)
+    csv.field_size_limit(max(max_line_bytes, _CSV_FIELD_LIMIT))  # process-wide; only we read CSV
+    with path.open(encoding="utf-8-sig", newline="") as file:
+        lines = _RecordingLines(file, max_line_bytes)
+        line = 1
+        try:
+            first = lines.first_text_line()
+            delimiter = "\t" if path.suffix.lower() == ".tsv" else _guess_delimiter(first)
+            reader = csv.reader(lines, delimiter=delimiter)
+            header = next((row for row in reader if any(cell.strip() for cell in row)), None)
+            if header is None:
+                return
+            layout = _csv_layout(path, header, columns)
+            lines.take()
+            line = reader.line_num + 1
+            for row in reader:
+                raw = lines.take()
+                if any(cell.strip() for cell in row):
+                    yield _csv_row(line, row, layout, raw)
+                line = reader.line_num + 1
+        except (csv.Error, _LineTooLong) as error:
+            yield ImportedRow(line, None, f"{_csv_error(error, max_line_bytes)}; the rest of the "
+                              "file was not read", truncate(lines.take()))
+
+
+_CSV_FIELD_LIMIT = 131_072  # the csv module's default
+
+
+class _LineTooLong(Exception):
+    pass
+
+
+def _csv_error(error: Exception, limit: int) -> str:
+    if isinstance(error, _LineTooLong) or "field larger than field limit" in str(error):
+        return f"a line or field longer than {limit:,} characters"
+    return f"not valid CSV ({error})"
 
 
 def _csv_row(line: int, row: list[str], layout: _CsvLayout, raw: str) -> ImportedRow:
@@ -536,36 +561,62 @@ def _first_known(
     return None
 
 
-def _read_utf8(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ValueError(
-            f"{path.name} is not UTF-8 text (line {line}). Save it again as UTF-8 "
-            f"(in Excel: 'CSV UTF-8')."
-        ) from exc
+def _check_utf8(path: Path) -> None:
+    """ValueError, naming the line, when the file is not UTF-8 (read a piece at a time)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines = 1
+    with path.open("rb") as file:
+        while True:
+            data = file.read(1 << 20)
+            try:
+                decoder.decode(data, final=not data)
+            except UnicodeDecodeError as exc:
+                line = lines + exc.object.count(b"\n", 0, exc.start)
+                raise ValueError(
+                    f"{path.name} is not UTF-8 text (line {line}). Save it again as UTF-8 "
+                    f"(in Excel: 'CSV UTF-8')."
+                ) from exc
+            if not data:
+                return
+            lines += data.count(b"\n")
 
 
-def _guess_delimiter(text: str) -> str:
+def _guess_delimiter(first_line: str) -> str:
     """',' unless the first line has more ';' or tabs (spreadsheets in some locales)."""
-    first_line = text.lstrip("\r\n").split("\n", 1)[0]
     return max((",", ";", "\t"), key=first_line.count)
 
 
 class _RecordingLines:
-    """Feeds csv.reader line by line and keeps what it consumed, to show a record's source."""
+    """Feeds csv.reader line by line and keeps what it consumed, to show a record's source.
+    The file splits on \\n, \\r\\n and \\r only (opened with newline="")."""
 
-    def __init__(self, text: str) -> None:
-        self._lines = io.StringIO(text, newline="")  # splits on \n, \r\n, \r only
+    def __init__(self, file: TextIO, limit: int) -> None:
+        self._file = file
+        self._limit = limit
+        self._ahead: list[str] = []  # read to find the first line, not yet given out
         self._consumed: list[str] = []
+
+    def first_text_line(self) -> str:
+        """The first line that is not blank (kept to be read again), or ""."""
+        while line := self._read():
+            self._ahead.append(line)
+            if line.strip():
+                return line
+        return ""
+
+    def _read(self) -> str:
+        line = self._file.readline(self._limit + 1)
+        if len(line) > self._limit and not line.endswith(("\n", "\r")):
+            raise _LineTooLong
+        return line
 
     def __iter__(self) -> _RecordingLines:
         return self
 
     def __next__(self) -> str:
-        line = next(self._lines)
+        line = self._ahead.pop(0) if self._ahead else self._read()
+        if not line:
+            raise StopIteration
         self._consumed.append(line)
         return line
 
