@@ -290,6 +290,16 @@ def test_a_json_array_stops_with_a_reason_and_keeps_what_came_before(
         assert last.line == 2, name
 
 
+def test_a_json_array_with_a_bom_and_a_bad_byte_in_its_first_piece(tmp_path: Path) -> None:
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf[" + json.dumps({"messages": CHAT}).encode() +
+                     b',\n{"text": "Caf\xe9"}]')
+    first, last = iter_json_array(path)
+    assert (first.line, first.value) == (1, {"messages": CHAT})
+    assert (last.line, last.error) == (2, "not UTF-8 text (byte 0xe9); the rest of the file "
+                                          "was not read: save it again as UTF-8")
+
+
 def test_a_long_element_read_whole_is_rejected_and_the_next_follows(tmp_path: Path) -> None:
     good = json.dumps({"messages": CHAT})
     path = tmp_path / "long.json"

@@ -94,9 +94,9 @@ def _parse_line(number: int, line: str) -> SourceRecord:
 def iter_json_array(path: Path, max_element_bytes: int = MAX_LINE_BYTES
                     ) -> Iterator[SourceRecord]:
     """The elements of a JSON array file, read a piece at a time, so that only the element
-    being read is held (a 275 MB array read whole peaked at 851 MB). A syntax error, text that
-    is not UTF-8, or an element longer than `max_element_bytes` ends the file with one error
-    record."""
+    being read is held (a 275 MB array read whole peaked at 851 MB). An element longer than
+    `max_element_bytes` is an error record; a syntax error, text that is not UTF-8, or a long
+    element still unfinished at that length ends the file with one."""
     with path.open("rb") as file:
         text = _ArrayText(file)
         try:
@@ -144,12 +144,13 @@ class _ArrayText:
         self._line = 1  # of position `_counted`
         self._counted = 0
         self._not_utf8: SourceRecord | None = None  # met in the last piece, after its text
+        self._started = False  # a piece was read (the BOM can only lead the first)
 
     def more(self, pos: int) -> int:
         """Read the next piece, dropping the text before `pos`; `pos`'s new place (0)."""
         if self._not_utf8 is not None:
             raise _ArrayStop(self._not_utf8)
-        first = not self.text and self._counted == 0 and self._line == 1
+        first, self._started = not self._started, True
         self.line_at(pos)
         self.text, self._counted = self.text[pos:], 0
         data = self._file.read(ARRAY_PIECE_BYTES)
@@ -159,7 +160,7 @@ class _ArrayText:
         except UnicodeDecodeError as error:  # the text before the byte is still read
             self.text += error.object[:error.start].decode("utf-8-sig" if first else "utf-8")
             self._not_utf8 = SourceRecord(
-                self.line_at(len(self.text)), None,
+                self._line + self.text.count("\n", self._counted), None,
                 f"not UTF-8 text (byte 0x{error.object[error.start]:02x}); the rest of the file "
                 "was not read: save it again as UTF-8", "")
         return 0
