@@ -125,6 +125,11 @@ class ExampleRepository:
         turns = [_turns_of(row) for row in rows]
         digests = [content_hash(messages) for messages in turns]
         keys = [hash_key(digest) for digest in digests]
+        # The write lock first, so no other import of this project (a second window, the
+        # command line) stores these examples between the lookup and the insert: the unique
+        # index would then fail the whole batch.
+        self._session.connection().exec_driver_sql(
+            "UPDATE projects SET updated_at = updated_at WHERE id = ?", (project_id,))
         known = set(self._session.scalars(_known_keys(project_id, keys)))
         now = str(utcnow())  # as SQLAlchemy stores a DateTime in SQLite
         train, imported = ExampleSplit.TRAIN.value, ExampleSource.IMPORTED.value

@@ -223,6 +223,32 @@ def test_ctrl_c_stops_an_import_after_its_batch_and_says_what_it_kept(
     assert _kept_in(home, project_id) == lines
 
 
+def test_two_imports_of_one_file_at_once_store_it_once_and_both_succeed(
+        home: Path, tmp_path: Path) -> None:
+    """Two commands (or windows) import the same file into one project at the same time:
+    each batch looks up and inserts under the write lock, so neither meets the other's rows
+    in the unique index, and their counts add up to the file."""
+    import subprocess
+    import sys
+
+    from tests.helpers.cli import REPO_ROOT, cli_env, run_cli_json
+
+    project_id = run_cli_json(home, "project", "create", "Twice")["id"]
+    lines = IMPORT_BATCH * 4
+    path = tmp_path / "many.jsonl"
+    path.write_text("\n".join(_line(i) for i in range(lines)) + "\n", encoding="utf-8")
+    children = [subprocess.Popen([sys.executable, "-m", "finetuneflow", "dataset", "import",
+                                  project_id, str(path), "--json"], env=cli_env(home),
+                                 cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True) for _ in range(2)]
+    results = [child.communicate(timeout=300) for child in children]
+    assert [child.returncode for child in children] == [0, 0], [err for _out, err in results]
+    summaries = [json.loads(out) for out, _err in results]
+    assert sum(summary["imported"] for summary in summaries) == lines
+    assert sum(summary["duplicates"] for summary in summaries) == lines
+    assert _kept_in(home, project_id) == lines
+
+
 def _kept_in(home: Path, project_id: str) -> int:
     with sqlite3.connect(home / "finetuneflow.db") as db:
         return int(db.execute("SELECT COUNT(*) FROM dataset_examples WHERE project_id = ? "
