@@ -107,6 +107,29 @@ def test_bom_crlf_and_invalid_utf8_lines(tmp_path: Path) -> None:
     assert errors_by_line(result) == {3: "not valid UTF-8 text (byte 0xe9 at column 18)"}
 
 
+def test_lines_read_by_orjson_or_json_give_what_json_gives(tmp_path: Path) -> None:
+    """Most lines are read by orjson straight from their bytes; the rest (NaN, a lone
+    surrogate escape, a BOM) by `json`, as before."""
+    lines = [
+        json.dumps({"messages": CHAT, "score": 0.5, "n": -12, "ok": True, "none": None}),
+        '{"text": "caf\\u00e9 \u00e9 \\ud83d\\ude00"}',  # escapes, a surrogate pair
+        '{"a": NaN, "b": Infinity}',
+        '{"a": "\\ud800"}',  # a lone surrogate, escaped
+        "\ufeff" + json.dumps({"messages": CHAT}),
+        json.dumps({"messages": []}),
+    ]
+    path = write_lines(tmp_path / "mixed.jsonl", lines, newline="\r\n")
+    records = list(jsonl.iter_jsonl(path))
+    assert [record.line for record in records] == list(range(1, len(lines) + 1))
+    assert all(record.error is None for record in records), records
+    for record, line in zip(records, lines, strict=True):
+        expected = json.loads(line.lstrip("\ufeff"))
+        assert json.dumps(record.value) == json.dumps(expected)  # NaN != NaN as a value
+    assert records[-1].raw == lines[-1]  # the text shown if the record is rejected
+    result = read_dataset(path)
+    assert {row.line: row.raw for row in result.rows if row.error}[6] == lines[-1]
+
+
 def test_long_raw_records_are_truncated(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "long.jsonl", [dumps({"messages": [], "pad": "x" * 10_000})])
     [row] = read_dataset(path, format="messages").rows

@@ -6,6 +6,7 @@ import random
 import string
 import threading
 from difflib import SequenceMatcher
+from typing import Any
 
 import pytest
 
@@ -249,3 +250,31 @@ def test_too_long_uses_the_callers_token_counter() -> None:
         12,
         True,
     )
+
+
+@pytest.mark.parametrize("text", [
+    'a","b', '"],["', '],[', ",", "\\", '\\"', "end\\", '"', '", "', "\x00\x1f\x7f\u2028",
+    "é😀 ﬁ", "", '["x"]', "tab\there",
+])
+def test_content_hash_is_the_sha256_of_json_dumps(text: str) -> None:
+    """The hash is written without `json`, a string at a time: the bytes must stay those of
+    `json.dumps`, whatever the turns hold, the separators' own characters too."""
+    import hashlib
+    import json
+    import unicodedata
+
+    messages = [{"role": "user", "content": text}, {"role": text or "x", "content": "y"},
+                {"role": "assistant", "content": f"{text} and {text}"}]
+    canonical = [[m["role"], " ".join(unicodedata.normalize("NFKC", m["content"]).split())]
+                 for m in messages]
+    assert content_hash(messages) == hashlib.sha256(
+        json.dumps(canonical, ensure_ascii=False).encode()).hexdigest()
+
+
+def test_content_hash_of_a_role_that_is_not_text_is_json_s() -> None:
+    import hashlib
+    import json
+
+    messages: list[dict[str, Any]] = [{"role": None, "content": "a"}, {"role": 3, "content": "b"}]
+    assert content_hash(messages) == hashlib.sha256(
+        json.dumps([[None, "a"], [3, "b"]], ensure_ascii=False).encode()).hexdigest()

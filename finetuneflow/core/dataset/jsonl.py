@@ -12,9 +12,10 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
+
+import orjson
 
 RAW_LIMIT = 4096  # characters of a source record kept to show next to its error
 MAX_LINE_BYTES = 8 * 1024 * 1024  # a longer JSONL line is refused before it is read whole
@@ -24,12 +25,19 @@ _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
 
 
-@dataclass(frozen=True)
-class SourceRecord:
+class SourceRecord(NamedTuple):  # a tuple: a million-line file makes a million of them
     line: int  # 1-based line where the record starts
     value: Any  # the parsed JSON value; None if `error` is set
     error: str | None
-    raw: str  # the record's source text, truncated to RAW_LIMIT
+    source: str | bytes  # the record's text; a JSONL line parsed straight from its bytes keeps them
+
+    @property
+    def raw(self) -> str:
+        """The record's text to show with an error, truncated to RAW_LIMIT (decoded only then:
+        most records have no error)."""
+        source = self.source
+        return truncate(source if isinstance(source, str)
+                        else source.decode("utf-8").rstrip("\r\n"))
 
 
 def truncate(raw: str) -> str:
@@ -61,18 +69,26 @@ def iter_jsonl(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Sou
                 yield SourceRecord(number, None, f"a line longer than {max_line_bytes:,} bytes",
                                    truncate(data[:RAW_LIMIT].decode("utf-8", errors="replace")))
                 continue
-            try:
-                line = data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raw = truncate(data.decode("utf-8", errors="replace").rstrip("\r\n"))
-                reason = (
-                    f"not valid UTF-8 text (byte 0x{data[exc.start]:02x} at column {exc.start + 1})"
-                )
-                yield SourceRecord(number, None, reason, raw)
-                continue
-            line = line.lstrip(_BOM).rstrip("\r\n")  # a BOM also appears mid-file after `cat`
-            if line and not line.isspace():
-                yield _parse_line(number, line)
+            try:  # the usual line: valid UTF-8 holding one JSON value, read as it is
+                record: SourceRecord | None = SourceRecord(number, orjson.loads(data), None, data)
+            except orjson.JSONDecodeError:
+                record = _read_line(number, data)
+            if record is not None:
+                yield record
+
+
+def _read_line(number: int, data: bytes) -> SourceRecord | None:
+    """A line that orjson did not read: blank (None), with a BOM, not UTF-8, or not JSON
+    that orjson reads. `json` then reads it, as the import always has (NaN, a lone UTF-16
+    surrogate in an escape), or words the reason."""
+    try:
+        line = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raw = truncate(data.decode("utf-8", errors="replace").rstrip("\r\n"))
+        reason = f"not valid UTF-8 text (byte 0x{data[exc.start]:02x} at column {exc.start + 1})"
+        return SourceRecord(number, None, reason, raw)
+    line = line.lstrip(_BOM).rstrip("\r\n")  # a BOM also appears mid-file after `cat`
+    return _parse_line(number, line) if line and not line.isspace() else None
 
 
 def _skip_rest_of_line(file: BinaryIO) -> None:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Literal
 
+import orjson
+
 Message = dict[str, str]
 CountTokens = Callable[[list[Message]], int]
 
@@ -49,12 +51,29 @@ def content_hash(messages: Sequence[Message]) -> str:
     differ only in case or punctuation are near duplicates (`Deduplicator`, on `normalise`d
     text), which generation rejects as well.
     """
-    canonical = [[m.get("role", ""), " ".join(_nfkc(m.get("content", "")).split())]
-                 for m in messages]
-    return hashlib.sha256(_HASH_JSON.encode(canonical).encode()).hexdigest()
+    pairs = [(m.get("role", ""), " ".join(_nfkc(m.get("content", "")).split()))
+             for m in messages]
+    return hashlib.sha256(_canonical_json(pairs)).hexdigest()
 
 
-_HASH_JSON = json.JSONEncoder(ensure_ascii=False)  # one encoder: imports hash millions of rows
+_HASH_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
+def _canonical_json(pairs: list[tuple[str, str]]) -> bytes:
+    """`json.dumps` of the pairs as lists (`ensure_ascii=False`), what every stored hash was
+    made of, written a string at a time by orjson: imports hash millions of rows, in two
+    thirds of the time. orjson writes a string exactly as `json` does (a test checks every
+    character); the brackets and separators between strings are written here."""
+    if all(type(role) is str for role, _ in pairs):
+        try:
+            return b"[" + b", ".join([b"[%s, %s]" % (_string(role), _string(text))
+                                      for role, text in pairs]) + b"]"
+        except orjson.JSONEncodeError:  # a lone surrogate: `json` fails as it always did
+            pass
+    return _HASH_JSON.encode(pairs).encode()
+
+
+_string = orjson.dumps
 
 
 def _nfkc(text: str) -> str:
