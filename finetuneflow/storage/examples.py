@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import (
     ColumnElement,
     Select,
@@ -88,6 +89,80 @@ class ImportCounts:
 
 
 @dataclass(frozen=True)
+class ImportBatch:
+    """Rows of an import ready for `add_imported`: what storing them adds if the project holds
+    none of them yet (the usual case), with the JSON list to insert. An import makes the next
+    batch on another thread while this one is written (`ImportBatchBuilder`)."""
+
+    payload: str  # IMPORT_INSERT's JSON list: [messages as JSON, status, reason, hash, hash key]
+    keys: list[int]  # the hash key of each row in `payload`, in order
+    counts: ImportCounts  # what storing all of `payload` adds
+    rejected_keys: list[int]  # the hash key of each row of `counts.rejected`
+    last_line: int  # the file's line of the batch's last row
+
+    def without(self, known: set[int]) -> ImportBatch:
+        """The batch less the rows whose hash key the project holds: duplicates too."""
+        entries = orjson.loads(self.payload)
+        kept = [entry for entry in entries if entry[4] not in known]
+        rejected = [(row, key) for row, key in zip(self.counts.rejected, self.rejected_keys,
+                                                   strict=True) if key not in known]
+        counts = ImportCounts(sum(entry[1] == _ACCEPTED for entry in kept),
+                              [row for row, _ in rejected],
+                              self.counts.duplicates + len(entries) - len(kept))
+        return ImportBatch(orjson.dumps(kept).decode(), [entry[4] for entry in kept], counts,
+                           [key for _, key in rejected], self.last_line)
+
+
+class ImportBatchBuilder:
+    """Makes an `ImportBatch` a row at a time: each row is hashed and encoded as it comes,
+    and only the encoded text is held (a fifth of the memory of its parsed turns). A row whose
+    example a good row earlier in the batch has is a duplicate, not stored."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        # One growing buffer: each of orjson's results sits in a 4 KB block that, kept, would
+        # hold the whole block (a batch of 100,000 short rows took 400 MB).
+        self._payload = bytearray(b"[")
+        self._keys: list[int] = []
+        self._good: set[int] = set()
+        self._rejected_keys: list[int] = []
+        self._counts = ImportCounts(0, [], 0)
+        self._last_line = 0
+
+    def add(self, row: ImportedRow) -> None:
+        messages = _turns_of(row)
+        digest = content_hash(messages)
+        key = hash_key(digest)
+        self.rows += 1
+        self._last_line = row.line
+        if key in self._good:
+            self._counts.duplicates += 1
+            return
+        if row.error is None:
+            # Only good lines count as seen: two equal bad lines in one file are both stored,
+            # with their own line numbers.
+            self._good.add(key)
+            self._counts.imported += 1
+            status, reason = _ACCEPTED, None
+        else:
+            self._counts.rejected.append(row)
+            self._rejected_keys.append(key)
+            status, reason = _REJECTED, f"line {row.line}: {row.error}"[:MAX_REASON]
+        if self._keys:
+            self._payload += b","
+        self._payload += orjson.dumps((orjson.dumps(messages).decode(), status, reason, digest,
+                                       key))
+        self._keys.append(key)
+
+    def build(self) -> ImportBatch:
+        self._payload += b"]"
+        payload = self._payload.decode()
+        self._payload = bytearray()  # not held twice while the batch is written
+        return ImportBatch(payload, self._keys, self._counts, self._rejected_keys,
+                           self._last_line)
+
+
+@dataclass(frozen=True)
 class TrainingSplit:
     train: list[Messages]
     eval: list[Messages]
@@ -114,56 +189,36 @@ class ExampleRepository:
 
     # --- writing --------------------------------------------------------------------------------
 
-    def add_imported(self, project_id: str, rows: Sequence[ImportedRow]) -> ImportCounts:
+    def add_imported(self, project_id: str, batch: ImportBatch) -> ImportCounts:
         """One batch of an import. Good lines become kept examples and bad ones rejected rows
         holding the raw line. A line whose example is already in the project (kept or rejected,
         a bad line imported before too) is skipped: importing the same file again adds
         nothing. Only this batch's hashes are looked up, so a million-line import needs no
-        set of every hash in memory; rows go in with one multi-row INSERT."""
-        self._session.connection().exec_driver_sql(  # until end_import()
-            f"PRAGMA cache_size=-{IMPORT_CACHE_KB}")
-        turns = [_turns_of(row) for row in rows]
-        digests = [content_hash(messages) for messages in turns]
-        keys = [hash_key(digest) for digest in digests]
+        set of every hash in memory."""
+        connection = self._session.connection()
+        connection.exec_driver_sql(f"PRAGMA cache_size=-{IMPORT_CACHE_KB}")  # until end_import()
         # The write lock first, so no other import of this project (a second window, the
         # command line) stores these examples between the lookup and the insert: the unique
         # index would then fail the whole batch.
-        self._session.connection().exec_driver_sql(
+        connection.exec_driver_sql(
             "UPDATE projects SET updated_at = updated_at WHERE id = ?", (project_id,))
-        known = set(self._session.scalars(_known_keys(project_id, keys)))
+        if known := set(self._session.scalars(_known_keys(project_id, batch.keys))):
+            batch = batch.without(known)
+        if not batch.keys:
+            return batch.counts
+        # One statement: SQLite unpacks the JSON list itself, so the insert runs without
+        # Python's lock (an `executemany` takes it back for every row). The CHECKs on split,
+        # status and source are off for it: every value is the enum's own, and testing them
+        # took 6 of the 30 s that a million rows took to insert.
         now = str(utcnow())  # as SQLAlchemy stores a DateTime in SQLite
-        train, imported = ExampleSplit.TRAIN.value, ExampleSource.IMPORTED.value
-        accepted, rejected = ExampleStatus.ACCEPTED.value, ExampleStatus.REJECTED.value
-        values: list[tuple[Any, ...]] = []
-        counts = ImportCounts(0, [], 0)
-        for row, messages, digest, key in zip(rows, turns, digests, keys, strict=True):
-            if key in known:
-                counts.duplicates += 1
-                continue
-            if row.error is None:
-                # Only good lines join `known`: two equal bad lines in one file are both
-                # stored, with their own line numbers.
-                known.add(key)
-                counts.imported += 1
-                status, reason = accepted, None
-            else:
-                counts.rejected.append(row)
-                status, reason = rejected, f"line {row.line}: {row.error}"[:MAX_REASON]
-            values.append((project_id, train, _JSON.encode(messages), status, reason, digest,
-                           key, imported, now, now))
-        if values:
-            # The driver's executemany: an import is thousands of rows, and SQLAlchemy's
-            # per-row parameter processing took half the time. The CHECKs on split, status and
-            # source are off for it: every value above is the enum's own, and testing them took
-            # 6 of the 30 s that a million rows took to insert.
-            connection = self._session.connection()
-            connection.exec_driver_sql("PRAGMA ignore_check_constraints=ON")
-            try:
-                connection.exec_driver_sql(IMPORT_INSERT, values)
-            finally:  # unless Ctrl-C dropped the connection (and the setting with it)
-                if not connection.invalidated:
-                    connection.exec_driver_sql("PRAGMA ignore_check_constraints=OFF")
-        return counts
+        connection.exec_driver_sql("PRAGMA ignore_check_constraints=ON")
+        try:
+            connection.exec_driver_sql(IMPORT_INSERT,
+                                       (project_id, now, now, batch.payload))
+        finally:  # unless Ctrl-C dropped the connection (and the setting with it)
+            if not connection.invalidated:
+                connection.exec_driver_sql("PRAGMA ignore_check_constraints=OFF")
+        return batch.counts
 
     def end_import(self) -> None:
         """Give back the import's page cache (see IMPORT_CACHE_KB)."""
@@ -404,24 +459,28 @@ class ExampleRepository:
 # An import's batches keep the content-hash indexes' pages cached between them: their keys are
 # random, so with SQLite's default 2 MB cache each batch reads and writes most index pages
 # again. Setting the size back frees the pages.
-IMPORT_CACHE_KB = 128 * 1024
+IMPORT_CACHE_KB = 96 * 1024
 DEFAULT_CACHE_KB = 2000
 _JSON = json.JSONEncoder(ensure_ascii=False)  # as the engine's serializer writes JSON columns
+# Each element of the JSON list: [messages as JSON text, status, reject reason, content hash,
+# hash key]. The messages as text, not as a JSON list: SQLite then copies them out instead of
+# writing them again, which took a tenth longer.
 IMPORT_INSERT = (
     "INSERT INTO dataset_examples (project_id, split, messages, status, reject_reason, "
     "content_hash, hash_key, source, created_at, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    f"SELECT ?, '{ExampleSplit.TRAIN.value}', json_extract(value, '$[0]'), "
+    "json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), "
+    f"json_extract(value, '$[4]'), '{ExampleSource.IMPORTED.value}', ?, ? FROM json_each(?)")
+_ACCEPTED, _REJECTED = ExampleStatus.ACCEPTED.value, ExampleStatus.REJECTED.value
 
 
 def _known_keys(project_id: str, keys: Iterable[int]) -> Select[int]:
-    """Which of these hash keys the project's dataset holds. `project_id || ''` keeps SQLite
-    off the project_id index: through it, every batch would read all of the project's rows (a
-    million-line import, quadratic); through the hash_key index it reads a few per key. The
-    keys go in as one JSON list: as a parameter each, a batch took longer to render than to
-    look up, and a batch over SQLite's 32,766 parameters would fail."""
-    listed = func.json_each(_JSON.encode(list(keys))).table_valued("value")
+    """Which of these hash keys the project's dataset holds, a few index entries read per key
+    (EXAMPLE_KEY_INDEX). The keys go in as one JSON list: as a parameter each, a batch took
+    longer to render than to look up, and a batch over SQLite's 32,766 parameters would fail."""
+    listed = func.json_each(orjson.dumps(list(keys)).decode()).table_valued("value")
     return select(DatasetExample.hash_key).where(
-        (DatasetExample.project_id + "") == project_id,
+        DatasetExample.project_id == project_id,
         DatasetExample.split != ExampleSplit.PREVIEW,
         DatasetExample.hash_key.in_(select(listed.c.value)))
 

@@ -66,8 +66,14 @@ def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
                 values_callable=lambda members: [m.value for m in members])
 
 
-# The examples that go into training (see storage/examples.py), as SQL for the partial index.
+# The examples that go into training (see storage/examples.py), as SQL for the unique index.
 KEPT_EXAMPLE = "status != 'rejected' AND split != 'preview'"
+# The unique index's third part: 0 for a kept example, so a second kept copy in the project
+# collides; NULL for any other row, and NULLs never collide, so rejected and preview rows may
+# repeat. One index thus keeps kept examples unique, finds every row of a project by hash key,
+# and serves every lookup by project: an import writes one random-keyed index, not three.
+KEPT_MARK = f"(CASE WHEN {KEPT_EXAMPLE} THEN 0 END)"
+EXAMPLE_KEY_INDEX = "uq_dataset_examples_project_hash_key"
 
 
 class Project(Base):
@@ -183,8 +189,8 @@ class DatasetExample(Base):
     __tablename__ = "dataset_examples"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"),
-                                            index=True)
+    # Indexed first in EXAMPLE_KEY_INDEX (below), which serves lookups by project.
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     # Removing a document keeps the examples it produced: the person reviewed them.
     chunk_id: Mapped[int | None] = mapped_column(ForeignKey("chunks.id", ondelete="SET NULL"),
                                                  index=True)
@@ -194,16 +200,16 @@ class DatasetExample(Base):
                                                   default=ExampleStatus.ACCEPTED)
     reject_reason: Mapped[str | None] = mapped_column(String(200))
     content_hash: Mapped[str] = mapped_column(String(64))
-    # hash_key(content_hash), set with it (below): the indexes hold this 8-byte key.
-    hash_key: Mapped[int] = mapped_column(BigInteger, index=True)
+    # hash_key(content_hash), set with it (below): the index holds this 8-byte key.
+    hash_key: Mapped[int] = mapped_column(BigInteger)
     token_count: Mapped[int | None] = mapped_column(Integer)
     source: Mapped[ExampleSource] = mapped_column(_enum(ExampleSource, "example_source"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
     # A kept example exists once per project; rejected and preview rows may repeat it.
-    __table_args__ = (Index("uq_dataset_examples_kept_hash_key", "project_id", "hash_key",
-                            unique=True, sqlite_where=text(KEPT_EXAMPLE)),)
+    __table_args__ = (Index(EXAMPLE_KEY_INDEX, "project_id", "hash_key", text(KEPT_MARK),
+                            unique=True),)
 
     @validates("content_hash")
     def _set_key(self, _name: str, digest: str) -> str:

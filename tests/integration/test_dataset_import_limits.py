@@ -257,17 +257,18 @@ def _kept_in(home: Path, project_id: str) -> int:
 
 def test_the_duplicate_lookup_of_a_batch_reads_by_hash_not_the_whole_project(
         context: AppContext) -> None:
-    """Through the project_id index each batch would read every row of the project: a
+    """Through the project alone each batch would read every row of the project: a
     million-line import would slow down quadratically."""
     from sqlalchemy.dialects import sqlite
 
     from finetuneflow.storage.examples import _known_keys
+    from finetuneflow.storage.tables import EXAMPLE_KEY_INDEX
 
     query = _known_keys("some-project", [1, -2]).compile(
         dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
     with sqlite3.connect(context.home.db_path) as db:
         plan = " ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {query}"))
-    assert "USING INDEX ix_dataset_examples_hash_key" in plan, plan
+    assert f"USING INDEX {EXAMPLE_KEY_INDEX} (project_id=? AND hash_key=?)" in plan, plan
 
 
 def test_an_import_gives_its_page_cache_back(context: AppContext, tmp_path: Path) -> None:

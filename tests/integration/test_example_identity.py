@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import sqlite3
@@ -171,3 +172,26 @@ def test_reimporting_the_dataset_of_a_copied_project_adds_nothing(
         counts = dict(session.execute(select(DatasetExample.project_id, func.count())
                                       .group_by(DatasetExample.project_id)).all())
     assert counts == {project_id: 2, copy: 2}
+
+
+def test_a_batch_part_of_which_the_project_holds_stores_only_the_rest(
+        context: AppContext, project_id: str, tmp_path: Path) -> None:
+    """The lines of a batch already in the project (good or bad) are duplicates; the others,
+    good and bad, are stored with their own line numbers, and a copy within the batch once."""
+    datasets = DatasetService(context)
+    first = datasets.import_file(project_id, write_jsonl(tmp_path / "a.jsonl", [
+        as_line(chat("One?", "1.")), "{bad one", as_line(chat("Two?", "2."))]))
+    assert (first.imported, first.rejected) == (2, 1)
+    threshold = gc.get_threshold()
+    second = datasets.import_file(project_id, write_jsonl(tmp_path / "b.jsonl", [
+        as_line(chat("Two?", "2.")), as_line(chat("Three?", "3.")), "{bad one", "{bad two",
+        as_line(chat("Three?", "3.")), as_line(chat("One?", "1."))]))
+    assert gc.get_threshold() == threshold  # the import's rarer collections end with it
+    assert (second.imported, second.rejected, second.duplicates) == (1, 1, 4)
+    assert second.errors == ["line 4: not valid JSON (Expecting property name enclosed in "
+                             "double quotes at column 2)"]
+    rows = stored(context)
+    assert len(rows) == 5
+    assert rows[-2].messages == chat("Three?", "3.")
+    assert rows[-1].reject_reason == second.errors[0]
+    assert rows[-1].messages == [{"role": "user", "content": "{bad two"}]
