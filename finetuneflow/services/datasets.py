@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import re
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
@@ -137,19 +135,6 @@ def _batches(rows: Iterable[ImportedRow], longest: int,
         yield batch.build()
 
 
-@contextmanager
-def _rarer_collections() -> Iterator[None]:
-    """Python's cycle collector runs after every 700 new objects and looks again at the ones
-    still held: the batch being filled. That took 1.8 of 10 s of a million-line import, whose
-    rows make no cycles. Collections stay on, a hundred times rarer, until the import ends."""
-    previous = gc.get_threshold()
-    gc.set_threshold(previous[0] * 100, *previous[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*previous)
-
-
 @dataclass(frozen=True)
 class DatasetFiles:
     """The written train/eval files and what went into them."""
@@ -220,13 +205,12 @@ class DatasetService:
                           progress: _ReadProgress, cancel: CancelToken | None) -> _Tally:
         tally = _Tally()
         try:
-            with _rarer_collections():
-                for batch in batches:
-                    with self._context.transaction() as tx:
-                        tally.add(tx.examples.add_imported(project_id, batch))
-                    progress.report(batch.last_line, tally.imported)
-                    if cancel is not None and cancel.cancelled:
-                        break
+            for batch in batches:
+                with self._context.transaction() as tx:
+                    tally.add(tx.examples.add_imported(project_id, batch))
+                progress.report(batch.last_line, tally.imported)
+                if cancel is not None and cancel.cancelled:
+                    break
         finally:
             with self._context.transaction() as tx:
                 tx.examples.end_import()
