@@ -34,9 +34,10 @@ SHOWN_ERRORS = 5
 # batches of 100,000, 13 s in batches of 50,000 and 18 s in batches of 25,000. A batch waiting
 # to be written is held as encoded text, about 25 MB.
 IMPORT_BATCH = 100_000
-# ...and at most this many characters of text, so that a batch of long examples stays small: 30,000
-# examples of 8,000 characters, in one batch, peaked at 714 MB.
-IMPORT_BATCH_CHARS = 16_000_000
+# ...and at most this many bytes of encoded rows, so that a batch of long examples stays small
+# (30,000 examples of 8,000 characters in one batch peaked at 714 MB), text that encodes large
+# too (a quote takes four bytes, escaped twice).
+IMPORT_BATCH_BYTES = 16_000_000
 
 
 @dataclass(frozen=True)
@@ -111,26 +112,21 @@ class _Limits:
 
 def _batches(rows: Iterable[ImportedRow], longest: int,
              chars_per_token: int) -> Iterator[ImportBatch]:
-    """The rows in batches of IMPORT_BATCH, fewer when their text reaches IMPORT_BATCH_CHARS.
+    """The rows in batches of IMPORT_BATCH, fewer when they reach IMPORT_BATCH_BYTES encoded.
     An example longer than `longest` characters becomes a rejected row with that reason:
     training would cut it anyway, and a giant one must not reach the database."""
     batch = ImportBatchBuilder()
-    chars = 0
     for row in rows:
-        if row.messages is None:
-            length = len(row.raw)
-        else:
+        if row.messages is not None:
             length = sum(len(turn["content"]) for turn in row.messages)
             if length > longest:
                 reason = (f"an example of {length:,} characters, longer than {longest:,} "
                           f"({chars_per_token}× the training's max length in tokens)")
                 row = ImportedRow(row.line, None, reason, truncate(json.dumps(row.messages)))
-                length = len(row.raw)
         batch.add(row)
-        chars += length
-        if batch.rows == IMPORT_BATCH or chars >= IMPORT_BATCH_CHARS:
+        if batch.rows == IMPORT_BATCH or batch.size >= IMPORT_BATCH_BYTES:
             yield batch.build()
-            batch, chars = ImportBatchBuilder(), 0
+            batch = ImportBatchBuilder()
     if batch.rows:
         yield batch.build()
 

@@ -118,7 +118,7 @@ class ImportBatchBuilder:
     example a good row earlier in the batch has is a duplicate, not stored."""
 
     def __init__(self) -> None:
-        self.rows = 0
+        self.rows = 0  # rows added, duplicates included
         # One growing buffer: each of orjson's results sits in a 4 KB block that, kept, would
         # hold the whole block (a batch of 100,000 short rows took 400 MB).
         self._payload = bytearray(b"[")
@@ -152,6 +152,12 @@ class ImportBatchBuilder:
         self._payload += orjson.dumps((orjson.dumps(messages).decode(), status, reason, digest,
                                        key))
         self._keys.append(key)
+
+    @property
+    def size(self) -> int:
+        """Bytes of the JSON list so far: what the batch holds, about three times over while
+        it is written (this text, the string made of it, SQLite's copy)."""
+        return len(self._payload)
 
     def build(self) -> ImportBatch:
         self._payload += b"]"

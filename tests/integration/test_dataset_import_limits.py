@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from finetuneflow.core.progress import CancelToken
 from finetuneflow.services.context import AppContext
-from finetuneflow.services.datasets import IMPORT_BATCH, IMPORT_BATCH_CHARS, DatasetService
+from finetuneflow.services.datasets import IMPORT_BATCH, IMPORT_BATCH_BYTES, DatasetService
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.settings import AppSettings
@@ -72,22 +72,29 @@ def test_a_stopped_import_keeps_its_batches_and_the_rest_follows(
 
 
 def test_long_examples_go_in_smaller_batches(context: AppContext, tmp_path: Path) -> None:
-    """A batch ends at IMPORT_BATCH_CHARS of text: fifty thousand long examples would be
-    gigabytes held at once."""
+    """A batch ends at IMPORT_BATCH_BYTES of encoded rows: a hundred thousand long examples
+    would be gigabytes held at once, and text that encodes large (quotes, escaped twice) is
+    counted as it is held."""
     project_id = ProjectService(context).create("Long").id
-    per_batch = IMPORT_BATCH_CHARS // 8_000
-    lines = per_batch * 2 + 5
-    path = tmp_path / "long.jsonl"
-    path.write_text("\n".join(json.dumps({"messages": [
-        {"role": "user", "content": f"{i:05d}" + "q" * 2_995},
-        {"role": "assistant", "content": "a" * 5_000}]}) for i in range(lines)) + "\n",
-        encoding="utf-8")
-    seen: list[str] = []
-    summary = DatasetService(context).import_file(
-        project_id, path, progress=lambda _fraction, message: seen.append(message))
-    assert summary.imported == lines == _kept(context, project_id)
-    assert seen == [f"long.jsonl: line {line:,} of {lines:,}, {line:,} imported"
-                    for line in (per_batch, per_batch * 2, lines)]
+    plain, quoted = tmp_path / "long.jsonl", tmp_path / "quoted.jsonl"
+    for path, letter in ((plain, "q"), (quoted, '"')):
+        path.write_text("\n".join(json.dumps({"messages": [
+            {"role": "user", "content": f"{i:05d}" + letter * 2_995},
+            {"role": "assistant", "content": "a" * 5_000}]}) for i in range(5_000)) + "\n",
+            encoding="utf-8")
+    for path, row_bytes in ((plain, 8_000), (quoted, 4 * 2_995 + 5_000)):
+        seen: list[str] = []
+        summary = DatasetService(context).import_file(
+            project_id, path, progress=lambda _fraction, message, seen=seen: seen.append(message))
+        assert summary.imported == 5_000
+        ends = [int(message.split("line ")[1].split(" of")[0].replace(",", ""))
+                for message in seen]
+        sizes = [end - start for start, end in zip([0, *ends], ends, strict=False)]
+        assert ends[-1] == 5_000 and len(sizes) > 2
+        # each batch ends at the first row that reaches the bound (rows carry ~200 more bytes)
+        assert all(IMPORT_BATCH_BYTES // (row_bytes + 300) <= size
+                   <= IMPORT_BATCH_BYTES // row_bytes + 1 for size in sizes[:-1]), sizes
+    assert _kept(context, project_id) == 10_000
 
 
 def test_the_checks_that_an_import_turns_off_are_on_again_for_every_other_write(
