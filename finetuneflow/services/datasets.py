@@ -34,10 +34,10 @@ SHOWN_ERRORS = 5
 # batches of 100,000, 13 s in batches of 50,000 and 18 s in batches of 25,000. A batch waiting
 # to be written is held as encoded text, about 25 MB.
 IMPORT_BATCH = 100_000
-# ...and at most this many bytes of encoded rows, so that a batch of long examples stays small
-# (30,000 examples of 8,000 characters in one batch peaked at 714 MB), text that encodes large
-# too (a quote takes four bytes, escaped twice).
-IMPORT_BATCH_BYTES = 16_000_000
+# ...and at most this many bytes of encoded rows (a short row takes about 220), so that a batch of
+# long examples stays small (30,000 examples of 8,000 characters in one batch peaked at 714 MB,
+# in batches of this size at 378 MB), text that encodes large too (a quote takes four bytes).
+IMPORT_BATCH_BYTES = 24_000_000
 
 
 @dataclass(frozen=True)
