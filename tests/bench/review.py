@@ -12,6 +12,7 @@ Target: a page costs a few milliseconds at any scroll position, so scrolling sta
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import sqlite3
@@ -37,7 +38,8 @@ def fill(context: object, project_id: str) -> None:
             messages=[{"role": "user", "content": f"Question {i} about shelf {i % 97}?"},
                       {"role": "assistant", "content": f"Answer {i}, " + "words " * 30}],
             status="rejected" if reason else "accepted", reject_reason=reason,
-            content_hash=f"{i:064d}", token_count=rng.randint(40, 900)))
+            content_hash=hashlib.sha256(str(i).encode()).hexdigest(),  # distinct hash keys
+            token_count=rng.randint(40, 900)))
     with context.database.session() as session:  # type: ignore[attr-defined]
         session.add_all(rows)
 

@@ -275,7 +275,7 @@ def test_the_duplicate_lookup_of_a_batch_reads_by_hash_not_the_whole_project(
         dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
     with sqlite3.connect(context.home.db_path) as db:
         plan = " ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {query}"))
-    assert f"USING INDEX {EXAMPLE_KEY_INDEX} (project_id=? AND hash_key=?)" in plan, plan
+    assert f"USING INDEX {EXAMPLE_KEY_INDEX} (hash_key=? AND project_id=?)" in plan, plan
 
 
 def test_an_import_gives_its_page_cache_back(context: AppContext, tmp_path: Path) -> None:
