@@ -189,8 +189,8 @@ class DatasetExample(Base):
     __tablename__ = "dataset_examples"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # Indexed alone as well as first in EXAMPLE_KEY_INDEX (below): the review table pages
-    # through a project's examples in id order, which only the index of its own gives.
+    # Indexed alone (and second in EXAMPLE_KEY_INDEX, below): the review table pages through
+    # a project's examples in id order, which only an index of its own gives.
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"),
                                             index=True)
     # Removing a document keeps the examples it produced: the person reviewed them.
