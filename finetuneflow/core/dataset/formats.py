@@ -290,10 +290,8 @@ def _turns(value: Any, name: str) -> Messages:
         role, content = turn["role"], turn.get("content")
         if role not in ROLES:
             raise _Invalid(f"turn {number} has role {role!r}; expected system, user or assistant")
-        # _is_text written out: it runs for every turn of an import (millions).
-        if not (isinstance(content, str) and content and not content.isspace()
-                and (content.isascii() or not _SURROGATE.search(content))):
-            _content(content, f"the 'content' of turn {number}")  # says what is wrong
+        if not _is_text(content):  # the reason is worded only for a bad turn: imports are long
+            _content(content, f"the 'content' of turn {number}")
         turns.append({"role": role, "content": content})
     return turns
 

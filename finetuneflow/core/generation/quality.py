@@ -57,6 +57,7 @@ def content_hash(messages: Sequence[Message]) -> str:
 
 
 _HASH_JSON = json.JSONEncoder(ensure_ascii=False)
+_string = orjson.dumps  # a JSON string as `_HASH_JSON` writes it (see below)
 
 
 def _canonical_json(pairs: list[tuple[str, str]]) -> bytes:
@@ -71,9 +72,6 @@ def _canonical_json(pairs: list[tuple[str, str]]) -> bytes:
         except orjson.JSONEncodeError:  # a lone surrogate: `json` fails as it always did
             pass
     return _HASH_JSON.encode(pairs).encode()
-
-
-_string = orjson.dumps
 
 
 def _nfkc(text: str) -> str:
