@@ -1,5 +1,5 @@
-"""Entry point: no arguments opens the app; subcommands are the CLI (`trainer` and `worker`:
-the children)."""
+"""Entry point: no arguments opens the app; subcommands are the CLI (`trainer`, `worker` and
+`read-dataset`: the children)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ def main(argv: list[str] | None = None) -> int:
         from finetuneflow.services.worker_process import serve
 
         return serve()
+    if argv[0] == "read-dataset":  # a large import's reader; no CLI parser needed
+        from finetuneflow.services.dataset_reader import serve as serve_reader
+
+        return serve_reader()
     from finetuneflow.cli import run_cli
 
     return run_cli(argv)

@@ -2,42 +2,32 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetuneflow.core.dataset.formats import FORMATS, CsvColumns, ImportedRow, iter_dataset
-from finetuneflow.core.dataset.jsonl import truncate, write_jsonl
+from finetuneflow.core.dataset.formats import FORMATS, CsvColumns
+from finetuneflow.core.dataset.jsonl import write_jsonl
 from finetuneflow.core.dataset.split import DEFAULT_EVAL_FRACTION, DEFAULT_SEED
 from finetuneflow.core.progress import CancelToken, ProgressSink, ignore_progress
 from finetuneflow.core.training.config import TrainingConfig
 from finetuneflow.core.units import format_bytes
+from finetuneflow.services.dataset_reader import READER_LOG, ReadRequest, reading
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.ingest import MB, sha256_of, store_original
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.settings import AppSettings
-from finetuneflow.storage.examples import ImportBatch, ImportBatchBuilder
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterator
 
     from finetuneflow.services.context import AppContext
-    from finetuneflow.storage.examples import ImportCounts
+    from finetuneflow.storage.import_batch import ImportBatch, ImportCounts
 
 SHOWN_ERRORS = 5
-# Rows per transaction: a stop keeps every batch stored. Larger batches write each page of the
-# hash-key index (random keys) fewer times: SQLite took 10 s to store a million short rows in
-# batches of 100,000, 13 s in batches of 50,000 and 18 s in batches of 25,000. A batch waiting
-# to be written is held as encoded text, about 25 MB.
-IMPORT_BATCH = 100_000
-# ...and at most this many bytes of encoded rows (a short row takes about 220), so that a batch of
-# long examples stays small (30,000 examples of 8,000 characters in one batch peaked at 714 MB,
-# in batches of this size at 378 MB), text that encodes large too (a quote takes four bytes).
-IMPORT_BATCH_BYTES = 24_000_000
 
 
 @dataclass(frozen=True)
@@ -110,27 +100,6 @@ class _Limits:
                             "--max-dataset-mb N).")
 
 
-def _batches(rows: Iterable[ImportedRow], longest: int,
-             chars_per_token: int) -> Iterator[ImportBatch]:
-    """The rows in batches of IMPORT_BATCH, fewer when they reach IMPORT_BATCH_BYTES encoded.
-    An example longer than `longest` characters becomes a rejected row with that reason:
-    training would cut it anyway, and a giant one must not reach the database."""
-    batch = ImportBatchBuilder()
-    for row in rows:
-        if row.messages is not None:
-            length = sum(len(turn["content"]) for turn in row.messages)
-            if length > longest:
-                reason = (f"an example of {length:,} characters, longer than {longest:,} "
-                          f"({chars_per_token}× the training's max length in tokens)")
-                row = ImportedRow(row.line, None, reason, truncate(json.dumps(row.messages)))
-        batch.add(row)
-        if batch.rows == IMPORT_BATCH or batch.size >= IMPORT_BATCH_BYTES:
-            yield batch.build()
-            batch = ImportBatchBuilder()
-    if batch.rows:
-        yield batch.build()
-
-
 @dataclass(frozen=True)
 class DatasetFiles:
     """The written train/eval files and what went into them."""
@@ -184,13 +153,14 @@ class DatasetService:
             project_id = tx.projects.resolve(project_ref).id
             training = tx.projects.settings(project_id).training or TrainingConfig()
         longest = limits.chars_per_token * training.max_seq_length
+        request = ReadRequest(str(path), format, system_prompt or None,
+                              asdict(csv_columns) if csv_columns else None, limits.line_bytes,
+                              longest, limits.chars_per_token)
         try:
-            found, rows = iter_dataset(path, format=format, system_prompt=system_prompt or None,
-                                       csv_columns=csv_columns, max_line_bytes=limits.line_bytes)
-            self._keep_copy(project_id, path)
-            batches = _batches(rows, longest, limits.chars_per_token)
-            counts = self._store_in_batches(project_id, batches, _ReadProgress(path, progress),
-                                            cancel)
+            with reading(request, self._context.home.logs_dir / READER_LOG) as (found, batches):
+                self._keep_copy(project_id, path)
+                counts = self._store_in_batches(project_id, batches,
+                                                _ReadProgress(path, progress), cancel)
         except ValueError as error:
             raise UserError(f"{path.name}: {error}") from None
         return ImportSummary(path.name, found, counts.imported, counts.rejected,

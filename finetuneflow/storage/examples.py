@@ -32,6 +32,7 @@ from sqlalchemy import (
 from finetuneflow.core.dataset.keys import hash_key
 from finetuneflow.core.dataset.split import assign_splits
 from finetuneflow.core.generation.quality import content_hash
+from finetuneflow.storage.import_batch import MAX_REASON, ImportBatch, ImportCounts
 from finetuneflow.storage.tables import (
     Chunk,
     DatasetExample,
@@ -45,12 +46,10 @@ from finetuneflow.storage.tables import (
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from finetuneflow.core.dataset.formats import ImportedRow
     from finetuneflow.core.generation.engine import ChunkResult
 
 Messages = list[dict[str, str]]
 AnySelect = Select[*tuple[Any, ...]]  # a select of any columns
-MAX_REASON = 200
 
 
 def _kept(*, excluding: int | None = None) -> tuple[ColumnElement[bool], ...]:
@@ -78,93 +77,6 @@ class ExampleFilter:
     reason: str | None = None  # a reason label, as in stats().rejected_by_reason
     file_id: int | None = None
     include_preview: bool = False
-
-
-@dataclass
-class ImportCounts:
-    imported: int  # new kept rows
-    rejected: list[ImportedRow]  # bad lines stored as rejected rows
-    duplicates: int  # lines already in the project (bad ones too), not stored again
-
-
-@dataclass(frozen=True)
-class ImportBatch:
-    """Rows of an import ready for `add_imported`, made by `ImportBatchBuilder` outside the
-    write transaction: the JSON list to insert, and what storing it adds if the project holds
-    none of its rows yet (the usual case)."""
-
-    payload: str  # IMPORT_INSERT's JSON list: [messages as JSON, status, reason, hash, hash key]
-    keys: list[int]  # the hash key of each row in `payload`, in order
-    counts: ImportCounts  # what storing all of `payload` adds
-    rejected_keys: list[int]  # the hash key of each row of `counts.rejected`
-    last_line: int  # the file's line of the batch's last row
-
-    def without(self, known: set[int]) -> ImportBatch:
-        """The batch less the rows whose hash key the project holds: duplicates too."""
-        entries = orjson.loads(self.payload)
-        kept = [entry for entry in entries if entry[4] not in known]
-        rejected = [(row, key) for row, key in zip(self.counts.rejected, self.rejected_keys,
-                                                   strict=True) if key not in known]
-        counts = ImportCounts(sum(entry[1] == _ACCEPTED for entry in kept),
-                              [row for row, _ in rejected],
-                              self.counts.duplicates + len(entries) - len(kept))
-        return ImportBatch(orjson.dumps(kept).decode(), [entry[4] for entry in kept], counts,
-                           [key for _, key in rejected], self.last_line)
-
-
-class ImportBatchBuilder:
-    """Makes an `ImportBatch` a row at a time: each row is hashed and encoded as it comes,
-    and only the encoded text is held (a fifth of the memory of its parsed turns). A row whose
-    example a good row earlier in the batch has is a duplicate, not stored."""
-
-    def __init__(self) -> None:
-        self.rows = 0  # rows added, duplicates included
-        # One growing buffer: each of orjson's results sits in a 4 KB block that, kept, would
-        # hold the whole block (a batch of 100,000 short rows took 400 MB).
-        self._payload = bytearray(b"[")
-        self._keys: list[int] = []
-        self._good: set[int] = set()
-        self._rejected_keys: list[int] = []
-        self._counts = ImportCounts(0, [], 0)
-        self._last_line = 0
-
-    def add(self, row: ImportedRow) -> None:
-        messages = _turns_of(row)
-        digest = content_hash(messages)
-        key = hash_key(digest)
-        self.rows += 1
-        self._last_line = row.line
-        if key in self._good:
-            self._counts.duplicates += 1
-            return
-        if row.error is None:
-            # Only good lines count as seen: two equal bad lines in one file are both stored,
-            # with their own line numbers.
-            self._good.add(key)
-            self._counts.imported += 1
-            status, reason = _ACCEPTED, None
-        else:
-            self._counts.rejected.append(row)
-            self._rejected_keys.append(key)
-            status, reason = _REJECTED, f"line {row.line}: {row.error}"[:MAX_REASON]
-        if self._keys:
-            self._payload += b","
-        self._payload += orjson.dumps((orjson.dumps(messages).decode(), status, reason, digest,
-                                       key))
-        self._keys.append(key)
-
-    @property
-    def size(self) -> int:
-        """Bytes of the JSON list so far: what the batch holds, about three times over while
-        it is written (this text, the string made of it, SQLite's copy)."""
-        return len(self._payload)
-
-    def build(self) -> ImportBatch:
-        self._payload += b"]"
-        payload = self._payload.decode()
-        self._payload = bytearray()  # not held twice while the batch is written
-        return ImportBatch(payload, self._keys, self._counts, self._rejected_keys,
-                           self._last_line)
 
 
 @dataclass(frozen=True)
@@ -211,15 +123,15 @@ class ExampleRepository:
             batch = batch.without(known)
         if not batch.keys:
             return batch.counts
-        # One statement, SQLite unpacking the JSON list itself: as fast as `executemany` over
-        # a tuple per row, and the batch waits as one piece of text, a fifth of the memory.
+        # A statement per part, SQLite unpacking its JSON list itself: as fast as `executemany`
+        # over a tuple per row, and the batch waits as encoded text, a fifth of the memory.
         # The CHECKs on split, status and source are off for it: every value is the enum's
         # own, and testing them took 6 of the 30 s that a million rows took to insert.
         now = str(utcnow())  # as SQLAlchemy stores a DateTime in SQLite
         connection.exec_driver_sql("PRAGMA ignore_check_constraints=ON")
         try:
-            connection.exec_driver_sql(IMPORT_INSERT,
-                                       (project_id, now, now, batch.payload))
+            for part in batch.parts:
+                connection.exec_driver_sql(IMPORT_INSERT, (project_id, now, now, part.decode()))
         finally:  # unless Ctrl-C dropped the connection (and the setting with it)
             if not connection.invalidated:
                 connection.exec_driver_sql("PRAGMA ignore_check_constraints=OFF")
@@ -463,8 +375,9 @@ class ExampleRepository:
 
 # An import's batches keep the hash-key index's pages cached between them: its keys are random,
 # so with SQLite's default 2 MB cache each batch reads and writes most index pages again (a
-# million rows make 57 MB of it). Setting the size back frees the pages.
-IMPORT_CACHE_KB = 96 * 1024
+# million rows make 57 MB of it). 64 MB holds it; with 32 MB a million rows took 3 s longer to
+# store. Setting the size back frees the pages.
+IMPORT_CACHE_KB = 64 * 1024
 DEFAULT_CACHE_KB = 2000
 # Each element of the JSON list: [messages as JSON text, status, reject reason, content hash,
 # hash key]. The messages as text, not as a JSON list: SQLite then copies them out instead of
@@ -475,7 +388,6 @@ IMPORT_INSERT = (
     f"SELECT ?, '{ExampleSplit.TRAIN.value}', json_extract(value, '$[0]'), "
     "json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), "
     f"json_extract(value, '$[4]'), '{ExampleSource.IMPORTED.value}', ?, ? FROM json_each(?)")
-_ACCEPTED, _REJECTED = ExampleStatus.ACCEPTED.value, ExampleStatus.REJECTED.value
 
 
 def _known_keys(project_id: str, keys: Iterable[int]) -> Select[int]:
@@ -487,11 +399,6 @@ def _known_keys(project_id: str, keys: Iterable[int]) -> Select[int]:
         DatasetExample.project_id == project_id,
         DatasetExample.split != ExampleSplit.PREVIEW,
         DatasetExample.hash_key.in_(select(listed.c.value)))
-
-
-def _turns_of(row: ImportedRow) -> Messages:
-    # The raw line is a bad row's only turn, so the person can see and fix it.
-    return row.messages if row.messages is not None else [{"role": "user", "content": row.raw}]
 
 
 def _dataset(project_id: str) -> tuple[ColumnElement[bool], ...]:

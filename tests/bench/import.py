@@ -3,8 +3,8 @@
     python -m tests.bench.import [LINES]
 
 Prints the import's time ÷ a plain `json.loads` loop over the same file (measured in the same
-run), and the import's peak memory (RSS, in a child process of its own). Targets: <= 5x and
-<= 400 MB.
+run), and the import's peak memory (RSS, in a child process of its own, plus the peak of the
+process that reads the file for it). Targets: <= 5x and <= 400 MB.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ started, cpu = time.perf_counter(), time.process_time()
 summary = DatasetService(context).import_file(project.id, Path(sys.argv[1]))
 elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
 assert summary.imported == int(sys.argv[2]), summary
-print(elapsed, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+reader = resource.getrusage(resource.RUSAGE_CHILDREN)  # the reader process, if one ran
+print(elapsed, cpu + reader.ru_utime + reader.ru_stime,
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, reader.ru_maxrss)
 """
 
 
@@ -53,22 +55,28 @@ def json_loop(path: Path) -> tuple[float, float]:
 
 def main() -> None:
     lines = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    folder = Path(tempfile.mkdtemp())
+    with tempfile.TemporaryDirectory() as folder:  # 650 MB of file and database
+        run(lines, Path(folder))
+
+
+def run(lines: int, folder: Path) -> None:
     path = folder / "big.jsonl"
     write_file(path, lines)
     baseline, baseline_cpu = json_loop(path)
     env = dict(os.environ, FINETUNEFLOW_HOME=str(folder / "home"), PYTHONPATH=str(REPO_ROOT))
     result = subprocess.run([sys.executable, "-c", IMPORT, str(path), str(lines)], env=env,
                             capture_output=True, text=True, check=True, cwd=REPO_ROOT)
-    seconds, cpu, peak_kb = (float(value) for value in result.stdout.split())
+    seconds, cpu, peak_kb, reader_kb = (float(value) for value in result.stdout.split())
     ratio = seconds / baseline
     print(f"{lines:,} lines ({path.stat().st_size / 1e6:.0f} MB): import {seconds:.1f} s ÷ "
           f"json.loads loop {baseline:.2f} s = {ratio:.1f}x  [{'ok' if ratio <= 5 else 'SLOW'}]")
     # On a busy machine the clock counts other programs' turns too; CPU seconds do not.
-    print(f"CPU time: import {cpu:.1f} s ÷ json.loads loop {baseline_cpu:.2f} s = "
+    print(f"CPU time (both processes): import {cpu:.1f} s ÷ json.loads loop {baseline_cpu:.2f} s = "
           f"{cpu / baseline_cpu:.1f}x")
-    print(f"peak memory of the import: {peak_kb / 1024:.0f} MB  "
-          f"[{'ok' if peak_kb / 1024 <= 400 else 'HIGH'}]")
+    # Both peaks added up: what the import could hold at once at worst.
+    total_mb = (peak_kb + reader_kb) / 1024
+    print(f"peak memory of the import: {peak_kb / 1024:.0f} MB + its reader process "
+          f"{reader_kb / 1024:.0f} MB = {total_mb:.0f} MB  [{'ok' if total_mb <= 400 else 'HIGH'}]")
 
 
 if __name__ == "__main__":

@@ -7,13 +7,15 @@ import json
 import sqlite3
 from pathlib import Path
 
+import psutil
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from finetuneflow.core.progress import CancelToken
 from finetuneflow.services.context import AppContext
-from finetuneflow.services.datasets import IMPORT_BATCH, IMPORT_BATCH_BYTES, DatasetService
+from finetuneflow.services.dataset_reader import IMPORT_BATCH, IMPORT_BATCH_BYTES, READER_LOG
+from finetuneflow.services.datasets import DatasetService
 from finetuneflow.services.errors import UserError
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.settings import AppSettings
@@ -159,8 +161,9 @@ def test_the_line_and_example_limits_are_settings_of_the_cli(home: Path,
 
 def test_a_killed_import_keeps_its_batches_and_a_rerun_adds_the_rest(
         home: Path, tmp_path: Path) -> None:
-    """kill -9 of `dataset import` mid-file: the stored batches stay whole, and importing the
-    file again ends with every line exactly once."""
+    """kill -9 of `dataset import` mid-file: the stored batches stay whole, the process that
+    reads the file for it ends too, and importing the file again ends with every line exactly
+    once."""
     import os
     import signal
     import subprocess
@@ -185,8 +188,12 @@ def test_a_killed_import_keeps_its_batches_and_a_rerun_adds_the_rest(
             with sqlite3.connect(db_path, timeout=30) as db:
                 stored = db.execute("SELECT COUNT(*) FROM dataset_examples").fetchone()[0]
     assert child.poll() is None, "the import ended before it could be killed"
+    readers = psutil.Process(child.pid).children()  # the file is read by a child of its own
+    assert len(readers) == 1
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
+    _, left = psutil.wait_procs(readers, timeout=60)  # its next write fails: it ends too
+    assert not left
     with sqlite3.connect(db_path, timeout=30) as db:
         kept = db.execute("SELECT COUNT(*) FROM dataset_examples").fetchone()[0]
     assert 0 < kept < lines and kept % IMPORT_BATCH == 0  # whole batches only
@@ -200,7 +207,9 @@ def test_a_killed_import_keeps_its_batches_and_a_rerun_adds_the_rest(
 def test_ctrl_c_stops_an_import_after_its_batch_and_says_what_it_kept(
         home: Path, tmp_path: Path) -> None:
     """Ctrl-C of `dataset import`: the batch being stored is finished, the summary says how
-    many lines were imported, the exit code is 130, and a rerun adds the rest."""
+    many lines were imported, the exit code is 130, and a rerun adds the rest. The terminal
+    sends it to the whole process group: the process that reads the file ignores it."""
+    import os
     import signal
     import subprocess
     import sys
@@ -213,17 +222,19 @@ def test_ctrl_c_stops_an_import_after_its_batch_and_says_what_it_kept(
     path.write_text("\n".join(_line(i) for i in range(lines)) + "\n", encoding="utf-8")
     child = subprocess.Popen([sys.executable, "-m", "finetuneflow", "dataset", "import",
                               project_id, str(path), "--json"], env=cli_env(home), cwd=REPO_ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
     assert child.stderr is not None
     first = child.stderr.readline()  # the first batch's progress line: the import is under way
     assert "imported" in first, first
-    child.send_signal(signal.SIGINT)
+    os.killpg(child.pid, signal.SIGINT)
     out, err = child.communicate(timeout=120)
     assert child.returncode == 130, err
     summary = json.loads(out)
     assert summary["stopped"] and 0 < summary["imported"] < lines
     assert summary["imported"] == _kept_in(home, project_id)
     assert "Stopping after the lines being stored" in err and "unexpected" not in err
+    assert "Traceback" not in (home / "logs" / READER_LOG).read_text(encoding="utf-8")
     rest = run_cli_json(home, "dataset", "import", project_id, str(path))
     assert (rest["imported"], rest["duplicates"]) == (lines - summary["imported"],
                                                       summary["imported"])

@@ -271,10 +271,24 @@ def test_content_hash_is_the_sha256_of_json_dumps(text: str) -> None:
         json.dumps(canonical, ensure_ascii=False).encode()).hexdigest()
 
 
-def test_content_hash_of_a_role_that_is_not_text_is_json_s() -> None:
+@pytest.mark.parametrize("messages", [
+    [{"role": None, "content": "a"}, {"role": 3, "content": "b"}],
+    [{"role": "user", "content": "a"}, {"role": ["x"], "content": "b"}],  # unhashable
+    [{"role": True, "content": "a"}, {"content": "no role"}, {"role": "user"}],
+    [{"role": "user", "content": "lone \ud800 surrogate"}],
+    [],
+])
+def test_content_hash_of_odd_turns_is_json_s(messages: list[dict[str, Any]]) -> None:
+    """Roles that are not text, missing fields, no turns: the hash is still that of
+    `json.dumps`, and `json` fails where it always did (a lone surrogate)."""
     import hashlib
     import json
 
-    messages: list[dict[str, Any]] = [{"role": None, "content": "a"}, {"role": 3, "content": "b"}]
-    assert content_hash(messages) == hashlib.sha256(
-        json.dumps([[None, "a"], [3, "b"]], ensure_ascii=False).encode()).hexdigest()
+    canonical = [[m.get("role", ""), " ".join(m.get("content", "").split())] for m in messages]
+    try:
+        expected = hashlib.sha256(json.dumps(canonical, ensure_ascii=False).encode()).hexdigest()
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            content_hash(messages)
+        return
+    assert content_hash(messages) == expected

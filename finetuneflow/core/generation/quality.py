@@ -51,27 +51,46 @@ def content_hash(messages: Sequence[Message]) -> str:
     differ only in case or punctuation are near duplicates (`Deduplicator`, on `normalise`d
     text), which generation rejects as well.
     """
-    pairs = [(m.get("role", ""), " ".join(_nfkc(m.get("content", "")).split()))
-             for m in messages]
-    return hashlib.sha256(_canonical_json(pairs)).hexdigest()
+    try:
+        canonical = _canonical_json(messages)
+    except (orjson.JSONEncodeError, TypeError):  # a role not text, a lone surrogate: as always
+        canonical = _HASH_JSON.encode([(m.get("role", ""), _folded(m.get("content", "")))
+                                       for m in messages]).encode()
+    return hashlib.sha256(canonical).hexdigest()
 
 
 _HASH_JSON = json.JSONEncoder(ensure_ascii=False)
 _string = orjson.dumps  # a JSON string as `_HASH_JSON` writes it (see below)
+_ROLE_HEADS: dict[str, bytes] = {}  # '"user", ' for each role met (a few)
 
 
-def _canonical_json(pairs: list[tuple[str, str]]) -> bytes:
-    """`json.dumps` of the pairs as lists (`ensure_ascii=False`), what every stored hash was
-    made of, written a string at a time by orjson: imports hash millions of rows, in two
-    thirds of the time. orjson writes a string exactly as `json` does (a test checks every
-    character); the brackets and separators between strings are written here."""
-    if all(type(role) is str for role, _ in pairs):
-        try:
-            return b"[" + b", ".join([b"[%s, %s]" % (_string(role), _string(text))
-                                      for role, text in pairs]) + b"]"
-        except orjson.JSONEncodeError:  # a lone surrogate: `json` fails as it always did
-            pass
-    return _HASH_JSON.encode(pairs).encode()
+def _canonical_json(messages: Sequence[Message]) -> bytes:
+    """`json.dumps` of the (role, folded text) pairs as lists (`ensure_ascii=False`), what
+    every stored hash was made of, written a string at a time by orjson: imports hash millions
+    of rows, in half the time. orjson writes a string exactly as `json` does (a test checks
+    every character); the brackets and separators between strings are written here. Raises
+    TypeError for a role that is not text, JSONEncodeError for a lone surrogate."""
+    if not messages:
+        return b"[]"
+    pairs = [_role_head(m.get("role", "")) + _string(_folded(m.get("content", "")))
+             for m in messages]
+    return b"[[" + b"], [".join(pairs) + b"]]"
+
+
+def _role_head(role: object) -> bytes:
+    head = _ROLE_HEADS.get(role)  # type: ignore[call-overload]  # unhashable: TypeError
+    if head is None:
+        if type(role) is not str:
+            raise TypeError(f"a role of type {type(role).__name__}")
+        head = _string(role) + b", "
+        if len(_ROLE_HEADS) < 100:
+            _ROLE_HEADS[role] = head
+    return head
+
+
+def _folded(text: str) -> str:
+    """NFKC, with spaces, tabs and line breaks folded to one space."""
+    return " ".join(_nfkc(text).split())
 
 
 def _nfkc(text: str) -> str:
