@@ -74,7 +74,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_dataset_import(args: argparse.Namespace) -> int:
     from finetuneflow.core.dataset.formats import CsvColumns
-    from finetuneflow.services.datasets import DatasetService
+    from finetuneflow.services.datasets import STOPPED_IMPORT, DatasetService
 
     columns = None
     if args.prompt_column or args.completion_column:
@@ -89,15 +89,13 @@ def cmd_dataset_import(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary.to_json())
     else:
-        stopped = " (stopped)" if summary.stopped else ""
-        print(f"{summary.file} ({summary.format}){stopped}: {summary.imported} imported, "
-              f"{summary.rejected} rejected, {summary.duplicates} already present")
+        print(summary.describe())
         for error in summary.errors:
             print(f"  {error}")
         if summary.rejected > len(summary.errors):
             print(f"  … and {summary.rejected - len(summary.errors)} more rejected lines")
         if summary.stopped:
-            print("Import the same file again to add the rest: the lines stored are skipped.")
+            print(STOPPED_IMPORT)
         elif summary.imported or summary.duplicates:
             print_next(args.project)
     if summary.stopped:

@@ -20,6 +20,7 @@ from finetuneflow.services.errors import UserError
 from finetuneflow.services.ingest import MB, sha256_of, store_original
 from finetuneflow.services.projects import ProjectService
 from finetuneflow.services.settings import AppSettings
+from finetuneflow.services.worker_process import run_in_worker
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from finetuneflow.storage.import_batch import ImportBatch, ImportCounts
 
 SHOWN_ERRORS = 5
+STOPPED_IMPORT = "Import the same file again to add the rest: the lines stored are skipped."
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,12 @@ class ImportSummary:
     duplicates: int
     errors: list[str] = field(default_factory=list)  # the first few, with line numbers
     stopped: bool = False  # cancelled: the batches stored so far are kept
+
+    def describe(self) -> str:
+        """One line for people: the command line prints it, the window shows it."""
+        stopped = " (stopped)" if self.stopped else ""
+        return (f"{self.file} ({self.format}){stopped}: {self.imported:,} imported, "
+                f"{self.rejected:,} rejected, {self.duplicates:,} already present")
 
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "format": self.format, "imported": self.imported,
@@ -166,6 +174,21 @@ class DatasetService:
         return ImportSummary(path.name, found, counts.imported, counts.rejected,
                              counts.duplicates, counts.errors,
                              stopped=cancel is not None and cancel.cancelled)
+
+    def import_in_worker(self, project_ref: str, path: Path, *, format: str = "auto",
+                         system_prompt: str | None = None,
+                         csv_columns: CsvColumns | None = None,
+                         progress: ProgressSink = ignore_progress,
+                         cancel: CancelToken | None = None) -> ImportSummary:
+        """`import_file` in a child process (see services/worker_process.py): the GUI's way,
+        so the window stays smooth and Cancel works."""
+        value = run_in_worker(
+            self._context.home, "import_dataset",
+            {"project": project_ref, "path": str(path), "format": format,
+             "system_prompt": system_prompt,
+             "csv_columns": asdict(csv_columns) if csv_columns else None},
+            progress, cancel or CancelToken(), "Importing the dataset")
+        return ImportSummary(**value)
 
     def _store_in_batches(self, project_id: str, batches: Iterator[ImportBatch],
                           progress: _ReadProgress, cancel: CancelToken | None) -> _Tally:

@@ -187,6 +187,19 @@ def _rechunk(context: AppContext, arguments: dict[str, Any], progress: ProgressS
     return IngestService(context).rechunk(arguments["project"], progress)
 
 
+def _import_dataset(context: AppContext, arguments: dict[str, Any], progress: ProgressSink,
+                    cancel: CancelToken) -> dict[str, Any]:
+    from finetuneflow.core.dataset.formats import CsvColumns
+    from finetuneflow.services.datasets import DatasetService
+
+    columns = arguments["csv_columns"]
+    return DatasetService(context).import_file(
+        arguments["project"], Path(arguments["path"]), format=arguments["format"],
+        system_prompt=arguments["system_prompt"],
+        csv_columns=CsvColumns(**columns) if columns else None, progress=progress,
+        cancel=cancel).to_json()
+
+
 def _gguf(context: AppContext, arguments: dict[str, Any], progress: ProgressSink,
           cancel: CancelToken) -> list[dict[str, Any]]:
     from finetuneflow.services.export import write_gguf_files
@@ -202,5 +215,6 @@ def _gguf_adapter(context: AppContext, arguments: dict[str, Any], progress: Prog
 
 
 OPERATIONS: dict[str, Operation] = {"ingest": _ingest, "set_chunk_settings": _set_chunk_settings,
-                                    "rechunk": _rechunk, "gguf": _gguf,
+                                    "rechunk": _rechunk, "import_dataset": _import_dataset,
+                                    "gguf": _gguf,
                                     "gguf_adapter": _gguf_adapter}

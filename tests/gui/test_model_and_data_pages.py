@@ -15,7 +15,9 @@ from finetuneflow.gui.pages.data_page import DataPage
 from finetuneflow.gui.pages.model_page import ModelPage
 from finetuneflow.services.base_model import ModelService
 from finetuneflow.services.context import AppContext
+from finetuneflow.services.dataset_reader import IMPORT_BATCH
 from finetuneflow.services.ingest import IngestService
+from finetuneflow.services.review import ReviewService
 from tests.helpers.documents import write_books
 from tests.helpers.images import assert_not_blank
 from tests.helpers.memory_keyring import MemoryKeyring
@@ -132,8 +134,14 @@ def test_remove_and_import_a_dataset(data_page: DataPage, qtbot: QtBot, corpus_d
     good = {"messages": [{"role": "user", "content": "Q?"},
                          {"role": "assistant", "content": "A."}]}
     dataset.write_text(json.dumps(good) + "\n{broken\n", encoding="utf-8")
-    summary = data_page.import_dataset(dataset)
-    assert summary is not None and (summary.imported, summary.rejected) == (1, 1)
+    told: list[str] = []
+    monkeypatch.setattr(QMessageBox, "information", lambda _parent, _title, text: told.append(text))
+    data_page.import_dataset(dataset)
+    qtbot.waitUntil(lambda: not data_page.tasks.is_running("ingest"), timeout=60_000)
+    said = "qa.jsonl (messages): 1 imported, 1 rejected, 0 already present."
+    assert data_page.summary.text() == said
+    assert told[0].startswith(f"{said}\nline 2: not valid JSON")
+    assert ReviewService(context).stats(data_page.project_id).accepted == 1
     assert data_page.isComplete()
     assert IngestService(context).has_training_material(data_page.project_id)
 
@@ -152,6 +160,28 @@ def test_gated_model_asks_for_a_token_and_keeps_it_in_the_keychain(
     for path in context.home.root.rglob("*"):
         if path.is_file():
             assert token.encode() not in path.read_bytes(), path
+
+
+def test_a_large_import_shows_progress_and_cancel_keeps_what_was_stored(
+        data_page: DataPage, qtbot: QtBot, tmp_path: Path, context: AppContext) -> None:
+    lines = IMPORT_BATCH * 3
+    dataset = tmp_path / "large.jsonl"
+    dataset.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"What is {i} plus 1?"},
+        {"role": "assistant", "content": f"It is {i + 1}."}]}) + "\n" for i in range(lines)),
+        encoding="utf-8")
+    data_page.import_dataset(dataset)
+    assert data_page.cancel.isVisible()
+    qtbot.waitUntil(lambda: "imported" in data_page.summary.text(), timeout=120_000)
+    assert data_page.summary.text().startswith(f"large.jsonl: line {IMPORT_BATCH:,} of {lines:,}")
+    data_page.cancel.click()
+    qtbot.waitUntil(lambda: not data_page.tasks.is_running("ingest"), timeout=120_000)
+    stored = ReviewService(context).stats(data_page.project_id).accepted
+    assert 0 < stored < lines and stored % IMPORT_BATCH == 0
+    assert data_page.summary.text() == (
+        f"large.jsonl (messages) (stopped): {stored:,} imported, 0 rejected, 0 already present. "
+        "Import the same file again to add the rest: the lines stored are skipped.")
+    assert not data_page.cancel.isVisible()
 
 
 def test_re_cut_chunks_and_cancel_adding_files(data_page: DataPage, qtbot: QtBot,

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from finetuneflow.core.chunking import ChunkSettings
 from finetuneflow.core.dataset.formats import CsvColumns
+from finetuneflow.core.progress import CancelToken, ProgressSink
 from finetuneflow.core.statuses import JobKind
 from finetuneflow.core.steps import Step
 from finetuneflow.gui.colours import set_tone
@@ -36,7 +37,7 @@ from finetuneflow.gui.import_dialog import ImportDialog
 from finetuneflow.gui.pages.step_page import StepPage
 from finetuneflow.gui.workers import TaskRunner, Work
 from finetuneflow.services.context import AppContext
-from finetuneflow.services.datasets import DatasetService, ImportSummary
+from finetuneflow.services.datasets import STOPPED_IMPORT, DatasetService, ImportSummary
 from finetuneflow.services.ingest import FileOutcome, FileRow, IngestService
 from finetuneflow.services.jobs import JobService
 from finetuneflow.services.projects import ProjectSummary
@@ -123,6 +124,7 @@ class DataPage(StepPage):
         self.tasks = TaskRunner(self)
         self._rows: list[FileRow] = []
         self._last_outcomes: list[FileOutcome] = []
+        self._last_import: ImportSummary | None = None
 
         self.table = FileTable()
         self.table.files_dropped.connect(self.add_paths)
@@ -275,6 +277,9 @@ class DataPage(StepPage):
         self.refresh()
         outcomes, self._last_outcomes = self._last_outcomes, []
         self._follow_up(outcomes)
+        summary, self._last_import = self._last_import, None
+        if summary is not None:
+            self._tell_import(summary)
 
     def _follow_up(self, outcomes: list[FileOutcome]) -> None:
         """Tell about duplicates, and ask for the password of an encrypted PDF."""
@@ -331,23 +336,26 @@ class DataPage(StepPage):
                                 options.system_prompt.toPlainText(), options.csv_columns())
 
     def import_dataset(self, path: Path, format: str = "auto", system_prompt: str = "",
-                       csv_columns: CsvColumns | None = None) -> ImportSummary | None:
-        try:
-            summary = self.datasets.import_file(self.project_id, path, format=format,
-                                                system_prompt=system_prompt,
-                                                csv_columns=csv_columns)
-        except Exception as error:
-            show_error(self, "Import a dataset", error, self.context.log_file)
-            return None
-        lines = [f"{summary.imported} examples imported ({summary.format}), "
-                 f"{summary.rejected} rejected, {summary.duplicates} already present."]
-        lines += summary.errors
-        self.summary.setText(lines[0])
+                       csv_columns: CsvColumns | None = None) -> None:
+        """Import in a child process, with progress and Cancel (a stop keeps the batches
+        stored); what it did is said when it ends."""
+        def work(progress: ProgressSink, cancel: CancelToken) -> ImportSummary:
+            summary = self.datasets.import_in_worker(
+                self.project_id, path, format=format, system_prompt=system_prompt,
+                csv_columns=csv_columns, progress=progress, cancel=cancel)
+            # Kept here, not passed as the result: a cancelled task's result is not passed on,
+            # and a stopped import's summary says what it kept.
+            self._last_import = summary
+            return summary
+
+        self._start_in_worker("Import a dataset", f"Importing {path.name}", work)
+
+    def _tell_import(self, summary: ImportSummary) -> None:
+        said = summary.describe() + (f". {STOPPED_IMPORT}" if summary.stopped else ".")
+        self.summary.setText(said)
         if summary.rejected:
-            QMessageBox.information(self, "Dataset imported", "\n".join(lines) +
-                                    "\n\nRejected lines are kept in Review with their reason.")
-        self.completeChanged.emit()
-        return summary
+            QMessageBox.information(self, "Dataset imported", "\n".join([said, *summary.errors])
+                                    + "\n\nRejected lines are kept in Review with their reason.")
 
     def isComplete(self) -> bool:
         return self.ingest.has_training_material(self.project_id)
