@@ -17,6 +17,7 @@ next write fails and it exits.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -191,7 +192,8 @@ def serve(stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> in
     try:
         _send_batches(request, stdout)
     except BrokenPipeError:  # the parent is gone or stopped reading: nobody to tell
-        return 0
+        # Not even at exit, when flushing what is left would fail again, into the log.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
     return 0
 
 

@@ -194,6 +194,7 @@ def test_a_killed_import_keeps_its_batches_and_a_rerun_adds_the_rest(
     child.wait()
     _, left = psutil.wait_procs(readers, timeout=60)  # its next write fails: it ends too
     assert not left
+    assert (home / "logs" / READER_LOG).read_text(encoding="utf-8") == ""  # quietly
     with sqlite3.connect(db_path, timeout=30) as db:
         kept = db.execute("SELECT COUNT(*) FROM dataset_examples").fetchone()[0]
     assert 0 < kept < lines and kept % IMPORT_BATCH == 0  # whole batches only

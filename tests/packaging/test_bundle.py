@@ -128,6 +128,26 @@ def test_the_frozen_worker_adds_documents(build: Build, home: Path, project: str
     assert [(o["status"], o["chunks"] > 0) for o in events[-1]["value"]] == [("ok", True)] * 2
 
 
+def test_the_frozen_app_reads_a_large_dataset_in_its_own_child(build: Build, home: Path,
+                                                                project: str,
+                                                                tmp_path: Path) -> None:
+    """A file of CHILD_MIN_BYTES or more is read by `FineTuneFlow read-dataset`: the frozen
+    app must start itself again for it."""
+    from finetuneflow.services.dataset_reader import CHILD_MIN_BYTES, READER_LOG
+
+    path = tmp_path / "large.jsonl"
+    with path.open("w", encoding="utf-8") as out:
+        lines = 0
+        while out.tell() < CHILD_MIN_BYTES:
+            out.write(json.dumps({"messages": [
+                {"role": "user", "content": f"What is {lines} plus 1?"},
+                {"role": "assistant", "content": f"It is {lines + 1}."}]}) + "\n")
+            lines += 1
+    summary = run_app_json(build.app, home, "dataset", "import", project, str(path))
+    assert (summary["imported"], summary["rejected"]) == (lines, 0)
+    assert "Traceback" not in (home / "logs" / READER_LOG).read_text(encoding="utf-8")
+
+
 def train(build: Build, home: Path, project: str, *args: str) -> list[dict[str, object]]:
     result = run_app(build.app, home, "train", project, "--preset", "quick", "--json", *args)
     events = [json.loads(line) for line in result.stdout.splitlines()]

@@ -78,10 +78,11 @@ def _canonical_json(messages: Sequence[Message]) -> bytes:
 
 
 def _role_head(role: object) -> bytes:
-    head = _ROLE_HEADS.get(role)  # type: ignore[call-overload]  # unhashable: TypeError
+    """The role as JSON and the separator after it; TypeError for a role that is not text."""
+    if type(role) is not str:
+        raise TypeError(f"a role of type {type(role).__name__}")
+    head = _ROLE_HEADS.get(role)
     if head is None:
-        if type(role) is not str:
-            raise TypeError(f"a role of type {type(role).__name__}")
         head = _string(role) + b", "
         if len(_ROLE_HEADS) < 100:
             _ROLE_HEADS[role] = head
