@@ -91,8 +91,11 @@ def reading(request: ReadRequest, log_path: Path) -> Iterator[tuple[str, Iterato
                                  env=child_environment())
     try:
         assert child.stdin is not None
-        child.stdin.write(orjson.dumps(asdict(request)) + b"\n")
-        child.stdin.close()
+        try:
+            child.stdin.write(orjson.dumps(asdict(request)) + b"\n")
+            child.stdin.close()
+        except BrokenPipeError:  # it ended at once
+            raise _ended_early(child, log_path) from None
         found = _next_event(child, log_path)["format"]
         yield found, _received_batches(child, log_path)
     finally:  # also when the import stops early: the child has nothing to finish

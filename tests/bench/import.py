@@ -1,6 +1,9 @@
 """Importing a large dataset (run by hand): 1,000,000 short `messages` lines.
 
-    python -m tests.bench.import [LINES]
+    python -m tests.bench.import [LINES] [--kind short|long|quotes]
+
+`long`: 30,000 examples of 8,000 characters; `quotes`: the same made of quotes, the text that
+encodes largest (a quote takes four bytes, escaped twice).
 
 Prints the import's time ÷ a plain `json.loads` loop over the same file (measured in the same
 run), and the import's peak memory (RSS, in a child process of its own, plus the peak of the
@@ -9,12 +12,14 @@ process that reads the file for it). Targets: <= 5x and <= 400 MB.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -36,12 +41,29 @@ print(elapsed, cpu + reader.ru_utime + reader.ru_stime,
 """
 
 
-def write_file(path: Path, lines: int) -> None:
+def short_example(i: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"What is {i} plus 1?"},
+            {"role": "assistant", "content": f"It is {i + 1}."}]
+
+
+def long_example(i: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"Tell me about {i}."},
+            {"role": "assistant", "content": f"{i} " + "x" * 8000}]
+
+
+def quotes_example(i: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"Quote {i}."},
+            {"role": "assistant", "content": f"{i} " + '"' * 8000}]
+
+
+KINDS = {"short": (1_000_000, short_example), "long": (30_000, long_example),
+         "quotes": (30_000, quotes_example)}
+
+
+def write_file(path: Path, lines: int, example: Callable[[int], list[dict[str, str]]]) -> None:
     with path.open("w", encoding="utf-8") as out:
         for i in range(lines):
-            out.write(json.dumps({"messages": [
-                {"role": "user", "content": f"What is {i} plus 1?"},
-                {"role": "assistant", "content": f"It is {i + 1}."}]}) + "\n")
+            out.write(json.dumps({"messages": example(i)}) + "\n")
 
 
 def json_loop(path: Path) -> tuple[float, float]:
@@ -54,14 +76,19 @@ def json_loop(path: Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    lines = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("lines", type=int, nargs="?", help="default: by kind")
+    parser.add_argument("--kind", choices=KINDS, default="short")
+    args = parser.parse_args()
+    default_lines, example = KINDS[args.kind]
+    lines = args.lines or default_lines
     with tempfile.TemporaryDirectory() as folder:  # 650 MB of file and database
-        run(lines, Path(folder))
+        path = Path(folder) / "big.jsonl"
+        write_file(path, lines, example)
+        run(path, lines, Path(folder))
 
 
-def run(lines: int, folder: Path) -> None:
-    path = folder / "big.jsonl"
-    write_file(path, lines)
+def run(path: Path, lines: int, folder: Path) -> None:
     baseline, baseline_cpu = json_loop(path)
     env = dict(os.environ, FINETUNEFLOW_HOME=str(folder / "home"), PYTHONPATH=str(REPO_ROOT))
     result = subprocess.run([sys.executable, "-c", IMPORT, str(path), str(lines)], env=env,

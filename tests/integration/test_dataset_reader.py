@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from finetuneflow.core.dataset.formats import CsvColumns
 from finetuneflow.core.progress import CancelToken
 from finetuneflow.services import dataset_reader
 from finetuneflow.services.context import AppContext
@@ -73,6 +74,25 @@ def test_a_reader_process_stores_exactly_what_reading_here_stores(
     assert stored == _rows(context, there)
     assert path.stat().st_size > 2 * IMPORT_PART_BYTES  # more than one part per batch
     assert not _readers()
+
+
+def test_the_reader_process_reads_csv_columns_and_a_system_prompt_as_asked(
+        context: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The options travel to the child: named CSV columns and a system prompt."""
+    path = tmp_path / "faq.csv"
+    path.write_text("Frage;Antwort;Notiz\nWas ist 1+1?;2;\nWas ist 2+2?;4;x\n;leer;\n",
+                    encoding="utf-8")
+    columns = CsvColumns("Frage", "Antwort")
+    service, projects = DatasetService(context), ProjectService(context)
+    here, there = projects.create("Here").id, projects.create("There").id
+    read_here = service.import_file(here, path, csv_columns=columns, system_prompt="Be brief.")
+    monkeypatch.setattr(dataset_reader, "CHILD_MIN_BYTES", 0)
+    read_there = service.import_file(there, path, csv_columns=columns, system_prompt="Be brief.")
+    assert read_here == read_there
+    assert (read_there.format, read_there.imported, read_there.rejected) == ("csv", 2, 1)
+    assert _rows(context, here) == _rows(context, there)
+    assert json.loads(str(_rows(context, there)[0][0]))[0] == {"role": "system",
+                                                                "content": "Be brief."}
 
 
 def test_a_file_that_is_no_dataset_reads_the_same_from_the_reader_process(
