@@ -2,8 +2,8 @@
 
 Reading and hashing a million short lines takes about as long as storing them (12 s and 10 s on
 one core). A child reads and hashes the next batch while this process stores the last one, on a
-second core: the import took 24 s in one process. (A thread does not overlap them: storing ran
-twice as slow beside it, 21.5 s in all.)
+second core: the import took 24 s in one process, 14-15 s so. (A thread does not overlap them:
+storing ran twice as slow beside it, 21.5 s in all.)
 
 Protocol: the parent starts `finetuneflow read-dataset` and writes one JSON `ReadRequest` line
 on its stdin. The child writes on stdout a JSON line per event: `format` first, then each batch
