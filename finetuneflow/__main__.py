@@ -15,9 +15,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve()
     if argv[0] == "read-dataset":  # a large import's reader; no CLI parser needed
-        from finetuneflow.services.dataset_reader import serve as serve_reader
+        from finetuneflow.services.dataset_reader import main as read_dataset
 
-        return serve_reader()
+        return read_dataset()
     from finetuneflow.cli import run_cli
 
     return run_cli(argv)

@@ -8,10 +8,9 @@ storing ran twice as slow beside it, 21.5 s in all.)
 Protocol: the parent starts `finetuneflow read-dataset` and writes one JSON `ReadRequest` line
 on its stdin. The child writes on stdout a JSON line per event: `format` first, then each batch
 as a `batch` line followed by its `parts` (their sizes in bytes are listed in the line), then
-`end` or `error`. Reading has no
-side effects, so the parent simply ends the child when it stops early (cancel, Ctrl-C, a failed
-write). The child ignores Ctrl-C, which the parent handles; if the parent is killed, the child's
-next write fails and it exits.
+`end` or `error`. Reading has no side effects, so the parent simply ends the child when it
+stops early (cancel, Ctrl-C, a failed write). The child ignores Ctrl-C, which the parent
+handles; if the parent is killed, the child's next write fails and it exits.
 """
 
 from __future__ import annotations
@@ -181,11 +180,14 @@ def _batch_of(header: dict[str, Any], parts: list[bytes]) -> ImportBatch:
 
 # --- child side -------------------------------------------------------------------------------
 
-def serve(stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> int:
-    """`finetuneflow read-dataset`: read the request, then send the format and the batches."""
+def main() -> int:
+    """`finetuneflow read-dataset`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends us
-    stdin = sys.stdin.buffer if stdin is None else stdin
-    stdout = sys.stdout.buffer if stdout is None else stdout
+    return serve(sys.stdin.buffer, sys.stdout.buffer)
+
+
+def serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
+    """Read the request, then send the format and the batches."""
     try:
         request = ReadRequest(**orjson.loads(stdin.readline()))
     except (ValueError, TypeError):

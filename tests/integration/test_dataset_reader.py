@@ -4,6 +4,9 @@ errors must read the same, and the child must never outlive the import."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import json
 import signal
 import sqlite3
@@ -52,8 +55,12 @@ def _rows(context: AppContext, project_id: str) -> list[tuple[object, ...]]:
 
 
 def _readers() -> list[psutil.Process]:
-    return [process for process in psutil.Process().children(recursive=True)
-            if READER_COMMAND in process.cmdline()]
+    found = []
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # it ended meanwhile
+            if READER_COMMAND in process.cmdline():
+                found.append(process)
+    return found
 
 
 def test_a_reader_process_stores_exactly_what_reading_here_stores(
@@ -162,3 +169,32 @@ def test_the_reader_command_started_by_hand_says_what_it_is() -> None:
                           env=cli_env(REPO_ROOT / "unused-home"))
     assert done.returncode == 2
     assert "started by the app during a dataset import" in done.stderr
+
+
+def test_a_reader_that_fails_sends_what_failed_after_what_it_read(tmp_path: Path) -> None:
+    """A failure that is no dataset error (here the file is gone) ends the child's output with
+    an `error` event naming it, which the parent raises as a UserError with the log's path."""
+    request = dataset_reader.ReadRequest(str(tmp_path / "gone.jsonl"), "messages", None, None,
+                                         1 << 20, 8192, 4)
+    stdout = io.BytesIO()
+    stdin = io.BytesIO(json.dumps(dataclasses.asdict(request)).encode() + b"\n")
+    assert dataset_reader.serve(stdin, stdout) == 0
+    *_, last = stdout.getvalue().splitlines()
+    event = json.loads(last)
+    assert (event["event"], event["kind"]) == ("error", "failed")
+    assert event["message"].startswith("FileNotFoundError: ")
+
+
+def test_a_failure_in_the_reader_process_reaches_the_import_as_its_message(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The child cannot read the file (a folder here): the parent raises what failed and where
+    the details are, and the child is gone."""
+    monkeypatch.setattr(dataset_reader, "CHILD_MIN_BYTES", 0)
+    request = dataset_reader.ReadRequest(str(tmp_path), "messages", None, None, 1 << 20, 8192, 4)
+    log = tmp_path / "logs" / READER_LOG
+    with pytest.raises(UserError) as failed, dataset_reader.reading(request, log) as (_, parts):
+        list(parts)
+    assert str(failed.value).startswith("Reading the dataset failed (IsADirectoryError: ")
+    assert str(failed.value).endswith(f"The batches stored so far are kept. Details: {log}")
+    assert "IsADirectoryError" in log.read_text(encoding="utf-8")  # the traceback
+    assert not _readers()
